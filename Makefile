@@ -1,0 +1,55 @@
+# edge-mfa: build, run and test.
+#   make deps    install missing system packages (Debian, as root)
+#   make wasm    build the proxy-wasm filter -> build/edge_mfa.wasm
+#   make store   build edge-mfa-store and demo-upstream (debug)
+#   make envoy   make sure an Envoy is available (scripts/envoy-bin)
+#   make run     demo on http://127.0.0.1:$${EDGE_MFA_PORT:-8080}/login (Ctrl-C stops)
+#   make test    all tests, including end-to-end through a real Envoy
+#   make fmt | bench | clean
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := test
+
+ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+CARGO ?= cargo
+TARGET_DIR := $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),$(ROOT)/target)
+EDGE_MFA_WASM ?= $(ROOT)/build/edge_mfa.wasm
+EDGE_MFA_STORE_BIN ?= $(TARGET_DIR)/debug/edge-mfa-store
+DEMO_UPSTREAM_BIN ?= $(TARGET_DIR)/debug/demo-upstream
+# Test threads for `cargo test` (each e2e test starts its own stack).
+TEST_THREADS ?= 2
+
+.PHONY: deps wasm store envoy run test bench fmt clean
+
+deps:
+	@$(ROOT)/scripts/install-deps
+
+wasm:
+	@$(ROOT)/scripts/build-wasm
+
+store:
+	$(CARGO) build -p edge-mfa-store -p test-harness --bins
+
+envoy:
+	@envoy_cmd="$$($(ROOT)/scripts/envoy-bin)"; echo "envoy: $$envoy_cmd"; $$envoy_cmd --version
+
+run: deps wasm store envoy
+	@$(ROOT)/scripts/run-dev
+
+test: deps wasm store
+	@ENVOY_BIN="$${ENVOY_BIN:-$$($(ROOT)/scripts/envoy-bin)}"; \
+	echo "make test: envoy = $$ENVOY_BIN"; \
+	export ENVOY_BIN EDGE_MFA_E2E_REQUIRED=1 \
+	  EDGE_MFA_WASM="$(EDGE_MFA_WASM)" EDGE_MFA_STORE_BIN="$(EDGE_MFA_STORE_BIN)" DEMO_UPSTREAM_BIN="$(DEMO_UPSTREAM_BIN)"; \
+	$(CARGO) test --workspace -- --test-threads=$(TEST_THREADS)
+
+bench:
+	@echo "no benchmarks yet"
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	$(CARGO) clean
+	rm -rf $(ROOT)/build $(ROOT)/.run

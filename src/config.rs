@@ -1,0 +1,481 @@
+//! Plugin configuration: parsed and checked once when Envoy (re)configures the plugin, never per
+//! request. Unknown keys are refused so a typo cannot silently weaken the policy.
+
+use crate::policy::{NoFactor, Policy, Rule};
+use crate::token::{Key, KeyRing, Method};
+use crate::totp::{Alg, Params};
+use base64::Engine;
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    identity: RawIdentity,
+    #[serde(default)]
+    login_url: Option<String>,
+    store: RawStore,
+    #[serde(default)]
+    session: RawSession,
+    #[serde(default)]
+    policy: RawPolicy,
+    #[serde(default)]
+    totp: RawTotp,
+    #[serde(default)]
+    recheck: Option<RawRecheck>,
+    #[serde(default = "default_body_limit")]
+    body_limit: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIdentity {
+    #[serde(default)]
+    header: Option<String>,
+    #[serde(default)]
+    jwt_payload_header: Option<String>,
+    #[serde(default)]
+    claim: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    cluster: String,
+    #[serde(default = "default_authority")]
+    authority: String,
+    #[serde(default = "default_timeout_ms")]
+    timeout_ms: u64,
+    token: String,
+    #[serde(default = "default_prefix")]
+    path_prefix: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKey {
+    kid: String,
+    secret: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSession {
+    #[serde(default = "default_ttl")]
+    ttl_s: u64,
+    #[serde(default = "yes")]
+    secure: bool,
+    #[serde(default)]
+    cookie_name: Option<String>,
+    #[serde(default)]
+    keys: Vec<RawKey>,
+    #[serde(default)]
+    keys_from_store: bool,
+    #[serde(default = "default_refresh")]
+    key_refresh_s: u64,
+}
+
+impl Default for RawSession {
+    fn default() -> Self {
+        RawSession {
+            ttl_s: default_ttl(),
+            secure: true,
+            cookie_name: None,
+            keys: vec![],
+            keys_from_store: false,
+            key_refresh_s: default_refresh(),
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    #[serde(default)]
+    bypass: Vec<String>,
+    #[serde(default)]
+    rules: Vec<RawRule>,
+    #[serde(default)]
+    no_factor: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    prefix: String,
+    #[serde(default)]
+    max_age_s: Option<u64>,
+    #[serde(default)]
+    methods: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTotp {
+    #[serde(default = "default_issuer")]
+    issuer: String,
+    #[serde(default = "default_digits")]
+    digits: u32,
+    #[serde(default = "default_period")]
+    period: u64,
+    #[serde(default = "default_alg")]
+    algorithm: String,
+    #[serde(default = "default_skew")]
+    skew: u64,
+}
+
+impl Default for RawTotp {
+    fn default() -> Self {
+        RawTotp {
+            issuer: default_issuer(),
+            digits: 6,
+            period: 30,
+            algorithm: default_alg(),
+            skew: 1,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRecheck {
+    min_s: u64,
+    max_s: u64,
+}
+
+fn default_body_limit() -> usize {
+    16 * 1024
+}
+fn default_authority() -> String {
+    "edge-mfa-store".into()
+}
+fn default_timeout_ms() -> u64 {
+    2000
+}
+fn default_prefix() -> String {
+    "/v1".into()
+}
+fn default_ttl() -> u64 {
+    12 * 3600
+}
+fn yes() -> bool {
+    true
+}
+fn default_refresh() -> u64 {
+    60
+}
+fn default_issuer() -> String {
+    "edge-mfa".into()
+}
+fn default_digits() -> u32 {
+    6
+}
+fn default_period() -> u64 {
+    30
+}
+fn default_alg() -> String {
+    "SHA1".into()
+}
+fn default_skew() -> u64 {
+    1
+}
+
+/// Where the first factor's identity comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IdentitySource {
+    /// A header set by a trusted earlier step (ext_authz, oauth2-proxy).
+    Header(String),
+    /// The base64url JWT payload forwarded by Envoy's jwt_authn (`forward_payload_header`).
+    JwtPayload { header: String, claim: String },
+}
+
+impl IdentitySource {
+    pub fn header(&self) -> &str {
+        match self {
+            IdentitySource::Header(h) => h,
+            IdentitySource::JwtPayload { header, .. } => header,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    pub cluster: String,
+    pub authority: String,
+    pub timeout_ms: u64,
+    /// `Bearer <token>`, built once.
+    pub authorization: String,
+    pub path_prefix: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub identity: IdentitySource,
+    pub login_url: Option<String>,
+    pub store: StoreConfig,
+    pub session_ttl_s: u64,
+    pub secure: bool,
+    pub cookie_name: String,
+    /// Keys from the config; empty when they come from the store.
+    pub static_keys: KeyRing,
+    pub keys_from_store: bool,
+    pub key_refresh_s: u64,
+    pub policy: Policy,
+    pub totp: Params,
+    pub totp_skew: u64,
+    pub issuer: String,
+    pub recheck: Option<(u64, u64)>,
+    pub body_limit: usize,
+}
+
+fn header_name_ok(h: &str) -> bool {
+    !h.is_empty()
+        && h.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && !h.starts_with("x-mfa-")
+}
+
+/// Decodes a key secret given as base64 (standard or url-safe, padded or not).
+pub fn decode_b64(s: &str) -> Option<Vec<u8>> {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    [URL_SAFE_NO_PAD, URL_SAFE, STANDARD, STANDARD_NO_PAD]
+        .iter()
+        .find_map(|e| e.decode(s.trim()).ok())
+}
+
+impl Config {
+    pub fn parse(bytes: &[u8]) -> Result<Config, String> {
+        let raw: RawConfig =
+            serde_json::from_slice(bytes).map_err(|e| format!("invalid edge-mfa config: {e}"))?;
+        let identity = match (
+            raw.identity.header,
+            raw.identity.jwt_payload_header,
+            raw.identity.claim,
+        ) {
+            (Some(h), None, None) => IdentitySource::Header(h.to_ascii_lowercase()),
+            (None, Some(h), claim) => IdentitySource::JwtPayload {
+                header: h.to_ascii_lowercase(),
+                claim: claim.unwrap_or_else(|| "sub".into()),
+            },
+            _ => {
+                return Err(
+                    "identity: give either {\"header\"} or {\"jwt_payload_header\", \"claim\"}"
+                        .into(),
+                )
+            }
+        };
+        if !header_name_ok(identity.header()) {
+            return Err("identity header must be a lowercase header name and not x-mfa-*".into());
+        }
+        if let Some(u) = &raw.login_url {
+            if !(u.starts_with('/') || u.starts_with("https://") || u.starts_with("http://")) {
+                return Err("login_url must be a path or an http(s) URL".into());
+            }
+        }
+        if raw.store.cluster.is_empty() || raw.store.token.is_empty() {
+            return Err("store.cluster and store.token are required".into());
+        }
+        if !(50..=60_000).contains(&raw.store.timeout_ms) {
+            return Err("store.timeout_ms must be 50..=60000".into());
+        }
+        let mut keys = Vec::new();
+        for k in &raw.session.keys {
+            let secret = decode_b64(&k.secret)
+                .ok_or_else(|| format!("session key {}: secret is not base64", k.kid))?;
+            keys.push(
+                Key::new(&k.kid, &secret).map_err(|e| format!("session key {}: {e}", k.kid))?,
+            );
+        }
+        if keys.is_empty() && !raw.session.keys_from_store {
+            return Err("session: give keys, or set keys_from_store".into());
+        }
+        if !(60..=30 * 86400).contains(&raw.session.ttl_s) {
+            return Err("session.ttl_s must be 60..=2592000".into());
+        }
+        let cookie_name = match raw.session.cookie_name {
+            Some(n) => n,
+            None if raw.session.secure => "__Host-edge-mfa".into(),
+            None => "edge-mfa".into(),
+        };
+        if cookie_name.is_empty()
+            || !cookie_name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err("session.cookie_name must be [A-Za-z0-9_-]+".into());
+        }
+        if cookie_name.starts_with("__Host-") && !raw.session.secure {
+            return Err("a __Host- cookie needs session.secure".into());
+        }
+        let no_factor = match raw.policy.no_factor.as_deref().unwrap_or("enroll") {
+            "enroll" => NoFactor::Enroll,
+            "allow" => NoFactor::Allow,
+            "deny" => NoFactor::Deny,
+            other => {
+                return Err(format!(
+                    "policy.no_factor: unknown value {other:?} (enroll|allow|deny)"
+                ))
+            }
+        };
+        let mut rules = Vec::new();
+        for r in raw.policy.rules {
+            let methods = match r.methods {
+                None => None,
+                Some(ms) => Some(
+                    ms.iter()
+                        .map(|m| {
+                            Method::parse(m).ok_or_else(|| {
+                                format!("policy rule {}: unknown method {m:?}", r.prefix)
+                            })
+                        })
+                        .collect::<Result<Vec<_>, _>>()?,
+                ),
+            };
+            rules.push(Rule::new(&r.prefix, r.max_age_s, methods)?);
+        }
+        let policy = Policy::new(raw.policy.bypass, rules, no_factor)?;
+        let alg = Alg::parse(&raw.totp.algorithm)
+            .ok_or("totp.algorithm must be SHA1, SHA256 or SHA512")?;
+        let totp = Params {
+            alg,
+            digits: raw.totp.digits,
+            period: raw.totp.period,
+        };
+        totp.check()?;
+        if raw.totp.skew > 10 {
+            return Err("totp.skew must be 0..=10 steps".into());
+        }
+        let recheck = match raw.recheck {
+            None => None,
+            Some(r) if r.min_s >= 10 && r.min_s <= r.max_s => Some((r.min_s, r.max_s)),
+            Some(_) => return Err("recheck: need 10 <= min_s <= max_s".into()),
+        };
+        if !(1024..=1024 * 1024).contains(&raw.body_limit) {
+            return Err("body_limit must be 1024..=1048576".into());
+        }
+        Ok(Config {
+            identity,
+            login_url: raw.login_url,
+            store: StoreConfig {
+                cluster: raw.store.cluster,
+                authority: raw.store.authority,
+                timeout_ms: raw.store.timeout_ms,
+                authorization: format!("Bearer {}", raw.store.token),
+                path_prefix: raw.store.path_prefix.trim_end_matches('/').to_string(),
+            },
+            session_ttl_s: raw.session.ttl_s,
+            secure: raw.session.secure,
+            cookie_name,
+            static_keys: KeyRing::new(keys),
+            keys_from_store: raw.session.keys_from_store,
+            key_refresh_s: raw.session.key_refresh_s.clamp(5, 3600),
+            policy,
+            totp,
+            totp_skew: raw.totp.skew,
+            issuer: raw.totp.issuer,
+            recheck,
+            body_limit: raw.body_limit,
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn sample_json() -> serde_json::Value {
+        serde_json::json!({
+            "identity": {"jwt_payload_header": "x-jwt-payload", "claim": "sub"},
+            "login_url": "/login",
+            "store": {"cluster": "edge_mfa_store", "token": "t"},
+            "session": {"secure": false, "keys": [{"kid": "k1", "secret": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"}]},
+            "policy": {"bypass": ["/login"], "rules": [{"prefix": "/admin", "max_age_s": 300, "methods": ["totp"]}]},
+            "totp": {"issuer": "Acme"}
+        })
+    }
+
+    pub fn sample() -> Config {
+        Config::parse(sample_json().to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn parses_sample() {
+        let c = sample();
+        assert_eq!(c.cookie_name, "edge-mfa");
+        assert_eq!(c.store.authorization, "Bearer t");
+        assert_eq!(
+            c.identity,
+            IdentitySource::JwtPayload {
+                header: "x-jwt-payload".into(),
+                claim: "sub".into()
+            }
+        );
+        assert!(!c.static_keys.is_empty());
+    }
+
+    #[test]
+    fn secure_default_uses_host_prefix() {
+        let mut j = sample_json();
+        j["session"].as_object_mut().unwrap().remove("secure");
+        assert_eq!(
+            Config::parse(j.to_string().as_bytes()).unwrap().cookie_name,
+            "__Host-edge-mfa"
+        );
+    }
+
+    #[test]
+    fn refuses_bad_configs() {
+        let cases: Vec<(&str, serde_json::Value)> = vec![
+            ("typo", serde_json::json!({"polcy": {}})),
+            (
+                "identity both",
+                serde_json::json!({"identity": {"header": "x-user", "jwt_payload_header": "x"}}),
+            ),
+            (
+                "identity x-mfa",
+                serde_json::json!({"identity": {"header": "x-mfa-user"}}),
+            ),
+            (
+                "short key",
+                serde_json::json!({"session": {"keys": [{"kid": "k", "secret": "AAAA"}]}}),
+            ),
+            ("no keys", serde_json::json!({"session": {"keys": []}})),
+            (
+                "no_factor",
+                serde_json::json!({"policy": {"no_factor": "maybe"}}),
+            ),
+            (
+                "method",
+                serde_json::json!({"policy": {"rules": [{"prefix": "/a", "methods": ["sms2"]}]}}),
+            ),
+            ("digits", serde_json::json!({"totp": {"digits": 4}})),
+            (
+                "recheck",
+                serde_json::json!({"recheck": {"min_s": 100, "max_s": 50}}),
+            ),
+            (
+                "host cookie on http",
+                serde_json::json!({"session": {"secure": false, "cookie_name": "__Host-x", "keys_from_store": true}}),
+            ),
+        ];
+        for (name, patch) in cases {
+            let mut j = sample_json();
+            merge(&mut j, &patch);
+            assert!(
+                Config::parse(j.to_string().as_bytes()).is_err(),
+                "{name} should be refused"
+            );
+        }
+        assert!(Config::parse(b"not json").is_err());
+    }
+
+    fn merge(a: &mut serde_json::Value, b: &serde_json::Value) {
+        match (a, b) {
+            (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+                for (k, v) in b {
+                    merge(a.entry(k.clone()).or_insert(serde_json::Value::Null), v);
+                }
+            }
+            (a, b) => *a = b.clone(),
+        }
+    }
+}

@@ -1,0 +1,1060 @@
+//! The gate: what to do with each request. Plain Rust with no proxy-wasm types: the glue hands
+//! it headers, bodies and store replies, and carries out the `Decision` it returns.
+//!
+//! The hot path (`Gate::on_headers` with a valid session) reads three headers, checks one HMAC
+//! and returns `Pass`; everything else — challenges, enrollment, verification — is the cold path,
+//! a small state machine (`Pending`) driven by request bodies and store replies.
+
+use crate::config::{Config, IdentitySource};
+use crate::http::{
+    find_cookie, form_get, parse_form, percent_encode, safe_next, split_path, wants_html,
+};
+use crate::identity;
+use crate::pages::{self, Response};
+use crate::policy::NoFactor;
+use crate::store::{self, Factor, StoreError, StoreReply, StoreRequest};
+use crate::token::{self, Enrollment, KeyRing, Method, Session};
+use crate::totp;
+use serde_json::json;
+use std::cell::RefCell;
+
+/// Lazy access to request headers: the hot path reads only what it needs.
+pub trait Headers {
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+/// Randomness (session ids, TOTP secrets, re-check deadlines); the glue uses WASI `random_get`.
+pub trait Rng {
+    fn fill(&mut self, buf: &mut [u8]);
+}
+
+/// Identity headers the filter adds; any client-sent copy is removed first.
+pub const IDENTITY_HEADERS: [&str; 3] = ["x-mfa-user", "x-mfa-method", "x-mfa-auth-time"];
+
+const ENROLL_TTL_S: u64 = 600;
+
+/// Let the request through as `user`, verified with `method`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pass {
+    pub user: String,
+    pub method: &'static str,
+    /// When the second factor was verified; `None` when no factor was asked (policy `allow`).
+    pub auth_time: Option<u64>,
+}
+
+#[derive(Debug)]
+pub enum Decision {
+    /// Continue upstream with identity headers set.
+    Pass(Pass),
+    /// Continue upstream with identity headers removed (bypass paths).
+    Bypass,
+    /// Answer the client now.
+    Respond(Response),
+    /// Buffer the request body, then call `Gate::on_body`.
+    ReadBody(Pending),
+    /// Call the store, then `Gate::on_store_reply` with the answer.
+    Call(StoreRequest, Pending),
+}
+
+/// What the cold path needs from the request, owned so it can wait for bodies and the store.
+#[derive(Clone, Debug)]
+pub struct Req {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub authority: String,
+    pub html: bool,
+    pub content_type: Option<String>,
+    pub origin: Option<String>,
+    pub sec_fetch_site: Option<String>,
+    pub user: Option<String>,
+    /// The session cookie's value; `Err` when the cookie header was ambiguous.
+    pub token: Result<Option<String>, ()>,
+}
+
+impl Req {
+    fn target(&self) -> String {
+        if self.query.is_empty() {
+            self.path.clone()
+        } else {
+            format!("{}?{}", self.path, self.query)
+        }
+    }
+    fn query_next(&self) -> String {
+        parse_form(&self.query)
+            .and_then(|f| form_get(&f, "next").and_then(safe_next).map(str::to_string))
+            .unwrap_or_else(|| "/".into())
+    }
+}
+
+/// Why the challenge was shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    NoSession,
+    StepUp,
+    Recheck,
+    Method,
+}
+
+impl Reason {
+    fn as_str(self) -> &'static str {
+        match self {
+            Reason::NoSession => "no_session",
+            Reason::StepUp => "step_up",
+            Reason::Recheck => "recheck",
+            Reason::Method => "method_required",
+        }
+    }
+}
+
+/// A cold-path request waiting for its body or a store reply.
+#[derive(Debug)]
+pub enum Pending {
+    Keys(Box<Req>),
+    Challenge {
+        req: Box<Req>,
+        reason: Reason,
+        next: String,
+        allowed: Option<Vec<Method>>,
+    },
+    Home(Box<Req>, Session),
+    EnrollCheck(Box<Req>),
+    VerifyBody(Box<Req>),
+    Verify {
+        req: Box<Req>,
+        code: String,
+        next: String,
+    },
+    VerifyUse {
+        req: Box<Req>,
+        next: String,
+    },
+    EnrollBody(Box<Req>, Option<Session>),
+    EnrollCreate {
+        req: Box<Req>,
+        next: String,
+    },
+}
+
+pub struct Gate {
+    pub cfg: Config,
+    keys: RefCell<KeyRing>,
+}
+
+impl Gate {
+    pub fn new(cfg: Config) -> Gate {
+        let keys = RefCell::new(cfg.static_keys.clone());
+        Gate { cfg, keys }
+    }
+
+    pub fn needs_store_keys(&self) -> bool {
+        self.cfg.keys_from_store
+    }
+
+    pub fn has_keys(&self) -> bool {
+        !self.keys.borrow().is_empty()
+    }
+
+    /// Installs keys fetched from the store; returns false (keeping the old ones) if unusable.
+    pub fn install_keys(&self, reply: &StoreReply) -> bool {
+        match store::parse_keys(reply) {
+            Ok(ring) => {
+                *self.keys.borrow_mut() = ring;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    pub fn keys_request(&self) -> StoreRequest {
+        store::keys(&self.cfg.store)
+    }
+
+    fn identity(&self, raw: Option<&str>) -> Option<String> {
+        let raw = raw?;
+        match &self.cfg.identity {
+            IdentitySource::Header(_) => identity::from_header(raw).map(str::to_string),
+            IdentitySource::JwtPayload { claim, .. } => identity::from_jwt_payload(raw, claim),
+        }
+    }
+
+    /// Verifies the session for `user`, ignoring path rules.
+    fn session(&self, token: &Result<Option<String>, ()>, user: &str, now: u64) -> Option<Session> {
+        match token {
+            Ok(Some(t)) => token::open_session(&self.keys.borrow(), t, user, now).ok(),
+            _ => None,
+        }
+    }
+
+    /// Whether `s` is good enough for `path` now; which methods would be, if not.
+    fn admits(
+        &self,
+        path: &str,
+        s: &Session,
+        now: u64,
+    ) -> Result<(), (Reason, Option<Vec<Method>>)> {
+        if s.recheck_at != 0 && now >= s.recheck_at {
+            return Err((Reason::Recheck, None));
+        }
+        if self.cfg.policy.has_rules() {
+            let mut allowed: Option<Vec<Method>> = None;
+            let mut failed = None;
+            for r in self.cfg.policy.rules_for(path) {
+                if let Some(ms) = &r.methods {
+                    allowed = Some(match allowed {
+                        None => ms.clone(),
+                        Some(a) => a.into_iter().filter(|m| ms.contains(m)).collect(),
+                    });
+                }
+                if !r.satisfied_by(s, now) {
+                    let method_ok = r.methods.as_ref().is_none_or(|ms| ms.contains(&s.method));
+                    failed = Some(if method_ok {
+                        Reason::StepUp
+                    } else {
+                        Reason::Method
+                    });
+                }
+            }
+            if let Some(reason) = failed {
+                return Err((reason, allowed));
+            }
+        }
+        Ok(())
+    }
+
+    fn allowed_for(&self, path: &str) -> Option<Vec<Method>> {
+        let mut allowed: Option<Vec<Method>> = None;
+        for r in self.cfg.policy.rules_for(path) {
+            if let Some(ms) = &r.methods {
+                allowed = Some(match allowed {
+                    None => ms.clone(),
+                    Some(a) => a.into_iter().filter(|m| ms.contains(m)).collect(),
+                });
+            }
+        }
+        allowed
+    }
+
+    /// Every request's first stop. With a valid session this is the whole of the work.
+    pub fn on_headers(&self, h: &dyn Headers, now: u64, rng: &mut dyn Rng) -> Decision {
+        let Some(full) = h.get(":path") else {
+            return Decision::Respond(message(
+                false,
+                400,
+                "bad_request",
+                "Bad request",
+                "The request has no path.",
+            ));
+        };
+        let (path, _) = split_path(&full);
+        let mfa_endpoint = path == "/.mfa" || path.starts_with("/.mfa/");
+        if !mfa_endpoint && self.cfg.policy.bypassed(path) {
+            return Decision::Bypass;
+        }
+        let user = self.identity(h.get(self.cfg.identity.header()).as_deref());
+        let token = match h.get("cookie") {
+            Some(c) => find_cookie(&c, &self.cfg.cookie_name).map(|t| t.map(str::to_string)),
+            None => Ok(None),
+        };
+        if !mfa_endpoint {
+            if let Some(u) = &user {
+                if let Some(s) = self.session(&token, u, now) {
+                    if self.admits(path, &s, now).is_ok() {
+                        return Decision::Pass(Pass {
+                            user: user.unwrap_or_default(),
+                            method: s.method.as_str(),
+                            auth_time: Some(s.auth_time),
+                        });
+                    }
+                }
+            }
+        }
+        let (path, query) = split_path(&full);
+        let req = Req {
+            method: h.get(":method").unwrap_or_default(),
+            path: path.to_string(),
+            query: query.to_string(),
+            authority: h.get(":authority").unwrap_or_default(),
+            html: wants_html(h.get("accept").as_deref()),
+            content_type: h.get("content-type"),
+            origin: h.get("origin"),
+            sec_fetch_site: h.get("sec-fetch-site"),
+            user,
+            token,
+        };
+        self.route(Box::new(req), now, rng)
+    }
+
+    /// The cold path for a request whose headers have been read.
+    fn route(&self, req: Box<Req>, now: u64, rng: &mut dyn Rng) -> Decision {
+        if !self.has_keys() {
+            return Decision::Call(self.keys_request(), Pending::Keys(req));
+        }
+        let Some(user) = req.user.clone() else {
+            return self.no_identity(&req);
+        };
+        let session = self.session(&req.token, &user, now);
+        let mfa_endpoint = req.path == "/.mfa" || req.path.starts_with("/.mfa/");
+        if !mfa_endpoint {
+            let (reason, allowed) = match &session {
+                Some(s) => match self.admits(&req.path, s, now) {
+                    Ok(()) => {
+                        return Decision::Pass(Pass {
+                            user,
+                            method: s.method.as_str(),
+                            auth_time: Some(s.auth_time),
+                        })
+                    }
+                    Err(e) => e,
+                },
+                None => (Reason::NoSession, self.allowed_for(&req.path)),
+            };
+            let next = req.target();
+            return Decision::Call(
+                store::factors(&self.cfg.store, &user),
+                Pending::Challenge {
+                    req,
+                    reason,
+                    next,
+                    allowed,
+                },
+            );
+        }
+        let html = req.html;
+        match (req.method.as_str(), req.path.as_str()) {
+            ("GET", "/.mfa" | "/.mfa/") => match session {
+                Some(s) => Decision::Call(
+                    store::factors(&self.cfg.store, &user),
+                    Pending::Home(req, s),
+                ),
+                None => Decision::Call(
+                    store::factors(&self.cfg.store, &user),
+                    Pending::Challenge {
+                        req,
+                        reason: Reason::NoSession,
+                        next: "/.mfa/".into(),
+                        allowed: None,
+                    },
+                ),
+            },
+            ("GET", "/.mfa/challenge") => {
+                let next = req.query_next();
+                let allowed = self.allowed_for(split_path(&next).0);
+                Decision::Call(
+                    store::factors(&self.cfg.store, &user),
+                    Pending::Challenge {
+                        req,
+                        reason: Reason::NoSession,
+                        next,
+                        allowed,
+                    },
+                )
+            }
+            ("GET", "/.mfa/totp/enroll") => match session {
+                // Adding a factor to an account that has one needs that factor first.
+                Some(_) => {
+                    let next = req.query_next();
+                    self.enroll_page(&req, &user, &next, rng, now, None, 200)
+                }
+                None => Decision::Call(
+                    store::factors(&self.cfg.store, &user),
+                    Pending::EnrollCheck(req),
+                ),
+            },
+            ("POST", "/.mfa/totp/verify")
+            | ("POST", "/.mfa/totp/enroll")
+            | ("POST", "/.mfa/logout")
+                if self.cross_origin(&req) =>
+            {
+                Decision::Respond(message(
+                    html,
+                    403,
+                    "cross_origin",
+                    "Request refused",
+                    "This form was submitted from another site.",
+                ))
+            }
+            ("POST", "/.mfa/totp/verify") => Decision::ReadBody(Pending::VerifyBody(req)),
+            ("POST", "/.mfa/totp/enroll") => Decision::ReadBody(Pending::EnrollBody(req, session)),
+            ("POST", "/.mfa/logout") => {
+                let r = if html {
+                    Response::redirect("/")
+                } else {
+                    Response::json(200, &json!({"ok": true}))
+                };
+                Decision::Respond(r.header("set-cookie", self.clear_cookie()))
+            }
+            (
+                _,
+                "/.mfa" | "/.mfa/" | "/.mfa/challenge" | "/.mfa/totp/verify" | "/.mfa/totp/enroll"
+                | "/.mfa/logout",
+            ) => Decision::Respond(message(
+                html,
+                405,
+                "method_not_allowed",
+                "Method not allowed",
+                "This endpoint does not take that method.",
+            )),
+            _ => Decision::Respond(message(
+                html,
+                404,
+                "not_found",
+                "Not found",
+                "There is no such page.",
+            )),
+        }
+    }
+
+    /// A buffered request body arrived for `pending`.
+    pub fn on_body(&self, pending: Pending, body: &[u8], now: u64, rng: &mut dyn Rng) -> Decision {
+        let req = match &pending {
+            Pending::VerifyBody(r) | Pending::EnrollBody(r, _) => r,
+            _ => {
+                return Decision::Respond(message(
+                    false,
+                    500,
+                    "internal",
+                    "Internal error",
+                    "Unexpected body.",
+                ))
+            }
+        };
+        let html = req.html;
+        if body.len() > self.cfg.body_limit {
+            return Decision::Respond(message(
+                html,
+                413,
+                "body_too_large",
+                "Request too large",
+                "The form was too large.",
+            ));
+        }
+        let fields = match parse_fields(req.content_type.as_deref(), body) {
+            Ok(f) => f,
+            Err(status) => {
+                return Decision::Respond(message(
+                    html,
+                    status,
+                    "bad_body",
+                    "Bad request",
+                    "The form could not be read.",
+                ));
+            }
+        };
+        let next = form_get(&fields, "next")
+            .and_then(safe_next)
+            .unwrap_or("/")
+            .to_string();
+        let Some(user) = req.user.clone() else {
+            return self.no_identity(req);
+        };
+        match pending {
+            Pending::VerifyBody(req) => {
+                let code = form_get(&fields, "code").unwrap_or("").trim().to_string();
+                if !totp::code_well_formed(&self.cfg.totp, &code) {
+                    let text = format!(
+                        "Enter the {}-digit code from your app.",
+                        self.cfg.totp.digits
+                    );
+                    return self.challenge_again(
+                        &req,
+                        &user,
+                        &next,
+                        400,
+                        "invalid_code_format",
+                        &text,
+                    );
+                }
+                Decision::Call(
+                    store::factors(&self.cfg.store, &user),
+                    Pending::Verify { req, code, next },
+                )
+            }
+            Pending::EnrollBody(req, session) => {
+                let token_str = form_get(&fields, "enroll_token").unwrap_or("");
+                let enrollment =
+                    match token::open_enrollment(&self.keys.borrow(), token_str, &user, now) {
+                        Ok(e) => e,
+                        Err(_) => {
+                            return Decision::Respond(message(
+                                html,
+                                400,
+                                "enrollment_expired",
+                                "Setup expired",
+                                "This setup page has expired. Open it again to get a new code.",
+                            ));
+                        }
+                    };
+                let name = form_get(&fields, "name")
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or("Authenticator");
+                if name.chars().count() > 64 || name.chars().any(char::is_control) {
+                    return Decision::Respond(message(
+                        html,
+                        400,
+                        "invalid_name",
+                        "Bad name",
+                        "Use a name of at most 64 characters.",
+                    ));
+                }
+                let code = form_get(&fields, "code").unwrap_or("").trim();
+                let Some(step) = totp::matching_step(
+                    &self.cfg.totp,
+                    &enrollment.secret,
+                    code,
+                    now,
+                    self.cfg.totp_skew,
+                    0,
+                ) else {
+                    return self.enroll_again(
+                        &req,
+                        &user,
+                        &next,
+                        token_str,
+                        &enrollment,
+                        "That code did not match. Check the app and try again.",
+                    );
+                };
+                let call = store::create_totp(
+                    &self.cfg.store,
+                    &user,
+                    name,
+                    &enrollment.secret,
+                    &self.cfg.totp,
+                    step,
+                    session.is_none(),
+                );
+                let _ = rng;
+                Decision::Call(call, Pending::EnrollCreate { req, next })
+            }
+            _ => Decision::Respond(message(
+                html,
+                500,
+                "internal",
+                "Internal error",
+                "Unexpected state.",
+            )),
+        }
+    }
+
+    /// The store answered the call made for `pending`.
+    pub fn on_store_reply(
+        &self,
+        pending: Pending,
+        reply: &StoreReply,
+        now: u64,
+        rng: &mut dyn Rng,
+    ) -> Decision {
+        match pending {
+            Pending::Keys(req) => {
+                if self.install_keys(reply) {
+                    self.route(req, now, rng)
+                } else {
+                    self.unavailable(&req)
+                }
+            }
+            Pending::Challenge {
+                req,
+                reason,
+                next,
+                allowed,
+            } => {
+                let factors = match store::parse_factors(reply) {
+                    Ok(f) => f,
+                    Err(_) => return self.unavailable(&req),
+                };
+                let user = req.user.clone().unwrap_or_default();
+                self.challenge(
+                    &req,
+                    &user,
+                    &factors,
+                    reason,
+                    &next,
+                    allowed.as_deref(),
+                    now,
+                    rng,
+                )
+            }
+            Pending::Home(req, session) => {
+                let factors = match store::parse_factors(reply) {
+                    Ok(f) => f,
+                    Err(_) => return self.unavailable(&req),
+                };
+                let user = req.user.clone().unwrap_or_default();
+                Decision::Respond(self.home(&req, &user, &session, &factors))
+            }
+            Pending::EnrollCheck(req) => {
+                let factors = match store::parse_factors(reply) {
+                    Ok(f) => f,
+                    Err(_) => return self.unavailable(&req),
+                };
+                let user = req.user.clone().unwrap_or_default();
+                let next = req.query_next();
+                if factors.iter().any(|f| f.enabled) {
+                    return self.verify_first(&req, &next);
+                }
+                if self.cfg.policy.no_factor == NoFactor::Deny {
+                    return Decision::Respond(message(
+                        req.html,
+                        403,
+                        "enrollment_closed",
+                        "Not allowed",
+                        "Ask your administrator to set up two-step verification for you.",
+                    ));
+                }
+                self.enroll_page(&req, &user, &next, rng, now, None, 200)
+            }
+            Pending::Verify { req, code, next } => {
+                let factors = match store::parse_factors(reply) {
+                    Ok(f) => f,
+                    Err(_) => return self.unavailable(&req),
+                };
+                let user = req.user.clone().unwrap_or_default();
+                let mut replay = false;
+                for f in factors.iter().filter(|f| f.enabled) {
+                    let Some(t) = &f.totp else { continue };
+                    if let Some(step) = totp::matching_step(
+                        &t.params,
+                        &t.secret,
+                        &code,
+                        now,
+                        self.cfg.totp_skew,
+                        t.last_step,
+                    ) {
+                        let call = store::use_totp_step(&self.cfg.store, &user, &f.id, step);
+                        return Decision::Call(call, Pending::VerifyUse { req, next });
+                    }
+                    replay |= totp::is_replay(
+                        &t.params,
+                        &t.secret,
+                        &code,
+                        now,
+                        self.cfg.totp_skew,
+                        t.last_step,
+                    );
+                }
+                if replay {
+                    self.challenge_again(
+                        &req,
+                        &user,
+                        &next,
+                        401,
+                        "code_used",
+                        "That code was already used. Wait for the next one.",
+                    )
+                } else {
+                    self.challenge_again(
+                        &req,
+                        &user,
+                        &next,
+                        401,
+                        "wrong_code",
+                        "That code is not right. Try again.",
+                    )
+                }
+            }
+            Pending::VerifyUse { req, next } => {
+                let user = req.user.clone().unwrap_or_default();
+                match store::parse_used(reply) {
+                    Ok(()) => self.verified(&req, &user, Method::Totp, &next, now, rng),
+                    Err(StoreError::Conflict(_)) => self.challenge_again(
+                        &req,
+                        &user,
+                        &next,
+                        401,
+                        "code_used",
+                        "That code was already used. Wait for the next one.",
+                    ),
+                    Err(StoreError::NotFound) => self.challenge_again(
+                        &req,
+                        &user,
+                        &next,
+                        401,
+                        "wrong_code",
+                        "That code is not right. Try again.",
+                    ),
+                    Err(_) => self.unavailable(&req),
+                }
+            }
+            Pending::EnrollCreate { req, next } => {
+                let user = req.user.clone().unwrap_or_default();
+                match store::parse_created(reply) {
+                    Ok(()) => self.verified(&req, &user, Method::Totp, &next, now, rng),
+                    Err(StoreError::Conflict(c)) if c == "user_has_factors" => {
+                        self.verify_first(&req, &next)
+                    }
+                    Err(StoreError::Conflict(_)) => Decision::Respond(message(
+                        req.html,
+                        409,
+                        "too_many_factors",
+                        "Too many methods",
+                        "Remove a method before adding another.",
+                    )),
+                    Err(_) => self.unavailable(&req),
+                }
+            }
+            Pending::VerifyBody(req) | Pending::EnrollBody(req, _) => self.unavailable(&req),
+        }
+    }
+
+    /// A POST whose Origin (or Fetch metadata) names another site.
+    fn cross_origin(&self, req: &Req) -> bool {
+        if let Some(o) = &req.origin {
+            let scheme = if self.cfg.secure {
+                "https://"
+            } else {
+                "http://"
+            };
+            return o.strip_prefix(scheme) != Some(req.authority.as_str());
+        }
+        req.sec_fetch_site.as_deref() == Some("cross-site")
+    }
+
+    fn no_identity(&self, req: &Req) -> Decision {
+        if req.html {
+            if let Some(login) = &self.cfg.login_url {
+                let sep = if login.contains('?') { '&' } else { '?' };
+                let loc = format!("{login}{sep}next={}", percent_encode(&req.target()));
+                return Decision::Respond(Response::redirect(&loc));
+            }
+        }
+        Decision::Respond(message(
+            req.html,
+            401,
+            "unauthenticated",
+            "Sign-in required",
+            "Sign in first, then verify with your second factor.",
+        ))
+    }
+
+    fn unavailable(&self, req: &Req) -> Decision {
+        let r = message(
+            req.html,
+            503,
+            "mfa_unavailable",
+            "Verification unavailable",
+            "The verification service is not answering. Try again in a moment.",
+        );
+        Decision::Respond(r.header("retry-after", "5".into()))
+    }
+
+    fn verify_first(&self, req: &Req, next: &str) -> Decision {
+        if req.html {
+            return Decision::Respond(Response::redirect(&format!(
+                "/.mfa/challenge?next={}",
+                percent_encode(next)
+            )));
+        }
+        Decision::Respond(Response::json(
+            403,
+            &json!({"error": "mfa_required", "message": "verify with an existing method before adding another", "challenge": "/.mfa/challenge"}),
+        ))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn challenge(
+        &self,
+        req: &Req,
+        user: &str,
+        factors: &[Factor],
+        reason: Reason,
+        next: &str,
+        allowed: Option<&[Method]>,
+        now: u64,
+        rng: &mut dyn Rng,
+    ) -> Decision {
+        let enabled: Vec<&Factor> = factors.iter().filter(|f| f.enabled).collect();
+        if enabled.is_empty() {
+            return match self.cfg.policy.no_factor {
+                NoFactor::Allow => Decision::Pass(Pass {
+                    user: user.to_string(),
+                    method: Method::None.as_str(),
+                    auth_time: None,
+                }),
+                NoFactor::Deny => Decision::Respond(message(
+                    req.html,
+                    403,
+                    "mfa_not_enrolled",
+                    "Two-step verification required",
+                    "Your account has no second factor. Ask your administrator to set one up.",
+                )),
+                NoFactor::Enroll => {
+                    if req.html {
+                        self.enroll_page(req, user, next, rng, now, None, 401)
+                    } else {
+                        Decision::Respond(Response::json(
+                            401,
+                            &json!({"error": "mfa_enrollment_required", "user": user, "next": next, "enroll": {"totp": "/.mfa/totp/enroll"}}),
+                        ))
+                    }
+                }
+            };
+        }
+        let mut methods: Vec<&'static str> = Vec::new();
+        for f in &enabled {
+            if let Some(m) = Method::parse(&f.kind) {
+                if allowed.is_none_or(|a| a.contains(&m)) && !methods.contains(&m.as_str()) {
+                    methods.push(m.as_str());
+                }
+            }
+        }
+        if methods.is_empty() {
+            let need: Vec<&str> = allowed.unwrap_or(&[]).iter().map(|m| m.as_str()).collect();
+            let text = format!(
+                "This page needs one of these methods: {}. Add one on your security page (/.mfa/).",
+                need.join(", ")
+            );
+            return Decision::Respond(message(
+                req.html,
+                403,
+                "method_required",
+                "Another method needed",
+                &text,
+            ));
+        }
+        if req.html {
+            let page = pages::challenge(
+                user,
+                next,
+                self.cfg.totp.digits,
+                None,
+                reason == Reason::Recheck,
+            );
+            return Decision::Respond(Response::html(401, page));
+        }
+        Decision::Respond(Response::json(
+            401,
+            &json!({
+                "error": "mfa_required", "reason": reason.as_str(), "user": user, "methods": methods, "next": next,
+                "verify": {"totp": "/.mfa/totp/verify"},
+            }),
+        ))
+    }
+
+    fn challenge_again(
+        &self,
+        req: &Req,
+        user: &str,
+        next: &str,
+        status: u32,
+        code: &str,
+        text: &str,
+    ) -> Decision {
+        if req.html {
+            return Decision::Respond(Response::html(
+                status,
+                pages::challenge(user, next, self.cfg.totp.digits, Some(text), false),
+            ));
+        }
+        Decision::Respond(Response::json(
+            status,
+            &json!({"error": code, "message": text}),
+        ))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn enroll_page(
+        &self,
+        req: &Req,
+        user: &str,
+        next: &str,
+        rng: &mut dyn Rng,
+        now: u64,
+        error: Option<&str>,
+        status: u32,
+    ) -> Decision {
+        let mut secret = vec![0u8; 20];
+        rng.fill(&mut secret);
+        let enrollment = Enrollment {
+            expires: now + ENROLL_TTL_S,
+            secret,
+        };
+        let Ok(tok) = token::seal_enrollment(&self.keys.borrow(), user, &enrollment) else {
+            return self.unavailable(req);
+        };
+        self.render_enroll(req, user, next, &tok, &enrollment, error, status)
+    }
+
+    fn enroll_again(
+        &self,
+        req: &Req,
+        user: &str,
+        next: &str,
+        tok: &str,
+        e: &Enrollment,
+        error: &str,
+    ) -> Decision {
+        self.render_enroll(req, user, next, tok, e, Some(error), 400)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn render_enroll(
+        &self,
+        req: &Req,
+        user: &str,
+        next: &str,
+        tok: &str,
+        e: &Enrollment,
+        error: Option<&str>,
+        status: u32,
+    ) -> Decision {
+        let p = &self.cfg.totp;
+        let secret_b32 = totp::secret_to_base32(&e.secret);
+        let uri = totp::provisioning_uri(p, &e.secret, &self.cfg.issuer, user);
+        if !req.html {
+            let mut v = json!({
+                "secret": secret_b32, "otpauth_uri": uri, "enroll_token": tok, "digits": p.digits, "period": p.period,
+                "algorithm": p.alg.as_str(), "next": next, "expires_at": e.expires,
+            });
+            if let Some(err) = error {
+                v["error"] = json!("wrong_code");
+                v["message"] = json!(err);
+            } else if status == 401 {
+                v["error"] = json!("mfa_enrollment_required");
+            }
+            return Decision::Respond(Response::json(status, &v));
+        }
+        let qr = totp::qr_svg(&uri).unwrap_or_default();
+        let view = pages::EnrollView {
+            user,
+            next,
+            issuer: &self.cfg.issuer,
+            secret_b32: &secret_b32,
+            uri: &uri,
+            qr_svg: &qr,
+            enroll_token: tok,
+            digits: p.digits,
+            error,
+        };
+        Decision::Respond(Response::html(status, pages::enroll(&view)))
+    }
+
+    fn home(&self, req: &Req, user: &str, s: &Session, factors: &[Factor]) -> Response {
+        if req.html {
+            let rows: Vec<(String, String, String)> = factors
+                .iter()
+                .map(|f| (f.kind.clone(), f.name.clone(), f.added_at.to_string()))
+                .collect();
+            return Response::html(200, pages::home(user, s.method.as_str(), &rows));
+        }
+        let list: Vec<_> = factors
+            .iter()
+            .map(|f| json!({"id": f.id, "type": f.kind, "name": f.name, "enabled": f.enabled, "added_at": f.added_at, "last_used_at": f.last_used_at}))
+            .collect();
+        Response::json(
+            200,
+            &json!({"user": user, "method": s.method.as_str(), "auth_time": s.auth_time, "expires_at": s.expires, "factors": list}),
+        )
+    }
+
+    /// The second factor checked out: mint the session and send the user on.
+    fn verified(
+        &self,
+        req: &Req,
+        user: &str,
+        method: Method,
+        next: &str,
+        now: u64,
+        rng: &mut dyn Rng,
+    ) -> Decision {
+        let mut session_id = [0u8; 16];
+        rng.fill(&mut session_id);
+        let recheck_at = match self.cfg.recheck {
+            Some((min, max)) => {
+                let mut b = [0u8; 8];
+                rng.fill(&mut b);
+                now + min + u64::from_le_bytes(b) % (max - min + 1)
+            }
+            None => 0,
+        };
+        let s = Session {
+            auth_time: now,
+            expires: now + self.cfg.session_ttl_s,
+            recheck_at,
+            session_id,
+            method,
+        };
+        let Ok(tok) = token::seal_session(&self.keys.borrow(), user, &s) else {
+            return self.unavailable(req);
+        };
+        let cookie = self.session_cookie(&tok);
+        let r = if req.html {
+            Response::redirect(next)
+        } else {
+            Response::json(
+                200,
+                &json!({"ok": true, "user": user, "method": method.as_str(), "next": next, "expires_at": s.expires}),
+            )
+        };
+        Decision::Respond(r.header("set-cookie", cookie))
+    }
+
+    fn cookie_attrs(&self) -> &'static str {
+        if self.cfg.secure {
+            "; Path=/; HttpOnly; SameSite=Lax; Secure"
+        } else {
+            "; Path=/; HttpOnly; SameSite=Lax"
+        }
+    }
+
+    pub fn session_cookie(&self, tok: &str) -> String {
+        format!(
+            "{}={}{}; Max-Age={}",
+            self.cfg.cookie_name,
+            tok,
+            self.cookie_attrs(),
+            self.cfg.session_ttl_s
+        )
+    }
+
+    fn clear_cookie(&self) -> String {
+        format!(
+            "{}={}; Max-Age=0",
+            self.cfg.cookie_name,
+            self.cookie_attrs()
+        )
+    }
+}
+
+/// A message as an HTML page or a JSON error, as the client asked.
+fn message(html: bool, status: u32, code: &str, title: &str, text: &str) -> Response {
+    if html {
+        Response::html(status, pages::message(title, text))
+    } else {
+        Response::json(status, &json!({"error": code, "message": text}))
+    }
+}
+
+/// Reads a form or flat JSON object body into name/value pairs; the error is the HTTP status.
+fn parse_fields(content_type: Option<&str>, body: &[u8]) -> Result<Vec<(String, String)>, u32> {
+    let ct = content_type
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match ct.as_str() {
+        "application/x-www-form-urlencoded" => {
+            let s = std::str::from_utf8(body).map_err(|_| 400u32)?;
+            parse_form(s).ok_or(400)
+        }
+        "application/json" => {
+            let v: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_slice(body).map_err(|_| 400u32)?;
+            let mut out = Vec::new();
+            for (k, v) in v {
+                if let serde_json::Value::String(s) = v {
+                    out.push((k, s));
+                }
+            }
+            Ok(out)
+        }
+        _ => Err(415),
+    }
+}
+
+#[cfg(test)]
+#[path = "gate_tests.rs"]
+mod tests;

@@ -1,0 +1,309 @@
+//! The thin proxy-wasm shell: reads what `Gate` asks for, carries out its `Decision`s.
+
+use crate::config::Config;
+use crate::gate::{Decision, Gate, Headers, Pending, Rng, IDENTITY_HEADERS};
+use crate::store::{StoreReply, StoreRequest};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel};
+use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { gate: None, keys_call: None, keys_ok: false }) });
+}}
+
+#[link(wasm_import_module = "wasi_snapshot_preview1")]
+extern "C" {
+    fn random_get(buf: *mut u8, len: usize) -> u16;
+}
+
+/// Randomness from the host (Envoy implements WASI `random_get` with its CSPRNG).
+struct WasiRng;
+
+impl Rng for WasiRng {
+    fn fill(&mut self, buf: &mut [u8]) {
+        // SAFETY: buf is a valid, writable region of buf.len() bytes.
+        let rc = unsafe { random_get(buf.as_mut_ptr(), buf.len()) };
+        if rc != 0 {
+            // No randomness means no safe secrets: stop the VM (Envoy then fails closed).
+            panic!("edge-mfa: random_get failed");
+        }
+    }
+}
+
+fn now_s(ctx: &dyn Context) -> u64 {
+    ctx.get_current_time()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn dispatch(ctx: &dyn Context, gate: &Gate, req: &StoreRequest) -> Result<u32, ()> {
+    let s = &gate.cfg.store;
+    let headers = vec![
+        (":method", req.method),
+        (":path", req.path.as_str()),
+        (":authority", s.authority.as_str()),
+        ("authorization", s.authorization.as_str()),
+        ("content-type", "application/json"),
+        ("accept", "application/json"),
+    ];
+    ctx.dispatch_http_call(
+        &s.cluster,
+        headers,
+        req.body.as_deref(),
+        vec![],
+        Duration::from_millis(s.timeout_ms),
+    )
+    .map_err(|_| ())
+}
+
+fn read_reply(ctx: &dyn Context, body_size: usize) -> StoreReply {
+    let status = ctx
+        .get_http_call_response_header(":status")
+        .and_then(|s| s.parse::<u32>().ok());
+    let body = if body_size > 0 {
+        ctx.get_http_call_response_body(0, body_size)
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    if status.is_none_or(|s| s >= 500) {
+        log::warn!("edge-mfa: store call failed (status {status:?})");
+    }
+    StoreReply { status, body }
+}
+
+struct Root {
+    gate: Option<Rc<Gate>>,
+    keys_call: Option<u32>,
+    keys_ok: bool,
+}
+
+impl Root {
+    fn fetch_keys(&mut self) {
+        if self.keys_call.is_some() {
+            return;
+        }
+        if let Some(gate) = &self.gate {
+            if let Ok(id) = dispatch(self, gate, &gate.keys_request()) {
+                self.keys_call = Some(id);
+            }
+        }
+    }
+}
+
+impl Context for Root {
+    fn on_http_call_response(&mut self, token: u32, _: usize, body_size: usize, _: usize) {
+        if self.keys_call != Some(token) {
+            return;
+        }
+        self.keys_call = None;
+        let reply = read_reply(self, body_size);
+        if let Some(gate) = &self.gate {
+            if gate.install_keys(&reply) {
+                if !self.keys_ok {
+                    self.keys_ok = true;
+                    self.set_tick_period(Duration::from_secs(gate.cfg.key_refresh_s));
+                }
+            } else {
+                log::warn!("edge-mfa: could not load session keys from the store");
+            }
+        }
+    }
+}
+
+impl RootContext for Root {
+    fn on_vm_start(&mut self, _: usize) -> bool {
+        let mut probe = [0u8; 8];
+        // SAFETY: probe is a valid, writable 8-byte buffer.
+        let ok = unsafe { random_get(probe.as_mut_ptr(), probe.len()) } == 0;
+        if !ok {
+            log::error!("edge-mfa: the host has no random_get; refusing to start");
+        }
+        ok
+    }
+
+    fn on_configure(&mut self, _: usize) -> bool {
+        let Some(bytes) = self.get_plugin_configuration() else {
+            log::error!("edge-mfa: no plugin configuration");
+            return false;
+        };
+        match Config::parse(&bytes) {
+            Ok(cfg) => {
+                let gate = Rc::new(Gate::new(cfg));
+                let from_store = gate.needs_store_keys();
+                self.gate = Some(gate);
+                self.keys_ok = false;
+                if from_store {
+                    // Retry quickly until the first keys arrive, then refresh on key_refresh_s.
+                    self.set_tick_period(Duration::from_millis(500));
+                }
+                true
+            }
+            Err(e) => {
+                log::error!("edge-mfa: {e}");
+                false
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        if self.gate.as_ref().is_some_and(|g| g.needs_store_keys()) {
+            self.fetch_keys();
+        }
+    }
+
+    fn create_http_context(&self, _: u32) -> Option<Box<dyn HttpContext>> {
+        let gate = self.gate.clone()?;
+        Some(Box::new(Filter {
+            gate,
+            pending: None,
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Filter {
+    gate: Rc<Gate>,
+    pending: Option<Pending>,
+}
+
+impl Headers for Filter {
+    fn get(&self, name: &str) -> Option<String> {
+        self.get_http_request_header(name)
+    }
+}
+
+impl Filter {
+    /// Carries out a decision; `resumed` is true outside the header/body callbacks.
+    fn apply(&mut self, d: Decision, resumed: bool) -> Action {
+        match d {
+            Decision::Pass(p) => {
+                self.set_http_request_header("x-mfa-user", Some(&p.user));
+                self.set_http_request_header("x-mfa-method", Some(p.method));
+                match p.auth_time {
+                    Some(t) => {
+                        self.set_http_request_header("x-mfa-auth-time", Some(&t.to_string()))
+                    }
+                    None => self.set_http_request_header("x-mfa-auth-time", None),
+                }
+                self.proceed(resumed)
+            }
+            Decision::Bypass => {
+                for h in IDENTITY_HEADERS {
+                    self.set_http_request_header(h, None);
+                }
+                self.proceed(resumed)
+            }
+            Decision::Respond(r) => {
+                let headers: Vec<(&str, &str)> = r
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                self.send_http_response(r.status, headers, Some(&r.body));
+                Action::Pause
+            }
+            Decision::ReadBody(p) => {
+                // Envoy's wasm host turns a paused header phase into "stop all", which holds
+                // the body back from this filter too; so headers continue and the body is
+                // held here instead. The filter chain puts Envoy's buffer filter after this one
+                // for /.mfa/ routes, so the request never reaches the router; without it the
+                // upstream would see at most these headers, stripped of credentials, then a reset.
+                self.set_http_request_header("cookie", None);
+                self.set_http_request_header("authorization", None);
+                self.set_http_request_header(self.gate.cfg.identity.header(), None);
+                self.pending = Some(p);
+                Action::Continue
+            }
+            Decision::Call(req, p) => match dispatch(self, &self.gate, &req) {
+                Ok(_) => {
+                    self.pending = Some(p);
+                    Action::Pause
+                }
+                Err(()) => {
+                    log::warn!("edge-mfa: could not dispatch a store call");
+                    let reply = StoreReply::default();
+                    let d = self
+                        .gate
+                        .on_store_reply(p, &reply, now_s(self), &mut WasiRng);
+                    self.apply(d, resumed)
+                }
+            },
+        }
+    }
+
+    fn proceed(&mut self, resumed: bool) -> Action {
+        if resumed {
+            self.resume_http_request();
+        }
+        Action::Continue
+    }
+}
+
+impl Context for Filter {
+    fn on_http_call_response(&mut self, _: u32, _: usize, body_size: usize, _: usize) {
+        let Some(p) = self.pending.take() else { return };
+        let reply = read_reply(self, body_size);
+        let gate = self.gate.clone();
+        let d = gate.on_store_reply(p, &reply, now_s(self), &mut WasiRng);
+        self.apply(d, true);
+    }
+}
+
+impl HttpContext for Filter {
+    fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
+        let gate = self.gate.clone();
+        let d = gate.on_headers(self, now_s(self), &mut WasiRng);
+        let action = self.apply(d, false);
+        if end_of_stream
+            && matches!(
+                self.pending,
+                Some(Pending::VerifyBody(_) | Pending::EnrollBody(..))
+            )
+        {
+            // A POST without a body: answer now rather than wait for a body that never comes.
+            return self.on_body(&[]);
+        }
+        action
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if !matches!(
+            self.pending,
+            Some(Pending::VerifyBody(_) | Pending::EnrollBody(..))
+        ) {
+            return Action::Continue;
+        }
+        if body_size > self.gate.cfg.body_limit {
+            self.pending = None;
+            self.send_http_response(
+                413,
+                vec![("content-type", "application/json")],
+                Some(br#"{"error":"body_too_large"}"#),
+            );
+            return Action::Pause;
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        let body = self.get_http_request_body(0, body_size).unwrap_or_default();
+        self.on_body(&body)
+    }
+}
+
+impl Filter {
+    fn on_body(&mut self, body: &[u8]) -> Action {
+        let Some(p) = self.pending.take() else {
+            return Action::Continue;
+        };
+        let gate = self.gate.clone();
+        let d = gate.on_body(p, body, now_s(self), &mut WasiRng);
+        self.apply(d, false)
+    }
+}

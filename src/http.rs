@@ -1,0 +1,203 @@
+//! Small HTTP helpers with no proxy-wasm types: cookies, forms, query strings, redirects.
+//! Everything here takes untrusted input and must never panic.
+
+/// Finds cookie `name` in a Cookie header. More than one cookie of that name is treated as
+/// none (`Err`): a planted duplicate must not choose which token we check.
+pub fn find_cookie<'a>(header: &'a str, name: &str) -> Result<Option<&'a str>, ()> {
+    let mut found = None;
+    for part in header.split(';') {
+        let part = part.trim_start_matches([' ', '\t']);
+        if let Some(rest) = part.strip_prefix(name) {
+            if let Some(value) = rest.strip_prefix('=') {
+                if found.is_some() {
+                    return Err(());
+                }
+                found = Some(value.trim_end_matches([' ', '\t']));
+            }
+        }
+    }
+    Ok(found)
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Decodes `%XX` escapes (and `+` as space when `plus` is set). Invalid escapes or invalid
+/// UTF-8 give `None`: a malformed form is refused, not guessed at.
+pub fn percent_decode(s: &str, plus: bool) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let h = hex(*b.get(i + 1)?)?;
+                let l = hex(*b.get(i + 2)?)?;
+                out.push(h << 4 | l);
+                i += 3;
+            }
+            b'+' if plus => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for &c in s.as_bytes() {
+        if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~') {
+            out.push(c as char);
+        } else {
+            out.push('%');
+            out.push(char::from(b"0123456789ABCDEF"[(c >> 4) as usize]));
+            out.push(char::from(b"0123456789ABCDEF"[(c & 15) as usize]));
+        }
+    }
+    out
+}
+
+/// Parses `a=1&b=2` (form bodies and query strings). Duplicate keys: the first wins.
+pub fn parse_form(s: &str) -> Option<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for pair in s.split('&') {
+        if pair.is_empty() {
+            continue;
+        }
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        out.push((percent_decode(k, true)?, percent_decode(v, true)?));
+        if out.len() > 64 {
+            return None;
+        }
+    }
+    Some(out)
+}
+
+pub fn form_get<'a>(form: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    form.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+/// Splits `:path` into path and query.
+pub fn split_path(p: &str) -> (&str, &str) {
+    match p.split_once('?') {
+        Some((a, b)) => (a, b),
+        None => (p, ""),
+    }
+}
+
+/// Accepts only same-origin relative paths as a post-MFA destination. Anything else (absolute
+/// URLs, `//host`, `/\host`, control characters, encoded slashes that browsers may unfold)
+/// yields `None` and the caller falls back to `/`.
+pub fn safe_next(next: &str) -> Option<&str> {
+    let b = next.as_bytes();
+    if b.is_empty() || b.len() > 2048 || b[0] != b'/' {
+        return None;
+    }
+    if b.len() > 1 && (b[1] == b'/' || b[1] == b'\\') {
+        return None;
+    }
+    if b.iter()
+        .any(|&c| c < 0x21 || c == 0x7f || c == b'\\' || c >= 0x80)
+    {
+        return None;
+    }
+    let lower = next.to_ascii_lowercase();
+    if lower.starts_with("/%2f") || lower.starts_with("/%5c") {
+        return None;
+    }
+    Some(next)
+}
+
+/// Escapes text for HTML element content and quoted attribute values.
+pub fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Browsers navigating ask for HTML; API clients get JSON.
+pub fn wants_html(accept: Option<&str>) -> bool {
+    accept.is_some_and(|a| a.contains("text/html"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies() {
+        assert_eq!(find_cookie("a=1; mfa=xyz; b=2", "mfa"), Ok(Some("xyz")));
+        assert_eq!(find_cookie("mfa=xyz", "mfa"), Ok(Some("xyz")));
+        assert_eq!(find_cookie("xmfa=1; mfax=2", "mfa"), Ok(None));
+        assert_eq!(find_cookie("mfa=1; mfa=2", "mfa"), Err(()));
+        assert_eq!(find_cookie("", "mfa"), Ok(None));
+        assert_eq!(find_cookie(";;;=;", "mfa"), Ok(None));
+    }
+
+    #[test]
+    fn forms() {
+        let f = parse_form("code=123456&next=%2Fa%3Fb%3D1&name=My+Phone").unwrap();
+        assert_eq!(form_get(&f, "code"), Some("123456"));
+        assert_eq!(form_get(&f, "next"), Some("/a?b=1"));
+        assert_eq!(form_get(&f, "name"), Some("My Phone"));
+        assert!(parse_form("a=%zz").is_none());
+        assert!(parse_form("a=%C3").is_none());
+        assert!(parse_form(&"a=1&".repeat(100)).is_none());
+    }
+
+    #[test]
+    fn next_is_same_origin_only() {
+        for ok in ["/", "/app", "/a/b?c=d#e", "/%2e"] {
+            assert_eq!(safe_next(ok), Some(ok));
+        }
+        for bad in [
+            "https://evil.example",
+            "//evil.example",
+            "/\\evil.example",
+            "https:evil",
+            "evil",
+            "",
+            "/%2F%2Fevil",
+            "/%5cevil",
+            "/a\tb",
+            "/a\nb",
+            "/\u{e9}",
+        ] {
+            assert_eq!(safe_next(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn escaping() {
+        assert_eq!(
+            html_escape("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+        assert_eq!(percent_encode("a b/c@d"), "a%20b%2Fc%40d");
+        assert_eq!(percent_decode("a%20b", false).as_deref(), Some("a b"));
+        assert_eq!(percent_decode("a+b", false).as_deref(), Some("a+b"));
+        assert_eq!(percent_decode("%", false), None);
+    }
+}

@@ -1,0 +1,17 @@
+//! edge-mfa: multi-factor authentication enforced inside Envoy as a proxy-wasm filter.
+//!
+//! Everything but `glue` is plain Rust with no proxy-wasm types, tested on the host; `glue`
+//! only moves headers, bodies and store calls between Envoy and `gate::Gate`.
+
+pub mod config;
+pub mod gate;
+pub mod http;
+pub mod identity;
+pub mod pages;
+pub mod policy;
+pub mod store;
+pub mod token;
+pub mod totp;
+
+#[cfg(target_arch = "wasm32")]
+mod glue;

@@ -1,0 +1,168 @@
+//! Encryption of secrets at rest, bearer-token comparison and randomness.
+//!
+//! Secrets (TOTP seeds, session-signing keys) are sealed with XChaCha20-Poly1305
+//! under the operator's master key. The 24-byte nonce is random, so no nonce
+//! bookkeeping is needed. Each ciphertext is bound (as associated data) to the
+//! row it belongs to, so a ciphertext copied into another row fails to open
+//! instead of silently handing one user's secret to another.
+
+use base64::Engine as _;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// Format tag prepended to every sealed blob, so the scheme can change later.
+const BLOB_V1: u8 = 1;
+const NONCE_LEN: usize = 24;
+
+/// The 32-byte master key, ready to seal and open blobs.
+pub struct MasterKey(XChaCha20Poly1305);
+
+/// Opening failed: wrong master key, tampered or misplaced ciphertext.
+#[derive(Debug)]
+pub struct DecryptError;
+
+impl MasterKey {
+    /// Parses base64 (standard or URL-safe alphabet, padded or not) of exactly 32 bytes.
+    pub fn from_base64(text: &str) -> Result<Self, String> {
+        let bytes = decode_base64_lenient(text)
+            .ok_or_else(|| "EDGE_MFA_STORE_KEY is not valid base64".to_string())?;
+        if bytes.len() != 32 {
+            return Err(format!(
+                "EDGE_MFA_STORE_KEY must decode to 32 bytes, got {}",
+                bytes.len()
+            ));
+        }
+        Ok(MasterKey(XChaCha20Poly1305::new(bytes.as_slice().into())))
+    }
+
+    /// Encrypts `plaintext`; the result is `version || nonce || ciphertext+tag`.
+    pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, String> {
+        let nonce_bytes: [u8; NONCE_LEN] = random_array()?;
+        let nonce = XNonce::from_slice(&nonce_bytes);
+        let ct = self
+            .0
+            .encrypt(
+                nonce,
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
+            .map_err(|_| "encryption failed".to_string())?;
+        let mut out = Vec::with_capacity(1 + NONCE_LEN + ct.len());
+        out.push(BLOB_V1);
+        out.extend_from_slice(&nonce_bytes);
+        out.extend_from_slice(&ct);
+        Ok(out)
+    }
+
+    /// Decrypts a blob produced by [`MasterKey::seal`] with the same `aad`.
+    pub fn open(&self, aad: &[u8], blob: &[u8]) -> Result<Vec<u8>, DecryptError> {
+        if blob.len() < 1 + NONCE_LEN || blob[0] != BLOB_V1 {
+            return Err(DecryptError);
+        }
+        let nonce = XNonce::from_slice(&blob[1..1 + NONCE_LEN]);
+        self.0
+            .decrypt(
+                nonce,
+                Payload {
+                    msg: &blob[1 + NONCE_LEN..],
+                    aad,
+                },
+            )
+            .map_err(|_| DecryptError)
+    }
+}
+
+/// Accepts either base64 alphabet, with or without padding, ignoring surrounding whitespace.
+fn decode_base64_lenient(text: &str) -> Option<Vec<u8>> {
+    let normalized: String = text
+        .trim()
+        .trim_end_matches('=')
+        .chars()
+        .map(|c| match c {
+            '-' => '+',
+            '_' => '/',
+            c => c,
+        })
+        .collect();
+    base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(normalized)
+        .ok()
+}
+
+/// Secret bytes as the wire format wants them: base64url without padding.
+pub fn b64url(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Fills an array from the OS CSPRNG.
+pub fn random_array<const N: usize>() -> Result<[u8; N], String> {
+    let mut buf = [0u8; N];
+    getrandom::getrandom(&mut buf).map_err(|e| format!("OS random generator failed: {e}"))?;
+    Ok(buf)
+}
+
+/// Lowercase hex of `N` random bytes (identifiers, kids).
+pub fn random_hex<const N: usize>() -> Result<String, String> {
+    let bytes: [u8; N] = random_array()?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Bearer token as held by the server: only its SHA-256, so comparison
+/// time does not depend on where (or whether lengths) the inputs differ.
+pub struct TokenCheck([u8; 32]);
+
+impl TokenCheck {
+    pub fn new(token: &str) -> Self {
+        TokenCheck(Sha256::digest(token.as_bytes()).into())
+    }
+
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        let digest: [u8; 32] = Sha256::digest(presented).into();
+        digest.ct_eq(&self.0).into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn master_key_accepts_all_base64_flavours() {
+        let raw = [0xfbu8; 32];
+        let std_pad = base64::engine::general_purpose::STANDARD.encode(raw);
+        let url_nopad = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+        assert!(std_pad.contains('/') && std_pad.ends_with('='));
+        assert!(url_nopad.contains('_'));
+        assert!(MasterKey::from_base64(&std_pad).is_ok());
+        assert!(MasterKey::from_base64(&url_nopad).is_ok());
+        assert!(MasterKey::from_base64(&format!(" {std_pad}\n")).is_ok());
+        assert!(MasterKey::from_base64("c2hvcnQ").is_err());
+        assert!(MasterKey::from_base64("not base64!!").is_err());
+    }
+
+    #[test]
+    fn seal_open_roundtrip_and_aad_binding() {
+        let k = MasterKey::from_base64(&b64url(&[1u8; 32])).unwrap();
+        let blob = k.seal(b"row-1", b"secret").unwrap();
+        assert_eq!(k.open(b"row-1", &blob).unwrap(), b"secret");
+        assert!(k.open(b"row-2", &blob).is_err());
+        let other = MasterKey::from_base64(&b64url(&[2u8; 32])).unwrap();
+        assert!(other.open(b"row-1", &blob).is_err());
+        let mut tampered = blob.clone();
+        *tampered.last_mut().unwrap() ^= 1;
+        assert!(k.open(b"row-1", &tampered).is_err());
+        assert!(k.open(b"row-1", &blob[..10]).is_err());
+    }
+
+    #[test]
+    fn token_check() {
+        let t = TokenCheck::new("s3cret-token");
+        assert!(t.matches(b"s3cret-token"));
+        assert!(!t.matches(b"s3cret-tokeN"));
+        assert!(!t.matches(b""));
+    }
+}

@@ -1,0 +1,19 @@
+//! `edge-mfa-store`: the reference store service for the edge-mfa Envoy filter.
+
+mod api;
+mod cli;
+mod crypto;
+mod db;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    match cli::run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("edge-mfa-store: error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

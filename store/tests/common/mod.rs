@@ -1,0 +1,261 @@
+//! Test helpers: temp dirs, the built binary as a server, and a minimal
+//! HTTP/1.1 client (keeps the dependency tree small).
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_edge-mfa-store");
+pub const TOKEN: &str = "test-token-0123456789abcdef";
+
+pub fn master_key(byte: u8) -> String {
+    base64::engine::general_purpose::STANDARD.encode([byte; 32])
+}
+
+/// A unique directory under the system temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let dir = std::env::temp_dir().join(format!(
+            "edge-mfa-store-test-{}-{}-{nanos}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.0.join("store.db")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs an admin command against `db`; `key` sets EDGE_MFA_STORE_KEY.
+pub fn cli(db: &Path, key: Option<&str>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_remove("EDGE_MFA_STORE_KEY")
+        .env_remove("EDGE_MFA_STORE_TOKEN")
+        .env_remove("EDGE_MFA_STORE_LISTEN")
+        .env("EDGE_MFA_STORE_DB", db);
+    if let Some(k) = key {
+        cmd.env("EDGE_MFA_STORE_KEY", k);
+    }
+    cmd.output().unwrap()
+}
+
+/// The binary running `serve` on an ephemeral loopback port.
+pub struct Server {
+    child: Option<Child>,
+    _stdout: ChildStdout,
+    pub addr: String,
+    pub log: PathBuf,
+}
+
+impl Server {
+    pub fn start(dir: &TempDir, key: &str) -> Server {
+        Self::try_start(dir, key).unwrap_or_else(|log| panic!("server failed to start:\n{log}"))
+    }
+
+    /// Starts the server; on failure returns its stderr.
+    pub fn try_start(dir: &TempDir, key: &str) -> Result<Server, String> {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let log = dir
+            .0
+            .join(format!("server-{}.log", N.fetch_add(1, Ordering::SeqCst)));
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("EDGE_MFA_STORE_DB", dir.db())
+            .env("EDGE_MFA_STORE_KEY", key)
+            .env("EDGE_MFA_STORE_TOKEN", TOKEN)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let Some(addr) = line.trim().strip_prefix("edge-mfa-store listening on ") else {
+            let _ = child.wait();
+            return Err(std::fs::read_to_string(&log).unwrap_or_default());
+        };
+        Ok(Server {
+            addr: addr.to_string(),
+            child: Some(child),
+            _stdout: reader.into_inner(),
+            log,
+        })
+    }
+
+    /// Sends SIGTERM and returns whether the process exited successfully.
+    pub fn stop(mut self) -> bool {
+        self.terminate()
+    }
+
+    fn terminate(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return false;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn request(&self, method: &str, path: &str, body: Option<&str>) -> Resp {
+        http(
+            &self.addr,
+            method,
+            path,
+            Some(TOKEN),
+            body.map(str::as_bytes),
+        )
+    }
+
+    pub fn get(&self, path: &str) -> Resp {
+        self.request("GET", path, None)
+    }
+
+    pub fn post(&self, path: &str, body: &str) -> Resp {
+        self.request("POST", path, Some(body))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: String,
+    pub body: String,
+}
+
+impl Resp {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+
+    pub fn error(&self) -> String {
+        self.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+/// One request on a fresh connection (`Connection: close`).
+pub fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&[u8]>,
+) -> Resp {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(t) = token {
+        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    if let Some(b) = body {
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            b.len()
+        ));
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes()).unwrap();
+    if let Some(b) = body {
+        // The server may answer (413) and close before reading everything.
+        let _ = stream.write_all(b);
+    }
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, rest) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("bad response: {text:?}"));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap();
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    let body = if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_string()
+    };
+    Resp {
+        status,
+        headers: head.to_string(),
+        body,
+    }
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+    out
+}
+
+pub fn totp_body(secret: &str, used_step: u64, only_if_none: bool) -> String {
+    serde_json::json!({
+        "type": "totp",
+        "name": "Authenticator",
+        "totp": {"secret": secret, "digits": 6, "period": 30, "algorithm": "SHA1"},
+        "used_step": used_step,
+        "only_if_none": only_if_none,
+    })
+    .to_string()
+}
+
+pub const SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";

@@ -1,0 +1,273 @@
+//! The MFA gate end to end in a real Envoy: identity, challenge, TOTP enrollment and
+//! verification, session cookies, spoofing, replay, store outage and open redirects.
+
+use edge_mfa::totp::{self, Alg, Params};
+use serde_json::{json, Value};
+use test_harness::{http, Stack, StackOptions};
+
+const COOKIE: &str = "edge-mfa";
+const JSON: (&str, &str) = ("accept", "application/json");
+const HTML: (&str, &str) = ("accept", "text/html");
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn params() -> Params {
+    Params {
+        alg: Alg::Sha1,
+        digits: 6,
+        period: 30,
+    }
+}
+
+/// A stack with the demo config, or None when e2e tests are skipped (no wasm built).
+fn stack(name: &str) -> Option<Stack> {
+    test_harness::e2e_enabled(name).then(|| Stack::start(StackOptions::default()))
+}
+
+/// Enrolls TOTP for `user` through the JSON API; returns the secret and the session cookie.
+fn enroll(s: &Stack, user: &str) -> (Vec<u8>, String) {
+    let id = s.login_cookie(user);
+    let r = http::get(
+        &s.url("/.mfa/totp/enroll?next=/app"),
+        &[("cookie", &id), JSON],
+    );
+    assert_eq!(r.status, 200, "{r:?}\n{}", s.log_tails());
+    let v = r.json();
+    let secret = totp::secret_from_base32(v["secret"].as_str().unwrap()).unwrap();
+    let code = totp::code_at(&params(), &secret, now());
+    let r = http::post_json(
+        &s.url("/.mfa/totp/enroll"),
+        &json!({"enroll_token": v["enroll_token"], "code": code, "name": "Phone"}),
+        &[("cookie", &id), JSON],
+    );
+    assert_eq!(r.status, 200, "{r:?}\n{}", s.log_tails());
+    (secret, r.cookie(COOKIE).expect("session cookie"))
+}
+
+fn cookies(a: &str, b: &str) -> String {
+    format!("{a}; {b}")
+}
+
+#[test]
+fn no_identity_is_401_or_login_redirect() {
+    let Some(s) = stack("gate::no_identity") else {
+        return;
+    };
+    let r = http::get(&s.url("/app"), &[JSON]);
+    assert_eq!(r.status, 401, "{r:?}");
+    assert_eq!(r.json()["error"], "unauthenticated");
+    let r = http::get(&s.url("/app?x=1"), &[HTML]);
+    assert_eq!(r.status, 303);
+    assert_eq!(r.location(), Some("/login?next=%2Fapp%3Fx%3D1"));
+}
+
+#[test]
+fn enroll_then_session_reaches_upstream_with_identity_headers() {
+    let Some(s) = stack("gate::enroll_then_session") else {
+        return;
+    };
+    let id = s.login_cookie("alice");
+    // Identity without a factor: the challenge is enrollment (JSON and HTML).
+    let r = http::get(&s.url("/app"), &[("cookie", &id), JSON]);
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["error"], "mfa_enrollment_required");
+    let r = http::get(&s.url("/app"), &[("cookie", &id), HTML]);
+    assert_eq!(r.status, 401);
+    assert!(
+        r.body.contains("otpauth://totp/") && r.body.contains("<svg"),
+        "{}",
+        r.body
+    );
+
+    let (_, session) = enroll(&s, "alice");
+    let r = http::get(
+        &s.url("/app"),
+        &[
+            ("cookie", &cookies(&id, &session)),
+            ("x-mfa-user", "mallory"),
+            ("x-mfa-method", "webauthn"),
+            ("x-mfa-auth-time", "1"),
+        ],
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let seen: Value = r.json();
+    assert_eq!(seen["headers"]["x-mfa-user"], "alice", "{seen}");
+    assert_eq!(seen["headers"]["x-mfa-method"], "totp");
+    let t: u64 = seen["headers"]["x-mfa-auth-time"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(t.abs_diff(now()) < 60);
+
+    // With a factor, a new visit without the session cookie gets the TOTP challenge.
+    let r = http::get(&s.url("/app"), &[("cookie", &id), JSON]);
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["error"], "mfa_required");
+    assert_eq!(r.json()["methods"], json!(["totp"]));
+    let r = http::get(&s.url("/app"), &[("cookie", &id), HTML]);
+    assert_eq!(r.status, 401);
+    assert!(r.body.contains("action=\"/.mfa/totp/verify\""));
+
+    // A second enrollment without the session is refused (an attacker with only the first
+    // factor cannot add their own authenticator).
+    let r = http::get(&s.url("/.mfa/totp/enroll"), &[("cookie", &id), JSON]);
+    assert_eq!(r.status, 403, "{r:?}");
+}
+
+#[test]
+fn spoofed_identity_headers_never_reach_upstream() {
+    let Some(s) = stack("gate::spoofed") else {
+        return;
+    };
+    // Bypass path: the filter strips the client's copies.
+    let r = http::get(
+        &s.url("/healthz"),
+        &[
+            ("x-mfa-user", "root"),
+            ("x-mfa-method", "totp"),
+            ("x-mfa-auth-time", "1"),
+        ],
+    );
+    assert_eq!(r.status, 200);
+    let h = &r.json()["headers"];
+    assert!(
+        h.get("x-mfa-user").is_none()
+            && h.get("x-mfa-method").is_none()
+            && h.get("x-mfa-auth-time").is_none(),
+        "{h}"
+    );
+    // No session: spoofed headers get a challenge, not the upstream.
+    let id = s.login_cookie("bob");
+    let r = http::get(
+        &s.url("/app"),
+        &[("cookie", &id), ("x-mfa-user", "bob"), JSON],
+    );
+    assert_eq!(r.status, 401);
+}
+
+#[test]
+fn tampered_and_foreign_cookies_get_the_challenge() {
+    let Some(s) = stack("gate::tampered") else {
+        return;
+    };
+    let (_, alice_session) = enroll(&s, "alice");
+    let bob = s.login_cookie("bob");
+    // alice's session cookie presented with bob's identity.
+    let r = http::get(
+        &s.url("/app"),
+        &[("cookie", &cookies(&bob, &alice_session)), JSON],
+    );
+    assert_eq!(r.status, 401, "{r:?}");
+    let alice = s.login_cookie("alice");
+    let value = alice_session.split_once('=').unwrap().1.to_string();
+    let mut flipped = value.clone().into_bytes();
+    let i = flipped.len() / 2;
+    flipped[i] = if flipped[i] == b'A' { b'B' } else { b'A' };
+    let tampered = format!("{COOKIE}={}", String::from_utf8(flipped).unwrap());
+    for bad in [
+        tampered,
+        format!("{COOKIE}={}", &value[..value.len() - 3]),
+        format!("{COOKIE}=garbage"),
+        format!("{alice_session}; {alice_session}"),
+    ] {
+        let r = http::get(&s.url("/app"), &[("cookie", &cookies(&alice, &bad)), JSON]);
+        assert_eq!(r.status, 401, "{bad}: {r:?}");
+        assert_eq!(r.json()["error"], "mfa_required");
+    }
+    let r = http::get(
+        &s.url("/app"),
+        &[("cookie", &cookies(&alice, &alice_session))],
+    );
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn totp_code_works_once_and_next_is_same_origin_only() {
+    let Some(s) = stack("gate::totp_once") else {
+        return;
+    };
+    let (secret, _) = enroll(&s, "carol");
+    let id = s.login_cookie("carol");
+    // The enrollment used the current step; the next step's code is within the ±1 window.
+    let code = totp::code_at(&params(), &secret, now() + 30);
+    let form = |code: &str, next: &str| {
+        http::post_form(
+            &s.url("/.mfa/totp/verify"),
+            &[("code", code), ("next", next)],
+            &[("cookie", &id), HTML],
+        )
+    };
+    let r = form(&code, "https://evil.example/x");
+    assert_eq!(r.status, 303, "{r:?}\n{}", s.log_tails());
+    assert_eq!(r.location(), Some("/"), "open redirect");
+    let session = r.cookie(COOKIE).unwrap();
+    let r = http::get(&s.url("/app"), &[("cookie", &cookies(&id, &session))]);
+    assert_eq!(r.json()["headers"]["x-mfa-user"], "carol");
+    // The same code again: refused, no cookie.
+    let r = form(&code, "/app");
+    assert_eq!(r.status, 401, "{r:?}");
+    assert!(r.cookie(COOKIE).is_none());
+    assert!(r.body.contains("already used"), "{}", r.body);
+    // Wrong and malformed codes.
+    let r = http::post_json(
+        &s.url("/.mfa/totp/verify"),
+        &json!({"code": "12x456"}),
+        &[("cookie", &id), JSON],
+    );
+    assert_eq!(r.status, 400);
+    for evil in ["//evil.example", "/\\evil.example"] {
+        let code = totp::code_at(&params(), &secret, now() + 60);
+        let r = form(&code, evil);
+        if r.status == 303 {
+            assert_eq!(r.location(), Some("/"), "{evil}");
+        }
+    }
+}
+
+#[test]
+fn store_down_fails_closed_but_sessions_keep_working() {
+    let Some(mut s) = stack("gate::store_down") else {
+        return;
+    };
+    let (_, session) = enroll(&s, "dave");
+    let id = s.login_cookie("dave");
+    s.stop_store();
+    // Hot path needs no store.
+    let r = http::get(&s.url("/app"), &[("cookie", &cookies(&id, &session))]);
+    assert_eq!(r.status, 200, "{r:?}");
+    // Everything that needs the store: 503, never a pass.
+    let r = http::get(&s.url("/app"), &[("cookie", &id), JSON]);
+    assert_eq!(r.status, 503, "{r:?}");
+    assert_eq!(r.json()["error"], "mfa_unavailable");
+    let r = http::get(&s.url("/app"), &[("cookie", &id), HTML]);
+    assert_eq!(r.status, 503);
+    let r = http::post_form(
+        &s.url("/.mfa/totp/verify"),
+        &[("code", "123456")],
+        &[("cookie", &id)],
+    );
+    assert_eq!(r.status, 503);
+    s.start_store();
+    let r = http::get(&s.url("/app"), &[("cookie", &id), JSON]);
+    assert_eq!(r.status, 401, "recovers without restart: {r:?}");
+}
+
+#[test]
+fn cross_origin_post_is_refused() {
+    let Some(s) = stack("gate::cross_origin") else {
+        return;
+    };
+    let id = s.login_cookie("erin");
+    let r = http::post_form(
+        &s.url("/.mfa/totp/verify"),
+        &[("code", "123456")],
+        &[("cookie", &id), ("origin", "https://evil.example")],
+    );
+    assert_eq!(r.status, 403, "{r:?}");
+}
