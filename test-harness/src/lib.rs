@@ -19,7 +19,10 @@
 //!
 //! Other knobs: `EDGE_MFA_E2E_REQUIRED=1` turns a missing wasm artifact into a
 //! failure instead of a skip (see [`e2e_enabled`]); `EDGE_MFA_KEEP_TMP=1`
-//! keeps each stack's temp dir (configs, logs, DB) after drop.
+//! keeps each stack's temp dir (configs, logs, DB) after drop;
+//! `EDGE_MFA_ENVOY_LOG_LEVEL` (default `warn`) and
+//! `EDGE_MFA_ENVOY_COMPONENT_LOG_LEVEL` (default `wasm:info`) set Envoy's
+//! `--log-level` / `--component-log-level`.
 
 pub mod demo;
 pub mod http;
@@ -28,6 +31,6 @@ mod stack;
 pub use demo::{demo_jwt, DEMO_JWT_SECRET};
 pub use http::{cookie_from_set_cookie, get, post_form, post_json, raw, request, Response};
 pub use stack::{
-    demo_plugin_config, e2e_enabled, merge_json, render_envoy_config, repo_root, wasm_path,
-    EnvoyPorts, Stack, StackOptions,
+    canonical_json, demo_plugin_config, e2e_enabled, merge_json, render_envoy_config, repo_root,
+    wasm_path, EnvoyPorts, Stack, StackOptions,
 };

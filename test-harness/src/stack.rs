@@ -525,14 +525,15 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("edge-mfa stack logs (test panicked):\n{}", self.log_tails());
-        }
+        // Stop first (Envoy flushes its log on exit), then show the logs.
         for c in [self.envoy.take(), self.upstream.take(), self.store.take()]
             .into_iter()
             .flatten()
         {
             stop_child(c);
+        }
+        if std::thread::panicking() {
+            eprintln!("edge-mfa stack logs (test panicked):\n{}", self.log_tails());
         }
         let keep = std::env::var("EDGE_MFA_KEEP_TMP")
             .map(|v| !v.is_empty() && v != "0")
