@@ -5,7 +5,8 @@
 #   make envoy   make sure an Envoy is available (scripts/envoy-bin)
 #   make run     demo on http://127.0.0.1:$${EDGE_MFA_PORT:-8080}/login (Ctrl-C stops)
 #   make test    all tests, including end-to-end through a real Envoy
-#   make fmt | bench | clean
+#   make bench   hot-path throughput vs. no filter / Wasm floor / jwt_authn (wrk)
+#   make fmt | clean
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -20,7 +21,7 @@ DEMO_UPSTREAM_BIN ?= $(TARGET_DIR)/debug/demo-upstream
 # Test threads for `cargo test` (each e2e test starts its own stack).
 TEST_THREADS ?= 2
 
-.PHONY: deps wasm store envoy run test bench fmt clean
+.PHONY: deps wasm store envoy run test bench fmt clean browser-deps
 
 deps:
 	@$(ROOT)/scripts/install-deps
@@ -37,15 +38,31 @@ envoy:
 run: deps wasm store envoy
 	@$(ROOT)/scripts/run-dev
 
-test: deps wasm store
+browser-deps:
+	@if [ ! -d $(ROOT)/browser-tests/node_modules/playwright-core ]; then cd $(ROOT)/browser-tests && npm ci --no-audit --no-fund; fi
+
+test: deps wasm store browser-deps
 	@ENVOY_BIN="$${ENVOY_BIN:-$$($(ROOT)/scripts/envoy-bin)}"; \
 	echo "make test: envoy = $$ENVOY_BIN"; \
 	export ENVOY_BIN EDGE_MFA_E2E_REQUIRED=1 \
 	  EDGE_MFA_WASM="$(EDGE_MFA_WASM)" EDGE_MFA_STORE_BIN="$(EDGE_MFA_STORE_BIN)" DEMO_UPSTREAM_BIN="$(DEMO_UPSTREAM_BIN)"; \
 	$(CARGO) test --workspace -- --test-threads=$(TEST_THREADS)
 
+# make bench: the hot path (valid session) against baselines, see bench/README.md.
+# Knobs: BENCH_SECONDS BENCH_WARMUP BENCH_RUNS BENCH_CONFIGS BENCH_UPSTREAM
+# BENCH_PIN BENCH_OUT ... (test-harness/src/bin/bench.rs). Setting
+# EDGE_MFA_STORE_BIN skips building the store.
+EDGE_MFA_FLOOR_WASM ?= $(ROOT)/build/edge_mfa_floor.wasm
+BENCH_TIMEOUT ?= 900
 bench:
-	@echo "no benchmarks yet"
+	@$(ROOT)/scripts/install-deps --bench
+	@$(ROOT)/scripts/build-wasm
+	@$(ROOT)/scripts/build-wasm bench/floor
+	$(CARGO) build $(if $(filter environment command line,$(origin EDGE_MFA_STORE_BIN)),,-p edge-mfa-store) -p test-harness --bins
+	@ENVOY_BIN="$${ENVOY_BIN:-$$($(ROOT)/scripts/envoy-bin)}"; \
+	export ENVOY_BIN EDGE_MFA_WASM="$(EDGE_MFA_WASM)" EDGE_MFA_FLOOR_WASM="$(EDGE_MFA_FLOOR_WASM)" \
+	  EDGE_MFA_STORE_BIN="$(EDGE_MFA_STORE_BIN)" DEMO_UPSTREAM_BIN="$(DEMO_UPSTREAM_BIN)"; \
+	timeout -k 10 $(BENCH_TIMEOUT) $(TARGET_DIR)/debug/bench
 
 fmt:
 	$(CARGO) fmt --all

@@ -24,6 +24,125 @@ struct RawConfig {
     recheck: Option<RawRecheck>,
     #[serde(default = "default_body_limit")]
     body_limit: usize,
+    #[serde(default)]
+    webauthn: Option<RawWebauthn>,
+    #[serde(default)]
+    recovery: RawRecovery,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRecovery {
+    #[serde(default = "default_recovery_count")]
+    count: usize,
+}
+
+impl Default for RawRecovery {
+    fn default() -> Self {
+        RawRecovery { count: default_recovery_count() }
+    }
+}
+
+fn default_recovery_count() -> usize {
+    10
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebauthn {
+    rp_id: String,
+    #[serde(default)]
+    rp_name: Option<String>,
+    origins: Vec<String>,
+    #[serde(default)]
+    appid: Option<String>,
+    #[serde(default = "default_uv")]
+    user_verification: String,
+    #[serde(default = "default_attestation")]
+    attestation: String,
+    #[serde(default = "default_resident_key")]
+    resident_key: String,
+    #[serde(default)]
+    attachment: Option<String>,
+    #[serde(default = "default_wa_timeout")]
+    timeout_ms: u32,
+    #[serde(default = "default_challenge_ttl")]
+    challenge_ttl_s: u64,
+}
+
+fn default_uv() -> String {
+    "preferred".into()
+}
+fn default_attestation() -> String {
+    "none".into()
+}
+fn default_resident_key() -> String {
+    "preferred".into()
+}
+fn default_wa_timeout() -> u32 {
+    120_000
+}
+fn default_challenge_ttl() -> u64 {
+    120
+}
+
+/// WebAuthn relying-party settings (django-mfa2's FIDO_SERVER_ID, FIDO_SERVER_NAME, U2F_APPID,
+/// MFA_FIDO2_* settings).
+#[derive(Clone, Debug)]
+pub struct WebauthnSettings {
+    pub rp: crate::webauthn::RelyingParty,
+    pub challenge_ttl_s: u64,
+}
+
+fn parse_webauthn(w: RawWebauthn, issuer: &str) -> Result<WebauthnSettings, String> {
+    use crate::webauthn::{RelyingParty, UserVerification};
+    if w.rp_id.is_empty() || w.rp_id.contains(['/', ':', ' ']) {
+        return Err("webauthn.rp_id must be a domain name such as example.com".into());
+    }
+    if w.origins.is_empty() {
+        return Err("webauthn.origins must list the allowed origins, e.g. https://app.example.com".into());
+    }
+    for o in &w.origins {
+        let host = o.strip_prefix("https://").or_else(|| o.strip_prefix("http://")).unwrap_or("");
+        let host = host.split(':').next().unwrap_or("");
+        if host.is_empty() || o.ends_with('/') || !(host == w.rp_id || host.ends_with(&format!(".{}", w.rp_id))) {
+            return Err(format!("webauthn origin {o:?} must be scheme://host[:port] on rp_id {:?}", w.rp_id));
+        }
+    }
+    let user_verification = match w.user_verification.as_str() {
+        "required" => UserVerification::Required,
+        "preferred" => UserVerification::Preferred,
+        "discouraged" => UserVerification::Discouraged,
+        other => return Err(format!("webauthn.user_verification: unknown value {other:?}")),
+    };
+    if !["none", "indirect", "direct", "enterprise"].contains(&w.attestation.as_str()) {
+        return Err("webauthn.attestation must be none, indirect, direct or enterprise".into());
+    }
+    if !["discouraged", "preferred", "required"].contains(&w.resident_key.as_str()) {
+        return Err("webauthn.resident_key must be discouraged, preferred or required".into());
+    }
+    if let Some(a) = &w.attachment {
+        if a != "platform" && a != "cross-platform" {
+            return Err("webauthn.attachment must be platform or cross-platform".into());
+        }
+    }
+    if !(30..=600).contains(&w.challenge_ttl_s) {
+        return Err("webauthn.challenge_ttl_s must be 30..=600".into());
+    }
+    Ok(WebauthnSettings {
+        rp: RelyingParty {
+            id: w.rp_id,
+            name: w.rp_name.unwrap_or_else(|| issuer.to_string()),
+            origins: w.origins,
+            appid: w.appid,
+            user_verification,
+            attestation: w.attestation,
+            resident_key: w.resident_key,
+            attachment: w.attachment,
+            timeout_ms: w.timeout_ms,
+        },
+        challenge_ttl_s: w.challenge_ttl_s,
+    })
 }
 
 #[derive(Deserialize)]
@@ -125,13 +244,7 @@ struct RawTotp {
 
 impl Default for RawTotp {
     fn default() -> Self {
-        RawTotp {
-            issuer: default_issuer(),
-            digits: 6,
-            period: 30,
-            algorithm: default_alg(),
-            skew: 1,
-        }
+        RawTotp { issuer: default_issuer(), digits: 6, period: 30, algorithm: default_alg(), skew: 1 }
     }
 }
 
@@ -225,43 +338,35 @@ pub struct Config {
     pub issuer: String,
     pub recheck: Option<(u64, u64)>,
     pub body_limit: usize,
+    pub webauthn: Option<WebauthnSettings>,
+    /// Cookie carrying a WebAuthn ceremony between begin and finish.
+    pub ceremony_cookie: String,
+    /// How many recovery codes a set has.
+    pub recovery_count: usize,
 }
 
 fn header_name_ok(h: &str) -> bool {
     !h.is_empty()
-        && h.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && h.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
         && !h.starts_with("x-mfa-")
 }
 
 /// Decodes a key secret given as base64 (standard or url-safe, padded or not).
 pub fn decode_b64(s: &str) -> Option<Vec<u8>> {
     use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
-    [URL_SAFE_NO_PAD, URL_SAFE, STANDARD, STANDARD_NO_PAD]
-        .iter()
-        .find_map(|e| e.decode(s.trim()).ok())
+    [URL_SAFE_NO_PAD, URL_SAFE, STANDARD, STANDARD_NO_PAD].iter().find_map(|e| e.decode(s.trim()).ok())
 }
 
 impl Config {
     pub fn parse(bytes: &[u8]) -> Result<Config, String> {
-        let raw: RawConfig =
-            serde_json::from_slice(bytes).map_err(|e| format!("invalid edge-mfa config: {e}"))?;
-        let identity = match (
-            raw.identity.header,
-            raw.identity.jwt_payload_header,
-            raw.identity.claim,
-        ) {
+        let raw: RawConfig = serde_json::from_slice(bytes).map_err(|e| format!("invalid edge-mfa config: {e}"))?;
+        let identity = match (raw.identity.header, raw.identity.jwt_payload_header, raw.identity.claim) {
             (Some(h), None, None) => IdentitySource::Header(h.to_ascii_lowercase()),
             (None, Some(h), claim) => IdentitySource::JwtPayload {
                 header: h.to_ascii_lowercase(),
                 claim: claim.unwrap_or_else(|| "sub".into()),
             },
-            _ => {
-                return Err(
-                    "identity: give either {\"header\"} or {\"jwt_payload_header\", \"claim\"}"
-                        .into(),
-                )
-            }
+            _ => return Err("identity: give either {\"header\"} or {\"jwt_payload_header\", \"claim\"}".into()),
         };
         if !header_name_ok(identity.header()) {
             return Err("identity header must be a lowercase header name and not x-mfa-*".into());
@@ -279,11 +384,8 @@ impl Config {
         }
         let mut keys = Vec::new();
         for k in &raw.session.keys {
-            let secret = decode_b64(&k.secret)
-                .ok_or_else(|| format!("session key {}: secret is not base64", k.kid))?;
-            keys.push(
-                Key::new(&k.kid, &secret).map_err(|e| format!("session key {}: {e}", k.kid))?,
-            );
+            let secret = decode_b64(&k.secret).ok_or_else(|| format!("session key {}: secret is not base64", k.kid))?;
+            keys.push(Key::new(&k.kid, &secret).map_err(|e| format!("session key {}: {e}", k.kid))?);
         }
         if keys.is_empty() && !raw.session.keys_from_store {
             return Err("session: give keys, or set keys_from_store".into());
@@ -296,11 +398,7 @@ impl Config {
             None if raw.session.secure => "__Host-edge-mfa".into(),
             None => "edge-mfa".into(),
         };
-        if cookie_name.is_empty()
-            || !cookie_name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
+        if cookie_name.is_empty() || !cookie_name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
             return Err("session.cookie_name must be [A-Za-z0-9_-]+".into());
         }
         if cookie_name.starts_with("__Host-") && !raw.session.secure {
@@ -310,11 +408,7 @@ impl Config {
             "enroll" => NoFactor::Enroll,
             "allow" => NoFactor::Allow,
             "deny" => NoFactor::Deny,
-            other => {
-                return Err(format!(
-                    "policy.no_factor: unknown value {other:?} (enroll|allow|deny)"
-                ))
-            }
+            other => return Err(format!("policy.no_factor: unknown value {other:?} (enroll|allow|deny)")),
         };
         let mut rules = Vec::new();
         for r in raw.policy.rules {
@@ -323,9 +417,7 @@ impl Config {
                 Some(ms) => Some(
                     ms.iter()
                         .map(|m| {
-                            Method::parse(m).ok_or_else(|| {
-                                format!("policy rule {}: unknown method {m:?}", r.prefix)
-                            })
+                            Method::parse(m).ok_or_else(|| format!("policy rule {}: unknown method {m:?}", r.prefix))
                         })
                         .collect::<Result<Vec<_>, _>>()?,
                 ),
@@ -333,13 +425,8 @@ impl Config {
             rules.push(Rule::new(&r.prefix, r.max_age_s, methods)?);
         }
         let policy = Policy::new(raw.policy.bypass, rules, no_factor)?;
-        let alg = Alg::parse(&raw.totp.algorithm)
-            .ok_or("totp.algorithm must be SHA1, SHA256 or SHA512")?;
-        let totp = Params {
-            alg,
-            digits: raw.totp.digits,
-            period: raw.totp.period,
-        };
+        let alg = Alg::parse(&raw.totp.algorithm).ok_or("totp.algorithm must be SHA1, SHA256 or SHA512")?;
+        let totp = Params { alg, digits: raw.totp.digits, period: raw.totp.period };
         totp.check()?;
         if raw.totp.skew > 10 {
             return Err("totp.skew must be 0..=10 steps".into());
@@ -352,7 +439,18 @@ impl Config {
         if !(1024..=1024 * 1024).contains(&raw.body_limit) {
             return Err("body_limit must be 1024..=1048576".into());
         }
+        let webauthn = match raw.webauthn {
+            Some(w) => Some(parse_webauthn(w, &raw.totp.issuer)?),
+            None => None,
+        };
+        let ceremony_cookie = format!("{cookie_name}-wa");
+        if !(1..=20).contains(&raw.recovery.count) {
+            return Err("recovery.count must be 1..=20".into());
+        }
         Ok(Config {
+            recovery_count: raw.recovery.count,
+            webauthn,
+            ceremony_cookie,
             identity,
             login_url: raw.login_url,
             store: StoreConfig {
@@ -402,13 +500,7 @@ pub(crate) mod tests {
         let c = sample();
         assert_eq!(c.cookie_name, "edge-mfa");
         assert_eq!(c.store.authorization, "Bearer t");
-        assert_eq!(
-            c.identity,
-            IdentitySource::JwtPayload {
-                header: "x-jwt-payload".into(),
-                claim: "sub".into()
-            }
-        );
+        assert_eq!(c.identity, IdentitySource::JwtPayload { header: "x-jwt-payload".into(), claim: "sub".into() });
         assert!(!c.static_keys.is_empty());
     }
 
@@ -416,42 +508,21 @@ pub(crate) mod tests {
     fn secure_default_uses_host_prefix() {
         let mut j = sample_json();
         j["session"].as_object_mut().unwrap().remove("secure");
-        assert_eq!(
-            Config::parse(j.to_string().as_bytes()).unwrap().cookie_name,
-            "__Host-edge-mfa"
-        );
+        assert_eq!(Config::parse(j.to_string().as_bytes()).unwrap().cookie_name, "__Host-edge-mfa");
     }
 
     #[test]
     fn refuses_bad_configs() {
         let cases: Vec<(&str, serde_json::Value)> = vec![
             ("typo", serde_json::json!({"polcy": {}})),
-            (
-                "identity both",
-                serde_json::json!({"identity": {"header": "x-user", "jwt_payload_header": "x"}}),
-            ),
-            (
-                "identity x-mfa",
-                serde_json::json!({"identity": {"header": "x-mfa-user"}}),
-            ),
-            (
-                "short key",
-                serde_json::json!({"session": {"keys": [{"kid": "k", "secret": "AAAA"}]}}),
-            ),
+            ("identity both", serde_json::json!({"identity": {"header": "x-user", "jwt_payload_header": "x"}})),
+            ("identity x-mfa", serde_json::json!({"identity": {"header": "x-mfa-user"}})),
+            ("short key", serde_json::json!({"session": {"keys": [{"kid": "k", "secret": "AAAA"}]}})),
             ("no keys", serde_json::json!({"session": {"keys": []}})),
-            (
-                "no_factor",
-                serde_json::json!({"policy": {"no_factor": "maybe"}}),
-            ),
-            (
-                "method",
-                serde_json::json!({"policy": {"rules": [{"prefix": "/a", "methods": ["sms2"]}]}}),
-            ),
+            ("no_factor", serde_json::json!({"policy": {"no_factor": "maybe"}})),
+            ("method", serde_json::json!({"policy": {"rules": [{"prefix": "/a", "methods": ["sms2"]}]}})),
             ("digits", serde_json::json!({"totp": {"digits": 4}})),
-            (
-                "recheck",
-                serde_json::json!({"recheck": {"min_s": 100, "max_s": 50}}),
-            ),
+            ("recheck", serde_json::json!({"recheck": {"min_s": 100, "max_s": 50}})),
             (
                 "host cookie on http",
                 serde_json::json!({"session": {"secure": false, "cookie_name": "__Host-x", "keys_from_store": true}}),
@@ -460,10 +531,7 @@ pub(crate) mod tests {
         for (name, patch) in cases {
             let mut j = sample_json();
             merge(&mut j, &patch);
-            assert!(
-                Config::parse(j.to_string().as_bytes()).is_err(),
-                "{name} should be refused"
-            );
+            assert!(Config::parse(j.to_string().as_bytes()).is_err(), "{name} should be refused");
         }
         assert!(Config::parse(b"not json").is_err());
     }

@@ -33,10 +33,7 @@ impl Rng for WasiRng {
 }
 
 fn now_s(ctx: &dyn Context) -> u64 {
-    ctx.get_current_time()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    ctx.get_current_time().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 fn dispatch(ctx: &dyn Context, gate: &Gate, req: &StoreRequest) -> Result<u32, ()> {
@@ -49,26 +46,14 @@ fn dispatch(ctx: &dyn Context, gate: &Gate, req: &StoreRequest) -> Result<u32, (
         ("content-type", "application/json"),
         ("accept", "application/json"),
     ];
-    ctx.dispatch_http_call(
-        &s.cluster,
-        headers,
-        req.body.as_deref(),
-        vec![],
-        Duration::from_millis(s.timeout_ms),
-    )
-    .map_err(|_| ())
+    ctx.dispatch_http_call(&s.cluster, headers, req.body.as_deref(), vec![], Duration::from_millis(s.timeout_ms))
+        .map_err(|_| ())
 }
 
 fn read_reply(ctx: &dyn Context, body_size: usize) -> StoreReply {
-    let status = ctx
-        .get_http_call_response_header(":status")
-        .and_then(|s| s.parse::<u32>().ok());
-    let body = if body_size > 0 {
-        ctx.get_http_call_response_body(0, body_size)
-            .unwrap_or_default()
-    } else {
-        Vec::new()
-    };
+    let status = ctx.get_http_call_response_header(":status").and_then(|s| s.parse::<u32>().ok());
+    let body =
+        if body_size > 0 { ctx.get_http_call_response_body(0, body_size).unwrap_or_default() } else { Vec::new() };
     if status.is_none_or(|s| s >= 500) {
         log::warn!("edge-mfa: store call failed (status {status:?})");
     }
@@ -157,10 +142,7 @@ impl RootContext for Root {
 
     fn create_http_context(&self, _: u32) -> Option<Box<dyn HttpContext>> {
         let gate = self.gate.clone()?;
-        Some(Box::new(Filter {
-            gate,
-            pending: None,
-        }))
+        Some(Box::new(Filter { gate, pending: None }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -187,9 +169,7 @@ impl Filter {
                 self.set_http_request_header("x-mfa-user", Some(&p.user));
                 self.set_http_request_header("x-mfa-method", Some(p.method));
                 match p.auth_time {
-                    Some(t) => {
-                        self.set_http_request_header("x-mfa-auth-time", Some(&t.to_string()))
-                    }
+                    Some(t) => self.set_http_request_header("x-mfa-auth-time", Some(&t.to_string())),
                     None => self.set_http_request_header("x-mfa-auth-time", None),
                 }
                 self.proceed(resumed)
@@ -201,11 +181,7 @@ impl Filter {
                 self.proceed(resumed)
             }
             Decision::Respond(r) => {
-                let headers: Vec<(&str, &str)> = r
-                    .headers
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str()))
-                    .collect();
+                let headers: Vec<(&str, &str)> = r.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
                 self.send_http_response(r.status, headers, Some(&r.body));
                 Action::Pause
             }
@@ -229,9 +205,7 @@ impl Filter {
                 Err(()) => {
                     log::warn!("edge-mfa: could not dispatch a store call");
                     let reply = StoreReply::default();
-                    let d = self
-                        .gate
-                        .on_store_reply(p, &reply, now_s(self), &mut WasiRng);
+                    let d = self.gate.on_store_reply(p, &reply, now_s(self), &mut WasiRng);
                     self.apply(d, resumed)
                 }
             },
@@ -261,12 +235,7 @@ impl HttpContext for Filter {
         let gate = self.gate.clone();
         let d = gate.on_headers(self, now_s(self), &mut WasiRng);
         let action = self.apply(d, false);
-        if end_of_stream
-            && matches!(
-                self.pending,
-                Some(Pending::VerifyBody(_) | Pending::EnrollBody(..))
-            )
-        {
+        if end_of_stream && self.pending.as_ref().is_some_and(Pending::wants_body) {
             // A POST without a body: answer now rather than wait for a body that never comes.
             return self.on_body(&[]);
         }
@@ -274,10 +243,7 @@ impl HttpContext for Filter {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if !matches!(
-            self.pending,
-            Some(Pending::VerifyBody(_) | Pending::EnrollBody(..))
-        ) {
+        if !self.pending.as_ref().is_some_and(Pending::wants_body) {
             return Action::Continue;
         }
         if body_size > self.gate.cfg.body_limit {

@@ -109,9 +109,7 @@ pub fn safe_next(next: &str) -> Option<&str> {
     if b.len() > 1 && (b[1] == b'/' || b[1] == b'\\') {
         return None;
     }
-    if b.iter()
-        .any(|&c| c < 0x21 || c == 0x7f || c == b'\\' || c >= 0x80)
-    {
+    if b.iter().any(|&c| c < 0x21 || c == 0x7f || c == b'\\' || c >= 0x80) {
         return None;
     }
     let lower = next.to_ascii_lowercase();
@@ -191,10 +189,7 @@ mod tests {
 
     #[test]
     fn escaping() {
-        assert_eq!(
-            html_escape("<a href=\"x\">'&'</a>"),
-            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
-        );
+        assert_eq!(html_escape("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
         assert_eq!(percent_encode("a b/c@d"), "a%20b%2Fc%40d");
         assert_eq!(percent_decode("a%20b", false).as_deref(), Some("a b"));
         assert_eq!(percent_decode("a+b", false).as_deref(), Some("a+b"));

@@ -96,10 +96,7 @@ mod tests {
         assert_eq!(from_jwt_payload(&p, "iss").as_deref(), Some("x"));
         assert_eq!(from_jwt_payload(&p, "email"), None);
         assert_eq!(from_jwt_payload(&p, "exp"), None); // not a string
-        assert_eq!(
-            from_jwt_payload(&format!("{p}=="), "sub").as_deref(),
-            Some("alice")
-        );
+        assert_eq!(from_jwt_payload(&format!("{p}=="), "sub").as_deref(), Some("alice"));
         let esc = b64(r#"{"sub":"al\u0069ce"}"#);
         assert_eq!(from_jwt_payload(&esc, "sub").as_deref(), Some("alice"));
     }

@@ -9,9 +9,11 @@ pub mod http;
 pub mod identity;
 pub mod pages;
 pub mod policy;
+pub mod recovery;
 pub mod store;
 pub mod token;
 pub mod totp;
+pub mod webauthn;
 
 #[cfg(target_arch = "wasm32")]
 mod glue;

@@ -12,7 +12,7 @@ pub struct Response {
     pub body: Vec<u8>,
 }
 
-const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+const CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 impl Response {
     fn with_type(status: u32, content_type: &str, body: Vec<u8>) -> Response {
@@ -45,10 +45,7 @@ impl Response {
         self
     }
     pub fn header_value(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 }
 
@@ -60,7 +57,7 @@ input:focus,button:focus{outline:3px solid #7aa7ff;outline-offset:2px}\
 button{margin-top:1rem;width:100%;font-size:1.05rem;padding:.7rem;border:0;border-radius:8px;background:#2457d6;color:#fff;cursor:pointer}\
 .err{background:#fdecec;color:#8a1c1c;padding:.6rem .8rem;border-radius:8px}.muted{color:#5b6474;font-size:.9rem}\
 code.secret{display:block;word-break:break-all;background:#f0f2f6;padding:.5rem;border-radius:6px;font-size:1rem}\
-.qr{text-align:center;margin:1rem 0}.qr svg{width:220px;height:220px}ul{padding-left:1.2rem}";
+.qr{text-align:center;margin:1rem 0}.method{margin:1.2rem 0}h2{font-size:1.1rem;margin-top:1.6rem}.qr svg{width:220px;height:220px}ul{padding-left:1.2rem}";
 
 fn page(title: &str, content: &str) -> String {
     format!(
@@ -77,34 +74,101 @@ fn error_block(error: Option<&str>) -> String {
     }
 }
 
+/// Which methods a page offers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Offer {
+    pub totp: bool,
+    pub webauthn: bool,
+    pub recovery: bool,
+}
+
+const SCRIPT_TAG: &str = "<script src=\"/.mfa/assets/webauthn.js\" defer></script>";
+
+fn webauthn_block(kind: &str, label: &str, next: &str, with_name: bool) -> String {
+    let name = if with_name {
+        "<label for=\"webauthn-name\">Name for this key</label><input type=\"text\" id=\"webauthn-name\" value=\"Passkey\" maxlength=\"64\">"
+    } else {
+        ""
+    };
+    format!(
+        "<section class=\"method\">{name}<button type=\"button\" data-webauthn=\"{kind}\" data-next=\"{next}\" hidden>{label}</button>\
+<p id=\"webauthn-status\" class=\"err\" role=\"alert\" hidden></p>\
+<noscript><p class=\"muted\">Security keys and passkeys need JavaScript.</p></noscript></section>{SCRIPT_TAG}",
+        next = esc(next),
+        label = esc(label),
+    )
+}
+
 /// The second-factor prompt. `recheck` words it as a periodic confirmation.
-pub fn challenge(
-    user: &str,
-    next: &str,
-    digits: u32,
-    error: Option<&str>,
-    recheck: bool,
-) -> String {
+pub fn challenge(user: &str, next: &str, digits: u32, error: Option<&str>, recheck: bool, offer: Offer) -> String {
     let lead = if recheck {
         "For your security, please confirm it is still you."
+    } else if offer.webauthn && !offer.totp {
+        "Use your security key or passkey to continue."
     } else {
-        "Enter the code from your authenticator app to continue."
+        "Confirm it is you with your second factor to continue."
     };
-    let content = format!(
-        "<h1>Two-step verification</h1><p>{lead}</p><p class=\"muted\">Signed in as <strong>{user}</strong></p>{err}\
-<form method=\"post\" action=\"/.mfa/totp/verify\">\
-<input type=\"hidden\" name=\"next\" value=\"{next}\">\
-<label for=\"code\">Authentication code</label>\
-<input type=\"text\" id=\"code\" name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" pattern=\"[0-9]{{{digits}}}\" maxlength=\"{digits}\" required autofocus>\
-<button type=\"submit\">Verify</button></form>",
+    let mut content = format!(
+        "<h1>Two-step verification</h1><p>{lead}</p><p class=\"muted\">Signed in as <strong>{user}</strong></p>{err}",
         user = esc(user),
         err = error_block(error),
-        next = esc(next),
     );
+    if offer.webauthn {
+        content.push_str(&webauthn_block("login", "Use a security key or passkey", next, false));
+    }
+    if offer.totp {
+        content.push_str(&format!(
+            "<form method=\"post\" action=\"/.mfa/totp/verify\" class=\"method\">\
+<input type=\"hidden\" name=\"next\" value=\"{next}\">\
+<label for=\"code\">Code from your authenticator app</label>\
+<input type=\"text\" id=\"code\" name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" pattern=\"[0-9]{{{digits}}}\" maxlength=\"{digits}\" required{autofocus}>\
+<button type=\"submit\">Verify</button></form>",
+            next = esc(next),
+            autofocus = if offer.webauthn { "" } else { " autofocus" },
+        ));
+    }
+    if offer.recovery {
+        content.push_str(&format!(
+            "<details class=\"method\"{open}><summary>Use a recovery code</summary>\
+<form method=\"post\" action=\"/.mfa/recovery/verify\"><input type=\"hidden\" name=\"next\" value=\"{next}\">\
+<label for=\"recovery-code\">Recovery code</label>\
+<input type=\"text\" id=\"recovery-code\" name=\"code\" autocomplete=\"off\" autocapitalize=\"none\" spellcheck=\"false\" maxlength=\"32\" required>\
+<button type=\"submit\">Use recovery code</button></form></details>",
+            open = if offer.totp || offer.webauthn { "" } else { " open" },
+            next = esc(next),
+        ));
+    }
     page("Two-step verification", &content)
 }
 
-/// TOTP enrollment: QR code, the secret for manual entry, and the confirmation form.
+/// The new recovery codes, shown once.
+pub fn recovery_codes(codes: &[String]) -> String {
+    let list: String = codes.iter().map(|c| format!("<li><code>{}</code></li>", esc(c))).collect();
+    page(
+        "Recovery codes",
+        &format!(
+            "<h1>Your recovery codes</h1><p>Each code signs you in once if you lose your other methods. \
+Save them somewhere safe now: they will not be shown again, and any older codes no longer work.</p>\
+<ol class=\"codes\">{list}</ol><p><a href=\"/.mfa/\">Back to security</a></p>"
+        ),
+    )
+}
+
+/// After signing in with a recovery code: how many are left.
+pub fn recovery_used(left: u32, next: &str) -> String {
+    let advice = if left <= 2 { " Generate a new set on your security page soon." } else { "" };
+    page(
+        "Recovery code used",
+        &format!(
+            "<h1>Recovery code accepted</h1><p>You have <strong id=\"recovery-left\">{left}</strong> recovery codes left.{advice}</p>\
+<p><a href=\"{next}\">Continue</a> · <a href=\"/.mfa/\">Security page</a></p>",
+            next = esc(next)
+        ),
+    )
+}
+
+/// TOTP enrollment: QR code, the secret for manual entry, and the confirmation form; plus a
+/// security-key option when WebAuthn is on.
 pub struct EnrollView<'a> {
     pub user: &'a str,
     pub next: &'a str,
@@ -115,16 +179,22 @@ pub struct EnrollView<'a> {
     pub enroll_token: &'a str,
     pub digits: u32,
     pub error: Option<&'a str>,
+    pub webauthn: bool,
 }
 
 pub fn enroll(v: &EnrollView) -> String {
-    // The QR SVG comes from the qrcode crate (our own output, no user text inside but the URI's
-    // bits); strip its XML prolog so it can sit inline.
+    // The QR SVG comes from the qrcode crate (our own output); strip its XML prolog so it can
+    // sit inline.
     let svg = v.qr_svg.find("<svg").map(|i| &v.qr_svg[i..]).unwrap_or("");
-    let content = format!(
-        "<h1>Set up two-step verification</h1>\
-<p>Scan this code with an authenticator app (Google Authenticator, Authy, 1Password, …), then enter the {digits}-digit code it shows.</p>\
-{err}<div class=\"qr\" role=\"img\" aria-label=\"QR code for {issuer}\">{svg}</div>\
+    let mut content = format!("<h1>Set up two-step verification</h1>{err}", err = error_block(v.error));
+    if v.webauthn {
+        content.push_str("<h2>A security key or passkey</h2><p>Use this device's passkey (fingerprint, face, PIN) or a USB/NFC security key.</p>");
+        content.push_str(&webauthn_block("register", "Add a security key or passkey", v.next, true));
+        content.push_str("<h2>Or an authenticator app</h2>");
+    }
+    content.push_str(&format!(
+        "<p>Scan this code with an authenticator app (Google Authenticator, Authy, 1Password, …), then enter the {digits}-digit code it shows.</p>\
+<div class=\"qr\" role=\"img\" aria-label=\"QR code for {issuer}\">{svg}</div>\
 <p class=\"muted\">Can't scan? Enter this key:</p><code class=\"secret\" id=\"secret\">{secret}</code>\
 <p class=\"muted\"><a href=\"{uri}\">Open in an authenticator app on this device</a></p>\
 <form method=\"post\" action=\"/.mfa/totp/enroll\">\
@@ -134,27 +204,26 @@ pub fn enroll(v: &EnrollView) -> String {
 <input type=\"text\" id=\"code\" name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" maxlength=\"{digits}\" required>\
 <button type=\"submit\">Confirm and continue</button></form><p class=\"muted\">Signed in as <strong>{user}</strong></p>",
         digits = v.digits,
-        err = error_block(v.error),
         issuer = esc(v.issuer),
         secret = esc(v.secret_b32),
         uri = esc(v.uri),
         token = esc(v.enroll_token),
         next = esc(v.next),
         user = esc(v.user),
-    );
+    ));
     page("Set up two-step verification", &content)
 }
 
 /// A plain message page (errors, denials, store unavailable).
 pub fn message(title: &str, text: &str) -> String {
-    page(
-        title,
-        &format!("<h1>{}</h1><p>{}</p>", esc(title), esc(text)),
-    )
+    page(title, &format!("<h1>{}</h1><p>{}</p>", esc(title), esc(text)))
 }
 
+/// One row of the security home: (type, name, added).
+pub type FactorRow = (String, String, String);
+
 /// The minimal security home: who you are, how you verified, your factors, sign out.
-pub fn home(user: &str, method: &str, factors: &[(String, String, String)]) -> String {
+pub fn home(user: &str, method: &str, factors: &[FactorRow], webauthn: bool) -> String {
     let mut list = String::new();
     for (kind, name, added) in factors {
         list.push_str(&format!(
@@ -167,13 +236,17 @@ pub fn home(user: &str, method: &str, factors: &[(String, String, String)]) -> S
     if list.is_empty() {
         list.push_str("<li>No methods yet.</li>");
     }
-    let content = format!(
+    let mut content = format!(
         "<h1>Security</h1><p>Signed in as <strong>{user}</strong>, verified with {method}.</p><h2>Your methods</h2><ul>{list}</ul>\
-<p><a href=\"/.mfa/totp/enroll?next=/.mfa/\">Add an authenticator app</a></p>\
-<form method=\"post\" action=\"/.mfa/logout\"><button type=\"submit\">Sign out of two-step session</button></form>",
+<p><a href=\"/.mfa/totp/enroll?next=/.mfa/\">Add an authenticator app</a></p>",
         user = esc(user),
         method = esc(method),
     );
+    if webauthn {
+        content.push_str(&webauthn_block("register", "Add a security key or passkey", "/.mfa/", true));
+    }
+    content.push_str("<form method=\"post\" action=\"/.mfa/recovery/generate\"><button type=\"submit\">Generate new recovery codes</button></form>");
+    content.push_str("<form method=\"post\" action=\"/.mfa/logout\"><button type=\"submit\">Sign out of two-step session</button></form>");
     page("Security", &content)
 }
 
@@ -183,7 +256,14 @@ mod tests {
 
     #[test]
     fn escapes_everything() {
-        let h = challenge("<script>alert(1)</script>", "/\"><x", 6, Some("<b>"), false);
+        let h = challenge(
+            "<script>alert(1)</script>",
+            "/\"><x",
+            6,
+            Some("<b>"),
+            false,
+            Offer { totp: true, webauthn: true, recovery: true },
+        );
         assert!(!h.contains("<script>"));
         assert!(h.contains("&lt;script&gt;"));
         assert!(h.contains("value=\"/&quot;&gt;&lt;x\""));
@@ -193,8 +273,8 @@ mod tests {
     }
 
     #[test]
-    fn no_scripts_or_external_resources() {
-        let v = EnrollView {
+    fn only_our_own_script() {
+        let mut v = EnrollView {
             user: "a",
             next: "/",
             issuer: "i",
@@ -204,31 +284,39 @@ mod tests {
             enroll_token: "t",
             digits: 6,
             error: None,
+            webauthn: false,
         };
+        let totp_only = Offer { totp: true, webauthn: false, recovery: false };
         for h in [
-            challenge("a", "/", 6, None, true),
+            challenge("a", "/", 6, None, true, totp_only),
             enroll(&v),
-            home("a", "totp", &[]),
+            home("a", "totp", &[], false),
             message("t", "x"),
+            recovery_codes(&["abcd-efgh-jkmn".into()]),
+            recovery_used(3, "/x"),
         ] {
-            assert!(!h.contains("<script"));
+            assert!(!h.contains("<script"), "no script unless WebAuthn is offered");
             assert!(!h.contains("src=\"http"));
         }
-        assert!(challenge("a", "/", 6, None, false).contains("<label for=\"code\""));
+        assert!(challenge("a", "/", 6, None, false, totp_only).contains("<label for=\"code\""));
         assert!(!enroll(&v).contains("<?xml"));
+        v.webauthn = true;
+        let both = Offer { totp: true, webauthn: true, recovery: true };
+        for h in [challenge("a", "/x", 6, None, false, both), enroll(&v), home("a", "totp", &[], true)] {
+            assert_eq!(h.matches("<script").count(), 1);
+            assert!(h.contains("<script src=\"/.mfa/assets/webauthn.js\" defer></script>"));
+            assert!(!h.contains("onclick"), "no inline handlers (CSP)");
+        }
+        assert!(challenge("a", "/x", 6, None, false, both).contains("data-webauthn=\"login\" data-next=\"/x\""));
+        assert!(!challenge("a", "/x", 6, None, false, Offer { totp: false, webauthn: true, recovery: false })
+            .contains("/.mfa/totp/verify"));
     }
 
     #[test]
     fn security_headers() {
         let r = Response::html(401, "x".into());
         assert_eq!(r.header_value("cache-control"), Some("no-store"));
-        assert!(r
-            .header_value("content-security-policy")
-            .unwrap()
-            .contains("default-src 'none'"));
-        assert_eq!(
-            Response::redirect("/a").header_value("location"),
-            Some("/a")
-        );
+        assert!(r.header_value("content-security-policy").unwrap().contains("default-src 'none'"));
+        assert_eq!(Response::redirect("/a").header_value("location"), Some("/a"));
     }
 }

@@ -24,20 +24,12 @@ pub struct Rule {
 }
 
 impl Rule {
-    pub fn new(
-        prefix: &str,
-        max_age_s: Option<u64>,
-        methods: Option<Vec<Method>>,
-    ) -> Result<Rule, String> {
+    pub fn new(prefix: &str, max_age_s: Option<u64>, methods: Option<Vec<Method>>) -> Result<Rule, String> {
         check_prefix(prefix)?;
         if methods.as_ref().is_some_and(|m| m.is_empty()) {
             return Err(format!("rule {prefix}: methods must not be empty"));
         }
-        Ok(Rule {
-            prefix: prefix.to_ascii_lowercase(),
-            max_age_s,
-            methods,
-        })
+        Ok(Rule { prefix: prefix.to_ascii_lowercase(), max_age_s, methods })
     }
 
     /// Whether a session satisfies this rule at `now`.
@@ -56,9 +48,7 @@ impl Rule {
 
 fn check_prefix(p: &str) -> Result<(), String> {
     if !p.starts_with('/') || canonical(p) != p.trim_end_matches('/') && p != "/" {
-        return Err(format!(
-            "path prefix {p:?} must be an absolute, canonical path"
-        ));
+        return Err(format!("path prefix {p:?} must be an absolute, canonical path"));
     }
     Ok(())
 }
@@ -71,38 +61,24 @@ pub struct Policy {
 }
 
 impl Policy {
-    pub fn new(
-        bypass: Vec<String>,
-        rules: Vec<Rule>,
-        no_factor: NoFactor,
-    ) -> Result<Policy, String> {
+    pub fn new(bypass: Vec<String>, rules: Vec<Rule>, no_factor: NoFactor) -> Result<Policy, String> {
         for b in &bypass {
             check_prefix(b)?;
             if b == "/" || b.starts_with("/.mfa") {
                 return Err(format!("bypass {b:?} would switch the gate off"));
             }
         }
-        Ok(Policy {
-            bypass,
-            rules,
-            no_factor,
-        })
+        Ok(Policy { bypass, rules, no_factor })
     }
 
     /// True when `path` (no query) needs no MFA at all.
     pub fn bypassed(&self, path: &str) -> bool {
-        !self.bypass.is_empty()
-            && is_canonical(path)
-            && self.bypass.iter().any(|b| prefix_match(path, b, false))
+        !self.bypass.is_empty() && is_canonical(path) && self.bypass.iter().any(|b| prefix_match(path, b, false))
     }
 
     /// The step-up rules that apply to `path` (no query).
     pub fn rules_for<'a>(&'a self, path: &str) -> impl Iterator<Item = &'a Rule> + 'a {
-        let canon: Cow<str> = if is_canonical(path) {
-            Cow::Borrowed(path)
-        } else {
-            Cow::Owned(canonical(path))
-        };
+        let canon: Cow<str> = if is_canonical(path) { Cow::Borrowed(path) } else { Cow::Owned(canonical(path)) };
         let mut matched = Vec::new();
         if !self.rules.is_empty() {
             for r in &self.rules {
@@ -129,11 +105,7 @@ fn prefix_match(path: &str, prefix: &str, fold_case: bool) -> bool {
         return false;
     }
     let (head, tail) = path.split_at(p.len().min(path.len()));
-    let head_ok = if fold_case {
-        head.eq_ignore_ascii_case(p)
-    } else {
-        head == p
-    };
+    let head_ok = if fold_case { head.eq_ignore_ascii_case(p) } else { head == p };
     head_ok && (tail.is_empty() || tail.starts_with('/'))
 }
 
@@ -265,11 +237,7 @@ mod tests {
             "/x%2f..%2fadmin",
             "/%252e%252e/admin",
         ] {
-            assert_eq!(
-                p.rules_for(hit).count(),
-                1,
-                "{hit} must hit the /admin rule"
-            );
+            assert_eq!(p.rules_for(hit).count(), 1, "{hit} must hit the /admin rule");
         }
         for miss in ["/administrator", "/adm", "/x/admin", "/"] {
             assert_eq!(p.rules_for(miss).count(), 0, "{miss}");
@@ -279,13 +247,8 @@ mod tests {
     #[test]
     fn rule_satisfaction() {
         let r = Rule::new("/admin", Some(300), Some(vec![Method::Webauthn])).unwrap();
-        let mut s = Session {
-            auth_time: 1000,
-            expires: 9999,
-            recheck_at: 0,
-            session_id: [0; 16],
-            method: Method::Webauthn,
-        };
+        let mut s =
+            Session { auth_time: 1000, expires: 9999, recheck_at: 0, session_id: [0; 16], method: Method::Webauthn };
         assert!(r.satisfied_by(&s, 1300));
         assert!(!r.satisfied_by(&s, 1301));
         s.method = Method::Totp;

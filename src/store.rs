@@ -6,6 +6,8 @@ use crate::config::{decode_b64, StoreConfig};
 use crate::http::percent_encode;
 use crate::token::{Key, KeyRing};
 use crate::totp::{secret_from_base32, secret_to_base32, Alg, Params};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64U;
+use base64::Engine;
 use serde::Deserialize;
 
 /// A request to the store, ready for `dispatch_http_call`.
@@ -35,11 +37,7 @@ pub enum StoreError {
 }
 
 pub fn keys(cfg: &StoreConfig) -> StoreRequest {
-    StoreRequest {
-        method: "GET",
-        path: format!("{}/keys", cfg.path_prefix),
-        body: None,
-    }
+    StoreRequest { method: "GET", path: format!("{}/keys", cfg.path_prefix), body: None }
 }
 
 pub fn factors(cfg: &StoreConfig, user: &str) -> StoreRequest {
@@ -86,6 +84,125 @@ pub fn use_totp_step(cfg: &StoreConfig, user: &str, factor_id: &str, step: u64) 
     }
 }
 
+/// A WebAuthn credential to save, as verified by the filter.
+pub struct NewWebauthn<'a> {
+    pub name: &'a str,
+    pub credential_id: &'a [u8],
+    pub public_key: &'a [u8],
+    pub alg: i64,
+    pub sign_count: u32,
+    pub aaguid: &'a [u8; 16],
+    pub transports: &'a [String],
+    pub backup_eligible: bool,
+    pub backup_state: bool,
+    pub attestation_format: &'a str,
+    pub user_handle: &'a [u8],
+    pub discoverable: bool,
+}
+
+pub fn create_webauthn(cfg: &StoreConfig, user: &str, w: &NewWebauthn, only_if_none: bool) -> StoreRequest {
+    let aaguid: String = w.aaguid.iter().map(|b| format!("{b:02x}")).collect();
+    let body = serde_json::json!({
+        "type": "webauthn",
+        "name": w.name,
+        "webauthn": {
+            "credential_id": B64U.encode(w.credential_id), "public_key": B64U.encode(w.public_key), "alg": w.alg,
+            "sign_count": w.sign_count, "aaguid": aaguid, "transports": w.transports, "backup_eligible": w.backup_eligible,
+            "backup_state": w.backup_state, "attestation_format": w.attestation_format, "user_handle": B64U.encode(w.user_handle),
+            "discoverable": w.discoverable,
+        },
+        "only_if_none": only_if_none,
+    });
+    StoreRequest {
+        method: "POST",
+        path: format!("{}/users/{}/factors", cfg.path_prefix, percent_encode(user)),
+        body: Some(body.to_string().into_bytes()),
+    }
+}
+
+pub fn use_webauthn(
+    cfg: &StoreConfig,
+    user: &str,
+    factor_id: &str,
+    sign_count: u32,
+    backup_state: bool,
+) -> StoreRequest {
+    StoreRequest {
+        method: "POST",
+        path: format!(
+            "{}/users/{}/factors/{}/webauthn/use",
+            cfg.path_prefix,
+            percent_encode(user),
+            percent_encode(factor_id)
+        ),
+        body: Some(
+            serde_json::json!({"sign_count": sign_count, "backup_state": backup_state}).to_string().into_bytes(),
+        ),
+    }
+}
+
+/// Records a ceremony challenge so that it can be consumed exactly once.
+pub fn put_challenge(
+    cfg: &StoreConfig,
+    challenge: &[u8],
+    user: Option<&str>,
+    purpose: &str,
+    expires_at: u64,
+) -> StoreRequest {
+    let body =
+        serde_json::json!({"id": B64U.encode(challenge), "user": user, "purpose": purpose, "expires_at": expires_at});
+    StoreRequest {
+        method: "POST",
+        path: format!("{}/challenges", cfg.path_prefix),
+        body: Some(body.to_string().into_bytes()),
+    }
+}
+
+pub fn consume_challenge(cfg: &StoreConfig, challenge: &[u8], purpose: &str) -> StoreRequest {
+    StoreRequest {
+        method: "POST",
+        path: format!("{}/challenges/{}/consume", cfg.path_prefix, B64U.encode(challenge)),
+        body: Some(serde_json::json!({ "purpose": purpose }).to_string().into_bytes()),
+    }
+}
+
+/// Replaces the user's recovery codes (the store keeps keyed hashes only).
+pub fn put_recovery(cfg: &StoreConfig, user: &str, codes: &[String]) -> StoreRequest {
+    StoreRequest {
+        method: "PUT",
+        path: format!("{}/users/{}/recovery", cfg.path_prefix, percent_encode(user)),
+        body: Some(serde_json::json!({ "codes": codes }).to_string().into_bytes()),
+    }
+}
+
+/// Consumes one recovery code atomically.
+pub fn consume_recovery(cfg: &StoreConfig, user: &str, code: &str) -> StoreRequest {
+    StoreRequest {
+        method: "POST",
+        path: format!("{}/users/{}/recovery/consume", cfg.path_prefix, percent_encode(user)),
+        body: Some(serde_json::json!({ "code": code }).to_string().into_bytes()),
+    }
+}
+
+/// How many recovery codes are left after a consume or a regeneration.
+pub fn parse_remaining(reply: &StoreReply) -> Result<u32, StoreError> {
+    expect(reply, &[200])?;
+    #[derive(Deserialize)]
+    struct R {
+        remaining: u32,
+    }
+    serde_json::from_slice::<R>(&reply.body).map(|r| r.remaining).map_err(|_| StoreError::Unavailable)
+}
+
+/// Finds the user owning a credential (passkey quick login).
+pub fn credential(cfg: &StoreConfig, credential_id: &[u8]) -> StoreRequest {
+    StoreRequest {
+        method: "GET",
+        path: format!("{}/credentials/{}", cfg.path_prefix, B64U.encode(credential_id)),
+        body: None,
+    }
+}
+
 fn expect(reply: &StoreReply, ok: &[u32]) -> Result<(), StoreError> {
     match reply.status {
         Some(s) if ok.contains(&s) => Ok(()),
@@ -94,9 +211,7 @@ fn expect(reply: &StoreReply, ok: &[u32]) -> Result<(), StoreError> {
             struct E {
                 error: String,
             }
-            let code = serde_json::from_slice::<E>(&reply.body)
-                .map(|e| e.error)
-                .unwrap_or_default();
+            let code = serde_json::from_slice::<E>(&reply.body).map(|e| e.error).unwrap_or_default();
             Err(StoreError::Conflict(code))
         }
         Some(404) => Err(StoreError::NotFound),
@@ -138,6 +253,20 @@ pub struct Factor {
     pub added_at: u64,
     pub last_used_at: Option<u64>,
     pub totp: Option<TotpFactor>,
+    pub webauthn: Option<WebauthnFactor>,
+    /// Unused recovery codes, for a factor of type `recovery`.
+    pub recovery_remaining: Option<u32>,
+    pub owned_by_enterprise: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebauthnFactor {
+    pub credential_id: Vec<u8>,
+    pub public_key: Vec<u8>,
+    pub sign_count: u32,
+    pub backup_eligible: bool,
+    pub transports: Vec<String>,
+    pub user_handle: Vec<u8>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -159,6 +288,23 @@ pub fn parse_factors(reply: &StoreReply) -> Result<Vec<Factor>, StoreError> {
         last_step: u64,
     }
     #[derive(Deserialize)]
+    struct W {
+        credential_id: String,
+        public_key: String,
+        #[serde(default)]
+        sign_count: u32,
+        #[serde(default)]
+        backup_eligible: bool,
+        #[serde(default)]
+        transports: Vec<String>,
+        #[serde(default)]
+        user_handle: String,
+    }
+    #[derive(Deserialize)]
+    struct Rc {
+        remaining: u32,
+    }
+    #[derive(Deserialize)]
     struct F {
         id: String,
         #[serde(rename = "type")]
@@ -172,6 +318,12 @@ pub fn parse_factors(reply: &StoreReply) -> Result<Vec<Factor>, StoreError> {
         last_used_at: Option<u64>,
         #[serde(default)]
         totp: Option<T>,
+        #[serde(default)]
+        webauthn: Option<W>,
+        #[serde(default)]
+        recovery: Option<Rc>,
+        #[serde(default)]
+        owned_by_enterprise: bool,
     }
     #[derive(Deserialize)]
     struct Fs {
@@ -180,6 +332,20 @@ pub fn parse_factors(reply: &StoreReply) -> Result<Vec<Factor>, StoreError> {
     let fs: Fs = serde_json::from_slice(&reply.body).map_err(|_| StoreError::Unavailable)?;
     let mut out = Vec::with_capacity(fs.factors.len());
     for f in fs.factors {
+        let webauthn = match (f.kind.as_str(), f.webauthn) {
+            ("webauthn", Some(w)) => Some(WebauthnFactor {
+                credential_id: B64U
+                    .decode(w.credential_id.trim_end_matches('='))
+                    .map_err(|_| StoreError::Unavailable)?,
+                public_key: B64U.decode(w.public_key.trim_end_matches('=')).map_err(|_| StoreError::Unavailable)?,
+                sign_count: w.sign_count,
+                backup_eligible: w.backup_eligible,
+                transports: w.transports,
+                user_handle: B64U.decode(w.user_handle.trim_end_matches('=')).map_err(|_| StoreError::Unavailable)?,
+            }),
+            ("webauthn", None) => return Err(StoreError::Unavailable),
+            _ => None,
+        };
         let totp = match (f.kind.as_str(), f.totp) {
             ("totp", Some(t)) => {
                 let params = Params {
@@ -189,11 +355,7 @@ pub fn parse_factors(reply: &StoreReply) -> Result<Vec<Factor>, StoreError> {
                 };
                 params.check().map_err(|_| StoreError::Unavailable)?;
                 let secret = secret_from_base32(&t.secret).ok_or(StoreError::Unavailable)?;
-                Some(TotpFactor {
-                    secret,
-                    params,
-                    last_step: t.last_step,
-                })
+                Some(TotpFactor { secret, params, last_step: t.last_step })
             }
             ("totp", None) => return Err(StoreError::Unavailable),
             _ => None,
@@ -206,6 +368,9 @@ pub fn parse_factors(reply: &StoreReply) -> Result<Vec<Factor>, StoreError> {
             added_at: f.added_at,
             last_used_at: f.last_used_at,
             totp,
+            webauthn,
+            recovery_remaining: f.recovery.map(|r| r.remaining),
+            owned_by_enterprise: f.owned_by_enterprise,
         });
     }
     Ok(out)
@@ -214,6 +379,28 @@ pub fn parse_factors(reply: &StoreReply) -> Result<Vec<Factor>, StoreError> {
 /// Expects a 201 from factor creation.
 pub fn parse_created(reply: &StoreReply) -> Result<(), StoreError> {
     expect(reply, &[200, 201])
+}
+
+/// The user named by a credential lookup, and that credential.
+pub fn parse_credential(reply: &StoreReply) -> Result<(String, Factor), StoreError> {
+    expect(reply, &[200])?;
+    #[derive(Deserialize)]
+    struct C {
+        user: String,
+        factor: serde_json::Value,
+    }
+    let c: C = serde_json::from_slice(&reply.body).map_err(|_| StoreError::Unavailable)?;
+    let wrapped = serde_json::json!({ "factors": [c.factor] }).to_string();
+    let mut fs = parse_factors(&StoreReply { status: Some(200), body: wrapped.into_bytes() })?;
+    match fs.pop() {
+        Some(f) if f.webauthn.is_some() => Ok((c.user, f)),
+        _ => Err(StoreError::Unavailable),
+    }
+}
+
+/// Expects a 200 (or 201) with no particular body.
+pub fn parse_ok(reply: &StoreReply) -> Result<(), StoreError> {
+    expect(reply, &[200, 201, 204])
 }
 
 /// Expects a 200 from recording a used TOTP step; 409 `replay` means it was used already.
@@ -235,73 +422,51 @@ mod tests {
         }
     }
     fn reply(status: Option<u32>, body: &str) -> StoreReply {
-        StoreReply {
-            status,
-            body: body.as_bytes().to_vec(),
-        }
+        StoreReply { status, body: body.as_bytes().to_vec() }
     }
 
     #[test]
     fn request_paths_encode_users() {
         assert_eq!(factors(&cfg(), "a/b c").path, "/v1/users/a%2Fb%20c/factors");
-        assert_eq!(
-            use_totp_step(&cfg(), "al", "f/1", 5).path,
-            "/v1/users/al/factors/f%2F1/totp/use"
-        );
+        assert_eq!(use_totp_step(&cfg(), "al", "f/1", 5).path, "/v1/users/al/factors/f%2F1/totp/use");
     }
 
     #[test]
     fn factors_parse() {
         let ok = r#"{"user":"a","factors":[{"id":"f1","type":"totp","name":"Phone","enabled":true,"added_at":5,"last_used_at":null,
             "totp":{"secret":"GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ","digits":6,"period":30,"algorithm":"SHA1","last_step":7}},
-            {"id":"w1","type":"webauthn","name":"Key","enabled":false}]}"#;
+            {"id":"w1","type":"webauthn","name":"Key","enabled":false,
+            "webauthn":{"credential_id":"AQID","public_key":"pQECAyYgASFYIA","sign_count":4,"backup_eligible":true,"transports":["usb"],"user_handle":"YWxpY2U"}}]}"#;
         let fs = parse_factors(&reply(Some(200), ok)).unwrap();
         assert_eq!(fs.len(), 2);
         assert_eq!(fs[0].totp.as_ref().unwrap().last_step, 7);
         assert!(fs[1].totp.is_none());
+        let w = fs[1].webauthn.as_ref().unwrap();
+        assert_eq!(
+            (w.credential_id.as_slice(), w.sign_count, w.user_handle.as_slice()),
+            (&[1u8, 2, 3][..], 4, &b"alice"[..])
+        );
+        let missing = r#"{"factors":[{"id":"w1","type":"webauthn","enabled":true}]}"#;
+        assert_eq!(parse_factors(&reply(Some(200), missing)), Err(StoreError::Unavailable));
+        let cred = r#"{"user":"bob","factor":{"id":"w2","type":"webauthn","enabled":true,"webauthn":{"credential_id":"AQID","public_key":"AQ","user_handle":"Ym9i"}}}"#;
+        let (user, f) = parse_credential(&reply(Some(200), cred)).unwrap();
+        assert_eq!((user.as_str(), f.id.as_str()), ("bob", "w2"));
+        assert_eq!(parse_credential(&reply(Some(404), "{}")).err(), Some(StoreError::NotFound));
     }
 
     #[test]
     fn failures_are_closed() {
-        assert_eq!(
-            parse_factors(&reply(None, "")),
-            Err(StoreError::Unavailable)
-        );
-        assert_eq!(
-            parse_factors(&reply(Some(500), "{}")),
-            Err(StoreError::Unavailable)
-        );
-        assert_eq!(
-            parse_factors(&reply(Some(200), "{\"factors\":[")),
-            Err(StoreError::Unavailable)
-        );
-        assert_eq!(
-            parse_factors(&reply(Some(200), "<html>")),
-            Err(StoreError::Unavailable)
-        );
+        assert_eq!(parse_factors(&reply(None, "")), Err(StoreError::Unavailable));
+        assert_eq!(parse_factors(&reply(Some(500), "{}")), Err(StoreError::Unavailable));
+        assert_eq!(parse_factors(&reply(Some(200), "{\"factors\":[")), Err(StoreError::Unavailable));
+        assert_eq!(parse_factors(&reply(Some(200), "<html>")), Err(StoreError::Unavailable));
         let bad_secret = r#"{"factors":[{"id":"f","type":"totp","enabled":true,"totp":{"secret":"!!","digits":6,"period":30,"algorithm":"SHA1"}}]}"#;
+        assert_eq!(parse_factors(&reply(Some(200), bad_secret)), Err(StoreError::Unavailable));
+        assert_eq!(parse_used(&reply(Some(409), r#"{"error":"replay"}"#)), Err(StoreError::Conflict("replay".into())));
+        assert_eq!(parse_used(&reply(Some(401), "")), Err(StoreError::Refused(401)));
+        assert_eq!(parse_keys(&reply(Some(200), r#"{"keys":[]}"#)).err(), Some(StoreError::Unavailable));
         assert_eq!(
-            parse_factors(&reply(Some(200), bad_secret)),
-            Err(StoreError::Unavailable)
-        );
-        assert_eq!(
-            parse_used(&reply(Some(409), r#"{"error":"replay"}"#)),
-            Err(StoreError::Conflict("replay".into()))
-        );
-        assert_eq!(
-            parse_used(&reply(Some(401), "")),
-            Err(StoreError::Refused(401))
-        );
-        assert_eq!(
-            parse_keys(&reply(Some(200), r#"{"keys":[]}"#)).err(),
-            Some(StoreError::Unavailable)
-        );
-        assert_eq!(
-            parse_keys(&reply(
-                Some(200),
-                r#"{"keys":[{"kid":"k","secret":"AAAA"}]}"#
-            ))
-            .err(),
+            parse_keys(&reply(Some(200), r#"{"keys":[{"kid":"k","secret":"AAAA"}]}"#)).err(),
             Some(StoreError::Unavailable)
         );
     }

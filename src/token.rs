@@ -29,11 +29,7 @@ pub struct Key {
 impl Key {
     /// Keys shorter than 32 bytes are refused: a session MAC key must not be guessable.
     pub fn new(kid: &str, secret: &[u8]) -> Result<Key, &'static str> {
-        if kid.is_empty()
-            || kid.len() > 32
-            || !kid
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        if kid.is_empty() || kid.len() > 32 || !kid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
             return Err("kid must be 1..32 characters of [A-Za-z0-9_-]");
         }
@@ -41,10 +37,7 @@ impl Key {
             return Err("key secret must be at least 32 bytes");
         }
         let mac = HmacSha256::new_from_slice(secret).map_err(|_| "bad key")?;
-        Ok(Key {
-            kid: kid.to_string(),
-            mac,
-        })
+        Ok(Key { kid: kid.to_string(), mac })
     }
 }
 
@@ -148,6 +141,7 @@ pub enum TokenError {
 
 const SESSION_TAG: &str = "s1";
 const ENROLL_TAG: &str = "e1";
+const CEREMONY_TAG: &str = "w1";
 
 fn seal(ring: &KeyRing, tag: &str, payload: &[u8]) -> Result<String, TokenError> {
     let key = ring.signing().ok_or(TokenError::NoKey)?;
@@ -166,12 +160,7 @@ fn seal(ring: &KeyRing, tag: &str, payload: &[u8]) -> Result<String, TokenError>
 }
 
 /// Checks tag, kid and MAC, then decodes the payload into `buf`; returns the payload length.
-fn open<'b>(
-    ring: &KeyRing,
-    tag: &str,
-    token: &str,
-    buf: &'b mut [u8; MAX_PAYLOAD],
-) -> Result<&'b [u8], TokenError> {
+fn open<'b>(ring: &KeyRing, tag: &str, token: &str, buf: &'b mut [u8; MAX_PAYLOAD]) -> Result<&'b [u8], TokenError> {
     if token.len() > MAX_TOKEN_LEN {
         return Err(TokenError::Malformed);
     }
@@ -191,14 +180,11 @@ fn open<'b>(
     }
     let mut mac = key.mac.clone();
     mac.update(signed.as_bytes());
-    mac.verify_slice(&mac_bytes)
-        .map_err(|_| TokenError::BadMac)?; // constant time
+    mac.verify_slice(&mac_bytes).map_err(|_| TokenError::BadMac)?; // constant time
     if payload_b64.len() > MAX_PAYLOAD * 4 / 3 {
         return Err(TokenError::Malformed);
     }
-    let n = B64
-        .decode_slice(payload_b64, &mut buf[..])
-        .map_err(|_| TokenError::Malformed)?;
+    let n = B64.decode_slice(payload_b64, &mut buf[..]).map_err(|_| TokenError::Malformed)?;
     Ok(&buf[..n])
 }
 
@@ -241,12 +227,7 @@ pub fn seal_session(ring: &KeyRing, user: &str, s: &Session) -> Result<String, T
 }
 
 /// Verifies a session token for the identity `user` at time `now`. This is the hot path.
-pub fn open_session(
-    ring: &KeyRing,
-    token: &str,
-    user: &str,
-    now: u64,
-) -> Result<Session, TokenError> {
+pub fn open_session(ring: &KeyRing, token: &str, user: &str, now: u64) -> Result<Session, TokenError> {
     let mut buf = [0u8; MAX_PAYLOAD];
     let payload = open(ring, SESSION_TAG, token, &mut buf)?;
     let mut r = Reader(payload);
@@ -269,13 +250,7 @@ pub fn open_session(
     if token_user != user.as_bytes() {
         return Err(TokenError::WrongUser);
     }
-    Ok(Session {
-        auth_time,
-        expires,
-        recheck_at,
-        session_id,
-        method,
-    })
+    Ok(Session { auth_time, expires, recheck_at, session_id, method })
 }
 
 /// State of a TOTP enrollment in progress: the secret the filter generated, bound to the user.
@@ -299,12 +274,7 @@ pub fn seal_enrollment(ring: &KeyRing, user: &str, e: &Enrollment) -> Result<Str
     seal(ring, ENROLL_TAG, &p)
 }
 
-pub fn open_enrollment(
-    ring: &KeyRing,
-    token: &str,
-    user: &str,
-    now: u64,
-) -> Result<Enrollment, TokenError> {
+pub fn open_enrollment(ring: &KeyRing, token: &str, user: &str, now: u64) -> Result<Enrollment, TokenError> {
     let mut buf = [0u8; MAX_PAYLOAD];
     let payload = open(ring, ENROLL_TAG, token, &mut buf)?;
     let mut r = Reader(payload);
@@ -320,6 +290,54 @@ pub fn open_enrollment(
     Ok(Enrollment { expires, secret })
 }
 
+/// A WebAuthn ceremony in flight: its challenge and whom it is for, carried in a short-lived
+/// signed cookie between `begin` and `finish`. The store also records the challenge so it can
+/// be consumed exactly once; the cookie alone could be replayed until it expires.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ceremony {
+    pub registration: bool,
+    pub expires: u64,
+    pub challenge: [u8; 32],
+    /// The WebAuthn user handle offered at registration (the response does not echo it).
+    pub user_handle: [u8; 16],
+    /// Empty for a passkey quick login, where the credential names the user.
+    pub user: String,
+}
+
+pub fn seal_ceremony(ring: &KeyRing, c: &Ceremony) -> Result<String, TokenError> {
+    if c.user.len() > MAX_USER_LEN {
+        return Err(TokenError::Malformed);
+    }
+    let mut p = Vec::with_capacity(41 + c.user.len());
+    p.push(u8::from(c.registration));
+    p.extend_from_slice(&c.expires.to_be_bytes());
+    p.extend_from_slice(&c.challenge);
+    p.extend_from_slice(&c.user_handle);
+    p.extend_from_slice(c.user.as_bytes());
+    seal(ring, CEREMONY_TAG, &p)
+}
+
+pub fn open_ceremony(ring: &KeyRing, token: &str, now: u64) -> Result<Ceremony, TokenError> {
+    let mut buf = [0u8; MAX_PAYLOAD];
+    let payload = open(ring, CEREMONY_TAG, token, &mut buf)?;
+    let mut r = Reader(payload);
+    let registration = match r.u8()? {
+        0 => false,
+        1 => true,
+        _ => return Err(TokenError::Malformed),
+    };
+    let expires = r.u64()?;
+    let mut challenge = [0u8; 32];
+    challenge.copy_from_slice(r.take(32)?);
+    let mut user_handle = [0u8; 16];
+    user_handle.copy_from_slice(r.take(16)?);
+    let user = std::str::from_utf8(r.0).map_err(|_| TokenError::Malformed)?.to_string();
+    if expires <= now {
+        return Err(TokenError::Expired);
+    }
+    Ok(Ceremony { registration, expires, challenge, user_handle, user })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,13 +346,7 @@ mod tests {
         KeyRing::new(vec![Key::new(kid, &[fill; 32]).unwrap()])
     }
     fn session() -> Session {
-        Session {
-            auth_time: 1000,
-            expires: 2000,
-            recheck_at: 0,
-            session_id: [7; 16],
-            method: Method::Totp,
-        }
+        Session { auth_time: 1000, expires: 2000, recheck_at: 0, session_id: [7; 16], method: Method::Totp }
     }
 
     #[test]
@@ -350,21 +362,12 @@ mod tests {
     fn expiry_and_future() {
         let r = ring("k1", 1);
         let t = seal_session(&r, "alice", &session()).unwrap();
-        assert_eq!(
-            open_session(&r, &t, "alice", 2000),
-            Err(TokenError::Expired)
-        );
-        assert_eq!(
-            open_session(&r, &t, "alice", 1999).map(|s| s.method),
-            Ok(Method::Totp)
-        );
+        assert_eq!(open_session(&r, &t, "alice", 2000), Err(TokenError::Expired));
+        assert_eq!(open_session(&r, &t, "alice", 1999).map(|s| s.method), Ok(Method::Totp));
         let mut s = session();
         s.auth_time = 1500;
         let t = seal_session(&r, "alice", &s).unwrap();
-        assert_eq!(
-            open_session(&r, &t, "alice", 1400),
-            Err(TokenError::FromFuture)
-        );
+        assert_eq!(open_session(&r, &t, "alice", 1400), Err(TokenError::FromFuture));
         assert!(open_session(&r, &t, "alice", 1440).is_ok());
     }
 
@@ -372,42 +375,24 @@ mod tests {
     fn bound_to_user() {
         let r = ring("k1", 1);
         let t = seal_session(&r, "alice", &session()).unwrap();
-        assert_eq!(
-            open_session(&r, &t, "bob", 1500),
-            Err(TokenError::WrongUser)
-        );
-        assert_eq!(
-            open_session(&r, &t, "alic", 1500),
-            Err(TokenError::WrongUser)
-        );
-        assert_eq!(
-            open_session(&r, &t, "alicee", 1500),
-            Err(TokenError::WrongUser)
-        );
+        assert_eq!(open_session(&r, &t, "bob", 1500), Err(TokenError::WrongUser));
+        assert_eq!(open_session(&r, &t, "alic", 1500), Err(TokenError::WrongUser));
+        assert_eq!(open_session(&r, &t, "alicee", 1500), Err(TokenError::WrongUser));
     }
 
     #[test]
     fn rotation_and_wrong_kid() {
         let old = ring("k1", 1);
         let t = seal_session(&old, "alice", &session()).unwrap();
-        let rotated = KeyRing::new(vec![
-            Key::new("k2", &[2; 32]).unwrap(),
-            Key::new("k1", &[1; 32]).unwrap(),
-        ]);
+        let rotated = KeyRing::new(vec![Key::new("k2", &[2; 32]).unwrap(), Key::new("k1", &[1; 32]).unwrap()]);
         assert!(open_session(&rotated, &t, "alice", 1500).is_ok());
         let t2 = seal_session(&rotated, "alice", &session()).unwrap();
         assert!(t2.starts_with("s1.k2."));
-        assert_eq!(
-            open_session(&old, &t2, "alice", 1500),
-            Err(TokenError::UnknownKid)
-        );
+        assert_eq!(open_session(&old, &t2, "alice", 1500), Err(TokenError::UnknownKid));
         // Same kid, different secret: a token re-signed with a wrong key.
         let impostor = ring("k1", 9);
         let forged = seal_session(&impostor, "alice", &session()).unwrap();
-        assert_eq!(
-            open_session(&old, &forged, "alice", 1500),
-            Err(TokenError::BadMac)
-        );
+        assert_eq!(open_session(&old, &forged, "alice", 1500), Err(TokenError::BadMac));
     }
 
     #[test]
@@ -422,10 +407,7 @@ mod tests {
                 if let Ok(s) = std::str::from_utf8(&b) {
                     // base64 has a few non-canonical encodings of the final character's low bits;
                     // the decoder rejects those, so no flipped token may verify.
-                    assert!(
-                        open_session(&r, s, "alice", 1500).is_err(),
-                        "flip {i} {flip}: {s}"
-                    );
+                    assert!(open_session(&r, s, "alice", 1500).is_err(), "flip {i} {flip}: {s}");
                 }
             }
         }
@@ -451,20 +433,9 @@ mod tests {
             assert!(open_session(&r, bad, "alice", 1500).is_err(), "{bad:?}");
         }
         let huge = format!("{t}{}", "A".repeat(MAX_TOKEN_LEN));
-        assert_eq!(
-            open_session(&r, &huge, "alice", 1500),
-            Err(TokenError::Malformed)
-        );
+        assert_eq!(open_session(&r, &huge, "alice", 1500), Err(TokenError::Malformed));
         // An enrollment token is not a session token, even under the same key.
-        let e = seal_enrollment(
-            &r,
-            "alice",
-            &Enrollment {
-                expires: 2000,
-                secret: vec![1; 20],
-            },
-        )
-        .unwrap();
+        let e = seal_enrollment(&r, "alice", &Enrollment { expires: 2000, secret: vec![1; 20] }).unwrap();
         assert!(open_session(&r, &e, "alice", 1500).is_err());
         assert!(open_enrollment(&r, &t, "alice", 1500).is_err());
     }
@@ -474,29 +445,41 @@ mod tests {
         // A correctly MACed but truncated payload must be rejected, not read out of bounds.
         let r = ring("k1", 1);
         let t = seal(&r, SESSION_TAG, &[1, 2, 3]).unwrap();
-        assert_eq!(
-            open_session(&r, &t, "alice", 1500),
-            Err(TokenError::Malformed)
-        );
+        assert_eq!(open_session(&r, &t, "alice", 1500), Err(TokenError::Malformed));
     }
 
     #[test]
     fn enrollment_round_trip() {
         let r = ring("k1", 1);
-        let e = Enrollment {
-            expires: 2000,
-            secret: vec![5; 20],
-        };
+        let e = Enrollment { expires: 2000, secret: vec![5; 20] };
         let t = seal_enrollment(&r, "alice", &e).unwrap();
         assert_eq!(open_enrollment(&r, &t, "alice", 1000), Ok(e));
-        assert_eq!(
-            open_enrollment(&r, &t, "bob", 1000),
-            Err(TokenError::WrongUser)
-        );
-        assert_eq!(
-            open_enrollment(&r, &t, "alice", 2000),
-            Err(TokenError::Expired)
-        );
+        assert_eq!(open_enrollment(&r, &t, "bob", 1000), Err(TokenError::WrongUser));
+        assert_eq!(open_enrollment(&r, &t, "alice", 2000), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn ceremony_round_trip() {
+        let r = ring("k1", 1);
+        let c = Ceremony {
+            registration: true,
+            expires: 2000,
+            challenge: [9; 32],
+            user_handle: [3; 16],
+            user: "alice".into(),
+        };
+        let t = seal_ceremony(&r, &c).unwrap();
+        assert_eq!(open_ceremony(&r, &t, 1000), Ok(c));
+        assert_eq!(open_ceremony(&r, &t, 2000), Err(TokenError::Expired));
+        assert!(open_session(&r, &t, "alice", 1000).is_err());
+        let quick = Ceremony {
+            registration: false,
+            expires: 2000,
+            challenge: [1; 32],
+            user_handle: [0; 16],
+            user: String::new(),
+        };
+        assert_eq!(open_ceremony(&r, &seal_ceremony(&r, &quick).unwrap(), 1000), Ok(quick));
     }
 
     #[test]

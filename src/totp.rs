@@ -74,14 +74,7 @@ pub fn code_well_formed(p: &Params, code: &str) -> bool {
 
 /// Finds the time step, within ±`skew` of `now`, whose code equals `code`. Steps at or below
 /// `last_step` are never matched: those codes were used already.
-pub fn matching_step(
-    p: &Params,
-    secret: &[u8],
-    code: &str,
-    now: u64,
-    skew: u64,
-    last_step: u64,
-) -> Option<u64> {
+pub fn matching_step(p: &Params, secret: &[u8], code: &str, now: u64, skew: u64, last_step: u64) -> Option<u64> {
     if !code_well_formed(p, code) {
         return None;
     }
@@ -91,10 +84,7 @@ pub fn matching_step(
     // Check every candidate (no early exit) so timing does not tell which step matched.
     for step in current.saturating_sub(skew)..=current.saturating_add(skew) {
         let candidate = t.generate(step * p.period);
-        if bool::from(candidate.as_bytes().ct_eq(code.as_bytes()))
-            && step > last_step
-            && found.is_none()
-        {
+        if bool::from(candidate.as_bytes().ct_eq(code.as_bytes())) && step > last_step && found.is_none() {
             found = Some(step);
         }
     }
@@ -102,14 +92,7 @@ pub fn matching_step(
 }
 
 /// True when the code was valid but for a step already used (a replay), for a clearer error.
-pub fn is_replay(
-    p: &Params,
-    secret: &[u8],
-    code: &str,
-    now: u64,
-    skew: u64,
-    last_step: u64,
-) -> bool {
+pub fn is_replay(p: &Params, secret: &[u8], code: &str, now: u64, skew: u64, last_step: u64) -> bool {
     last_step > 0 && matching_step(p, secret, code, now, skew, 0).is_some_and(|s| s <= last_step)
 }
 
@@ -118,14 +101,8 @@ pub fn secret_to_base32(secret: &[u8]) -> String {
 }
 
 pub fn secret_from_base32(s: &str) -> Option<Vec<u8>> {
-    let cleaned: String = s
-        .chars()
-        .filter(|c| !c.is_whitespace() && *c != '=')
-        .collect();
-    let bytes = base32::decode(
-        base32::Alphabet::Rfc4648 { padding: false },
-        &cleaned.to_ascii_uppercase(),
-    )?;
+    let cleaned: String = s.chars().filter(|c| !c.is_whitespace() && *c != '=').collect();
+    let bytes = base32::decode(base32::Alphabet::Rfc4648 { padding: false }, &cleaned.to_ascii_uppercase())?;
     secret_ok(&bytes).then_some(bytes)
 }
 
@@ -151,14 +128,8 @@ pub fn provisioning_uri(p: &Params, secret: &[u8], issuer: &str, user: &str) -> 
 
 /// The provisioning URI as an SVG QR code, drawn in the filter (no external service or script).
 pub fn qr_svg(uri: &str) -> Option<String> {
-    let code =
-        qrcode::QrCode::with_error_correction_level(uri.as_bytes(), qrcode::EcLevel::M).ok()?;
-    Some(
-        code.render::<qrcode::render::svg::Color>()
-            .min_dimensions(200, 200)
-            .quiet_zone(true)
-            .build(),
-    )
+    let code = qrcode::QrCode::with_error_correction_level(uri.as_bytes(), qrcode::EcLevel::M).ok()?;
+    Some(code.render::<qrcode::render::svg::Color>().min_dimensions(200, 200).quiet_zone(true).build())
 }
 
 #[cfg(test)]
@@ -170,33 +141,16 @@ mod tests {
     const SEED64: &[u8] = b"1234567890123456789012345678901234567890123456789012345678901234";
 
     fn p(alg: Alg, digits: u32, period: u64) -> Params {
-        Params {
-            alg,
-            digits,
-            period,
-        }
+        Params { alg, digits, period }
     }
 
     /// RFC 6238 Appendix B.
     #[test]
     fn rfc6238_vectors() {
-        let times = [
-            59u64,
-            1111111109,
-            1111111111,
-            1234567890,
-            2000000000,
-            20000000000,
-        ];
-        let sha1 = [
-            "94287082", "07081804", "14050471", "89005924", "69279037", "65353130",
-        ];
-        let sha256 = [
-            "46119246", "68084774", "67062674", "91819424", "90698825", "77737706",
-        ];
-        let sha512 = [
-            "90693936", "25091201", "99943326", "93441116", "38618901", "47863826",
-        ];
+        let times = [59u64, 1111111109, 1111111111, 1234567890, 2000000000, 20000000000];
+        let sha1 = ["94287082", "07081804", "14050471", "89005924", "69279037", "65353130"];
+        let sha256 = ["46119246", "68084774", "67062674", "91819424", "90698825", "77737706"];
+        let sha512 = ["90693936", "25091201", "99943326", "93441116", "38618901", "47863826"];
         for (i, t) in times.iter().enumerate() {
             assert_eq!(code_at(&p(Alg::Sha1, 8, 30), SEED20, *t), sha1[i]);
             assert_eq!(code_at(&p(Alg::Sha256, 8, 30), SEED32, *t), sha256[i]);
@@ -207,15 +161,8 @@ mod tests {
     /// RFC 4226 Appendix D: HOTP is TOTP with the counter as the time step.
     #[test]
     fn rfc4226_vectors() {
-        let want = [
-            "755224", "287082", "359152", "969429", "338314", "254676", "287922", "162583",
-            "399871", "520489",
-        ];
-        let hotp = Params {
-            alg: Alg::Sha1,
-            digits: 6,
-            period: 1,
-        };
+        let want = ["755224", "287082", "359152", "969429", "338314", "254676", "287922", "162583", "399871", "520489"];
+        let hotp = Params { alg: Alg::Sha1, digits: 6, period: 1 };
         for (counter, code) in want.iter().enumerate() {
             assert_eq!(code_at(&hotp, SEED20, counter as u64), *code);
         }
@@ -229,14 +176,8 @@ mod tests {
         let code = code_at(&pp, SEED20, now);
         assert_eq!(matching_step(&pp, SEED20, &code, now, 1, 0), Some(step));
         // One step late or early is within skew 1; two is not.
-        assert_eq!(
-            matching_step(&pp, SEED20, &code, now + 30, 1, 0),
-            Some(step)
-        );
-        assert_eq!(
-            matching_step(&pp, SEED20, &code, now - 30, 1, 0),
-            Some(step)
-        );
+        assert_eq!(matching_step(&pp, SEED20, &code, now + 30, 1, 0), Some(step));
+        assert_eq!(matching_step(&pp, SEED20, &code, now - 30, 1, 0), Some(step));
         assert_eq!(matching_step(&pp, SEED20, &code, now + 60, 1, 0), None);
         assert_eq!(matching_step(&pp, SEED20, &code, now + 30, 0, 0), None);
         // Once the step is recorded as used, the code is refused, and reported as a replay.
@@ -244,10 +185,7 @@ mod tests {
         assert!(is_replay(&pp, SEED20, &code, now, 1, step));
         assert!(!is_replay(&pp, SEED20, "000000", now, 1, step) || code == "000000");
         let next = code_at(&pp, SEED20, now + 30);
-        assert_eq!(
-            matching_step(&pp, SEED20, &next, now + 30, 1, step),
-            Some(step + 1)
-        );
+        assert_eq!(matching_step(&pp, SEED20, &next, now + 30, 1, step), Some(step + 1));
     }
 
     #[test]
@@ -263,10 +201,7 @@ mod tests {
     fn base32_and_uri() {
         let b = secret_to_base32(SEED20);
         assert_eq!(b, "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ");
-        assert_eq!(
-            secret_from_base32(&b.to_lowercase()).as_deref(),
-            Some(SEED20)
-        );
+        assert_eq!(secret_from_base32(&b.to_lowercase()).as_deref(), Some(SEED20));
         assert_eq!(secret_from_base32("GEZD"), None); // too short
         assert_eq!(secret_from_base32("!!!!"), None);
         let uri = provisioning_uri(&p(Alg::Sha1, 6, 30), SEED20, "Acme Co", "alice@x");

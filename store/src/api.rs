@@ -1,22 +1,31 @@
 //! HTTP/JSON protocol v1 (see `openapi.yaml`): routing, auth, validation and
-//! mapping of store outcomes to status codes.
+//! mapping of store outcomes to status codes. Handlers live in submodules,
+//! one per resource.
+
+mod audit;
+mod bans;
+mod challenges;
+mod devices;
+mod factors;
+mod otp;
+mod recovery;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
-use axum::http::{header, StatusCode};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::crypto::{b64url, MasterKey, TokenCheck};
-use crate::db::{self, NewFactor, Pool, StoreError};
+use crate::db::{self, Pool, StoreError};
+use crate::transport::Transports;
 
 /// Request bodies are tiny; anything bigger is refused before parsing.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -27,9 +36,10 @@ pub struct AppState {
     pub pool: Pool,
     pub key: MasterKey,
     pub token: TokenCheck,
+    pub transports: Transports,
 }
 
-type Shared = Arc<AppState>;
+pub(crate) type Shared = Arc<AppState>;
 
 /// An error response: always `{"error": code, "message": ...}`.
 #[derive(Debug)]
@@ -40,83 +50,100 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-        }
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into() }
     }
 
-    fn invalid(message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid", message)
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(json!({"error": self.code, "message": self.message})),
-        )
-            .into_response()
+        (self.status, Json(json!({"error": self.code, "message": self.message}))).into_response()
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotFound => Self::new(StatusCode::NOT_FOUND, "not_found", "no such factor"),
-            StoreError::Replay => Self::new(
-                StatusCode::CONFLICT,
-                "replay",
-                "time step already used for this factor",
-            ),
-            StoreError::UserHasFactors => Self::new(
-                StatusCode::CONFLICT,
-                "user_has_factors",
-                "user already has an enabled factor",
-            ),
+            StoreError::NotFound(what) => Self::new(StatusCode::NOT_FOUND, "not_found", format!("no such {what}")),
+            StoreError::Replay => Self::new(StatusCode::CONFLICT, "replay", "time step already used for this factor"),
+            StoreError::UserHasFactors => {
+                Self::new(StatusCode::CONFLICT, "user_has_factors", "user already has an enabled factor")
+            }
             StoreError::TooManyFactors => Self::new(
                 StatusCode::CONFLICT,
                 "too_many_factors",
                 format!("at most {} factors per user", db::MAX_FACTORS_PER_USER),
             ),
+            StoreError::CredentialExists => {
+                Self::new(StatusCode::CONFLICT, "credential_exists", "this credential id is already registered")
+            }
+            StoreError::CounterRegression => Self::new(
+                StatusCode::CONFLICT,
+                "counter_regression",
+                "signature counter did not increase (cloned authenticator?)",
+            ),
+            StoreError::Exists(what) => Self::new(
+                StatusCode::CONFLICT,
+                match what {
+                    "challenge" => "challenge_exists",
+                    "device" => "device_exists",
+                    _ => "exists",
+                },
+                format!("{what} id already exists"),
+            ),
+            StoreError::Expired => Self::new(StatusCode::GONE, "expired", "expired or voided"),
+            StoreError::PurposeMismatch => {
+                Self::new(StatusCode::CONFLICT, "purpose_mismatch", "challenge was issued for another purpose")
+            }
+            StoreError::EnterpriseOwned => {
+                Self::new(StatusCode::FORBIDDEN, "enterprise_owned", "this factor is managed by the organization")
+            }
+            StoreError::NoSuchCode => Self::new(StatusCode::NOT_FOUND, "invalid_code", "no matching code"),
+            StoreError::WrongCode => Self::new(StatusCode::UNAUTHORIZED, "invalid_code", "wrong code"),
+            StoreError::TooManyDevices => Self::new(
+                StatusCode::CONFLICT,
+                "too_many_devices",
+                "user already has the maximum number of trusted devices",
+            ),
             // Details go to the log only; clients learn nothing about internals.
             other => {
                 eprintln!("edge-mfa-store: internal error: {other}");
-                Self::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "internal error",
-                )
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
             }
         }
     }
 }
 
-type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
 pub fn router(state: Shared) -> Router {
     Router::new()
         .route("/v1/health", get(health))
         .route("/v1/keys", get(keys))
-        .route(
-            "/v1/users/:user/factors",
-            get(list_factors).post(create_factor),
-        )
-        .route(
-            "/v1/users/:user/factors/:id",
-            axum::routing::delete(delete_factor),
-        )
-        .route("/v1/users/:user/factors/:id/totp/use", post(use_totp))
+        .route("/v1/users/:user/factors", get(factors::list).post(factors::create))
+        .route("/v1/users/:user/factors/:id", axum::routing::delete(factors::delete).patch(factors::patch))
+        .route("/v1/users/:user/factors/:id/totp/use", post(factors::use_totp))
+        .route("/v1/users/:user/factors/:id/webauthn/use", post(factors::use_webauthn))
+        .route("/v1/credentials/:credential_id", get(factors::credential))
+        .route("/v1/challenges", post(challenges::create))
+        .route("/v1/challenges/:id/consume", post(challenges::consume))
+        .route("/v1/users/:user/recovery", axum::routing::put(recovery::put))
+        .route("/v1/users/:user/recovery/consume", post(recovery::consume))
+        .route("/v1/users/:user/otp", post(otp::send))
+        .route("/v1/users/:user/otp/verify", post(otp::verify))
+        .route("/v1/users/:user/devices", get(devices::list).post(devices::add))
+        .route("/v1/users/:user/devices/:id", axum::routing::delete(devices::revoke))
+        .route("/v1/users/:user/devices/:id/use", post(devices::touch))
+        .route("/v1/failures", post(bans::failure))
+        .route("/v1/bans", get(bans::get))
+        .route("/v1/users/:user/audit", get(audit::list))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "method not allowed for this route",
-            )
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed for this route")
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(state.clone(), require_auth))
@@ -131,11 +158,7 @@ async fn log_request(req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
     let started = Instant::now();
     let resp = next.run(req).await;
-    eprintln!(
-        "edge-mfa-store: {method} {path} {} {}ms",
-        resp.status().as_u16(),
-        started.elapsed().as_millis()
-    );
+    eprintln!("edge-mfa-store: {method} {path} {} {}ms", resp.status().as_u16(), started.elapsed().as_millis());
     resp
 }
 
@@ -145,23 +168,13 @@ async fn require_auth(State(state): State<Shared>, req: Request, next: Next) -> 
     if req.uri().path() == "/v1/health" {
         return next.run(req).await;
     }
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| bearer_token(v.as_bytes()));
+    let presented = req.headers().get(header::AUTHORIZATION).and_then(|v| bearer_token(v.as_bytes()));
     match presented {
         Some(token) if state.token.matches(token) => next.run(req).await,
         _ => {
-            let mut resp = ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "missing or invalid bearer token",
-            )
-            .into_response();
-            resp.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
-            );
+            let mut resp = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing or invalid bearer token")
+                .into_response();
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
             resp
         }
     }
@@ -178,7 +191,7 @@ fn bearer_token(value: &[u8]) -> Option<&[u8]> {
 }
 
 /// Runs blocking SQLite work off the async executor.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     state: &Shared,
     f: impl FnOnce(&AppState) -> db::Result<T> + Send + 'static,
 ) -> ApiResult<T> {
@@ -189,22 +202,20 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-fn check_user(user: &str) -> ApiResult<()> {
+pub(crate) fn check_user(user: &str) -> ApiResult<()> {
     if user.is_empty() || user.len() > MAX_USER_BYTES {
-        return Err(ApiError::invalid(format!(
-            "user must be 1..={MAX_USER_BYTES} bytes of UTF-8"
-        )));
+        return Err(ApiError::invalid(format!("user must be 1..={MAX_USER_BYTES} bytes of UTF-8")));
     }
     Ok(())
 }
 
-fn path_error(_: PathRejection) -> ApiError {
+pub(crate) fn path_error(_: PathRejection) -> ApiError {
     ApiError::invalid("path segments must be percent-encoded UTF-8")
 }
 
 /// Turns the raw body into `T`, mapping oversize to 413 and anything
 /// malformed to 400 `invalid`.
-fn parse_body<T: serde::de::DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> ApiResult<T> {
+pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> ApiResult<T> {
     let bytes = body.map_err(|rej| {
         if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
@@ -218,12 +229,105 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: Result<Bytes, BytesRejection
     })?;
     // serde's messages can quote input values (secrets, codes): report only where.
     serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::invalid(format!(
-            "malformed or mistyped JSON body (line {}, column {})",
-            e.line(),
-            e.column()
-        ))
+        ApiError::invalid(format!("malformed or mistyped JSON body (line {}, column {})", e.line(), e.column()))
     })
+}
+
+/// Header naming who asked for a change, for the audit log and the
+/// enterprise-ownership rule: `user` (self-service), `admin`, or absent (the
+/// filter's own bookkeeping, logged as `filter`).
+pub const ACTOR_HEADER: &str = "x-edge-mfa-actor";
+
+/// The audit actor of a request; `400 invalid` for a malformed header.
+pub(crate) fn actor(headers: &HeaderMap) -> ApiResult<String> {
+    match headers.get(ACTOR_HEADER) {
+        None => Ok("filter".to_string()),
+        Some(v) => {
+            let s = v
+                .to_str()
+                .ok()
+                .filter(|s| {
+                    (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:@-".contains(&b))
+                })
+                .ok_or_else(|| {
+                    ApiError::invalid(format!("{ACTOR_HEADER} must be 1..=64 characters of [A-Za-z0-9._:@-]"))
+                })?;
+            Ok(s.to_string())
+        }
+    }
+}
+
+/// Parses `a=1&b=x%20y` (values percent-decoded, `+` as space). Later
+/// duplicates win. Non-UTF-8 values are `400 invalid`.
+pub(crate) fn query_params(uri: &axum::http::Uri) -> ApiResult<std::collections::HashMap<String, String>> {
+    let mut out = std::collections::HashMap::new();
+    for pair in uri.query().unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(&s.replace('+', " "))
+                .decode_utf8()
+                .map(|c| c.into_owned())
+                .map_err(|_| ApiError::invalid("query parameters must be percent-encoded UTF-8"))
+        };
+        out.insert(decode(k)?, decode(v)?);
+    }
+    Ok(out)
+}
+
+/// Identifiers chosen by the caller (challenges, devices): 16..=64
+/// characters of the base64url alphabet.
+pub(crate) fn check_b64url_id(what: &str, id: &str) -> ApiResult<()> {
+    if (16..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(format!("{what} must be 16..=64 base64url characters")))
+    }
+}
+
+/// Human-readable names: 1..=64 characters, no control characters.
+pub(crate) fn check_name(name: &str) -> ApiResult<()> {
+    let chars = name.chars().count();
+    if !(1..=64).contains(&chars) || name.chars().any(char::is_control) {
+        return Err(ApiError::invalid("name must be 1..=64 characters without control characters"));
+    }
+    Ok(())
+}
+
+/// A plain ASCII `local@domain` address, safe to put in SMTP commands and
+/// headers (no spaces, angle brackets, quotes or control characters).
+pub fn valid_email(s: &str) -> bool {
+    let Some((local, domain)) = s.rsplit_once('@') else {
+        return false;
+    };
+    let local_ok = (1..=64).contains(&local.len())
+        && local.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~.".contains(&b))
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..");
+    let domain_ok = (3..=253).contains(&domain.len())
+        && domain.contains('.')
+        && domain.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    s.len() <= 254 && local_ok && domain_ok
+}
+
+/// `alice@example.com` -> `a***@example.com`; `+4915112345678` -> `+49*********78`.
+pub(crate) fn mask_address(addr: &str) -> String {
+    if let Some((local, domain)) = addr.rsplit_once('@') {
+        let first: String = local.chars().take(1).collect();
+        return format!("{first}***@{domain}");
+    }
+    let chars: Vec<char> = addr.chars().collect();
+    if chars.len() <= 5 {
+        return "*".repeat(chars.len());
+    }
+    let head: String = chars[..3].iter().collect();
+    let tail: String = chars[chars.len() - 2..].iter().collect();
+    format!("{head}{}{tail}", "*".repeat(chars.len() - 5))
 }
 
 async fn health() -> Json<Value> {
@@ -232,173 +336,8 @@ async fn health() -> Json<Value> {
 
 async fn keys(State(state): State<Shared>) -> ApiResult<Json<Value>> {
     let keys = blocking(&state, |s| s.pool.with(|c| db::list_keys(c, &s.key))).await?;
-    let keys: Vec<Value> = keys
-        .iter()
-        .map(|(kid, secret)| json!({"kid": kid, "secret": b64url(secret)}))
-        .collect();
+    let keys: Vec<Value> = keys.iter().map(|(kid, secret)| json!({"kid": kid, "secret": b64url(secret)})).collect();
     Ok(Json(json!({ "keys": keys })))
-}
-
-/// Wire form of a factor, including its secret (this endpoint is the filter's).
-fn factor_json(f: &db::Factor) -> Value {
-    let mut v = json!({
-        "id": f.id,
-        "type": f.kind,
-        "name": f.name,
-        "enabled": f.enabled,
-        "added_at": f.added_at,
-        "last_used_at": f.last_used_at,
-    });
-    if f.kind == "totp" {
-        let p = &f.params;
-        v["totp"] = json!({
-            "secret": f.secret.as_deref().map(|s| data_encoding::BASE32_NOPAD.encode(s)),
-            "digits": p.get("digits"),
-            "period": p.get("period"),
-            "algorithm": p.get("algorithm"),
-            "last_step": f.last_step,
-        });
-    }
-    v
-}
-
-async fn list_factors(
-    State(state): State<Shared>,
-    path: Result<Path<String>, PathRejection>,
-) -> ApiResult<Json<Value>> {
-    let Path(user) = path.map_err(path_error)?;
-    check_user(&user)?;
-    let u = user.clone();
-    let factors = blocking(&state, move |s| {
-        s.pool.with(|c| db::list_factors(c, &u, Some(&s.key)))
-    })
-    .await?;
-    let factors: Vec<Value> = factors.iter().map(factor_json).collect();
-    Ok(Json(json!({"user": user, "factors": factors})))
-}
-
-#[derive(Deserialize)]
-struct CreateFactorBody {
-    #[serde(rename = "type")]
-    kind: String,
-    name: Option<String>,
-    totp: Option<TotpBody>,
-    used_step: Option<u64>,
-    #[serde(default)]
-    only_if_none: bool,
-}
-
-#[derive(Deserialize)]
-struct TotpBody {
-    secret: String,
-    digits: Option<u64>,
-    period: Option<u64>,
-    algorithm: Option<String>,
-}
-
-fn to_step(step: u64) -> ApiResult<i64> {
-    i64::try_from(step).map_err(|_| ApiError::invalid("step out of range"))
-}
-
-/// Decodes base32 (RFC 4648, case-insensitive, padding optional).
-fn decode_base32(s: &str) -> Option<Vec<u8>> {
-    let normalized = s.trim_end_matches('=').to_ascii_uppercase();
-    data_encoding::BASE32_NOPAD
-        .decode(normalized.as_bytes())
-        .ok()
-}
-
-fn validate_new_factor(body: CreateFactorBody) -> ApiResult<NewFactor> {
-    if body.kind != "totp" {
-        return Err(ApiError::invalid("type must be \"totp\""));
-    }
-    let name = body.name.unwrap_or_else(|| "Authenticator".to_string());
-    let chars = name.chars().count();
-    if !(1..=64).contains(&chars) || name.chars().any(char::is_control) {
-        return Err(ApiError::invalid(
-            "name must be 1..=64 characters without control characters",
-        ));
-    }
-    let totp = body
-        .totp
-        .ok_or_else(|| ApiError::invalid("totp parameters are required"))?;
-    let secret = decode_base32(&totp.secret)
-        .filter(|s| (10..=64).contains(&s.len()))
-        .ok_or_else(|| ApiError::invalid("totp.secret must be base32 of 10..=64 bytes"))?;
-    let digits = totp.digits.unwrap_or(6);
-    if !(6..=8).contains(&digits) {
-        return Err(ApiError::invalid("totp.digits must be 6..=8"));
-    }
-    let period = totp.period.unwrap_or(30);
-    if !(15..=120).contains(&period) {
-        return Err(ApiError::invalid("totp.period must be 15..=120"));
-    }
-    let algorithm = totp.algorithm.unwrap_or_else(|| "SHA1".to_string());
-    if !matches!(algorithm.as_str(), "SHA1" | "SHA256" | "SHA512") {
-        return Err(ApiError::invalid(
-            "totp.algorithm must be SHA1, SHA256 or SHA512",
-        ));
-    }
-    let used_step = body.used_step.map(to_step).transpose()?;
-    Ok(NewFactor {
-        kind: body.kind,
-        name,
-        secret,
-        params: json!({"digits": digits, "period": period, "algorithm": algorithm}),
-        used_step,
-    })
-}
-
-async fn create_factor(
-    State(state): State<Shared>,
-    path: Result<Path<String>, PathRejection>,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let Path(user) = path.map_err(path_error)?;
-    check_user(&user)?;
-    let body: CreateFactorBody = parse_body(body)?;
-    let only_if_none = body.only_if_none;
-    let factor = validate_new_factor(body)?;
-    let id = blocking(&state, move |s| {
-        s.pool
-            .with(|c| db::create_factor(c, &s.key, &user, factor, only_if_none))
-    })
-    .await?;
-    Ok((StatusCode::CREATED, Json(json!({ "id": id }))))
-}
-
-#[derive(Deserialize)]
-struct UseBody {
-    step: u64,
-}
-
-async fn use_totp(
-    State(state): State<Shared>,
-    path: Result<Path<(String, String)>, PathRejection>,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<Value>> {
-    let Path((user, id)) = path.map_err(path_error)?;
-    check_user(&user)?;
-    let body: UseBody = parse_body(body)?;
-    let step = to_step(body.step)?;
-    blocking(&state, move |s| {
-        s.pool.with(|c| db::use_totp_step(c, &user, &id, step))
-    })
-    .await?;
-    Ok(Json(json!({"ok": true})))
-}
-
-async fn delete_factor(
-    State(state): State<Shared>,
-    path: Result<Path<(String, String)>, PathRejection>,
-) -> ApiResult<StatusCode> {
-    let Path((user, id)) = path.map_err(path_error)?;
-    check_user(&user)?;
-    blocking(&state, move |s| {
-        s.pool.with(|c| db::delete_factor(c, &user, &id))
-    })
-    .await?;
-    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Binds, announces the address on stdout, and serves until SIGTERM/SIGINT.
@@ -406,16 +345,11 @@ pub async fn serve(state: AppState, listen: &str) -> Result<(), String> {
     use tokio::signal::unix::{signal, SignalKind};
     // Install handlers before announcing readiness: a signal that arrives
     // right after the announcement must still shut down gracefully.
-    let mut term =
-        signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
-    let mut int =
-        signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| format!("cannot read local address: {e}"))?;
+    let mut term = signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
+    let listener =
+        tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| format!("cannot read local address: {e}"))?;
     {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
@@ -450,9 +384,43 @@ mod tests {
     }
 
     #[test]
-    fn base32_is_lenient_on_case_and_padding() {
-        assert_eq!(decode_base32("MZXW6===").unwrap(), b"foo");
-        assert_eq!(decode_base32("mzxw6").unwrap(), b"foo");
-        assert!(decode_base32("MZXW1").is_none());
+    fn emails() {
+        for ok in ["a@b.co", "alice.smith+mfa@mail.example.com", "x_y@a-b.example"] {
+            assert!(valid_email(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "alice",
+            "@example.com",
+            "alice@",
+            "alice@localhost",
+            "a b@x.com",
+            "a@x.com\r\nRCPT TO:<b@y.com>",
+            "<a@x.com>",
+            "a..b@x.com",
+            "a@-x.com",
+            "é@x.com",
+            "a@x..com",
+        ] {
+            assert!(!valid_email(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn masking() {
+        assert_eq!(mask_address("alice@example.com"), "a***@example.com");
+        assert_eq!(mask_address("+4915112345678"), "+49*********78");
+        assert_eq!(mask_address("+1234"), "*****");
+    }
+
+    #[test]
+    fn query_parsing() {
+        let uri: axum::http::Uri = "/x?ip=203.0.113.7&user=a%2Fb+c&flag".parse().unwrap();
+        let q = query_params(&uri).unwrap();
+        assert_eq!(q["ip"], "203.0.113.7");
+        assert_eq!(q["user"], "a/b c");
+        assert_eq!(q["flag"], "");
+        let bad: axum::http::Uri = "/x?u=%FF".parse().unwrap();
+        assert!(query_params(&bad).is_err());
     }
 }

@@ -8,31 +8,22 @@ use clap::{Args, Parser, Subcommand};
 use crate::api;
 use crate::crypto::{MasterKey, TokenCheck};
 use crate::db::{self, Pool};
+use crate::transport::Transports;
 
 #[derive(Parser, Debug)]
 #[command(
     name = "edge-mfa-store",
     version,
-    about = "Reference store for edge-mfa: MFA factors, TOTP replay state and session keys"
+    about = "Reference store for edge-mfa: MFA factors, replay state, trusted devices, bans and session keys"
 )]
 pub struct Cli {
     /// SQLite database file.
-    #[arg(
-        long,
-        global = true,
-        env = "EDGE_MFA_STORE_DB",
-        default_value = "edge-mfa-store.db"
-    )]
+    #[arg(long, global = true, env = "EDGE_MFA_STORE_DB", default_value = "edge-mfa-store.db")]
     pub db: PathBuf,
 
     /// Master key: base64 of 32 bytes. Needed by `serve` and `keys rotate`.
     /// Prefer the environment variable; flags are visible in process lists.
-    #[arg(
-        long,
-        global = true,
-        env = "EDGE_MFA_STORE_KEY",
-        hide_env_values = true
-    )]
+    #[arg(long, global = true, env = "EDGE_MFA_STORE_KEY", hide_env_values = true)]
     pub key: Option<String>,
 
     #[command(subcommand)]
@@ -49,7 +40,56 @@ pub enum Command {
     /// Inspect or rotate session-signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage individual factors (as an administrator).
+    #[command(subcommand)]
+    Factors(FactorsCommand),
+    /// A user's audit log, newest first: `<at>\t<event>\t<actor>\t<factor id>\t<detail>`.
+    Audit {
+        user: String,
+        /// How many events to show.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Inspect or revoke trusted devices.
+    #[command(subcommand)]
+    Devices(DevicesCommand),
+    /// Inspect or lift brute-force bans.
+    #[command(subcommand)]
+    Bans(BansCommand),
 }
+
+#[derive(Subcommand, Debug)]
+pub enum FactorsCommand {
+    /// Mark a factor as owned by the enterprise (users cannot delete or
+    /// disable it themselves) or release it.
+    Enterprise {
+        user: String,
+        id: String,
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
+    /// Delete a factor, enterprise-owned or not.
+    Delete { user: String, id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DevicesCommand {
+    /// Live devices: `<id>\t<added_at>\t<last_used_at or ->\t<expires_at>\t<user agent>`.
+    List { user: String },
+    /// Revoke one device.
+    Revoke { user: String, id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BansCommand {
+    /// Active bans: `<user|ip>\t<subject>\t<until>`.
+    List,
+    /// Lift the bans on a user name or IP address and forget its failures.
+    Lift { subject: String },
+}
+
+/// Actor recorded in the audit log for admin commands.
+const ADMIN: &str = "admin";
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -83,10 +123,7 @@ pub enum KeysCommand {
 fn master_key(key: Option<&str>) -> Result<MasterKey, String> {
     match key {
         Some(k) if !k.trim().is_empty() => MasterKey::from_base64(k),
-        _ => Err(
-            "EDGE_MFA_STORE_KEY is required (base64 of 32 random bytes, e.g. `openssl rand -base64 32`)"
-                .into(),
-        ),
+        _ => Err("EDGE_MFA_STORE_KEY is required (base64 of 32 random bytes, e.g. `openssl rand -base64 32`)".into()),
     }
 }
 
@@ -96,15 +133,7 @@ fn open(path: &Path) -> Result<Pool, String> {
 
 /// Renders a user name for a terminal: control characters escaped.
 fn printable(user: &str) -> String {
-    user.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
+    user.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
 
 pub fn run(cli: Cli) -> Result<(), String> {
@@ -112,50 +141,124 @@ pub fn run(cli: Cli) -> Result<(), String> {
         Command::Serve(args) => serve(&cli.db, cli.key.as_deref(), args),
         Command::Users(cmd) => users(&cli.db, cmd),
         Command::Keys(cmd) => keys(&cli.db, cli.key.as_deref(), cmd),
+        Command::Factors(cmd) => factors(&cli.db, cmd),
+        Command::Audit { user, limit } => audit(&cli.db, &user, limit),
+        Command::Devices(cmd) => devices(&cli.db, cmd),
+        Command::Bans(cmd) => bans(&cli.db, cmd),
     }
+}
+
+fn factors(db_path: &Path, cmd: FactorsCommand) -> Result<(), String> {
+    let pool = open(db_path)?;
+    match cmd {
+        FactorsCommand::Enterprise { user, id, state } => {
+            let on = state == "on";
+            pool.with(|c| db::set_enterprise(c, &user, &id, on, ADMIN)).map_err(|e| e.to_string())?;
+            println!(
+                "factor {} of {} is {}",
+                printable(&id),
+                printable(&user),
+                if on { "enterprise-owned" } else { "user-owned" }
+            );
+        }
+        FactorsCommand::Delete { user, id } => {
+            pool.with(|c| db::delete_factor(c, &user, &id, ADMIN)).map_err(|e| e.to_string())?;
+            println!("deleted factor {} of {}", printable(&id), printable(&user));
+        }
+    }
+    Ok(())
+}
+
+fn audit(db_path: &Path, user: &str, limit: i64) -> Result<(), String> {
+    if !(1..=10_000).contains(&limit) {
+        return Err("--limit must be 1..=10000".into());
+    }
+    let pool = open(db_path)?;
+    let rows = pool.with(|c| db::audit::list(c, user, limit)).map_err(|e| e.to_string())?;
+    for r in rows {
+        println!(
+            "{}\t{}\t{}\t{}\t{}",
+            r.at,
+            r.event,
+            printable(&r.actor),
+            printable(r.factor_id.as_deref().unwrap_or("-")),
+            r.detail.map(|d| printable(&d.to_string())).unwrap_or_else(|| "-".into())
+        );
+    }
+    Ok(())
+}
+
+fn devices(db_path: &Path, cmd: DevicesCommand) -> Result<(), String> {
+    let pool = open(db_path)?;
+    match cmd {
+        DevicesCommand::List { user } => {
+            let list = pool.with(|c| db::devices::list(c, &user)).map_err(|e| e.to_string())?;
+            for d in list {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    d.id,
+                    d.added_at,
+                    d.last_used_at.map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
+                    d.expires_at,
+                    printable(&d.user_agent)
+                );
+            }
+        }
+        DevicesCommand::Revoke { user, id } => {
+            pool.with(|c| db::devices::revoke(c, &user, &id, ADMIN)).map_err(|e| e.to_string())?;
+            println!("revoked device {} of {}", printable(&id), printable(&user));
+        }
+    }
+    Ok(())
+}
+
+fn bans(db_path: &Path, cmd: BansCommand) -> Result<(), String> {
+    let pool = open(db_path)?;
+    match cmd {
+        BansCommand::List => {
+            let list = pool.with(|c| db::bans::list(c)).map_err(|e| e.to_string())?;
+            for (kind, subject, until) in list {
+                println!("{kind}\t{}\t{until}", printable(&subject));
+            }
+        }
+        BansCommand::Lift { subject } => {
+            let n = pool.with(|c| db::bans::lift(c, &subject, ADMIN)).map_err(|e| e.to_string())?;
+            println!("lifted {n} ban(s) on {}", printable(&subject));
+        }
+    }
+    Ok(())
 }
 
 fn serve(db_path: &Path, key: Option<&str>, args: ServeArgs) -> Result<(), String> {
     let key = master_key(key)?;
     let token = match args.token.as_deref() {
         Some(t) if !t.is_empty() => TokenCheck::new(t),
-        _ => {
-            return Err(
-                "EDGE_MFA_STORE_TOKEN is required (the bearer token the filter sends)".into(),
-            )
-        }
+        _ => return Err("EDGE_MFA_STORE_TOKEN is required (the bearer token the filter sends)".into()),
     };
+    let transports = Transports::from_env()?;
     let pool = open(db_path)?;
-    pool.with(|c| db::verify_master_key(c, &key))
-        .map_err(|e| e.to_string())?;
-    if let Some(kid) = pool
-        .with(|c| db::add_session_key(c, &key, true))
-        .map_err(|e| e.to_string())?
-    {
+    pool.with(|c| db::verify_master_key(c, &key)).map_err(|e| e.to_string())?;
+    if let Some(kid) = pool.with(|c| db::add_session_key(c, &key, true)).map_err(|e| e.to_string())? {
         eprintln!("edge-mfa-store: created session key {kid}");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start runtime: {e}"))?;
-    runtime.block_on(api::serve(api::AppState { pool, key, token }, &args.listen))
+    runtime.block_on(api::serve(api::AppState { pool, key, token, transports }, &args.listen))
 }
 
 fn users(db_path: &Path, cmd: UsersCommand) -> Result<(), String> {
     let pool = open(db_path)?;
     match cmd {
         UsersCommand::List => {
-            let users = pool
-                .with(|c| db::list_users(c))
-                .map_err(|e| e.to_string())?;
+            let users = pool.with(|c| db::list_users(c)).map_err(|e| e.to_string())?;
             for (user, count) in users {
                 println!("{}\t{count}", printable(&user));
             }
         }
         UsersCommand::Show { user } => {
-            let factors = pool
-                .with(|c| db::list_factors(c, &user, None))
-                .map_err(|e| e.to_string())?;
+            let factors = pool.with(|c| db::list_factors(c, &user, None)).map_err(|e| e.to_string())?;
             let factors: Vec<serde_json::Value> = factors
                 .iter()
                 .map(|f| {
@@ -168,19 +271,17 @@ fn users(db_path: &Path, cmd: UsersCommand) -> Result<(), String> {
                         "last_used_at": f.last_used_at,
                         "params": f.params,
                         "last_step": f.last_step,
+                        "owned_by_enterprise": f.owned_by_enterprise,
+                        "sign_count": f.sign_count,
+                        "recovery_remaining": f.recovery_remaining,
                     })
                 })
                 .collect();
             let out = serde_json::json!({"user": user, "factors": factors});
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?
-            );
+            println!("{}", serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?);
         }
         UsersCommand::Reset { user } => {
-            let n = pool
-                .with(|c| db::reset_user(c, &user))
-                .map_err(|e| e.to_string())?;
+            let n = pool.with(|c| db::reset_user(c, &user, ADMIN)).map_err(|e| e.to_string())?;
             println!("deleted {n} factor(s) of {}", printable(&user));
         }
     }
@@ -199,8 +300,7 @@ fn keys(db_path: &Path, key: Option<&str>, cmd: KeysCommand) -> Result<(), Strin
         KeysCommand::Rotate => {
             let key = master_key(key)?;
             let pool = open(db_path)?;
-            pool.with(|c| db::verify_master_key(c, &key))
-                .map_err(|e| e.to_string())?;
+            pool.with(|c| db::verify_master_key(c, &key)).map_err(|e| e.to_string())?;
             let kid = pool
                 .with(|c| db::add_session_key(c, &key, false))
                 .map_err(|e| e.to_string())?

@@ -5,10 +5,16 @@
 //! bookkeeping is needed. Each ciphertext is bound (as associated data) to the
 //! row it belongs to, so a ciphertext copied into another row fails to open
 //! instead of silently handing one user's secret to another.
+//!
+//! Values that only ever need to be *compared* (recovery codes, emailed or
+//! texted one-time codes) are not encrypted but stored as keyed hashes:
+//! HMAC-SHA256 under a pepper derived from the master key, so a stolen
+//! database alone does not allow offline guessing of short codes.
 
 use base64::Engine as _;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -16,8 +22,34 @@ use subtle::ConstantTimeEq;
 const BLOB_V1: u8 = 1;
 const NONCE_LEN: usize = 24;
 
-/// The 32-byte master key, ready to seal and open blobs.
-pub struct MasterKey(XChaCha20Poly1305);
+type HmacSha256 = Hmac<Sha256>;
+
+/// The 32-byte master key, ready to seal and open blobs and to compute
+/// keyed hashes.
+pub struct MasterKey {
+    aead: XChaCha20Poly1305,
+    recovery_pepper: [u8; 32],
+    otp_pepper: [u8; 32],
+}
+
+/// Which derived pepper a keyed hash uses; each purpose gets its own key so
+/// a hash from one table is meaningless in another.
+#[derive(Clone, Copy, Debug)]
+pub enum Pepper {
+    Recovery,
+    Otp,
+}
+
+/// HMAC-SHA256 of `parts`, each length-prefixed so that part boundaries
+/// cannot be shifted (`("ab","c")` and `("a","bc")` hash differently).
+fn hmac_parts(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    let mut mac = <HmacSha256 as Mac>::new_from_slice(key).expect("HMAC accepts any key length");
+    for part in parts {
+        mac.update(&(part.len() as u64).to_be_bytes());
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
+}
 
 /// Opening failed: wrong master key, tampered or misplaced ciphertext.
 #[derive(Debug)]
@@ -26,31 +58,32 @@ pub struct DecryptError;
 impl MasterKey {
     /// Parses base64 (standard or URL-safe alphabet, padded or not) of exactly 32 bytes.
     pub fn from_base64(text: &str) -> Result<Self, String> {
-        let bytes = decode_base64_lenient(text)
-            .ok_or_else(|| "EDGE_MFA_STORE_KEY is not valid base64".to_string())?;
+        let bytes = decode_base64_lenient(text).ok_or_else(|| "EDGE_MFA_STORE_KEY is not valid base64".to_string())?;
         if bytes.len() != 32 {
-            return Err(format!(
-                "EDGE_MFA_STORE_KEY must decode to 32 bytes, got {}",
-                bytes.len()
-            ));
+            return Err(format!("EDGE_MFA_STORE_KEY must decode to 32 bytes, got {}", bytes.len()));
         }
-        Ok(MasterKey(XChaCha20Poly1305::new(bytes.as_slice().into())))
+        Ok(MasterKey {
+            aead: XChaCha20Poly1305::new(bytes.as_slice().into()),
+            recovery_pepper: hmac_parts(&bytes, &[b"edge-mfa-store:v1:recovery-pepper"]),
+            otp_pepper: hmac_parts(&bytes, &[b"edge-mfa-store:v1:otp-pepper"]),
+        })
+    }
+
+    /// Keyed hash of `parts` under the pepper for `purpose`.
+    pub fn keyed_hash(&self, purpose: Pepper, parts: &[&[u8]]) -> [u8; 32] {
+        let pepper = match purpose {
+            Pepper::Recovery => &self.recovery_pepper,
+            Pepper::Otp => &self.otp_pepper,
+        };
+        hmac_parts(pepper, parts)
     }
 
     /// Encrypts `plaintext`; the result is `version || nonce || ciphertext+tag`.
     pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, String> {
         let nonce_bytes: [u8; NONCE_LEN] = random_array()?;
         let nonce = XNonce::from_slice(&nonce_bytes);
-        let ct = self
-            .0
-            .encrypt(
-                nonce,
-                Payload {
-                    msg: plaintext,
-                    aad,
-                },
-            )
-            .map_err(|_| "encryption failed".to_string())?;
+        let ct =
+            self.aead.encrypt(nonce, Payload { msg: plaintext, aad }).map_err(|_| "encryption failed".to_string())?;
         let mut out = Vec::with_capacity(1 + NONCE_LEN + ct.len());
         out.push(BLOB_V1);
         out.extend_from_slice(&nonce_bytes);
@@ -64,15 +97,7 @@ impl MasterKey {
             return Err(DecryptError);
         }
         let nonce = XNonce::from_slice(&blob[1..1 + NONCE_LEN]);
-        self.0
-            .decrypt(
-                nonce,
-                Payload {
-                    msg: &blob[1 + NONCE_LEN..],
-                    aad,
-                },
-            )
-            .map_err(|_| DecryptError)
+        self.aead.decrypt(nonce, Payload { msg: &blob[1 + NONCE_LEN..], aad }).map_err(|_| DecryptError)
     }
 }
 
@@ -88,9 +113,7 @@ fn decode_base64_lenient(text: &str) -> Option<Vec<u8>> {
             c => c,
         })
         .collect();
-    base64::engine::general_purpose::STANDARD_NO_PAD
-        .decode(normalized)
-        .ok()
+    base64::engine::general_purpose::STANDARD_NO_PAD.decode(normalized).ok()
 }
 
 /// Secret bytes as the wire format wants them: base64url without padding.
@@ -109,6 +132,24 @@ pub fn random_array<const N: usize>() -> Result<[u8; N], String> {
 pub fn random_hex<const N: usize>() -> Result<String, String> {
     let bytes: [u8; N] = random_array()?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// A uniformly random decimal code of exactly `digits` digits (leading
+/// zeros kept), by rejection sampling so that no value is more likely.
+pub fn random_digits(digits: u32) -> Result<String, String> {
+    let modulus = 10u64.pow(digits.min(9));
+    let limit = (1u64 << 32) / modulus * modulus;
+    loop {
+        let n = u64::from(u32::from_le_bytes(random_array()?));
+        if n < limit {
+            return Ok(format!("{:0width$}", n % modulus, width = digits as usize));
+        }
+    }
+}
+
+/// Constant-time equality of two byte strings of equal length.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
 /// Bearer token as held by the server: only its SHA-256, so comparison
@@ -156,6 +197,29 @@ mod tests {
         *tampered.last_mut().unwrap() ^= 1;
         assert!(k.open(b"row-1", &tampered).is_err());
         assert!(k.open(b"row-1", &blob[..10]).is_err());
+    }
+
+    #[test]
+    fn keyed_hashes_depend_on_key_purpose_and_boundaries() {
+        let k = MasterKey::from_base64(&b64url(&[1u8; 32])).unwrap();
+        let k2 = MasterKey::from_base64(&b64url(&[2u8; 32])).unwrap();
+        let h = k.keyed_hash(Pepper::Recovery, &[b"alice", b"code"]);
+        assert_eq!(h, k.keyed_hash(Pepper::Recovery, &[b"alice", b"code"]));
+        assert_ne!(h, k.keyed_hash(Pepper::Otp, &[b"alice", b"code"]));
+        assert_ne!(h, k2.keyed_hash(Pepper::Recovery, &[b"alice", b"code"]));
+        assert_ne!(h, k.keyed_hash(Pepper::Recovery, &[b"alicec", b"ode"]));
+    }
+
+    #[test]
+    fn random_digits_are_fixed_width() {
+        let mut seen_leading_zero = false;
+        for _ in 0..2000 {
+            let c = random_digits(6).unwrap();
+            assert_eq!(c.len(), 6);
+            assert!(c.bytes().all(|b| b.is_ascii_digit()));
+            seen_leading_zero |= c.starts_with('0');
+        }
+        assert!(seen_leading_zero, "leading zeros must be kept");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! SQLite persistence: schema, migrations and the atomic operations the
-//! protocol relies on (single-use TOTP steps, race-free first enrollment).
+//! protocol relies on (single-use TOTP steps, WebAuthn signature counters,
+//! race-free first enrollment). Feature-specific tables live in submodules.
 //!
 //! Every multi-statement write runs in a `BEGIN IMMEDIATE` transaction so that
 //! concurrent requests (or an admin CLI next to the server) serialize on the
@@ -13,8 +14,15 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::crypto::{random_array, random_hex, MasterKey};
 
+pub mod audit;
+pub mod bans;
+pub mod challenges;
+pub mod devices;
+pub mod otp;
+pub mod recovery;
+
 /// Latest schema version this binary understands.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 /// Upper bound on factors per user, so one account cannot grow without limit.
 pub const MAX_FACTORS_PER_USER: i64 = 20;
 /// How many session keys are kept: the signing key plus verify-only ones.
@@ -29,10 +37,27 @@ const KEY_CHECK_PLAINTEXT: &[u8] = b"edge-mfa-store master key check";
 
 #[derive(Debug)]
 pub enum StoreError {
-    NotFound,
+    /// No such row; the text names what was looked for ("factor", "challenge").
+    NotFound(&'static str),
     Replay,
     UserHasFactors,
     TooManyFactors,
+    /// A WebAuthn credential id is already registered (to any user).
+    CredentialExists,
+    /// A WebAuthn signature counter did not increase.
+    CounterRegression,
+    /// An id chosen by the caller (challenge, device) is taken.
+    Exists(&'static str),
+    /// The challenge or code has expired (or was voided).
+    Expired,
+    PurposeMismatch,
+    /// A user-initiated change that only an administrator may make.
+    EnterpriseOwned,
+    /// Recovery code: no stored code matches (404).
+    NoSuchCode,
+    /// One-time code: wrong code, one try used up (401).
+    WrongCode,
+    TooManyDevices,
     /// A stored secret could not be decrypted (wrong master key or tampering).
     Decrypt(String),
     Other(String),
@@ -41,10 +66,18 @@ pub enum StoreError {
 impl std::fmt::Display for StoreError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            StoreError::NotFound => write!(f, "not found"),
+            StoreError::NotFound(what) => write!(f, "no such {what}"),
             StoreError::Replay => write!(f, "time step already used"),
             StoreError::UserHasFactors => write!(f, "user already has an enabled factor"),
             StoreError::TooManyFactors => write!(f, "user has too many factors"),
+            StoreError::CredentialExists => write!(f, "credential already registered"),
+            StoreError::CounterRegression => write!(f, "signature counter did not increase"),
+            StoreError::Exists(what) => write!(f, "{what} already exists"),
+            StoreError::Expired => write!(f, "expired"),
+            StoreError::PurposeMismatch => write!(f, "purpose mismatch"),
+            StoreError::EnterpriseOwned => write!(f, "factor is owned by the enterprise"),
+            StoreError::NoSuchCode | StoreError::WrongCode => write!(f, "invalid code"),
+            StoreError::TooManyDevices => write!(f, "too many trusted devices"),
             StoreError::Decrypt(what) => write!(f, "cannot decrypt {what}"),
             StoreError::Other(msg) => write!(f, "{msg}"),
         }
@@ -60,10 +93,7 @@ impl From<rusqlite::Error> for StoreError {
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 pub fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 /// A small connection pool: SQLite connections are cheap but not free, and
@@ -78,10 +108,7 @@ impl Pool {
     pub fn open(path: &Path) -> Result<Pool> {
         let mut conn = connect(path)?;
         migrate(&mut conn)?;
-        Ok(Pool {
-            path: path.to_path_buf(),
-            idle: Mutex::new(vec![conn]),
-        })
+        Ok(Pool { path: path.to_path_buf(), idle: Mutex::new(vec![conn]) })
     }
 
     /// Runs `f` with a pooled connection. A connection is only returned to the
@@ -112,9 +139,7 @@ fn connect(path: &Path) -> Result<Connection> {
     // "step used" survives power loss (otherwise a code could be replayed).
     let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::Other(format!(
-            "cannot enable WAL journal mode (got {mode})"
-        )));
+        return Err(StoreError::Other(format!("cannot enable WAL journal mode (got {mode})")));
     }
     conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
     Ok(conn)
@@ -122,19 +147,22 @@ fn connect(path: &Path) -> Result<Connection> {
 
 /// Brings the schema to [`SCHEMA_VERSION`]; refuses databases from a newer binary.
 pub fn migrate(conn: &mut Connection) -> Result<()> {
+    migrate_to(conn, SCHEMA_VERSION)
+}
+
+/// Applies the migration steps up to and including `target`, each at most once.
+fn migrate_to(conn: &mut Connection, target: i64) -> Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
-    let current: Option<i64> = tx
-        .query_row("SELECT max(version) FROM schema_version", [], |r| r.get(0))
-        .optional()?
-        .flatten();
+    let current: Option<i64> =
+        tx.query_row("SELECT max(version) FROM schema_version", [], |r| r.get(0)).optional()?.flatten();
     let current = current.unwrap_or(0);
     if current > SCHEMA_VERSION {
         return Err(StoreError::Other(format!(
             "database schema version {current} is newer than this binary supports ({SCHEMA_VERSION})"
         )));
     }
-    if current < 1 {
+    if current < 1 && target >= 1 {
         // Generic factor table: type-specific, non-secret settings live in
         // `params` (JSON), the one secret per factor in `secret_enc`.
         tx.execute_batch(
@@ -165,6 +193,76 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
             INSERT INTO schema_version(version) VALUES (1);",
         )?;
     }
+    if current < 2 && target >= 2 {
+        // v2: WebAuthn (unique credential ids, signature counters), enterprise
+        // ownership, recovery codes, challenges, emailed/texted codes,
+        // trusted devices, failure counting and bans, and the audit log.
+        tx.execute_batch(
+            "ALTER TABLE factors ADD COLUMN owned_by_enterprise INTEGER NOT NULL DEFAULT 0;
+            ALTER TABLE factors ADD COLUMN sign_count INTEGER NOT NULL DEFAULT 0;
+            ALTER TABLE factors ADD COLUMN credential_id TEXT;
+            CREATE UNIQUE INDEX factors_by_credential ON factors(credential_id)
+                WHERE credential_id IS NOT NULL;
+            CREATE TABLE recovery_codes (
+                factor_id TEXT NOT NULL REFERENCES factors(id) ON DELETE CASCADE,
+                hash      BLOB NOT NULL,
+                PRIMARY KEY (factor_id, hash)
+            ) WITHOUT ROWID;
+            CREATE TABLE challenges (
+                id         TEXT PRIMARY KEY,
+                user       TEXT,
+                purpose    TEXT NOT NULL,
+                created_at INTEGER NOT NULL,
+                expires_at INTEGER NOT NULL
+            );
+            CREATE INDEX challenges_by_expiry ON challenges(expires_at);
+            CREATE TABLE otp_codes (
+                user       TEXT NOT NULL,
+                channel    TEXT NOT NULL,
+                hash       BLOB NOT NULL,
+                created_at INTEGER NOT NULL,
+                expires_at INTEGER NOT NULL,
+                tries      INTEGER NOT NULL DEFAULT 0,
+                PRIMARY KEY (user, channel)
+            );
+            CREATE TABLE devices (
+                id           TEXT PRIMARY KEY,
+                user         TEXT NOT NULL,
+                user_agent   TEXT NOT NULL,
+                added_at     INTEGER NOT NULL,
+                last_used_at INTEGER,
+                expires_at   INTEGER NOT NULL
+            );
+            CREATE INDEX devices_by_user ON devices(user, expires_at);
+            CREATE TABLE failures (
+                seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+                kind    TEXT NOT NULL,
+                subject TEXT NOT NULL,
+                at      INTEGER NOT NULL,
+                method  TEXT NOT NULL
+            );
+            CREATE INDEX failures_by_subject ON failures(kind, subject, at);
+            CREATE TABLE bans (
+                kind       TEXT NOT NULL,
+                subject    TEXT NOT NULL,
+                started_at INTEGER NOT NULL,
+                until      INTEGER NOT NULL,
+                PRIMARY KEY (kind, subject)
+            );
+            CREATE TABLE audit (
+                seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+                at        INTEGER NOT NULL,
+                user      TEXT,
+                actor     TEXT NOT NULL,
+                event     TEXT NOT NULL,
+                factor_id TEXT,
+                detail    TEXT
+            );
+            CREATE INDEX audit_by_user ON audit(user, seq);
+            DELETE FROM schema_version;
+            INSERT INTO schema_version(version) VALUES (2);",
+        )?;
+    }
     tx.commit()?;
     Ok(())
 }
@@ -174,28 +272,18 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
 /// corrupted secret is reported at startup, not on the first request.
 pub fn verify_master_key(conn: &mut Connection, key: &MasterKey) -> Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let existing: Option<Vec<u8>> = tx
-        .query_row("SELECT value FROM meta WHERE name='key_check'", [], |r| {
-            r.get(0)
-        })
-        .optional()?;
+    let existing: Option<Vec<u8>> =
+        tx.query_row("SELECT value FROM meta WHERE name='key_check'", [], |r| r.get(0)).optional()?;
     match existing {
         Some(blob) => match key.open(KEY_CHECK_AAD, &blob) {
             Ok(pt) if pt == KEY_CHECK_PLAINTEXT => {}
             _ => {
-                return Err(StoreError::Decrypt(
-                    "the database with this EDGE_MFA_STORE_KEY (wrong master key?)".into(),
-                ))
+                return Err(StoreError::Decrypt("the database with this EDGE_MFA_STORE_KEY (wrong master key?)".into()))
             }
         },
         None => {
-            let blob = key
-                .seal(KEY_CHECK_AAD, KEY_CHECK_PLAINTEXT)
-                .map_err(StoreError::Other)?;
-            tx.execute(
-                "INSERT INTO meta(name, value) VALUES ('key_check', ?1)",
-                params![blob],
-            )?;
+            let blob = key.seal(KEY_CHECK_AAD, KEY_CHECK_PLAINTEXT).map_err(StoreError::Other)?;
+            tx.execute("INSERT INTO meta(name, value) VALUES ('key_check', ?1)", params![blob])?;
         }
     }
     tx.commit()?;
@@ -214,9 +302,7 @@ fn factor_aad(id: &str, user: &str) -> Vec<u8> {
 /// Session keys, newest (the signing key) first, decrypted.
 pub fn list_keys(conn: &Connection, key: &MasterKey) -> Result<Vec<(String, Vec<u8>)>> {
     let mut stmt = conn.prepare("SELECT kid, secret_enc FROM session_keys ORDER BY seq DESC")?;
-    let rows = stmt.query_map([], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
-    })?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
     let mut out = Vec::new();
     for row in rows {
         let (kid, blob) = row?;
@@ -231,24 +317,16 @@ pub fn list_keys(conn: &Connection, key: &MasterKey) -> Result<Vec<(String, Vec<
 /// Key ids only, newest first; needs no master key.
 pub fn list_kids(conn: &Connection) -> Result<Vec<String>> {
     let mut stmt = conn.prepare("SELECT kid FROM session_keys ORDER BY seq DESC")?;
-    let kids = stmt
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<Vec<String>>>()?;
+    let kids = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
     Ok(kids)
 }
 
 /// Adds a new random signing key; with `only_if_empty` does nothing if any key
 /// exists. Prunes to [`MAX_SESSION_KEYS`]. Returns the new kid, if one was made.
-pub fn add_session_key(
-    conn: &mut Connection,
-    key: &MasterKey,
-    only_if_empty: bool,
-) -> Result<Option<String>> {
+pub fn add_session_key(conn: &mut Connection, key: &MasterKey, only_if_empty: bool) -> Result<Option<String>> {
     let secret: [u8; 32] = random_array().map_err(StoreError::Other)?;
     let kid = format!("k{}", random_hex::<4>().map_err(StoreError::Other)?);
-    let blob = key
-        .seal(&key_aad(&kid), &secret)
-        .map_err(StoreError::Other)?;
+    let blob = key.seal(&key_aad(&kid), &secret).map_err(StoreError::Other)?;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     if only_if_empty {
         let n: i64 = tx.query_row("SELECT count(*) FROM session_keys", [], |r| r.get(0))?;
@@ -256,10 +334,7 @@ pub fn add_session_key(
             return Ok(None);
         }
     }
-    tx.execute(
-        "INSERT INTO session_keys(kid, secret_enc, created_at) VALUES (?1, ?2, ?3)",
-        params![kid, blob, now()],
-    )?;
+    tx.execute("INSERT INTO session_keys(kid, secret_enc, created_at) VALUES (?1, ?2, ?3)", params![kid, blob, now()])?;
     tx.execute(
         "DELETE FROM session_keys WHERE seq NOT IN
             (SELECT seq FROM session_keys ORDER BY seq DESC LIMIT ?1)",
@@ -273,6 +348,7 @@ pub fn add_session_key(
 #[derive(Debug, Clone)]
 pub struct Factor {
     pub id: String,
+    pub user: String,
     pub kind: String,
     pub name: String,
     pub enabled: bool,
@@ -280,30 +356,46 @@ pub struct Factor {
     pub last_used_at: Option<i64>,
     pub params: serde_json::Value,
     pub last_step: i64,
+    pub owned_by_enterprise: bool,
+    /// WebAuthn signature counter (0 for other types).
+    pub sign_count: i64,
+    /// Unused recovery codes (0 for other types).
+    pub recovery_remaining: i64,
     pub secret: Option<Vec<u8>>,
 }
 
-/// A user's factors in enrollment order; decrypts secrets if `key` is given.
-pub fn list_factors(conn: &Connection, user: &str, key: Option<&MasterKey>) -> Result<Vec<Factor>> {
-    let mut stmt = conn.prepare(
-        "SELECT id, type, name, enabled, added_at, last_used_at, params, last_step, secret_enc
-         FROM factors WHERE user = ?1 ORDER BY added_at, rowid",
-    )?;
-    let rows = stmt.query_map(params![user], |r| {
+const FACTOR_COLUMNS: &str = "id, user, type, name, enabled, added_at, last_used_at, params,
+     last_step, owned_by_enterprise, sign_count,
+     (SELECT count(*) FROM recovery_codes rc WHERE rc.factor_id = factors.id),
+     secret_enc";
+
+/// Runs `SELECT <factor columns> FROM factors <clause>` and decrypts secrets if
+/// `key` is given.
+fn query_factors(
+    conn: &Connection,
+    clause: &str,
+    args: &[&dyn rusqlite::ToSql],
+    key: Option<&MasterKey>,
+) -> Result<Vec<Factor>> {
+    let mut stmt = conn.prepare(&format!("SELECT {FACTOR_COLUMNS} FROM factors {clause}"))?;
+    let rows = stmt.query_map(args, |r| {
         Ok((
             Factor {
                 id: r.get(0)?,
-                kind: r.get(1)?,
-                name: r.get(2)?,
-                enabled: r.get::<_, i64>(3)? != 0,
-                added_at: r.get(4)?,
-                last_used_at: r.get(5)?,
-                params: serde_json::from_str(&r.get::<_, String>(6)?)
-                    .unwrap_or(serde_json::Value::Null),
-                last_step: r.get(7)?,
+                user: r.get(1)?,
+                kind: r.get(2)?,
+                name: r.get(3)?,
+                enabled: r.get::<_, i64>(4)? != 0,
+                added_at: r.get(5)?,
+                last_used_at: r.get(6)?,
+                params: serde_json::from_str(&r.get::<_, String>(7)?).unwrap_or(serde_json::Value::Null),
+                last_step: r.get(8)?,
+                owned_by_enterprise: r.get::<_, i64>(9)? != 0,
+                sign_count: r.get(10)?,
+                recovery_remaining: r.get(11)?,
                 secret: None,
             },
-            r.get::<_, Option<Vec<u8>>>(8)?,
+            r.get::<_, Option<Vec<u8>>>(12)?,
         ))
     })?;
     let mut out = Vec::new();
@@ -311,7 +403,7 @@ pub fn list_factors(conn: &Connection, user: &str, key: Option<&MasterKey>) -> R
         let (mut factor, blob) = row?;
         if let (Some(key), Some(blob)) = (key, blob) {
             let secret = key
-                .open(&factor_aad(&factor.id, user), &blob)
+                .open(&factor_aad(&factor.id, &factor.user), &blob)
                 .map_err(|_| StoreError::Decrypt(format!("factor {}", factor.id)))?;
             factor.secret = Some(secret);
         }
@@ -320,29 +412,52 @@ pub fn list_factors(conn: &Connection, user: &str, key: Option<&MasterKey>) -> R
     Ok(out)
 }
 
+/// A user's factors in enrollment order; decrypts secrets if `key` is given.
+pub fn list_factors(conn: &Connection, user: &str, key: Option<&MasterKey>) -> Result<Vec<Factor>> {
+    query_factors(conn, "WHERE user = ?1 ORDER BY added_at, rowid", &[&user], key)
+}
+
+/// One factor of `user`, or `NotFound`.
+pub fn get_factor(conn: &Connection, user: &str, id: &str, key: Option<&MasterKey>) -> Result<Factor> {
+    query_factors(conn, "WHERE user = ?1 AND id = ?2", &[&user, &id], key)?.pop().ok_or(StoreError::NotFound("factor"))
+}
+
+/// The enabled WebAuthn factor holding `credential_id` (canonical base64url).
+pub fn find_credential(conn: &Connection, credential_id: &str) -> Result<Factor> {
+    query_factors(conn, "WHERE credential_id = ?1 AND type = 'webauthn' AND enabled = 1", &[&credential_id], None)?
+        .pop()
+        .ok_or(StoreError::NotFound("credential"))
+}
+
 /// What the API validated and wants stored.
 pub struct NewFactor {
     pub kind: String,
     pub name: String,
-    pub secret: Vec<u8>,
+    /// Sealed under the master key; `None` for types without a secret.
+    pub secret: Option<Vec<u8>>,
     pub params: serde_json::Value,
     pub used_step: Option<i64>,
+    pub owned_by_enterprise: bool,
+    /// WebAuthn only: canonical credential id (unique across users) and counter.
+    pub credential_id: Option<String>,
+    pub sign_count: i64,
 }
 
-/// Inserts a factor. The "no enabled factor yet" check (for `only_if_none`)
-/// and the per-user cap are evaluated in the same write transaction as the
-/// insert, so two concurrent first enrollments cannot both succeed.
+/// Inserts a factor. The "no enabled factor yet" check (for `only_if_none`),
+/// the per-user cap and the credential-id uniqueness check are evaluated in
+/// the same write transaction as the insert, so two concurrent first
+/// enrollments cannot both succeed.
 pub fn create_factor(
     conn: &mut Connection,
     key: &MasterKey,
     user: &str,
     f: NewFactor,
     only_if_none: bool,
+    actor: &str,
 ) -> Result<String> {
     let id = format!("f{}", random_hex::<8>().map_err(StoreError::Other)?);
-    let blob = key
-        .seal(&factor_aad(&id, user), &f.secret)
-        .map_err(StoreError::Other)?;
+    let blob =
+        f.secret.as_deref().map(|s| key.seal(&factor_aad(&id, user), s)).transpose().map_err(StoreError::Other)?;
     let now = now();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let (total, enabled): (i64, i64) = tx.query_row(
@@ -356,10 +471,18 @@ pub fn create_factor(
     if total >= MAX_FACTORS_PER_USER {
         return Err(StoreError::TooManyFactors);
     }
+    if let Some(cred) = &f.credential_id {
+        let taken: Option<i64> =
+            tx.query_row("SELECT 1 FROM factors WHERE credential_id = ?1", params![cred], |r| r.get(0)).optional()?;
+        if taken.is_some() {
+            return Err(StoreError::CredentialExists);
+        }
+    }
     tx.execute(
         "INSERT INTO factors
-            (id, user, type, name, enabled, added_at, last_used_at, secret_enc, params, last_step)
-         VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6, ?7, ?8, ?9)",
+            (id, user, type, name, enabled, added_at, last_used_at, secret_enc, params, last_step,
+             owned_by_enterprise, credential_id, sign_count)
+         VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         params![
             id,
             user,
@@ -370,7 +493,24 @@ pub fn create_factor(
             blob,
             f.params.to_string(),
             f.used_step.unwrap_or(0),
+            f.owned_by_enterprise,
+            f.credential_id,
+            f.sign_count,
         ],
+    )?;
+    audit::record(
+        &tx,
+        audit::Event {
+            user: Some(user),
+            actor,
+            event: "factor.created",
+            factor_id: Some(&id),
+            detail: Some(serde_json::json!({
+                "type": f.kind,
+                "name": f.name,
+                "owned_by_enterprise": f.owned_by_enterprise,
+            })),
+        },
     )?;
     tx.commit()?;
     Ok(id)
@@ -378,16 +518,19 @@ pub fn create_factor(
 
 /// Marks TOTP time step `step` as used. The single conditional UPDATE is the
 /// replay guard: only one caller can move `last_step` past a given value.
-pub fn use_totp_step(conn: &Connection, user: &str, id: &str, step: i64) -> Result<()> {
-    let changed = conn.execute(
+pub fn use_totp_step(conn: &mut Connection, user: &str, id: &str, step: i64, actor: &str) -> Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let changed = tx.execute(
         "UPDATE factors SET last_step = ?1, last_used_at = ?2
          WHERE id = ?3 AND user = ?4 AND type = 'totp' AND enabled = 1 AND last_step < ?1",
         params![step, now(), id, user],
     )?;
     if changed == 1 {
+        record_use(&tx, user, id, actor, "totp")?;
+        tx.commit()?;
         return Ok(());
     }
-    let exists: Option<i64> = conn
+    let exists: Option<i64> = tx
         .query_row(
             "SELECT 1 FROM factors WHERE id = ?1 AND user = ?2 AND type = 'totp' AND enabled = 1",
             params![id, user],
@@ -396,36 +539,201 @@ pub fn use_totp_step(conn: &Connection, user: &str, id: &str, step: i64) -> Resu
         .optional()?;
     match exists {
         Some(_) => Err(StoreError::Replay),
-        None => Err(StoreError::NotFound),
+        None => Err(StoreError::NotFound("factor")),
     }
 }
 
-/// Deletes one factor; `NotFound` if it is not this user's.
-pub fn delete_factor(conn: &Connection, user: &str, id: &str) -> Result<()> {
-    let n = conn.execute(
-        "DELETE FROM factors WHERE id = ?1 AND user = ?2",
-        params![id, user],
+fn record_use(conn: &Connection, user: &str, id: &str, actor: &str, kind: &str) -> Result<()> {
+    audit::record(
+        conn,
+        audit::Event {
+            user: Some(user),
+            actor,
+            event: "factor.used",
+            factor_id: Some(id),
+            detail: Some(serde_json::json!({"type": kind})),
+        },
+    )
+}
+
+/// Records a WebAuthn assertion's signature counter. One conditional UPDATE
+/// (so concurrent assertions with the same counter cannot both pass): the
+/// counter must grow, except that an authenticator which never counts
+/// (stored 0, presented 0) is accepted. `backup_state`, if given, is stored
+/// with it.
+pub fn use_webauthn(
+    conn: &mut Connection,
+    user: &str,
+    id: &str,
+    sign_count: i64,
+    backup_state: Option<bool>,
+    actor: &str,
+) -> Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let changed = tx.execute(
+        "UPDATE factors SET sign_count = ?1, last_used_at = ?2,
+             params = CASE WHEN ?5 IS NULL THEN params
+                      ELSE json_set(params, '$.backup_state',
+                                    json(CASE WHEN ?5 THEN 'true' ELSE 'false' END))
+                      END
+         WHERE id = ?3 AND user = ?4 AND type = 'webauthn' AND enabled = 1
+           AND (sign_count < ?1 OR (sign_count = 0 AND ?1 = 0))",
+        params![sign_count, now(), id, user, backup_state],
     )?;
-    if n == 0 {
-        Err(StoreError::NotFound)
-    } else {
-        Ok(())
+    if changed == 1 {
+        record_use(&tx, user, id, actor, "webauthn")?;
+        tx.commit()?;
+        return Ok(());
     }
+    let stored: Option<i64> = tx
+        .query_row(
+            "SELECT sign_count FROM factors
+             WHERE id = ?1 AND user = ?2 AND type = 'webauthn' AND enabled = 1",
+            params![id, user],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(stored) = stored else {
+        return Err(StoreError::NotFound("factor"));
+    };
+    // A counter that went backwards may mean a cloned authenticator: worth
+    // an audit row even though the factor itself is left unchanged.
+    audit::record(
+        &tx,
+        audit::Event {
+            user: Some(user),
+            actor,
+            event: "webauthn.counter_regression",
+            factor_id: Some(id),
+            detail: Some(serde_json::json!({"stored": stored, "presented": sign_count})),
+        },
+    )?;
+    tx.commit()?;
+    Err(StoreError::CounterRegression)
+}
+
+/// Renames and/or enables/disables a factor. With `actor == "user"`,
+/// disabling an enterprise-owned factor is refused. Returns the updated
+/// factor (without its secret).
+pub fn update_factor(
+    conn: &mut Connection,
+    user: &str,
+    id: &str,
+    name: Option<&str>,
+    enabled: Option<bool>,
+    actor: &str,
+) -> Result<Factor> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let before = get_factor(&tx, user, id, None)?;
+    if enabled == Some(false) && before.owned_by_enterprise && actor == ACTOR_USER {
+        return Err(StoreError::EnterpriseOwned);
+    }
+    if let Some(name) = name.filter(|n| *n != before.name) {
+        tx.execute("UPDATE factors SET name = ?1 WHERE id = ?2 AND user = ?3", params![name, id, user])?;
+        audit::record(
+            &tx,
+            audit::Event {
+                user: Some(user),
+                actor,
+                event: "factor.renamed",
+                factor_id: Some(id),
+                detail: Some(serde_json::json!({"from": before.name, "to": name})),
+            },
+        )?;
+    }
+    if let Some(enabled) = enabled.filter(|e| *e != before.enabled) {
+        tx.execute("UPDATE factors SET enabled = ?1 WHERE id = ?2 AND user = ?3", params![enabled, id, user])?;
+        audit::record(
+            &tx,
+            audit::Event {
+                user: Some(user),
+                actor,
+                event: if enabled { "factor.enabled" } else { "factor.disabled" },
+                factor_id: Some(id),
+                detail: None,
+            },
+        )?;
+    }
+    let after = get_factor(&tx, user, id, None)?;
+    tx.commit()?;
+    Ok(after)
+}
+
+/// Sets or clears enterprise ownership (administrators only).
+pub fn set_enterprise(conn: &mut Connection, user: &str, id: &str, owned: bool, actor: &str) -> Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let n = tx
+        .execute("UPDATE factors SET owned_by_enterprise = ?1 WHERE id = ?2 AND user = ?3", params![owned, id, user])?;
+    if n == 0 {
+        return Err(StoreError::NotFound("factor"));
+    }
+    audit::record(
+        &tx,
+        audit::Event {
+            user: Some(user),
+            actor,
+            event: if owned { "factor.enterprise_owned" } else { "factor.enterprise_released" },
+            factor_id: Some(id),
+            detail: None,
+        },
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// The actor value that marks a request as made by the end user themselves
+/// (self-service), as opposed to the filter's own bookkeeping or an admin.
+pub const ACTOR_USER: &str = "user";
+
+/// Deletes one factor; `NotFound` if it is not this user's. With
+/// `actor == "user"`, enterprise-owned factors are refused.
+pub fn delete_factor(conn: &mut Connection, user: &str, id: &str, actor: &str) -> Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let f = get_factor(&tx, user, id, None)?;
+    if f.owned_by_enterprise && actor == ACTOR_USER {
+        return Err(StoreError::EnterpriseOwned);
+    }
+    tx.execute("DELETE FROM factors WHERE id = ?1 AND user = ?2", params![id, user])?;
+    audit::record(
+        &tx,
+        audit::Event {
+            user: Some(user),
+            actor,
+            event: "factor.deleted",
+            factor_id: Some(id),
+            detail: Some(serde_json::json!({"type": f.kind, "name": f.name})),
+        },
+    )?;
+    tx.commit()?;
+    Ok(())
 }
 
 /// Users that have at least one factor, with their factor counts.
 pub fn list_users(conn: &Connection) -> Result<Vec<(String, i64)>> {
-    let mut stmt =
-        conn.prepare("SELECT user, count(*) FROM factors GROUP BY user ORDER BY user")?;
-    let users = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut stmt = conn.prepare("SELECT user, count(*) FROM factors GROUP BY user ORDER BY user")?;
+    let users = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(users)
 }
 
-/// Deletes all of a user's factors; returns how many were removed.
-pub fn reset_user(conn: &Connection, user: &str) -> Result<usize> {
-    Ok(conn.execute("DELETE FROM factors WHERE user = ?1", params![user])?)
+/// Deletes all of a user's factors (recovery codes go with them), trusted
+/// devices and pending one-time codes; returns how many factors were removed.
+pub fn reset_user(conn: &mut Connection, user: &str, actor: &str) -> Result<usize> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let n = tx.execute("DELETE FROM factors WHERE user = ?1", params![user])?;
+    tx.execute("DELETE FROM devices WHERE user = ?1", params![user])?;
+    tx.execute("DELETE FROM otp_codes WHERE user = ?1", params![user])?;
+    audit::record(
+        &tx,
+        audit::Event {
+            user: Some(user),
+            actor,
+            event: "user.reset",
+            factor_id: None,
+            detail: Some(serde_json::json!({"factors": n})),
+        },
+    )?;
+    tx.commit()?;
+    Ok(n)
 }
 
 #[cfg(test)]
@@ -435,6 +743,7 @@ mod tests {
 
     fn setup() -> (Connection, MasterKey) {
         let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("PRAGMA foreign_keys=ON").unwrap();
         migrate(&mut conn).unwrap();
         migrate(&mut conn).unwrap(); // idempotent
         (conn, MasterKey::from_base64(&b64url(&[9u8; 32])).unwrap())
@@ -444,29 +753,36 @@ mod tests {
         NewFactor {
             kind: "totp".into(),
             name: "Phone".into(),
-            secret: vec![1; 20],
+            secret: Some(vec![1; 20]),
             params: serde_json::json!({"digits": 6, "period": 30, "algorithm": "SHA1"}),
             used_step: step,
+            owned_by_enterprise: false,
+            credential_id: None,
+            sign_count: 0,
+        }
+    }
+
+    fn webauthn(cred: &str, count: i64) -> NewFactor {
+        NewFactor {
+            kind: "webauthn".into(),
+            name: "Key".into(),
+            secret: None,
+            params: serde_json::json!({"credential_id": cred, "backup_state": false}),
+            used_step: None,
+            owned_by_enterprise: false,
+            credential_id: Some(cred.into()),
+            sign_count: count,
         }
     }
 
     #[test]
     fn totp_steps_are_single_use() {
         let (mut conn, key) = setup();
-        let id = create_factor(&mut conn, &key, "alice", totp(Some(100)), true).unwrap();
-        assert!(matches!(
-            use_totp_step(&conn, "alice", &id, 100),
-            Err(StoreError::Replay)
-        ));
-        assert!(use_totp_step(&conn, "alice", &id, 101).is_ok());
-        assert!(matches!(
-            use_totp_step(&conn, "alice", &id, 101),
-            Err(StoreError::Replay)
-        ));
-        assert!(matches!(
-            use_totp_step(&conn, "bob", &id, 102),
-            Err(StoreError::NotFound)
-        ));
+        let id = create_factor(&mut conn, &key, "alice", totp(Some(100)), true, "filter").unwrap();
+        assert!(matches!(use_totp_step(&mut conn, "alice", &id, 100, "filter"), Err(StoreError::Replay)));
+        assert!(use_totp_step(&mut conn, "alice", &id, 101, "filter").is_ok());
+        assert!(matches!(use_totp_step(&mut conn, "alice", &id, 101, "filter"), Err(StoreError::Replay)));
+        assert!(matches!(use_totp_step(&mut conn, "bob", &id, 102, "filter"), Err(StoreError::NotFound(_))));
         let f = &list_factors(&conn, "alice", Some(&key)).unwrap()[0];
         assert_eq!(f.last_step, 101);
         assert_eq!(f.secret.as_deref(), Some(&[1u8; 20][..]));
@@ -475,18 +791,83 @@ mod tests {
     #[test]
     fn only_if_none_and_cap() {
         let (mut conn, key) = setup();
-        create_factor(&mut conn, &key, "u", totp(None), true).unwrap();
+        create_factor(&mut conn, &key, "u", totp(None), true, "filter").unwrap();
         assert!(matches!(
-            create_factor(&mut conn, &key, "u", totp(None), true),
+            create_factor(&mut conn, &key, "u", totp(None), true, "filter"),
             Err(StoreError::UserHasFactors)
         ));
         for _ in 1..MAX_FACTORS_PER_USER {
-            create_factor(&mut conn, &key, "u", totp(None), false).unwrap();
+            create_factor(&mut conn, &key, "u", totp(None), false, "filter").unwrap();
         }
         assert!(matches!(
-            create_factor(&mut conn, &key, "u", totp(None), false),
+            create_factor(&mut conn, &key, "u", totp(None), false, "filter"),
             Err(StoreError::TooManyFactors)
         ));
+    }
+
+    #[test]
+    fn webauthn_counter_and_credential_uniqueness() {
+        let (mut conn, key) = setup();
+        let id = create_factor(&mut conn, &key, "a", webauthn("cred-1", 0), false, "f").unwrap();
+        assert!(matches!(
+            create_factor(&mut conn, &key, "b", webauthn("cred-1", 0), false, "f"),
+            Err(StoreError::CredentialExists)
+        ));
+        // A non-counting authenticator: 0 after 0 is fine, repeatedly.
+        use_webauthn(&mut conn, "a", &id, 0, None, "f").unwrap();
+        use_webauthn(&mut conn, "a", &id, 0, Some(true), "f").unwrap();
+        use_webauthn(&mut conn, "a", &id, 5, None, "f").unwrap();
+        for bad in [5, 4, 0] {
+            assert!(matches!(
+                use_webauthn(&mut conn, "a", &id, bad, Some(false), "f"),
+                Err(StoreError::CounterRegression)
+            ));
+        }
+        let f = get_factor(&conn, "a", &id, None).unwrap();
+        assert_eq!(f.sign_count, 5);
+        assert_eq!(f.params["backup_state"], true, "unchanged by the failures");
+        assert_eq!(find_credential(&conn, "cred-1").unwrap().user, "a");
+        update_factor(&mut conn, "a", &id, None, Some(false), "f").unwrap();
+        assert!(matches!(find_credential(&conn, "cred-1"), Err(StoreError::NotFound(_))));
+        assert!(matches!(use_webauthn(&mut conn, "a", &id, 9, None, "f"), Err(StoreError::NotFound(_))));
+    }
+
+    #[test]
+    fn enterprise_owned_factors_resist_users_only() {
+        let (mut conn, key) = setup();
+        let mut f = totp(None);
+        f.owned_by_enterprise = true;
+        let id = create_factor(&mut conn, &key, "a", f, false, "filter").unwrap();
+        assert!(matches!(
+            update_factor(&mut conn, "a", &id, None, Some(false), ACTOR_USER),
+            Err(StoreError::EnterpriseOwned)
+        ));
+        assert!(matches!(delete_factor(&mut conn, "a", &id, ACTOR_USER), Err(StoreError::EnterpriseOwned)));
+        let f = update_factor(&mut conn, "a", &id, Some("Renamed"), None, ACTOR_USER).unwrap();
+        assert_eq!(f.name, "Renamed");
+        set_enterprise(&mut conn, "a", &id, false, "admin").unwrap();
+        delete_factor(&mut conn, "a", &id, ACTOR_USER).unwrap();
+        let events: Vec<String> = audit::list(&conn, "a", 10).unwrap().into_iter().map(|r| r.event).collect();
+        assert_eq!(events, ["factor.deleted", "factor.enterprise_released", "factor.renamed", "factor.created"]);
+    }
+
+    #[test]
+    fn v1_database_is_migrated_in_place() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate_to(&mut conn, 1).unwrap();
+        conn.execute(
+            "INSERT INTO factors (id, user, type, name, added_at, params, last_step)
+             VALUES ('f1', 'old', 'totp', 'Phone', 1, '{}', 7)",
+            [],
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let v: i64 = conn.query_row("SELECT version FROM schema_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        let f = get_factor(&conn, "old", "f1", None).unwrap();
+        assert_eq!(f.last_step, 7);
+        assert!(!f.owned_by_enterprise);
+        assert_eq!((f.sign_count, f.recovery_remaining), (0, 0));
     }
 
     #[test]
@@ -499,10 +880,7 @@ mod tests {
             kids.push(add_session_key(&mut conn, &key, false).unwrap().unwrap());
         }
         let listed = list_kids(&conn).unwrap();
-        assert_eq!(
-            listed,
-            vec![kids[3].clone(), kids[2].clone(), kids[1].clone()]
-        );
+        assert_eq!(listed, vec![kids[3].clone(), kids[2].clone(), kids[1].clone()]);
         assert_eq!(list_keys(&conn, &key).unwrap().len(), 3);
     }
 }

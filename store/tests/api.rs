@@ -32,10 +32,7 @@ fn health_is_public_everything_else_needs_the_token() {
     );
     assert_eq!(r.status, 401);
     // Nothing was created by the rejected request.
-    assert_eq!(
-        srv.get("/v1/users/alice/factors").json()["factors"],
-        serde_json::json!([])
-    );
+    assert_eq!(srv.get("/v1/users/alice/factors").json()["factors"], serde_json::json!([]));
 
     let r = srv.get("/v1/nope");
     assert_eq!((r.status, r.error()), (404, "not_found".into()));
@@ -55,9 +52,7 @@ fn keys_are_created_at_start_and_stable_across_restart() {
     assert_eq!(list.len(), 1);
     let kid = list[0]["kid"].as_str().unwrap();
     assert!(kid.len() == 9 && kid.starts_with('k'), "{kid}");
-    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(list[0]["secret"].as_str().unwrap())
-        .unwrap();
+    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(list[0]["secret"].as_str().unwrap()).unwrap();
     assert_eq!(secret.len(), 32);
     assert!(srv.stop());
 
@@ -72,7 +67,7 @@ fn factor_lifecycle() {
     let user = "/v1/users/alice%40example.com/factors";
     assert_eq!(
         srv.get(user).json(),
-        serde_json::json!({"user": "alice@example.com", "factors": []})
+        serde_json::json!({"user": "alice@example.com", "factors": [], "banned_until": null})
     );
 
     // Lowercase and padded input is accepted and normalized.
@@ -117,10 +112,7 @@ fn factor_lifecycle() {
     );
 
     // Other users do not see it, and cannot delete it.
-    assert_eq!(
-        srv.get("/v1/users/bob/factors").json()["factors"],
-        serde_json::json!([])
-    );
+    assert_eq!(srv.get("/v1/users/bob/factors").json()["factors"], serde_json::json!([]));
     let r = srv.request("DELETE", &format!("/v1/users/bob/factors/{id}"), None);
     assert_eq!((r.status, r.error()), (404, "not_found".into()));
 
@@ -143,11 +135,7 @@ fn factor_lifecycle() {
 fn user_segment_encoding_and_length() {
     let dir = TempDir::new();
     let srv = Server::start(&dir, &master_key(4));
-    for (encoded, decoded) in [
-        ("a%2Fb", "a/b"),
-        ("%C3%A9l%C3%A8ve", "élève"),
-        ("x%20y", "x y"),
-    ] {
+    for (encoded, decoded) in [("a%2Fb", "a/b"), ("%C3%A9l%C3%A8ve", "élève"), ("x%20y", "x y")] {
         let path = format!("/v1/users/{encoded}/factors");
         assert_eq!(srv.post(&path, &totp_body(SECRET, 1, true)).status, 201);
         assert_eq!(srv.get(&path).json()["user"], decoded);
@@ -179,21 +167,14 @@ fn only_if_none_conflicts_even_when_concurrent() {
             let (srv, barrier) = (srv.clone(), barrier.clone());
             std::thread::spawn(move || {
                 barrier.wait();
-                srv.post("/v1/users/dave/factors", &totp_body(SECRET, 1, true))
-                    .status
+                srv.post("/v1/users/dave/factors", &totp_body(SECRET, 1, true)).status
             })
         })
         .collect();
     let mut statuses: Vec<u16> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     statuses.sort();
     assert_eq!(statuses, [201, 409, 409, 409, 409, 409, 409, 409]);
-    assert_eq!(
-        srv.get("/v1/users/dave/factors").json()["factors"]
-            .as_array()
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(srv.get("/v1/users/dave/factors").json()["factors"].as_array().unwrap().len(), 1);
 }
 
 #[test]
@@ -217,20 +198,11 @@ fn totp_steps_are_single_use() {
     let f = srv.get("/v1/users/erin/factors").json()["factors"][0].clone();
     assert_eq!(f["totp"]["last_step"], 105);
 
-    let r = srv.post(
-        &format!("/v1/users/mallory/factors/{id}/totp/use"),
-        "{\"step\":200}",
-    );
+    let r = srv.post(&format!("/v1/users/mallory/factors/{id}/totp/use"), "{\"step\":200}");
     assert_eq!((r.status, r.error()), (404, "not_found".into()));
     let r = srv.post("/v1/users/erin/factors/fnope/totp/use", "{\"step\":200}");
     assert_eq!((r.status, r.error()), (404, "not_found".into()));
-    for bad in [
-        "{}",
-        "{\"step\":-1}",
-        "{\"step\":\"200\"}",
-        "{\"step\":1.5}",
-        "nope",
-    ] {
+    for bad in ["{}", "{\"step\":-1}", "{\"step\":\"200\"}", "{\"step\":1.5}", "nope"] {
         let r = srv.post(&use_path, bad);
         assert_eq!((r.status, r.error()), (400, "invalid".into()), "{bad}");
     }
@@ -250,16 +222,8 @@ fn totp_steps_are_single_use() {
         })
         .collect();
     let statuses: Vec<u16> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    assert_eq!(
-        statuses.iter().filter(|&&s| s == 200).count(),
-        1,
-        "{statuses:?}"
-    );
-    assert_eq!(
-        statuses.iter().filter(|&&s| s == 409).count(),
-        15,
-        "{statuses:?}"
-    );
+    assert_eq!(statuses.iter().filter(|&&s| s == 200).count(), 1, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|&&s| s == 409).count(), 15, "{statuses:?}");
 }
 
 #[test]
@@ -285,10 +249,10 @@ fn invalid_inputs_are_rejected() {
         with("/name", "".into()),
         with("/name", "x".repeat(65).into()),
         with("/name", "a\nb".into()),
-        with("/totp/secret", "JBSWY3DPEHPK3PX".into()), // 9 bytes
-        with("/totp/secret", "MZXW6YTB".into()),        // 5 bytes
+        with("/totp/secret", "JBSWY3DPEHPK3PX".into()),  // 9 bytes
+        with("/totp/secret", "MZXW6YTB".into()),         // 5 bytes
         with("/totp/secret", "0189!@#$0189!@#$".into()), // not base32
-        with("/totp/secret", "A".repeat(104).into()),   // 65 bytes
+        with("/totp/secret", "A".repeat(104).into()),    // 65 bytes
         with("/totp/digits", 5.into()),
         with("/totp/digits", 9.into()),
         with("/totp/digits", "6".into()),
@@ -331,16 +295,10 @@ fn oversize_body_is_413() {
     body["pad"] = "x".repeat(70 * 1024).into();
     let r = srv.post("/v1/users/gina/factors", &body.to_string());
     assert_eq!(r.status, 413);
-    assert_eq!(
-        r.json()["message"].as_str().map(|m| !m.is_empty()),
-        Some(true)
-    );
+    assert_eq!(r.json()["message"].as_str().map(|m| !m.is_empty()), Some(true));
     // Just under the limit is parsed normally.
     body["pad"] = "x".repeat(60 * 1024).into();
-    assert_eq!(
-        srv.post("/v1/users/gina/factors", &body.to_string()).status,
-        201
-    );
+    assert_eq!(srv.post("/v1/users/gina/factors", &body.to_string()).status, 201);
 }
 
 #[test]
@@ -348,21 +306,11 @@ fn secrets_are_encrypted_at_rest_and_db_is_intact() {
     let dir = TempDir::new();
     let srv = Server::start(&dir, &master_key(9));
     let secret_b32 = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
-    assert_eq!(
-        srv.post("/v1/users/hank/factors", &totp_body(secret_b32, 1, true))
-            .status,
-        201
-    );
+    assert_eq!(srv.post("/v1/users/hank/factors", &totp_body(secret_b32, 1, true)).status, 201);
     let key_secret = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(
-            srv.get("/v1/keys").json()["keys"][0]["secret"]
-                .as_str()
-                .unwrap(),
-        )
+        .decode(srv.get("/v1/keys").json()["keys"][0]["secret"].as_str().unwrap())
         .unwrap();
-    let raw_totp = data_encoding::BASE32_NOPAD
-        .decode(secret_b32.as_bytes())
-        .unwrap();
+    let raw_totp = data_encoding::BASE32_NOPAD.decode(secret_b32.as_bytes()).unwrap();
     // Check the database and any WAL while the server is still running...
     let scan = || {
         for entry in std::fs::read_dir(&dir.0).unwrap() {
@@ -372,11 +320,7 @@ fn secrets_are_encrypted_at_rest_and_db_is_intact() {
             }
             let bytes = std::fs::read(&path).unwrap();
             for needle in [secret_b32.as_bytes(), &raw_totp, &key_secret] {
-                assert!(
-                    !bytes.windows(needle.len()).any(|w| w == needle),
-                    "secret found in {}",
-                    path.display()
-                );
+                assert!(!bytes.windows(needle.len()).any(|w| w == needle), "secret found in {}", path.display());
             }
         }
     };
@@ -386,18 +330,12 @@ fn secrets_are_encrypted_at_rest_and_db_is_intact() {
     scan();
 
     let conn = rusqlite::Connection::open(dir.db()).unwrap();
-    let ok: String = conn
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
+    let ok: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
     assert_eq!(ok, "ok");
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-        .unwrap();
+    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
     assert_eq!(mode, "wal");
-    let version: i64 = conn
-        .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(version, 1);
+    let version: i64 = conn.query_row("SELECT version FROM schema_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, 2);
 }
 
 #[test]
@@ -435,11 +373,7 @@ fn missing_or_malformed_configuration_refuses_to_start() {
     assert!(run(&[("EDGE_MFA_STORE_TOKEN", TOKEN)]).contains("EDGE_MFA_STORE_KEY is required"));
     assert!(run(&[("EDGE_MFA_STORE_KEY", &key)]).contains("EDGE_MFA_STORE_TOKEN is required"));
     let short = base64::engine::general_purpose::STANDARD.encode([1u8; 16]);
-    assert!(run(&[
-        ("EDGE_MFA_STORE_KEY", &short),
-        ("EDGE_MFA_STORE_TOKEN", TOKEN)
-    ])
-    .contains("32 bytes"));
+    assert!(run(&[("EDGE_MFA_STORE_KEY", &short), ("EDGE_MFA_STORE_TOKEN", TOKEN)]).contains("32 bytes"));
     // URL-safe unpadded keys are accepted.
     let url_key = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([0xfb; 32]);
     drop(Server::start(&dir, &url_key));

@@ -6,11 +6,7 @@ mod common;
 use common::*;
 
 fn stdout(out: &std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "command failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "command failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
@@ -19,21 +15,9 @@ fn users_list_show_reset() {
     let dir = TempDir::new();
     let key = master_key(20);
     let srv = Server::start(&dir, &key);
-    assert_eq!(
-        srv.post("/v1/users/alice/factors", &totp_body(SECRET, 7, true))
-            .status,
-        201
-    );
-    assert_eq!(
-        srv.post("/v1/users/alice/factors", &totp_body(SECRET, 0, false))
-            .status,
-        201
-    );
-    assert_eq!(
-        srv.post("/v1/users/bob%0A/factors", &totp_body(SECRET, 0, true))
-            .status,
-        201
-    );
+    assert_eq!(srv.post("/v1/users/alice/factors", &totp_body(SECRET, 7, true)).status, 201);
+    assert_eq!(srv.post("/v1/users/alice/factors", &totp_body(SECRET, 0, false)).status, 201);
+    assert_eq!(srv.post("/v1/users/bob%0A/factors", &totp_body(SECRET, 0, true)).status, 201);
 
     // No master key needed for users commands.
     let list = stdout(&cli(&dir.db(), None, &["users", "list"]));
@@ -50,29 +34,14 @@ fn users_list_show_reset() {
 
     let out = stdout(&cli(&dir.db(), None, &["users", "reset", "alice"]));
     assert!(out.contains("deleted 2"), "{out}");
-    assert_eq!(
-        srv.get("/v1/users/alice/factors").json()["factors"],
-        serde_json::json!([])
-    );
-    assert_eq!(
-        stdout(&cli(&dir.db(), None, &["users", "list"])),
-        "bob\\n\t1\n"
-    );
+    assert_eq!(srv.get("/v1/users/alice/factors").json()["factors"], serde_json::json!([]));
+    assert_eq!(stdout(&cli(&dir.db(), None, &["users", "list"])), "bob\\n\t1\n");
     // After reset, alice can enroll again with only_if_none.
-    assert_eq!(
-        srv.post("/v1/users/alice/factors", &totp_body(SECRET, 1, true))
-            .status,
-        201
-    );
+    assert_eq!(srv.post("/v1/users/alice/factors", &totp_body(SECRET, 1, true)).status, 201);
 
     // --db flag works as well as the environment.
     let mut cmd = std::process::Command::new(BIN);
-    let out = cmd
-        .env_remove("EDGE_MFA_STORE_DB")
-        .args(["users", "list", "--db"])
-        .arg(dir.db())
-        .output()
-        .unwrap();
+    let out = cmd.env_remove("EDGE_MFA_STORE_DB").args(["users", "list", "--db"]).arg(dir.db()).output().unwrap();
     assert_eq!(stdout(&out), "alice\t1\nbob\\n\t1\n");
     assert!(srv.stop());
 }
@@ -82,14 +51,8 @@ fn keys_list_and_rotate() {
     let dir = TempDir::new();
     let key = master_key(21);
     let srv = Server::start(&dir, &key);
-    let first = srv.get("/v1/keys").json()["keys"][0]["kid"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert_eq!(
-        stdout(&cli(&dir.db(), None, &["keys", "list"])),
-        format!("{first}\tsigning\n")
-    );
+    let first = srv.get("/v1/keys").json()["keys"][0]["kid"].as_str().unwrap().to_string();
+    assert_eq!(stdout(&cli(&dir.db(), None, &["keys", "list"])), format!("{first}\tsigning\n"));
 
     // Rotation needs the (right) master key.
     let out = cli(&dir.db(), None, &["keys", "rotate"]);
@@ -101,9 +64,7 @@ fn keys_list_and_rotate() {
 
     let mut kids = vec![first];
     for _ in 0..3 {
-        let kid = stdout(&cli(&dir.db(), Some(&key), &["keys", "rotate"]))
-            .trim()
-            .to_string();
+        let kid = stdout(&cli(&dir.db(), Some(&key), &["keys", "rotate"])).trim().to_string();
         assert!(kid.starts_with('k') && kid.len() == 9, "{kid}");
         kids.push(kid);
     }
@@ -114,30 +75,50 @@ fn keys_list_and_rotate() {
         .iter()
         .map(|k| k["kid"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(
-        served,
-        vec![kids[3].clone(), kids[2].clone(), kids[1].clone()]
-    );
+    assert_eq!(served, vec![kids[3].clone(), kids[2].clone(), kids[1].clone()]);
     assert_eq!(
         stdout(&cli(&dir.db(), None, &["keys", "list"])),
-        format!(
-            "{}\tsigning\n{}\tverify\n{}\tverify\n",
-            kids[3], kids[2], kids[1]
-        )
+        format!("{}\tsigning\n{}\tverify\n{}\tverify\n", kids[3], kids[2], kids[1])
     );
     assert!(srv.stop());
 
     // A restart keeps the rotated set (no new key is created).
     let srv = Server::start(&dir, &key);
-    assert_eq!(
-        srv.get("/v1/keys").json()["keys"].as_array().unwrap().len(),
-        3
-    );
+    assert_eq!(srv.get("/v1/keys").json()["keys"].as_array().unwrap().len(), 3);
     assert!(srv.stop());
 
     let conn = rusqlite::Connection::open(dir.db()).unwrap();
-    let ok: String = conn
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
+    let ok: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
     assert_eq!(ok, "ok");
+}
+
+#[test]
+fn reset_also_forgets_devices_and_is_audited() {
+    let dir = TempDir::new();
+    let srv = Server::start(&dir, &master_key(22));
+    srv.post("/v1/users/zoe/factors", &totp_body(SECRET, 1, true));
+    srv.put("/v1/users/zoe/recovery", "{\"codes\":[\"aaaa-bbbb-1\",\"aaaa-bbbb-2\"]}");
+    let dev = "ZGV2aWNlLWlkLTAwMDAwMQ";
+    let body = format!("{{\"id\":\"{dev}\",\"user_agent\":\"ua\",\"expires_at\":{}}}", now() + 600);
+    assert_eq!(srv.post("/v1/users/zoe/devices", &body).status, 201);
+    let show = stdout(&cli(&dir.db(), None, &["users", "show", "zoe"]));
+    let v: serde_json::Value = serde_json::from_str(&show).unwrap();
+    assert_eq!(v["factors"][1]["type"], "recovery");
+    assert_eq!(v["factors"][1]["recovery_remaining"], 2);
+    assert!(!show.contains("aaaa"), "{show}");
+
+    let out = stdout(&cli(&dir.db(), None, &["users", "reset", "zoe"]));
+    assert!(out.contains("deleted 2"), "{out}");
+    assert_eq!(srv.get("/v1/users/zoe/devices").json(), serde_json::json!({"devices": []}));
+    assert_eq!(srv.post(&format!("/v1/users/zoe/devices/{dev}/use"), "").status, 404);
+    let conn = rusqlite::Connection::open(dir.db()).unwrap();
+    let codes: i64 = conn.query_row("SELECT count(*) FROM recovery_codes", [], |r| r.get(0)).unwrap();
+    assert_eq!(codes, 0, "recovery codes go with their factor");
+    let audit = stdout(&cli(&dir.db(), None, &["audit", "zoe"]));
+    let first = audit.lines().next().unwrap();
+    assert!(first.contains("\tuser.reset\tadmin\t-\t"), "{audit}");
+    // Device ids appear in the audit log only as a short prefix.
+    assert!(!audit.contains(dev), "{audit}");
+    assert!(audit.contains("\"ZGV2aWNl\""), "{audit}");
+    assert!(srv.stop());
 }

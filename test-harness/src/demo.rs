@@ -48,17 +48,13 @@ pub fn demo_jwks(secret: impl AsRef<[u8]>) -> String {
 
 /// Seconds since the Unix epoch.
 pub fn now_s() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 /// Demo usernames: 1..=64 chars of `[A-Za-z0-9._@-]`.
 pub fn valid_username(u: &str) -> bool {
     (1..=64).contains(&u.len())
-        && u.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'@' | b'-'))
+        && u.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'@' | b'-'))
 }
 
 /// A same-origin relative redirect target: starts with `/`, not `//` or `/\`,
@@ -102,9 +98,7 @@ pub fn form_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                out.push(b as char)
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => out.push(b as char),
             b' ' => out.push('+'),
             _ => out.push_str(&format!("%{b:02X}")),
         }
@@ -125,11 +119,7 @@ pub fn parse_form(s: &str) -> Vec<(String, String)> {
 
 /// Encodes pairs as `application/x-www-form-urlencoded`.
 pub fn encode_form(fields: &[(&str, &str)]) -> String {
-    fields
-        .iter()
-        .map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
+    fields.iter().map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v))).collect::<Vec<_>>().join("&")
 }
 
 /// Minimal HTML escaping for text and attribute values.
@@ -157,8 +147,7 @@ mod tests {
         let t = demo_jwt(DEMO_JWT_SECRET, "alice", 1000, 2000);
         let parts: Vec<&str> = t.split('.').collect();
         assert_eq!(parts.len(), 3);
-        let claims: serde_json::Value =
-            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+        let claims: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
         assert_eq!(claims["sub"], "alice");
         assert_eq!(claims["iss"], DEMO_ISSUER);
         assert_eq!(claims["exp"], 2000);
@@ -173,16 +162,8 @@ mod tests {
         // reproducible via serde_json ordering, so check HMAC directly.
         let mut mac = Hmac::<Sha256>::new_from_slice(b"key").unwrap();
         mac.update(b"The quick brown fox jumps over the lazy dog");
-        let hex: String = mac
-            .finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        assert_eq!(
-            hex,
-            "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"
-        );
+        let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8");
     }
 
     #[test]
@@ -214,10 +195,7 @@ mod tests {
         assert_eq!(enc, "username=a+b%26c&next=%2Fx%3Fy%3D1");
         assert_eq!(
             parse_form(&enc),
-            vec![
-                ("username".to_string(), "a b&c".to_string()),
-                ("next".to_string(), "/x?y=1".to_string())
-            ]
+            vec![("username".to_string(), "a b&c".to_string()), ("next".to_string(), "/x?y=1".to_string())]
         );
     }
 }

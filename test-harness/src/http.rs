@@ -34,19 +34,12 @@ pub struct Response {
 impl Response {
     /// The first header with this name (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// Every header with this name (case-insensitive), in order.
     pub fn headers_all(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
+        self.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
     }
 
     /// Every `Set-Cookie` header value.
@@ -61,9 +54,7 @@ impl Response {
 
     /// The full `Set-Cookie` header (with attributes) of the last cookie `name`.
     pub fn set_cookie_header(&self, name: &str) -> Option<&str> {
-        self.set_cookies()
-            .into_iter()
-            .rfind(|sc| set_cookie_name_value(sc).map(|(n, _)| n) == Some(name))
+        self.set_cookies().into_iter().rfind(|sc| set_cookie_name_value(sc).map(|(n, _)| n) == Some(name))
     }
 
     /// `Location` header.
@@ -73,12 +64,8 @@ impl Response {
 
     /// The body parsed as JSON (panics with the body if it is not JSON).
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "response body is not JSON ({e}): status {} body {:?}",
-                self.status, self.body
-            )
-        })
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("response body is not JSON ({e}): status {} body {:?}", self.status, self.body))
     }
 
     /// True if the status is 3xx.
@@ -115,9 +102,7 @@ pub fn cookie_header(cookies: &[&str]) -> String {
 
 /// Splits `http://host:port/path?q` into (`http://host:port`, `/path?q`).
 pub fn split_url(url: &str) -> (String, String) {
-    let rest = url
-        .strip_prefix("http://")
-        .unwrap_or_else(|| panic!("only http:// URLs are supported: {url}"));
+    let rest = url.strip_prefix("http://").unwrap_or_else(|| panic!("only http:// URLs are supported: {url}"));
     match rest.find('/') {
         Some(i) => (format!("http://{}", &rest[..i]), rest[i..].to_string()),
         None => (format!("http://{rest}"), "/".to_string()),
@@ -133,11 +118,7 @@ pub fn get(url: &str, headers: &[(&str, &str)]) -> Response {
 pub fn post_form(url: &str, fields: &[(&str, &str)], headers: &[(&str, &str)]) -> Response {
     let body = crate::demo::encode_form(fields);
     let mut h: Vec<(&str, &str)> = vec![("content-type", "application/x-www-form-urlencoded")];
-    h.extend(
-        headers
-            .iter()
-            .filter(|(k, _)| !k.eq_ignore_ascii_case("content-type")),
-    );
+    h.extend(headers.iter().filter(|(k, _)| !k.eq_ignore_ascii_case("content-type")));
     request("POST", url, &h, body.as_bytes())
 }
 
@@ -145,11 +126,7 @@ pub fn post_form(url: &str, fields: &[(&str, &str)], headers: &[(&str, &str)]) -
 pub fn post_json(url: &str, json: &serde_json::Value, headers: &[(&str, &str)]) -> Response {
     let body = json.to_string();
     let mut h: Vec<(&str, &str)> = vec![("content-type", "application/json")];
-    h.extend(
-        headers
-            .iter()
-            .filter(|(k, _)| !k.eq_ignore_ascii_case("content-type")),
-    );
+    h.extend(headers.iter().filter(|(k, _)| !k.eq_ignore_ascii_case("content-type")));
     request("POST", url, &h, body.as_bytes())
 }
 
@@ -163,15 +140,8 @@ pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -
 /// sent verbatim. Adds `Host` (unless given), `Connection: close` (unless a
 /// `connection` header is given) and `Content-Length` (when there is a body or
 /// the method is POST/PUT/PATCH, unless given). Panics on I/O errors.
-pub fn raw(
-    base: &str,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Response {
-    try_raw(base, method, path, headers, body)
-        .unwrap_or_else(|e| panic!("HTTP {method} {base}{path} failed: {e}"))
+pub fn raw(base: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    try_raw(base, method, path, headers, body).unwrap_or_else(|e| panic!("HTTP {method} {base}{path} failed: {e}"))
 }
 
 /// Like [`raw`] but returns I/O errors instead of panicking.
@@ -182,10 +152,7 @@ pub fn try_raw(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> std::io::Result<Response> {
-    let authority = base
-        .strip_prefix("http://")
-        .unwrap_or(base)
-        .trim_end_matches('/');
+    let authority = base.strip_prefix("http://").unwrap_or(base).trim_end_matches('/');
     let has = |n: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(n));
     let mut req = format!("{method} {path} HTTP/1.1\r\n");
     if !has("host") {
@@ -246,22 +213,14 @@ fn read_response(s: &mut TcpStream, head: bool) -> std::io::Result<Response> {
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("bad status line {status_line:?}")))?;
     let reason = sp.next().unwrap_or("").to_string();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    let hv = |n: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(n))
-            .map(|(_, v)| v.clone())
-    };
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
+    let hv = |n: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
     let mut rest = buf[header_end + 4..].to_vec();
     let no_body = head || status == 204 || status == 304 || (100..200).contains(&status);
     let body_bytes = if no_body {
         Vec::new()
-    } else if hv("transfer-encoding").is_some_and(|te| te.to_ascii_lowercase().contains("chunked"))
-    {
+    } else if hv("transfer-encoding").is_some_and(|te| te.to_ascii_lowercase().contains("chunked")) {
         loop {
             if let Some(done) = dechunk(&rest)? {
                 break done;
@@ -288,13 +247,7 @@ fn read_response(s: &mut TcpStream, head: bool) -> std::io::Result<Response> {
         while read_more(s, &mut rest)? {}
         rest
     };
-    Ok(Response {
-        status,
-        reason,
-        headers,
-        body: String::from_utf8_lossy(&body_bytes).into_owned(),
-        body_bytes,
-    })
+    Ok(Response { status, reason, headers, body: String::from_utf8_lossy(&body_bytes).into_owned(), body_bytes })
 }
 
 fn read_more(s: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<bool> {
@@ -348,20 +301,9 @@ mod tests {
 
     #[test]
     fn cookies() {
-        let sc = vec![
-            "a=1; Path=/",
-            "edge_mfa_id=xyz; Path=/; HttpOnly",
-            "b=2",
-            "edge_mfa_id=; Max-Age=0",
-        ];
-        assert_eq!(
-            cookie_from_set_cookie(sc.clone(), "a").as_deref(),
-            Some("a=1")
-        );
-        assert_eq!(
-            cookie_from_set_cookie(sc.clone(), "edge_mfa_id").as_deref(),
-            Some("edge_mfa_id=")
-        );
+        let sc = vec!["a=1; Path=/", "edge_mfa_id=xyz; Path=/; HttpOnly", "b=2", "edge_mfa_id=; Max-Age=0"];
+        assert_eq!(cookie_from_set_cookie(sc.clone(), "a").as_deref(), Some("a=1"));
+        assert_eq!(cookie_from_set_cookie(sc.clone(), "edge_mfa_id").as_deref(), Some("edge_mfa_id="));
         assert_eq!(cookie_from_set_cookie(sc, "zz"), None);
     }
 
@@ -369,12 +311,7 @@ mod tests {
     fn chunks() {
         assert_eq!(dechunk(b"3\r\nabc\r\n0\r\n\r\n").unwrap().unwrap(), b"abc");
         assert!(dechunk(b"3\r\nab").unwrap().is_none());
-        assert_eq!(
-            dechunk(b"1;x=y\r\na\r\n2\r\nbc\r\n0\r\n\r\n")
-                .unwrap()
-                .unwrap(),
-            b"abc"
-        );
+        assert_eq!(dechunk(b"1;x=y\r\na\r\n2\r\nbc\r\n0\r\n\r\n").unwrap().unwrap(), b"abc");
     }
 
     #[test]
@@ -383,9 +320,6 @@ mod tests {
             split_url("http://127.0.0.1:8080/a//b?c=d"),
             ("http://127.0.0.1:8080".to_string(), "/a//b?c=d".to_string())
         );
-        assert_eq!(
-            split_url("http://127.0.0.1:8080"),
-            ("http://127.0.0.1:8080".to_string(), "/".to_string())
-        );
+        assert_eq!(split_url("http://127.0.0.1:8080"), ("http://127.0.0.1:8080".to_string(), "/".to_string()));
     }
 }

@@ -72,9 +72,7 @@ pub fn e2e_enabled(test: &str) -> bool {
     if wasm.is_file() {
         return true;
     }
-    let required = std::env::var("EDGE_MFA_E2E_REQUIRED")
-        .map(|v| !v.is_empty() && v != "0")
-        .unwrap_or(false);
+    let required = std::env::var("EDGE_MFA_E2E_REQUIRED").map(|v| !v.is_empty() && v != "0").unwrap_or(false);
     if required {
         panic!(
             "{test}: EDGE_MFA_E2E_REQUIRED is set but the wasm filter {} is missing (run `make wasm`)",
@@ -125,9 +123,7 @@ pub fn render_envoy_config(
     while let Some(i) = rest.find("${") {
         out.push_str(&rest[..i]);
         let after = &rest[i + 2..];
-        let end = after
-            .find('}')
-            .unwrap_or_else(|| panic!("unterminated placeholder in envoy template"));
+        let end = after.find('}').unwrap_or_else(|| panic!("unterminated placeholder in envoy template"));
         let name = &after[..end];
         let v = values
             .iter()
@@ -150,13 +146,7 @@ pub fn canonical_json(v: &serde_json::Value) -> String {
             keys.sort();
             let items: Vec<String> = keys
                 .into_iter()
-                .map(|k| {
-                    format!(
-                        "{}:{}",
-                        serde_json::Value::String(k.clone()),
-                        canonical_json(&m[k])
-                    )
-                })
+                .map(|k| format!("{}:{}", serde_json::Value::String(k.clone()), canonical_json(&m[k])))
                 .collect();
             format!("{{{}}}", items.join(","))
         }
@@ -179,10 +169,7 @@ pub struct StackOptions {
 
 impl Default for StackOptions {
     fn default() -> Self {
-        StackOptions {
-            plugin_config: serde_json::json!({}),
-            concurrency: 1,
-        }
+        StackOptions { plugin_config: serde_json::json!({}), concurrency: 1 }
     }
 }
 
@@ -227,37 +214,26 @@ impl Stack {
     /// children's log tails on failure.
     pub fn start(opts: StackOptions) -> Stack {
         let wasm = wasm_path();
-        assert!(
-            wasm.is_file(),
-            "wasm filter {} not found: run `make wasm` or set EDGE_MFA_WASM",
-            wasm.display()
-        );
+        assert!(wasm.is_file(), "wasm filter {} not found: run `make wasm` or set EDGE_MFA_WASM", wasm.display());
         let wasm = wasm.canonicalize().expect("canonicalize wasm path");
         remove_stale_dirs();
         let seq = STACK_SEQ.fetch_add(1, Ordering::SeqCst);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!(
-            "{DIR_PREFIX}{}-{}-{:08x}",
-            std::process::id(),
-            seq,
-            nanos
-        ));
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let dir = std::env::temp_dir().join(format!("{DIR_PREFIX}{}-{}-{:08x}", std::process::id(), seq, nanos));
         fs::create_dir_all(&dir).expect("create stack temp dir");
 
         let mut plugin_config = demo_plugin_config();
         merge_json(&mut plugin_config, &opts.plugin_config);
-        let store_token = plugin_config
-            .pointer("/store/token")
-            .and_then(|v| v.as_str())
-            .unwrap_or("dev-store-token")
-            .to_string();
+        let store_token =
+            plugin_config.pointer("/store/token").and_then(|v| v.as_str()).unwrap_or("dev-store-token").to_string();
         let store_key = base64::engine::general_purpose::STANDARD.encode(random_bytes(32));
 
-        let (listen_port, admin_port, store_port, upstream_port) =
-            (free_port(), free_port(), free_port(), free_port());
+        let (listen_port, admin_port, store_port, upstream_port) = (free_port(), free_port(), free_port(), free_port());
+        // Tests name the listener's origin (WebAuthn origins) before the port is known.
+        let plugin_config: serde_json::Value =
+            serde_json::from_str(&plugin_config.to_string().replace("{LISTEN_PORT}", &listen_port.to_string()))
+                .expect("plugin config stays JSON");
         let mut stack = Stack {
             base: format!("http://127.0.0.1:{listen_port}"),
             admin: format!("http://127.0.0.1:{admin_port}"),
@@ -293,11 +269,7 @@ impl Stack {
     /// `edge_mfa_id=<jwt>` for `user` (valid for 8 h), as a `Cookie` value.
     pub fn login_cookie(&self, user: &str) -> String {
         let now = demo::now_s();
-        format!(
-            "{}={}",
-            demo::IDENTITY_COOKIE,
-            demo::demo_jwt(&self.jwt_secret, user, now, now + demo::DEMO_JWT_TTL_S)
-        )
+        format!("{}={}", demo::IDENTITY_COOKIE, demo::demo_jwt(&self.jwt_secret, user, now, now + demo::DEMO_JWT_TTL_S))
     }
 
     /// Envoy's log (`--log-path`, plus its stdout/stderr).
@@ -332,11 +304,7 @@ impl Stack {
     pub fn start_store(&mut self) {
         self.stop_store();
         let bin = store_bin();
-        assert!(
-            bin.is_file(),
-            "store binary {} not found: run `make store` or set EDGE_MFA_STORE_BIN",
-            bin.display()
-        );
+        assert!(bin.is_file(), "store binary {} not found: run `make store` or set EDGE_MFA_STORE_BIN", bin.display());
         let log = self.dir.join("store.log");
         let offset = file_len(&log);
         let mut cmd = Command::new(&bin);
@@ -345,10 +313,7 @@ impl Stack {
             .env("EDGE_MFA_STORE_TOKEN", &self.store_token)
             .env("EDGE_MFA_STORE_KEY", &self.store_key)
             .env("EDGE_MFA_STORE_DB", &self.db_path)
-            .env(
-                "EDGE_MFA_STORE_LISTEN",
-                format!("127.0.0.1:{}", self.store_port),
-            );
+            .env("EDGE_MFA_STORE_LISTEN", format!("127.0.0.1:{}", self.store_port));
         let child = self.spawn_logged("store", cmd, &log);
         self.store = Some(child);
         let needle = format!("edge-mfa-store listening on 127.0.0.1:{}", self.store_port);
@@ -378,17 +343,8 @@ impl Stack {
             .arg(&self.jwt_secret);
         let child = self.spawn_logged("upstream", cmd, &log);
         self.upstream = Some(child);
-        let needle = format!(
-            "demo-upstream listening on 127.0.0.1:{}",
-            self.upstream_port
-        );
-        self.wait_for_line(
-            "upstream",
-            &log,
-            0,
-            &needle,
-            Instant::now() + UPSTREAM_READY_TIMEOUT,
-        );
+        let needle = format!("demo-upstream listening on 127.0.0.1:{}", self.upstream_port);
+        self.wait_for_line("upstream", &log, 0, &needle, Instant::now() + UPSTREAM_READY_TIMEOUT);
     }
 
     fn start_envoy(&mut self, wasm: &Path) {
@@ -432,15 +388,11 @@ impl Stack {
                 Ok(r) if r.status == 200 && r.body.contains("LIVE"))
         });
         let base = self.base.clone();
-        self.wait_until(
-            "a non-5xx answer to GET /healthz through Envoy's listener",
-            deadline,
-            |s| {
-                s.check_alive("envoy");
-                matches!(http::try_raw(&base, "GET", "/healthz", &[], b""),
+        self.wait_until("a non-5xx answer to GET /healthz through Envoy's listener", deadline, |s| {
+            s.check_alive("envoy");
+            matches!(http::try_raw(&base, "GET", "/healthz", &[], b""),
                     Ok(r) if r.status < 500)
-            },
-        );
+        });
     }
 
     fn spawn_logged(&self, what: &str, mut cmd: Command, log: &Path) -> Child {
@@ -450,9 +402,7 @@ impl Stack {
             .open(log)
             .unwrap_or_else(|e| panic!("open {}: {e}", log.display()));
         let err = out.try_clone().expect("clone log handle");
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err));
+        cmd.stdin(Stdio::null()).stdout(Stdio::from(out)).stderr(Stdio::from(err));
         let desc = format!("{:?}", cmd.get_program());
         spawn_tied(cmd).unwrap_or_else(|e| panic!("failed to start {what} ({desc}): {e}"))
     }
@@ -466,32 +416,19 @@ impl Stack {
         };
         if let Some(c) = child {
             if let Ok(Some(status)) = c.try_wait() {
-                panic!(
-                    "{what} exited during startup ({status})\n{}",
-                    self.log_tails()
-                );
+                panic!("{what} exited during startup ({status})\n{}", self.log_tails());
             }
         }
     }
 
-    fn wait_for_line(
-        &mut self,
-        what: &str,
-        log: &Path,
-        offset: u64,
-        needle: &str,
-        deadline: Instant,
-    ) {
+    fn wait_for_line(&mut self, what: &str, log: &Path, offset: u64, needle: &str, deadline: Instant) {
         loop {
             if read_from(log, offset).contains(needle) {
                 return;
             }
             self.check_alive(what);
             if Instant::now() > deadline {
-                panic!(
-                    "{what} did not print {needle:?} in time\n{}",
-                    self.log_tails()
-                );
+                panic!("{what} did not print {needle:?} in time\n{}", self.log_tails());
             }
             std::thread::sleep(Duration::from_millis(25));
         }
@@ -514,10 +451,7 @@ impl Stack {
         let mut s = format!("---- stack dir: {}\n", self.dir.display());
         for name in ["store.log", "upstream.log", "envoy.log"] {
             let p = self.dir.join(name);
-            s.push_str(&format!(
-                "---- tail of {name}:\n{}\n",
-                tail(&p, LOG_TAIL_BYTES)
-            ));
+            s.push_str(&format!("---- tail of {name}:\n{}\n", tail(&p, LOG_TAIL_BYTES)));
         }
         s
     }
@@ -526,18 +460,13 @@ impl Stack {
 impl Drop for Stack {
     fn drop(&mut self) {
         // Stop first (Envoy flushes its log on exit), then show the logs.
-        for c in [self.envoy.take(), self.upstream.take(), self.store.take()]
-            .into_iter()
-            .flatten()
-        {
+        for c in [self.envoy.take(), self.upstream.take(), self.store.take()].into_iter().flatten() {
             stop_child(c);
         }
         if std::thread::panicking() {
             eprintln!("edge-mfa stack logs (test panicked):\n{}", self.log_tails());
         }
-        let keep = std::env::var("EDGE_MFA_KEEP_TMP")
-            .map(|v| !v.is_empty() && v != "0")
-            .unwrap_or(false);
+        let keep = std::env::var("EDGE_MFA_KEEP_TMP").map(|v| !v.is_empty() && v != "0").unwrap_or(false);
         if keep {
             eprintln!("EDGE_MFA_KEEP_TMP: kept {}", self.dir.display());
         } else {
@@ -627,8 +556,7 @@ fn spawn_tied(cmd: Command) -> std::io::Result<Child> {
         .unwrap_or_else(|e| e.into_inner())
         .send((cmd, rtx))
         .map_err(|_| std::io::Error::other("spawner thread is gone"))?;
-    rrx.recv()
-        .map_err(|_| std::io::Error::other("spawner thread is gone"))?
+    rrx.recv().map_err(|_| std::io::Error::other("spawner thread is gone"))?
 }
 
 /// A loopback port that was free a moment ago and that this process has not
@@ -655,23 +583,16 @@ fn unique_base_id() -> u32 {
 
 fn random_bytes(n: usize) -> Vec<u8> {
     let mut b = vec![0u8; n];
-    File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .expect("read /dev/urandom");
+    File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)).expect("read /dev/urandom");
     b
 }
 
 fn env_or(var: &str, default: &str) -> String {
-    std::env::var(var)
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .unwrap_or_else(|| default.to_string())
+    std::env::var(var).ok().filter(|v| !v.trim().is_empty()).unwrap_or_else(|| default.to_string())
 }
 
 fn env_path(var: &str) -> Option<PathBuf> {
-    std::env::var_os(var)
-        .filter(|v| !v.is_empty())
-        .map(|v| resolve(Path::new(&v)))
+    std::env::var_os(var).filter(|v| !v.is_empty()).map(|v| resolve(Path::new(&v)))
 }
 
 /// A relative path from the environment: relative to the current directory if
@@ -761,9 +682,7 @@ fn file_len(p: &Path) -> u64 {
 }
 
 fn read_lossy(p: &Path) -> String {
-    fs::read(p)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
+    fs::read(p).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
 }
 
 fn read_from(p: &Path, offset: u64) -> String {
@@ -794,24 +713,13 @@ mod tests {
     #[test]
     fn merge() {
         let mut a = serde_json::json!({"a": {"b": 1, "c": 2}, "d": [1], "e": 1});
-        merge_json(
-            &mut a,
-            &serde_json::json!({"a": {"b": 9, "x": 1}, "d": [2, 3], "e": null}),
-        );
-        assert_eq!(
-            a,
-            serde_json::json!({"a": {"b": 9, "c": 2, "x": 1}, "d": [2, 3]})
-        );
+        merge_json(&mut a, &serde_json::json!({"a": {"b": 9, "x": 1}, "d": [2, 3], "e": null}));
+        assert_eq!(a, serde_json::json!({"a": {"b": 9, "c": 2, "x": 1}, "d": [2, 3]}));
     }
 
     #[test]
     fn render_matches_placeholders() {
-        let ports = EnvoyPorts {
-            listen: 1,
-            admin: 2,
-            store: 3,
-            upstream: 4,
-        };
+        let ports = EnvoyPorts { listen: 1, admin: 2, store: 3, upstream: 4 };
         let cfg = demo_plugin_config();
         let y = render_envoy_config(ports, Path::new("/x/\"q\".wasm"), &cfg, "s");
         assert!(!y.contains("${"));
@@ -824,23 +732,10 @@ mod tests {
     /// defaults of scripts/render-envoy.
     #[test]
     fn committed_envoy_yaml_is_up_to_date() {
-        let ports = EnvoyPorts {
-            listen: 8080,
-            admin: 9901,
-            store: 7070,
-            upstream: 7080,
-        };
-        let want = render_envoy_config(
-            ports,
-            Path::new("build/edge_mfa.wasm"),
-            &demo_plugin_config(),
-            demo::DEMO_JWT_SECRET,
-        );
-        let have = fs::read_to_string(repo_root().join("envoy").join("envoy.yaml"))
-            .expect("read envoy/envoy.yaml");
-        assert!(
-            have == want,
-            "envoy/envoy.yaml is stale: run `scripts/render-envoy -o envoy/envoy.yaml`"
-        );
+        let ports = EnvoyPorts { listen: 8080, admin: 9901, store: 7070, upstream: 7080 };
+        let want =
+            render_envoy_config(ports, Path::new("build/edge_mfa.wasm"), &demo_plugin_config(), demo::DEMO_JWT_SECRET);
+        let have = fs::read_to_string(repo_root().join("envoy").join("envoy.yaml")).expect("read envoy/envoy.yaml");
+        assert!(have == want, "envoy/envoy.yaml is stale: run `scripts/render-envoy -o envoy/envoy.yaml`");
     }
 }

@@ -10,18 +10,11 @@ const JSON: (&str, &str) = ("accept", "application/json");
 const HTML: (&str, &str) = ("accept", "text/html");
 
 fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
 }
 
 fn params() -> Params {
-    Params {
-        alg: Alg::Sha1,
-        digits: 6,
-        period: 30,
-    }
+    Params { alg: Alg::Sha1, digits: 6, period: 30 }
 }
 
 /// A stack with the demo config, or None when e2e tests are skipped (no wasm built).
@@ -32,10 +25,7 @@ fn stack(name: &str) -> Option<Stack> {
 /// Enrolls TOTP for `user` through the JSON API; returns the secret and the session cookie.
 fn enroll(s: &Stack, user: &str) -> (Vec<u8>, String) {
     let id = s.login_cookie(user);
-    let r = http::get(
-        &s.url("/.mfa/totp/enroll?next=/app"),
-        &[("cookie", &id), JSON],
-    );
+    let r = http::get(&s.url("/.mfa/totp/enroll?next=/app"), &[("cookie", &id), JSON]);
     assert_eq!(r.status, 200, "{r:?}\n{}", s.log_tails());
     let v = r.json();
     let secret = totp::secret_from_base32(v["secret"].as_str().unwrap()).unwrap();
@@ -78,11 +68,7 @@ fn enroll_then_session_reaches_upstream_with_identity_headers() {
     assert_eq!(r.json()["error"], "mfa_enrollment_required");
     let r = http::get(&s.url("/app"), &[("cookie", &id), HTML]);
     assert_eq!(r.status, 401);
-    assert!(
-        r.body.contains("otpauth://totp/") && r.body.contains("<svg"),
-        "{}",
-        r.body
-    );
+    assert!(r.body.contains("otpauth://totp/") && r.body.contains("<svg"), "{}", r.body);
 
     let (_, session) = enroll(&s, "alice");
     let r = http::get(
@@ -98,11 +84,7 @@ fn enroll_then_session_reaches_upstream_with_identity_headers() {
     let seen: Value = r.json();
     assert_eq!(seen["headers"]["x-mfa-user"], "alice", "{seen}");
     assert_eq!(seen["headers"]["x-mfa-method"], "totp");
-    let t: u64 = seen["headers"]["x-mfa-auth-time"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let t: u64 = seen["headers"]["x-mfa-auth-time"].as_str().unwrap().parse().unwrap();
     assert!(t.abs_diff(now()) < 60);
 
     // With a factor, a new visit without the session cookie gets the TOTP challenge.
@@ -126,28 +108,17 @@ fn spoofed_identity_headers_never_reach_upstream() {
         return;
     };
     // Bypass path: the filter strips the client's copies.
-    let r = http::get(
-        &s.url("/healthz"),
-        &[
-            ("x-mfa-user", "root"),
-            ("x-mfa-method", "totp"),
-            ("x-mfa-auth-time", "1"),
-        ],
-    );
+    let r =
+        http::get(&s.url("/healthz"), &[("x-mfa-user", "root"), ("x-mfa-method", "totp"), ("x-mfa-auth-time", "1")]);
     assert_eq!(r.status, 200);
     let h = &r.json()["headers"];
     assert!(
-        h.get("x-mfa-user").is_none()
-            && h.get("x-mfa-method").is_none()
-            && h.get("x-mfa-auth-time").is_none(),
+        h.get("x-mfa-user").is_none() && h.get("x-mfa-method").is_none() && h.get("x-mfa-auth-time").is_none(),
         "{h}"
     );
     // No session: spoofed headers get a challenge, not the upstream.
     let id = s.login_cookie("bob");
-    let r = http::get(
-        &s.url("/app"),
-        &[("cookie", &id), ("x-mfa-user", "bob"), JSON],
-    );
+    let r = http::get(&s.url("/app"), &[("cookie", &id), ("x-mfa-user", "bob"), JSON]);
     assert_eq!(r.status, 401);
 }
 
@@ -159,10 +130,7 @@ fn tampered_and_foreign_cookies_get_the_challenge() {
     let (_, alice_session) = enroll(&s, "alice");
     let bob = s.login_cookie("bob");
     // alice's session cookie presented with bob's identity.
-    let r = http::get(
-        &s.url("/app"),
-        &[("cookie", &cookies(&bob, &alice_session)), JSON],
-    );
+    let r = http::get(&s.url("/app"), &[("cookie", &cookies(&bob, &alice_session)), JSON]);
     assert_eq!(r.status, 401, "{r:?}");
     let alice = s.login_cookie("alice");
     let value = alice_session.split_once('=').unwrap().1.to_string();
@@ -180,10 +148,7 @@ fn tampered_and_foreign_cookies_get_the_challenge() {
         assert_eq!(r.status, 401, "{bad}: {r:?}");
         assert_eq!(r.json()["error"], "mfa_required");
     }
-    let r = http::get(
-        &s.url("/app"),
-        &[("cookie", &cookies(&alice, &alice_session))],
-    );
+    let r = http::get(&s.url("/app"), &[("cookie", &cookies(&alice, &alice_session))]);
     assert_eq!(r.status, 200);
 }
 
@@ -197,11 +162,7 @@ fn totp_code_works_once_and_next_is_same_origin_only() {
     // The enrollment used the current step; the next step's code is within the ±1 window.
     let code = totp::code_at(&params(), &secret, now() + 30);
     let form = |code: &str, next: &str| {
-        http::post_form(
-            &s.url("/.mfa/totp/verify"),
-            &[("code", code), ("next", next)],
-            &[("cookie", &id), HTML],
-        )
+        http::post_form(&s.url("/.mfa/totp/verify"), &[("code", code), ("next", next)], &[("cookie", &id), HTML])
     };
     let r = form(&code, "https://evil.example/x");
     assert_eq!(r.status, 303, "{r:?}\n{}", s.log_tails());
@@ -215,11 +176,7 @@ fn totp_code_works_once_and_next_is_same_origin_only() {
     assert!(r.cookie(COOKIE).is_none());
     assert!(r.body.contains("already used"), "{}", r.body);
     // Wrong and malformed codes.
-    let r = http::post_json(
-        &s.url("/.mfa/totp/verify"),
-        &json!({"code": "12x456"}),
-        &[("cookie", &id), JSON],
-    );
+    let r = http::post_json(&s.url("/.mfa/totp/verify"), &json!({"code": "12x456"}), &[("cookie", &id), JSON]);
     assert_eq!(r.status, 400);
     for evil in ["//evil.example", "/\\evil.example"] {
         let code = totp::code_at(&params(), &secret, now() + 60);
@@ -247,11 +204,7 @@ fn store_down_fails_closed_but_sessions_keep_working() {
     assert_eq!(r.json()["error"], "mfa_unavailable");
     let r = http::get(&s.url("/app"), &[("cookie", &id), HTML]);
     assert_eq!(r.status, 503);
-    let r = http::post_form(
-        &s.url("/.mfa/totp/verify"),
-        &[("code", "123456")],
-        &[("cookie", &id)],
-    );
+    let r = http::post_form(&s.url("/.mfa/totp/verify"), &[("code", "123456")], &[("cookie", &id)]);
     assert_eq!(r.status, 503);
     s.start_store();
     let r = http::get(&s.url("/app"), &[("cookie", &id), JSON]);

@@ -13,12 +13,7 @@ fn stack_starts_and_serves_login_through_envoy() {
     // The demo login form, through Envoy (a bypass path for the filter).
     let r = http::get(&stack.url("/login?next=/app"), &[]);
     assert_eq!(r.status, 200, "GET /login: {r:?}\n{}", stack.log_tails());
-    assert!(
-        r.header("content-type")
-            .unwrap_or("")
-            .starts_with("text/html"),
-        "{r:?}"
-    );
+    assert!(r.header("content-type").unwrap_or("").starts_with("text/html"), "{r:?}");
     assert!(r.body.contains("name=\"username\""), "{}", r.body);
     assert!(r.body.contains("value=\"/app\""), "{}", r.body);
 
@@ -31,34 +26,20 @@ fn stack_starts_and_serves_login_through_envoy() {
     assert!(ready.body.contains("LIVE"), "{}", ready.body);
 
     // A client-sent x-jwt-payload never reaches the upstream (header_mutation).
-    let r = http::get(
-        &stack.url("/healthz"),
-        &[("x-jwt-payload", "eyJzdWIiOiJtYWxsb3J5In0")],
-    );
+    let r = http::get(&stack.url("/healthz"), &[("x-jwt-payload", "eyJzdWIiOiJtYWxsb3J5In0")]);
     if r.status == 200 {
         let j = r.json();
         assert!(j["headers"].get("x-jwt-payload").is_none(), "{j}");
     }
 
     // A forged identity JWT is rejected by jwt_authn.
-    let forged = format!(
-        "edge_mfa_id={}",
-        test_harness::demo_jwt("not-the-demo-secret", "mallory", 0, i64::MAX / 2)
-    );
+    let forged = format!("edge_mfa_id={}", test_harness::demo_jwt("not-the-demo-secret", "mallory", 0, i64::MAX / 2));
     let r = http::get(&stack.url("/healthz"), &[("cookie", &forged)]);
     assert_eq!(r.status, 401, "forged JWT: {r:?}");
 
     // A valid demo identity passes jwt_authn (HS256 oct key accepted).
-    let r = http::get(
-        &stack.url("/healthz"),
-        &[("cookie", &stack.login_cookie("alice"))],
-    );
-    assert_ne!(
-        r.status,
-        401,
-        "valid JWT rejected: {r:?}\n{}",
-        stack.envoy_log()
-    );
+    let r = http::get(&stack.url("/healthz"), &[("cookie", &stack.login_cookie("alice"))]);
+    assert_ne!(r.status, 401, "valid JWT rejected: {r:?}\n{}", stack.envoy_log());
 }
 
 #[test]
@@ -67,21 +48,13 @@ fn demo_login_sets_identity_cookie() {
         return;
     }
     let stack = Stack::start(StackOptions::default());
-    let r = http::post_form(
-        &stack.url("/login"),
-        &[("username", "alice"), ("next", "/app")],
-        &[],
-    );
+    let r = http::post_form(&stack.url("/login"), &[("username", "alice"), ("next", "/app")], &[]);
     assert_eq!(r.status, 303, "{r:?}");
     assert_eq!(r.location(), Some("/app"));
     let c = r.cookie("edge_mfa_id").expect("identity cookie");
     assert!(c.len() > "edge_mfa_id=".len() + 20, "{c}");
 
-    let r = http::post_form(
-        &stack.url("/login"),
-        &[("username", "alice"), ("next", "//evil.example/")],
-        &[],
-    );
+    let r = http::post_form(&stack.url("/login"), &[("username", "alice"), ("next", "//evil.example/")], &[]);
     assert_eq!(r.status, 303);
     assert_eq!(r.location(), Some("/"));
 

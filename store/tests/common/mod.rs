@@ -25,10 +25,7 @@ pub struct TempDir(pub PathBuf);
 impl TempDir {
     pub fn new() -> TempDir {
         static N: AtomicU32 = AtomicU32::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
         let dir = std::env::temp_dir().join(format!(
             "edge-mfa-store-test-{}-{}-{nanos}",
             std::process::id(),
@@ -76,17 +73,37 @@ impl Server {
         Self::try_start(dir, key).unwrap_or_else(|log| panic!("server failed to start:\n{log}"))
     }
 
+    /// Starts the server with extra environment variables (transports).
+    pub fn start_with(dir: &TempDir, key: &str, envs: &[(&str, &str)]) -> Server {
+        Self::try_start_with(dir, key, envs).unwrap_or_else(|log| panic!("server failed to start:\n{log}"))
+    }
+
     /// Starts the server; on failure returns its stderr.
     pub fn try_start(dir: &TempDir, key: &str) -> Result<Server, String> {
+        Self::try_start_with(dir, key, &[])
+    }
+
+    pub fn try_start_with(dir: &TempDir, key: &str, envs: &[(&str, &str)]) -> Result<Server, String> {
         static N: AtomicU32 = AtomicU32::new(0);
-        let log = dir
-            .0
-            .join(format!("server-{}.log", N.fetch_add(1, Ordering::SeqCst)));
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0"])
+        let log = dir.0.join(format!("server-{}.log", N.fetch_add(1, Ordering::SeqCst)));
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--listen", "127.0.0.1:0"])
             .env("EDGE_MFA_STORE_DB", dir.db())
             .env("EDGE_MFA_STORE_KEY", key)
-            .env("EDGE_MFA_STORE_TOKEN", TOKEN)
+            .env("EDGE_MFA_STORE_TOKEN", TOKEN);
+        for var in [
+            "EDGE_MFA_STORE_OUTBOX",
+            "EDGE_MFA_STORE_SMTP",
+            "EDGE_MFA_STORE_SMTP_FROM",
+            "EDGE_MFA_STORE_SMS_WEBHOOK",
+            "EDGE_MFA_STORE_SMS_WEBHOOK_TOKEN",
+        ] {
+            cmd.env_remove(var);
+        }
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -100,12 +117,7 @@ impl Server {
             let _ = child.wait();
             return Err(std::fs::read_to_string(&log).unwrap_or_default());
         };
-        Ok(Server {
-            addr: addr.to_string(),
-            child: Some(child),
-            _stdout: reader.into_inner(),
-            log,
-        })
+        Ok(Server { addr: addr.to_string(), child: Some(child), _stdout: reader.into_inner(), log })
     }
 
     /// Sends SIGTERM and returns whether the process exited successfully.
@@ -117,9 +129,7 @@ impl Server {
         let Some(mut child) = self.child.take() else {
             return false;
         };
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(status) = child.try_wait().unwrap() {
@@ -135,13 +145,24 @@ impl Server {
     }
 
     pub fn request(&self, method: &str, path: &str, body: Option<&str>) -> Resp {
-        http(
-            &self.addr,
-            method,
-            path,
-            Some(TOKEN),
-            body.map(str::as_bytes),
-        )
+        http(&self.addr, method, path, Some(TOKEN), body.map(str::as_bytes))
+    }
+
+    /// A request carrying `x-edge-mfa-actor: <actor>`.
+    pub fn request_as(&self, actor: &str, method: &str, path: &str, body: Option<&str>) -> Resp {
+        http_with(&self.addr, method, path, Some(TOKEN), &[("x-edge-mfa-actor", actor)], body.map(str::as_bytes))
+    }
+
+    pub fn put(&self, path: &str, body: &str) -> Resp {
+        self.request("PUT", path, Some(body))
+    }
+
+    pub fn patch(&self, path: &str, body: &str) -> Resp {
+        self.request("PATCH", path, Some(body))
+    }
+
+    pub fn delete(&self, path: &str) -> Resp {
+        self.request("DELETE", path, None)
     }
 
     pub fn get(&self, path: &str) -> Resp {
@@ -168,39 +189,39 @@ pub struct Resp {
 
 impl Resp {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
     }
 
     pub fn error(&self) -> String {
-        self.json()["error"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
+        self.json()["error"].as_str().unwrap_or_default().to_string()
     }
 }
 
 /// One request on a fresh connection (`Connection: close`).
-pub fn http(
+pub fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: Option<&[u8]>) -> Resp {
+    http_with(addr, method, path, token, &[], body)
+}
+
+/// Like [`http`], with extra request headers.
+pub fn http_with(
     addr: &str,
     method: &str,
     path: &str,
     token: Option<&str>,
+    headers: &[(&str, &str)],
     body: Option<&[u8]>,
 ) -> Resp {
     let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     if let Some(t) = token {
         req.push_str(&format!("Authorization: Bearer {t}\r\n"));
     }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
     if let Some(b) = body {
-        req.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            b.len()
-        ));
+        req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", b.len()));
     }
     req.push_str("\r\n");
     stream.write_all(req.as_bytes()).unwrap();
@@ -211,27 +232,11 @@ pub fn http(
     let mut raw = Vec::new();
     let _ = stream.read_to_end(&mut raw);
     let text = String::from_utf8_lossy(&raw).to_string();
-    let (head, rest) = text
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("bad response: {text:?}"));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap();
-    let chunked = head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked");
-    let body = if chunked {
-        dechunk(rest)
-    } else {
-        rest.to_string()
-    };
-    Resp {
-        status,
-        headers: head.to_string(),
-        body,
-    }
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("bad response: {text:?}"));
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap();
+    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
+    let body = if chunked { dechunk(rest) } else { rest.to_string() };
+    Resp { status, headers: head.to_string(), body }
 }
 
 fn dechunk(mut s: &str) -> String {
@@ -259,3 +264,49 @@ pub fn totp_body(secret: &str, used_step: u64, only_if_none: bool) -> String {
 }
 
 pub const SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+
+pub fn b64url(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+/// A WebAuthn factor creation body for credential id bytes `cred`.
+pub fn webauthn_body(cred: &[u8], sign_count: u32) -> serde_json::Value {
+    serde_json::json!({
+        "type": "webauthn",
+        "name": "YubiKey",
+        "webauthn": {
+            "credential_id": b64url(cred),
+            "public_key": b64url(&[0xa5, 0x01, 0x02, 0x03, 0x26, 0x20, 0x01]),
+            "alg": -7,
+            "sign_count": sign_count,
+            "aaguid": "CB69481E8FF7403993EC0A2729A154A8",
+            "transports": ["usb", "nfc"],
+            "backup_eligible": false,
+            "backup_state": false,
+            "attestation_format": "packed",
+            "user_handle": b64url(b"user-handle-alice"),
+            "discoverable": true,
+        },
+        "only_if_none": false,
+    })
+}
+
+/// Runs `n` copies of `f` released together by a barrier; returns their results.
+pub fn race<T: Send + 'static>(n: usize, f: impl Fn() -> T + Send + Sync + 'static) -> Vec<T> {
+    let f = std::sync::Arc::new(f);
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(n));
+    let handles: Vec<_> = (0..n)
+        .map(|_| {
+            let (f, barrier) = (f.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                f()
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}

@@ -15,8 +15,8 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 
 use test_harness::demo::{
-    demo_jwt, html_escape, now_s, parse_form, safe_next, valid_username, DEMO_JWT_SECRET,
-    DEMO_JWT_TTL_S, IDENTITY_COOKIE,
+    demo_jwt, html_escape, now_s, parse_form, safe_next, valid_username, DEMO_JWT_SECRET, DEMO_JWT_TTL_S,
+    IDENTITY_COOKIE,
 };
 use tiny_http::{Header, Method, Request, Response, Server};
 
@@ -28,16 +28,8 @@ fn main() {
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--listen" => {
-                listen = args
-                    .next()
-                    .unwrap_or_else(|| usage("--listen needs a value"))
-            }
-            "--jwt-secret" => {
-                secret = args
-                    .next()
-                    .unwrap_or_else(|| usage("--jwt-secret needs a value"))
-            }
+            "--listen" => listen = args.next().unwrap_or_else(|| usage("--listen needs a value")),
+            "--jwt-secret" => secret = args.next().unwrap_or_else(|| usage("--jwt-secret needs a value")),
             "-h" | "--help" => {
                 println!("usage: demo-upstream [--listen 127.0.0.1:PORT] [--jwt-secret SECRET]");
                 return;
@@ -52,11 +44,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let addr = server
-        .server_addr()
-        .to_ip()
-        .map(|a| a.to_string())
-        .unwrap_or(listen);
+    let addr = server.server_addr().to_ip().map(|a| a.to_string()).unwrap_or(listen);
     println!("demo-upstream listening on {addr}");
     let _ = std::io::stdout().flush();
 
@@ -95,39 +83,19 @@ fn handle(mut req: Request, secret: &str) {
     let method = req.method().clone();
     let resp = match (&method, path.as_str()) {
         (Method::Get, "/login") => {
-            let next = parse_form(&query)
-                .into_iter()
-                .find(|(k, _)| k == "next")
-                .map(|(_, v)| v)
-                .unwrap_or_default();
+            let next = parse_form(&query).into_iter().find(|(k, _)| k == "next").map(|(_, v)| v).unwrap_or_default();
             html(200, &login_page(&next, None))
         }
         (Method::Post, "/login") => {
             let mut body = String::new();
-            if req
-                .as_reader()
-                .take(MAX_BODY)
-                .read_to_string(&mut body)
-                .is_err()
-            {
+            if req.as_reader().take(MAX_BODY).read_to_string(&mut body).is_err() {
                 return respond(req, html(400, "<p>bad request body</p>"));
             }
             let form = parse_form(&body);
-            let get = |k: &str| {
-                form.iter()
-                    .find(|(n, _)| n == k)
-                    .map(|(_, v)| v.clone())
-                    .unwrap_or_default()
-            };
+            let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
             let (user, next) = (get("username"), get("next"));
             if !valid_username(&user) {
-                html(
-                    400,
-                    &login_page(
-                        &next,
-                        Some("Username must be 1-64 characters of A-Z a-z 0-9 . _ @ -"),
-                    ),
-                )
+                html(400, &login_page(&next, Some("Username must be 1-64 characters of A-Z a-z 0-9 . _ @ -")))
             } else {
                 let now = now_s();
                 let jwt = demo_jwt(secret, &user, now, now + DEMO_JWT_TTL_S);
@@ -174,8 +142,7 @@ fn handle(mut req: Request, secret: &str) {
                 "path": url,
                 "headers": headers,
             });
-            Response::from_string(body.to_string())
-                .with_header(header("Content-Type", "application/json"))
+            Response::from_string(body.to_string()).with_header(header("Content-Type", "application/json"))
         }
     };
     respond(req, resp);
@@ -193,9 +160,7 @@ fn html(status: u16, body: &str) -> Response<std::io::Cursor<Vec<u8>>> {
 }
 
 fn login_page(next: &str, error: Option<&str>) -> String {
-    let err = error
-        .map(|e| format!("<p class=\"error\">{}</p>\n", html_escape(e)))
-        .unwrap_or_default();
+    let err = error.map(|e| format!("<p class=\"error\">{}</p>\n", html_escape(e))).unwrap_or_default();
     format!(
         r#"<!doctype html>
 <html><head><meta charset="utf-8"><title>Sign in (demo)</title></head>

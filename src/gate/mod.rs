@@ -6,9 +6,7 @@
 //! a small state machine (`Pending`) driven by request bodies and store replies.
 
 use crate::config::{Config, IdentitySource};
-use crate::http::{
-    find_cookie, form_get, parse_form, percent_encode, safe_next, split_path, wants_html,
-};
+use crate::http::{find_cookie, form_get, parse_form, percent_encode, safe_next, split_path, wants_html};
 use crate::identity;
 use crate::pages::{self, Response};
 use crate::policy::NoFactor;
@@ -17,6 +15,9 @@ use crate::token::{self, Enrollment, KeyRing, Method, Session};
 use crate::totp;
 use serde_json::json;
 use std::cell::RefCell;
+
+mod recovery_flow;
+mod webauthn_flow;
 
 /// Lazy access to request headers: the hot path reads only what it needs.
 pub trait Headers {
@@ -70,6 +71,8 @@ pub struct Req {
     pub user: Option<String>,
     /// The session cookie's value; `Err` when the cookie header was ambiguous.
     pub token: Result<Option<String>, ()>,
+    /// The WebAuthn ceremony cookie's value, if any.
+    pub ceremony: Option<String>,
 }
 
 impl Req {
@@ -119,7 +122,6 @@ pub enum Pending {
     },
     Home(Box<Req>, Session),
     EnrollCheck(Box<Req>),
-    VerifyBody(Box<Req>),
     Verify {
         req: Box<Req>,
         code: String,
@@ -129,11 +131,36 @@ pub enum Pending {
         req: Box<Req>,
         next: String,
     },
-    EnrollBody(Box<Req>, Option<Session>),
+    /// Waiting for the request body of an MFA endpoint.
+    Body(BodyKind, Box<Req>, Option<Session>),
+    /// A WebAuthn ceremony step.
+    Webauthn(webauthn_flow::WaPending),
+    /// A recovery-code step.
+    Recovery(recovery_flow::RecoveryPending),
     EnrollCreate {
         req: Box<Req>,
         next: String,
     },
+}
+
+/// Which endpoint a buffered body is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyKind {
+    TotpVerify,
+    TotpEnroll,
+    WebauthnRegisterBegin,
+    WebauthnRegisterFinish,
+    WebauthnLoginBegin,
+    WebauthnLoginFinish,
+    RecoveryGenerate,
+    RecoveryVerify,
+}
+
+impl Pending {
+    /// True while the glue must buffer and hand over the request body.
+    pub fn wants_body(&self) -> bool {
+        matches!(self, Pending::Body(..))
+    }
 }
 
 pub struct Gate {
@@ -187,12 +214,7 @@ impl Gate {
     }
 
     /// Whether `s` is good enough for `path` now; which methods would be, if not.
-    fn admits(
-        &self,
-        path: &str,
-        s: &Session,
-        now: u64,
-    ) -> Result<(), (Reason, Option<Vec<Method>>)> {
+    fn admits(&self, path: &str, s: &Session, now: u64) -> Result<(), (Reason, Option<Vec<Method>>)> {
         if s.recheck_at != 0 && now >= s.recheck_at {
             return Err((Reason::Recheck, None));
         }
@@ -208,11 +230,7 @@ impl Gate {
                 }
                 if !r.satisfied_by(s, now) {
                     let method_ok = r.methods.as_ref().is_none_or(|ms| ms.contains(&s.method));
-                    failed = Some(if method_ok {
-                        Reason::StepUp
-                    } else {
-                        Reason::Method
-                    });
+                    failed = Some(if method_ok { Reason::StepUp } else { Reason::Method });
                 }
             }
             if let Some(reason) = failed {
@@ -238,13 +256,7 @@ impl Gate {
     /// Every request's first stop. With a valid session this is the whole of the work.
     pub fn on_headers(&self, h: &dyn Headers, now: u64, rng: &mut dyn Rng) -> Decision {
         let Some(full) = h.get(":path") else {
-            return Decision::Respond(message(
-                false,
-                400,
-                "bad_request",
-                "Bad request",
-                "The request has no path.",
-            ));
+            return Decision::Respond(message(false, 400, "bad_request", "Bad request", "The request has no path."));
         };
         let (path, _) = split_path(&full);
         let mfa_endpoint = path == "/.mfa" || path.starts_with("/.mfa/");
@@ -252,8 +264,9 @@ impl Gate {
             return Decision::Bypass;
         }
         let user = self.identity(h.get(self.cfg.identity.header()).as_deref());
-        let token = match h.get("cookie") {
-            Some(c) => find_cookie(&c, &self.cfg.cookie_name).map(|t| t.map(str::to_string)),
+        let cookies = h.get("cookie");
+        let token = match &cookies {
+            Some(c) => find_cookie(c, &self.cfg.cookie_name).map(|t| t.map(str::to_string)),
             None => Ok(None),
         };
         if !mfa_endpoint {
@@ -281,6 +294,10 @@ impl Gate {
             sec_fetch_site: h.get("sec-fetch-site"),
             user,
             token,
+            ceremony: match (&cookies, mfa_endpoint) {
+                (Some(c), true) => find_cookie(c, &self.cfg.ceremony_cookie).ok().flatten().map(str::to_string),
+                _ => None,
+            },
         };
         self.route(Box::new(req), now, rng)
     }
@@ -299,11 +316,7 @@ impl Gate {
             let (reason, allowed) = match &session {
                 Some(s) => match self.admits(&req.path, s, now) {
                     Ok(()) => {
-                        return Decision::Pass(Pass {
-                            user,
-                            method: s.method.as_str(),
-                            auth_time: Some(s.auth_time),
-                        })
+                        return Decision::Pass(Pass { user, method: s.method.as_str(), auth_time: Some(s.auth_time) })
                     }
                     Err(e) => e,
                 },
@@ -312,29 +325,16 @@ impl Gate {
             let next = req.target();
             return Decision::Call(
                 store::factors(&self.cfg.store, &user),
-                Pending::Challenge {
-                    req,
-                    reason,
-                    next,
-                    allowed,
-                },
+                Pending::Challenge { req, reason, next, allowed },
             );
         }
         let html = req.html;
         match (req.method.as_str(), req.path.as_str()) {
             ("GET", "/.mfa" | "/.mfa/") => match session {
-                Some(s) => Decision::Call(
-                    store::factors(&self.cfg.store, &user),
-                    Pending::Home(req, s),
-                ),
+                Some(s) => Decision::Call(store::factors(&self.cfg.store, &user), Pending::Home(req, s)),
                 None => Decision::Call(
                     store::factors(&self.cfg.store, &user),
-                    Pending::Challenge {
-                        req,
-                        reason: Reason::NoSession,
-                        next: "/.mfa/".into(),
-                        allowed: None,
-                    },
+                    Pending::Challenge { req, reason: Reason::NoSession, next: "/.mfa/".into(), allowed: None },
                 ),
             },
             ("GET", "/.mfa/challenge") => {
@@ -342,12 +342,7 @@ impl Gate {
                 let allowed = self.allowed_for(split_path(&next).0);
                 Decision::Call(
                     store::factors(&self.cfg.store, &user),
-                    Pending::Challenge {
-                        req,
-                        reason: Reason::NoSession,
-                        next,
-                        allowed,
-                    },
+                    Pending::Challenge { req, reason: Reason::NoSession, next, allowed },
                 )
             }
             ("GET", "/.mfa/totp/enroll") => match session {
@@ -356,38 +351,43 @@ impl Gate {
                     let next = req.query_next();
                     self.enroll_page(&req, &user, &next, rng, now, None, 200)
                 }
-                None => Decision::Call(
-                    store::factors(&self.cfg.store, &user),
-                    Pending::EnrollCheck(req),
-                ),
+                None => Decision::Call(store::factors(&self.cfg.store, &user), Pending::EnrollCheck(req)),
             },
-            ("POST", "/.mfa/totp/verify")
-            | ("POST", "/.mfa/totp/enroll")
-            | ("POST", "/.mfa/logout")
-                if self.cross_origin(&req) =>
-            {
-                Decision::Respond(message(
-                    html,
-                    403,
-                    "cross_origin",
-                    "Request refused",
-                    "This form was submitted from another site.",
-                ))
+            ("GET", "/.mfa/assets/webauthn.js") => Decision::Respond(webauthn_flow::script()),
+            ("POST", p) if p.starts_with("/.mfa/") && self.cross_origin(&req) => Decision::Respond(message(
+                html,
+                403,
+                "cross_origin",
+                "Request refused",
+                "This form was submitted from another site.",
+            )),
+            ("POST", "/.mfa/totp/verify") => Decision::ReadBody(Pending::Body(BodyKind::TotpVerify, req, session)),
+            ("POST", "/.mfa/totp/enroll") => Decision::ReadBody(Pending::Body(BodyKind::TotpEnroll, req, session)),
+            ("POST", "/.mfa/recovery/generate") => {
+                Decision::ReadBody(Pending::Body(BodyKind::RecoveryGenerate, req, session))
             }
-            ("POST", "/.mfa/totp/verify") => Decision::ReadBody(Pending::VerifyBody(req)),
-            ("POST", "/.mfa/totp/enroll") => Decision::ReadBody(Pending::EnrollBody(req, session)),
+            ("POST", "/.mfa/recovery/verify") => {
+                Decision::ReadBody(Pending::Body(BodyKind::RecoveryVerify, req, session))
+            }
+            ("POST", "/.mfa/webauthn/register/begin") if self.webauthn_on() => {
+                Decision::ReadBody(Pending::Body(BodyKind::WebauthnRegisterBegin, req, session))
+            }
+            ("POST", "/.mfa/webauthn/register/finish") if self.webauthn_on() => {
+                Decision::ReadBody(Pending::Body(BodyKind::WebauthnRegisterFinish, req, session))
+            }
+            ("POST", "/.mfa/webauthn/login/begin") if self.webauthn_on() => {
+                Decision::ReadBody(Pending::Body(BodyKind::WebauthnLoginBegin, req, session))
+            }
+            ("POST", "/.mfa/webauthn/login/finish") if self.webauthn_on() => {
+                Decision::ReadBody(Pending::Body(BodyKind::WebauthnLoginFinish, req, session))
+            }
             ("POST", "/.mfa/logout") => {
-                let r = if html {
-                    Response::redirect("/")
-                } else {
-                    Response::json(200, &json!({"ok": true}))
-                };
+                let r = if html { Response::redirect("/") } else { Response::json(200, &json!({"ok": true})) };
                 Decision::Respond(r.header("set-cookie", self.clear_cookie()))
             }
             (
                 _,
-                "/.mfa" | "/.mfa/" | "/.mfa/challenge" | "/.mfa/totp/verify" | "/.mfa/totp/enroll"
-                | "/.mfa/logout",
+                "/.mfa" | "/.mfa/" | "/.mfa/challenge" | "/.mfa/totp/verify" | "/.mfa/totp/enroll" | "/.mfa/logout",
             ) => Decision::Respond(message(
                 html,
                 405,
@@ -395,31 +395,25 @@ impl Gate {
                 "Method not allowed",
                 "This endpoint does not take that method.",
             )),
-            _ => Decision::Respond(message(
-                html,
-                404,
-                "not_found",
-                "Not found",
-                "There is no such page.",
-            )),
+            _ => Decision::Respond(message(html, 404, "not_found", "Not found", "There is no such page.")),
         }
     }
 
     /// A buffered request body arrived for `pending`.
     pub fn on_body(&self, pending: Pending, body: &[u8], now: u64, rng: &mut dyn Rng) -> Decision {
-        let req = match &pending {
-            Pending::VerifyBody(r) | Pending::EnrollBody(r, _) => r,
-            _ => {
-                return Decision::Respond(message(
-                    false,
-                    500,
-                    "internal",
-                    "Internal error",
-                    "Unexpected body.",
-                ))
-            }
+        let Pending::Body(kind, req, session) = pending else {
+            return Decision::Respond(message(false, 500, "internal", "Internal error", "Unexpected body."));
         };
         let html = req.html;
+        if matches!(
+            kind,
+            BodyKind::WebauthnRegisterBegin
+                | BodyKind::WebauthnRegisterFinish
+                | BodyKind::WebauthnLoginBegin
+                | BodyKind::WebauthnLoginFinish
+        ) {
+            return self.webauthn_body(kind, req, session, body, now, rng);
+        }
         if body.len() > self.cfg.body_limit {
             return Decision::Respond(message(
                 html,
@@ -441,54 +435,38 @@ impl Gate {
                 ));
             }
         };
-        let next = form_get(&fields, "next")
-            .and_then(safe_next)
-            .unwrap_or("/")
-            .to_string();
+        let next = form_get(&fields, "next").and_then(safe_next).unwrap_or("/").to_string();
         let Some(user) = req.user.clone() else {
-            return self.no_identity(req);
+            return self.no_identity(&req);
         };
-        match pending {
-            Pending::VerifyBody(req) => {
+        match kind {
+            BodyKind::RecoveryGenerate | BodyKind::RecoveryVerify => {
+                self.recovery_body(kind, req, session, &fields, user, next, rng)
+            }
+            BodyKind::TotpVerify => {
                 let code = form_get(&fields, "code").unwrap_or("").trim().to_string();
                 if !totp::code_well_formed(&self.cfg.totp, &code) {
-                    let text = format!(
-                        "Enter the {}-digit code from your app.",
-                        self.cfg.totp.digits
-                    );
-                    return self.challenge_again(
-                        &req,
-                        &user,
-                        &next,
-                        400,
-                        "invalid_code_format",
-                        &text,
-                    );
+                    let text = format!("Enter the {}-digit code from your app.", self.cfg.totp.digits);
+                    return self.challenge_again(&req, &user, &next, 400, "invalid_code_format", &text);
                 }
-                Decision::Call(
-                    store::factors(&self.cfg.store, &user),
-                    Pending::Verify { req, code, next },
-                )
+                Decision::Call(store::factors(&self.cfg.store, &user), Pending::Verify { req, code, next })
             }
-            Pending::EnrollBody(req, session) => {
+            BodyKind::TotpEnroll => {
                 let token_str = form_get(&fields, "enroll_token").unwrap_or("");
-                let enrollment =
-                    match token::open_enrollment(&self.keys.borrow(), token_str, &user, now) {
-                        Ok(e) => e,
-                        Err(_) => {
-                            return Decision::Respond(message(
-                                html,
-                                400,
-                                "enrollment_expired",
-                                "Setup expired",
-                                "This setup page has expired. Open it again to get a new code.",
-                            ));
-                        }
-                    };
-                let name = form_get(&fields, "name")
-                    .map(str::trim)
-                    .filter(|n| !n.is_empty())
-                    .unwrap_or("Authenticator");
+                let enrollment = match token::open_enrollment(&self.keys.borrow(), token_str, &user, now) {
+                    Ok(e) => e,
+                    Err(_) => {
+                        return Decision::Respond(message(
+                            html,
+                            400,
+                            "enrollment_expired",
+                            "Setup expired",
+                            "This setup page has expired. Open it again to get a new code.",
+                        ));
+                    }
+                };
+                let name =
+                    form_get(&fields, "name").map(str::trim).filter(|n| !n.is_empty()).unwrap_or("Authenticator");
                 if name.chars().count() > 64 || name.chars().any(char::is_control) {
                     return Decision::Respond(message(
                         html,
@@ -499,14 +477,9 @@ impl Gate {
                     ));
                 }
                 let code = form_get(&fields, "code").unwrap_or("").trim();
-                let Some(step) = totp::matching_step(
-                    &self.cfg.totp,
-                    &enrollment.secret,
-                    code,
-                    now,
-                    self.cfg.totp_skew,
-                    0,
-                ) else {
+                let Some(step) =
+                    totp::matching_step(&self.cfg.totp, &enrollment.secret, code, now, self.cfg.totp_skew, 0)
+                else {
                     return self.enroll_again(
                         &req,
                         &user,
@@ -528,24 +501,12 @@ impl Gate {
                 let _ = rng;
                 Decision::Call(call, Pending::EnrollCreate { req, next })
             }
-            _ => Decision::Respond(message(
-                html,
-                500,
-                "internal",
-                "Internal error",
-                "Unexpected state.",
-            )),
+            _ => Decision::Respond(message(html, 500, "internal", "Internal error", "Unexpected state.")),
         }
     }
 
     /// The store answered the call made for `pending`.
-    pub fn on_store_reply(
-        &self,
-        pending: Pending,
-        reply: &StoreReply,
-        now: u64,
-        rng: &mut dyn Rng,
-    ) -> Decision {
+    pub fn on_store_reply(&self, pending: Pending, reply: &StoreReply, now: u64, rng: &mut dyn Rng) -> Decision {
         match pending {
             Pending::Keys(req) => {
                 if self.install_keys(reply) {
@@ -554,27 +515,13 @@ impl Gate {
                     self.unavailable(&req)
                 }
             }
-            Pending::Challenge {
-                req,
-                reason,
-                next,
-                allowed,
-            } => {
+            Pending::Challenge { req, reason, next, allowed } => {
                 let factors = match store::parse_factors(reply) {
                     Ok(f) => f,
                     Err(_) => return self.unavailable(&req),
                 };
                 let user = req.user.clone().unwrap_or_default();
-                self.challenge(
-                    &req,
-                    &user,
-                    &factors,
-                    reason,
-                    &next,
-                    allowed.as_deref(),
-                    now,
-                    rng,
-                )
+                self.challenge(&req, &user, &factors, reason, &next, allowed.as_deref(), now, rng)
             }
             Pending::Home(req, session) => {
                 let factors = match store::parse_factors(reply) {
@@ -614,25 +561,13 @@ impl Gate {
                 let mut replay = false;
                 for f in factors.iter().filter(|f| f.enabled) {
                     let Some(t) = &f.totp else { continue };
-                    if let Some(step) = totp::matching_step(
-                        &t.params,
-                        &t.secret,
-                        &code,
-                        now,
-                        self.cfg.totp_skew,
-                        t.last_step,
-                    ) {
+                    if let Some(step) =
+                        totp::matching_step(&t.params, &t.secret, &code, now, self.cfg.totp_skew, t.last_step)
+                    {
                         let call = store::use_totp_step(&self.cfg.store, &user, &f.id, step);
                         return Decision::Call(call, Pending::VerifyUse { req, next });
                     }
-                    replay |= totp::is_replay(
-                        &t.params,
-                        &t.secret,
-                        &code,
-                        now,
-                        self.cfg.totp_skew,
-                        t.last_step,
-                    );
+                    replay |= totp::is_replay(&t.params, &t.secret, &code, now, self.cfg.totp_skew, t.last_step);
                 }
                 if replay {
                     self.challenge_again(
@@ -644,14 +579,7 @@ impl Gate {
                         "That code was already used. Wait for the next one.",
                     )
                 } else {
-                    self.challenge_again(
-                        &req,
-                        &user,
-                        &next,
-                        401,
-                        "wrong_code",
-                        "That code is not right. Try again.",
-                    )
+                    self.challenge_again(&req, &user, &next, 401, "wrong_code", "That code is not right. Try again.")
                 }
             }
             Pending::VerifyUse { req, next } => {
@@ -681,9 +609,7 @@ impl Gate {
                 let user = req.user.clone().unwrap_or_default();
                 match store::parse_created(reply) {
                     Ok(()) => self.verified(&req, &user, Method::Totp, &next, now, rng),
-                    Err(StoreError::Conflict(c)) if c == "user_has_factors" => {
-                        self.verify_first(&req, &next)
-                    }
+                    Err(StoreError::Conflict(c)) if c == "user_has_factors" => self.verify_first(&req, &next),
                     Err(StoreError::Conflict(_)) => Decision::Respond(message(
                         req.html,
                         409,
@@ -694,18 +620,16 @@ impl Gate {
                     Err(_) => self.unavailable(&req),
                 }
             }
-            Pending::VerifyBody(req) | Pending::EnrollBody(req, _) => self.unavailable(&req),
+            Pending::Webauthn(p) => self.webauthn_reply(p, reply, now, rng),
+            Pending::Recovery(p) => self.recovery_reply(p, reply, now, rng),
+            Pending::Body(_, req, _) => self.unavailable(&req),
         }
     }
 
     /// A POST whose Origin (or Fetch metadata) names another site.
     fn cross_origin(&self, req: &Req) -> bool {
         if let Some(o) = &req.origin {
-            let scheme = if self.cfg.secure {
-                "https://"
-            } else {
-                "http://"
-            };
+            let scheme = if self.cfg.secure { "https://" } else { "http://" };
             return o.strip_prefix(scheme) != Some(req.authority.as_str());
         }
         req.sec_fetch_site.as_deref() == Some("cross-site")
@@ -741,10 +665,7 @@ impl Gate {
 
     fn verify_first(&self, req: &Req, next: &str) -> Decision {
         if req.html {
-            return Decision::Respond(Response::redirect(&format!(
-                "/.mfa/challenge?next={}",
-                percent_encode(next)
-            )));
+            return Decision::Respond(Response::redirect(&format!("/.mfa/challenge?next={}", percent_encode(next))));
         }
         Decision::Respond(Response::json(
             403,
@@ -767,11 +688,9 @@ impl Gate {
         let enabled: Vec<&Factor> = factors.iter().filter(|f| f.enabled).collect();
         if enabled.is_empty() {
             return match self.cfg.policy.no_factor {
-                NoFactor::Allow => Decision::Pass(Pass {
-                    user: user.to_string(),
-                    method: Method::None.as_str(),
-                    auth_time: None,
-                }),
+                NoFactor::Allow => {
+                    Decision::Pass(Pass { user: user.to_string(), method: Method::None.as_str(), auth_time: None })
+                }
                 NoFactor::Deny => Decision::Respond(message(
                     req.html,
                     403,
@@ -785,14 +704,14 @@ impl Gate {
                     } else {
                         Decision::Respond(Response::json(
                             401,
-                            &json!({"error": "mfa_enrollment_required", "user": user, "next": next, "enroll": {"totp": "/.mfa/totp/enroll"}}),
+                            &json!({"error": "mfa_enrollment_required", "user": user, "next": next, "enroll": self.enroll_endpoints()}),
                         ))
                     }
                 }
             };
         }
         let mut methods: Vec<&'static str> = Vec::new();
-        for f in &enabled {
+        for f in enabled.iter().filter(|f| f.recovery_remaining != Some(0)) {
             if let Some(m) = Method::parse(&f.kind) {
                 if allowed.is_none_or(|a| a.contains(&m)) && !methods.contains(&m.as_str()) {
                     methods.push(m.as_str());
@@ -805,52 +724,63 @@ impl Gate {
                 "This page needs one of these methods: {}. Add one on your security page (/.mfa/).",
                 need.join(", ")
             );
-            return Decision::Respond(message(
-                req.html,
-                403,
-                "method_required",
-                "Another method needed",
-                &text,
-            ));
+            return Decision::Respond(message(req.html, 403, "method_required", "Another method needed", &text));
         }
+        let offer = pages::Offer {
+            totp: methods.contains(&Method::Totp.as_str()),
+            webauthn: methods.contains(&Method::Webauthn.as_str()) && self.webauthn_on(),
+            recovery: methods.contains(&Method::Recovery.as_str()),
+        };
         if req.html {
-            let page = pages::challenge(
-                user,
-                next,
-                self.cfg.totp.digits,
-                None,
-                reason == Reason::Recheck,
-            );
+            let page = pages::challenge(user, next, self.cfg.totp.digits, None, reason == Reason::Recheck, offer);
             return Decision::Respond(Response::html(401, page));
+        }
+        let mut verify = serde_json::Map::new();
+        if offer.totp {
+            verify.insert("totp".into(), json!("/.mfa/totp/verify"));
+        }
+        if offer.recovery {
+            verify.insert("recovery".into(), json!("/.mfa/recovery/verify"));
+        }
+        if offer.webauthn {
+            verify.insert(
+                "webauthn".into(),
+                json!({"begin": "/.mfa/webauthn/login/begin", "finish": "/.mfa/webauthn/login/finish"}),
+            );
         }
         Decision::Respond(Response::json(
             401,
             &json!({
                 "error": "mfa_required", "reason": reason.as_str(), "user": user, "methods": methods, "next": next,
-                "verify": {"totp": "/.mfa/totp/verify"},
+                "verify": verify,
             }),
         ))
     }
 
-    fn challenge_again(
-        &self,
-        req: &Req,
-        user: &str,
-        next: &str,
-        status: u32,
-        code: &str,
-        text: &str,
-    ) -> Decision {
+    fn enroll_endpoints(&self) -> serde_json::Value {
+        let mut e = json!({"totp": "/.mfa/totp/enroll"});
+        if self.webauthn_on() {
+            e["webauthn"] =
+                json!({"begin": "/.mfa/webauthn/register/begin", "finish": "/.mfa/webauthn/register/finish"});
+        }
+        e
+    }
+
+    fn challenge_again(&self, req: &Req, user: &str, next: &str, status: u32, code: &str, text: &str) -> Decision {
         if req.html {
             return Decision::Respond(Response::html(
                 status,
-                pages::challenge(user, next, self.cfg.totp.digits, Some(text), false),
+                pages::challenge(
+                    user,
+                    next,
+                    self.cfg.totp.digits,
+                    Some(text),
+                    false,
+                    pages::Offer { totp: true, webauthn: false, recovery: true },
+                ),
             ));
         }
-        Decision::Respond(Response::json(
-            status,
-            &json!({"error": code, "message": text}),
-        ))
+        Decision::Respond(Response::json(status, &json!({"error": code, "message": text})))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -866,25 +796,14 @@ impl Gate {
     ) -> Decision {
         let mut secret = vec![0u8; 20];
         rng.fill(&mut secret);
-        let enrollment = Enrollment {
-            expires: now + ENROLL_TTL_S,
-            secret,
-        };
+        let enrollment = Enrollment { expires: now + ENROLL_TTL_S, secret };
         let Ok(tok) = token::seal_enrollment(&self.keys.borrow(), user, &enrollment) else {
             return self.unavailable(req);
         };
         self.render_enroll(req, user, next, &tok, &enrollment, error, status)
     }
 
-    fn enroll_again(
-        &self,
-        req: &Req,
-        user: &str,
-        next: &str,
-        tok: &str,
-        e: &Enrollment,
-        error: &str,
-    ) -> Decision {
+    fn enroll_again(&self, req: &Req, user: &str, next: &str, tok: &str, e: &Enrollment, error: &str) -> Decision {
         self.render_enroll(req, user, next, tok, e, Some(error), 400)
     }
 
@@ -926,17 +845,16 @@ impl Gate {
             enroll_token: tok,
             digits: p.digits,
             error,
+            webauthn: self.webauthn_on(),
         };
         Decision::Respond(Response::html(status, pages::enroll(&view)))
     }
 
     fn home(&self, req: &Req, user: &str, s: &Session, factors: &[Factor]) -> Response {
         if req.html {
-            let rows: Vec<(String, String, String)> = factors
-                .iter()
-                .map(|f| (f.kind.clone(), f.name.clone(), f.added_at.to_string()))
-                .collect();
-            return Response::html(200, pages::home(user, s.method.as_str(), &rows));
+            let rows: Vec<(String, String, String)> =
+                factors.iter().map(|f| (f.kind.clone(), f.name.clone(), f.added_at.to_string())).collect();
+            return Response::html(200, pages::home(user, s.method.as_str(), &rows, self.webauthn_on()));
         }
         let list: Vec<_> = factors
             .iter()
@@ -949,15 +867,7 @@ impl Gate {
     }
 
     /// The second factor checked out: mint the session and send the user on.
-    fn verified(
-        &self,
-        req: &Req,
-        user: &str,
-        method: Method,
-        next: &str,
-        now: u64,
-        rng: &mut dyn Rng,
-    ) -> Decision {
+    fn verified(&self, req: &Req, user: &str, method: Method, next: &str, now: u64, rng: &mut dyn Rng) -> Decision {
         let mut session_id = [0u8; 16];
         rng.fill(&mut session_id);
         let recheck_at = match self.cfg.recheck {
@@ -968,13 +878,7 @@ impl Gate {
             }
             None => 0,
         };
-        let s = Session {
-            auth_time: now,
-            expires: now + self.cfg.session_ttl_s,
-            recheck_at,
-            session_id,
-            method,
-        };
+        let s = Session { auth_time: now, expires: now + self.cfg.session_ttl_s, recheck_at, session_id, method };
         let Ok(tok) = token::seal_session(&self.keys.borrow(), user, &s) else {
             return self.unavailable(req);
         };
@@ -999,21 +903,11 @@ impl Gate {
     }
 
     pub fn session_cookie(&self, tok: &str) -> String {
-        format!(
-            "{}={}{}; Max-Age={}",
-            self.cfg.cookie_name,
-            tok,
-            self.cookie_attrs(),
-            self.cfg.session_ttl_s
-        )
+        format!("{}={}{}; Max-Age={}", self.cfg.cookie_name, tok, self.cookie_attrs(), self.cfg.session_ttl_s)
     }
 
     fn clear_cookie(&self) -> String {
-        format!(
-            "{}={}; Max-Age=0",
-            self.cfg.cookie_name,
-            self.cookie_attrs()
-        )
+        format!("{}={}; Max-Age=0", self.cfg.cookie_name, self.cookie_attrs())
     }
 }
 
@@ -1028,21 +922,14 @@ fn message(html: bool, status: u32, code: &str, title: &str, text: &str) -> Resp
 
 /// Reads a form or flat JSON object body into name/value pairs; the error is the HTTP status.
 fn parse_fields(content_type: Option<&str>, body: &[u8]) -> Result<Vec<(String, String)>, u32> {
-    let ct = content_type
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let ct = content_type.unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     match ct.as_str() {
         "application/x-www-form-urlencoded" => {
             let s = std::str::from_utf8(body).map_err(|_| 400u32)?;
             parse_form(s).ok_or(400)
         }
         "application/json" => {
-            let v: serde_json::Map<String, serde_json::Value> =
-                serde_json::from_slice(body).map_err(|_| 400u32)?;
+            let v: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body).map_err(|_| 400u32)?;
             let mut out = Vec::new();
             for (k, v) in v {
                 if let serde_json::Value::String(s) = v {
@@ -1056,5 +943,4 @@ fn parse_fields(content_type: Option<&str>, body: &[u8]) -> Result<Vec<(String, 
 }
 
 #[cfg(test)]
-#[path = "gate_tests.rs"]
 mod tests;

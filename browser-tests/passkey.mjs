@@ -1,0 +1,70 @@
+// A passkey registered and used in real headless Chromium, through edge-mfa's /.mfa/ pages.
+// Usage: node passkey.mjs http://localhost:PORT [screenshot-dir]
+// The CDP virtual authenticator stands in for the platform authenticator (user-verifying).
+import { chromium } from "playwright-core";
+
+const base = process.argv[2];
+const shots = process.argv[3] || "../docs";
+if (!base) { console.error("usage: node passkey.mjs BASE_URL [SCREENSHOT_DIR]"); process.exit(2); }
+
+function check(cond, msg) { if (!cond) { throw new Error("FAILED: " + msg); } console.log("ok - " + msg); }
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", "--no-first-run", "--disable-quic"],
+});
+const timer = setTimeout(() => { console.error("FAILED: timed out"); process.exit(1); }, 90_000);
+try {
+  const context = await browser.newContext({ viewport: { width: 900, height: 900 } });
+  const page = await context.newPage();
+  page.on("console", (m) => console.log("  [page] " + m.text()));
+  const cdp = await context.newCDPSession(page);
+  await cdp.send("WebAuthn.enable");
+  const { authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", {
+    options: { protocol: "ctap2", transport: "internal", hasResidentKey: true, hasUserVerification: true,
+               isUserVerified: true, automaticPresenceSimulation: true },
+  });
+
+  // First factor (demo login), then edge-mfa asks for enrollment: TOTP or a passkey.
+  await page.goto(base + "/login?next=/app");
+  await page.fill("input[name=username]", "pat");
+  await Promise.all([page.waitForNavigation(), page.click("button[type=submit], input[type=submit]")]);
+  check(page.url().endsWith("/app"), "login returns to /app");
+  await page.waitForSelector("[data-webauthn=register]:not([hidden])");
+  check((await page.content()).includes("otpauth://totp/"), "enrollment page offers TOTP too");
+  await page.screenshot({ path: shots + "/enroll-page.png", fullPage: true });
+
+  await page.fill("#webauthn-name", "Laptop passkey");
+  await Promise.all([page.waitForURL(base + "/app"), page.click("[data-webauthn=register]")]);
+  let seen = JSON.parse(await page.locator("body").innerText());
+  check(seen.headers["x-mfa-user"] === "pat", "after registering, upstream sees x-mfa-user: pat");
+  check(seen.headers["x-mfa-method"] === "webauthn", "method is webauthn");
+  const creds = await cdp.send("WebAuthn.getCredentials", { authenticatorId });
+  check(creds.credentials.length === 1, "the authenticator holds one credential");
+
+  // A new MFA session: drop the edge-mfa cookie, keep the identity; sign in with the passkey.
+  const cookies = (await context.cookies()).filter((c) => c.name !== "edge-mfa" && c.name !== "__Host-edge-mfa");
+  await context.clearCookies();
+  await context.addCookies(cookies);
+  await page.goto(base + "/app?again=1");
+  await page.waitForSelector("[data-webauthn=login]:not([hidden])");
+  await page.screenshot({ path: shots + "/challenge-page.png", fullPage: true });
+  await Promise.all([page.waitForURL(base + "/app?again=1"), page.click("[data-webauthn=login]")]);
+  seen = JSON.parse(await page.locator("body").innerText());
+  check(seen.headers["x-mfa-user"] === "pat" && seen.headers["x-mfa-method"] === "webauthn", "passkey sign-in reaches the upstream");
+  const after = await cdp.send("WebAuthn.getCredentials", { authenticatorId });
+  check(after.credentials[0].signCount >= 1, "sign counter advanced");
+
+  // The security home lists the passkey.
+  await page.goto(base + "/.mfa/");
+  check((await page.content()).includes("Laptop passkey"), "security home lists the passkey");
+  await page.screenshot({ path: shots + "/security-home.png", fullPage: true });
+  console.log("1 passed, 0 failed");
+} catch (e) {
+  console.error(e && e.stack || String(e));
+  process.exitCode = 1;
+} finally {
+  clearTimeout(timer);
+  await browser.close();
+}

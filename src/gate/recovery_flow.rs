@@ -1,0 +1,114 @@
+//! Recovery codes at the gate: generate a set (with a recent MFA session), and sign in with one.
+
+use super::{message, BodyKind, Decision, Gate, Pending, Req, Rng};
+use crate::pages::{self, Response};
+use crate::recovery;
+use crate::store::{self, StoreError, StoreReply};
+use crate::token::{Method, Session};
+use serde_json::json;
+
+/// A recovery step waiting for the store.
+#[derive(Debug)]
+pub enum RecoveryPending {
+    Generated { req: Box<Req>, codes: Vec<String> },
+    Consumed { req: Box<Req>, user: String, next: String },
+}
+
+impl Gate {
+    /// A body arrived for `/.mfa/recovery/generate` or `/.mfa/recovery/verify`.
+    pub(super) fn recovery_body(
+        &self,
+        kind: BodyKind,
+        req: Box<Req>,
+        session: Option<Session>,
+        fields: &[(String, String)],
+        user: String,
+        next: String,
+        rng: &mut dyn Rng,
+    ) -> Decision {
+        match kind {
+            BodyKind::RecoveryGenerate => {
+                if session.is_none() {
+                    return self.verify_first(&req, "/.mfa/");
+                }
+                let mut buf = [0u8; 64];
+                let mut pos = buf.len();
+                let mut next_byte = || {
+                    if pos == buf.len() {
+                        rng.fill(&mut buf);
+                        pos = 0;
+                    }
+                    pos += 1;
+                    buf[pos - 1]
+                };
+                let codes: Vec<String> =
+                    (0..self.cfg.recovery_count).map(|_| recovery::generate_code(&mut next_byte)).collect();
+                Decision::Call(
+                    store::put_recovery(&self.cfg.store, &user, &codes),
+                    Pending::Recovery(RecoveryPending::Generated { req, codes }),
+                )
+            }
+            BodyKind::RecoveryVerify => {
+                let code = crate::http::form_get(fields, "code").unwrap_or("");
+                let Some(code) = recovery::normalize(code) else {
+                    return self.challenge_again(
+                        &req,
+                        &user,
+                        &next,
+                        400,
+                        "invalid_code_format",
+                        "That is not a recovery code.",
+                    );
+                };
+                Decision::Call(
+                    store::consume_recovery(&self.cfg.store, &user, &code),
+                    Pending::Recovery(RecoveryPending::Consumed { req, user, next }),
+                )
+            }
+            _ => Decision::Respond(message(req.html, 500, "internal", "Internal error", "Unexpected state.")),
+        }
+    }
+
+    pub(super) fn recovery_reply(
+        &self,
+        p: RecoveryPending,
+        reply: &StoreReply,
+        now: u64,
+        rng: &mut dyn Rng,
+    ) -> Decision {
+        match p {
+            RecoveryPending::Generated { req, codes } => match store::parse_remaining(reply) {
+                Ok(_) if req.html => Decision::Respond(Response::html(200, pages::recovery_codes(&codes))),
+                Ok(n) => Decision::Respond(Response::json(200, &json!({"codes": codes, "remaining": n}))),
+                Err(_) => self.unavailable(&req),
+            },
+            RecoveryPending::Consumed { req, user, next } => match store::parse_remaining(reply) {
+                Ok(left) => match self.verified(&req, &user, Method::Recovery, &next, now, rng) {
+                    // Browsers see how many codes are left before going on.
+                    Decision::Respond(r) if req.html => {
+                        let mut page = Response::html(200, pages::recovery_used(left, &next));
+                        page.headers.extend(r.headers.into_iter().filter(|(k, _)| k == "set-cookie"));
+                        Decision::Respond(page)
+                    }
+                    Decision::Respond(mut r) => {
+                        if let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&r.body) {
+                            v["remaining"] = json!(left);
+                            r.body = v.to_string().into_bytes();
+                        }
+                        Decision::Respond(r)
+                    }
+                    other => other,
+                },
+                Err(StoreError::NotFound) | Err(StoreError::Conflict(_)) => self.challenge_again(
+                    &req,
+                    &user,
+                    &next,
+                    401,
+                    "wrong_code",
+                    "That recovery code is not valid or was used already.",
+                ),
+                Err(_) => self.unavailable(&req),
+            },
+        }
+    }
+}

@@ -1,0 +1,622 @@
+//! The gate driven on the host with a fake store, fixed clock and fixed randomness.
+
+use super::*;
+use crate::config::tests::{sample, sample_json};
+use crate::token::{Ceremony, Key};
+use std::collections::HashMap;
+
+const NOW: u64 = 1_700_000_000;
+
+struct H(HashMap<String, String>);
+
+impl Headers for H {
+    fn get(&self, name: &str) -> Option<String> {
+        self.0.get(name).cloned()
+    }
+}
+
+struct FixedRng(u8);
+
+impl Rng for FixedRng {
+    fn fill(&mut self, buf: &mut [u8]) {
+        for b in buf {
+            self.0 = self.0.wrapping_mul(31).wrapping_add(7);
+            *b = self.0;
+        }
+    }
+}
+
+fn jwt_payload(user: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!(r#"{{"iss":"demo","sub":"{user}"}}"#))
+}
+
+fn req(method: &str, path: &str, user: Option<&str>, extra: &[(&str, &str)]) -> H {
+    let mut m = HashMap::new();
+    m.insert(":method".into(), method.into());
+    m.insert(":path".into(), path.into());
+    m.insert(":authority".into(), "app.test".into());
+    if let Some(u) = user {
+        m.insert("x-jwt-payload".into(), jwt_payload(u));
+    }
+    for (k, v) in extra {
+        m.insert(k.to_string(), v.to_string());
+    }
+    H(m)
+}
+
+fn gate() -> Gate {
+    Gate::new(sample())
+}
+
+fn session_cookie(g: &Gate, user: &str, method: Method, auth_time: u64) -> String {
+    let s = Session { auth_time, expires: auth_time + 3600, recheck_at: 0, session_id: [1; 16], method };
+    format!("edge-mfa={}", token::seal_session(&g.keys.borrow(), user, &s).unwrap())
+}
+
+const SECRET: &[u8] = b"12345678901234567890";
+
+fn factors_reply(last_step: u64) -> StoreReply {
+    let body = json!({"user": "alice", "factors": [{"id": "f1", "type": "totp", "name": "Phone", "enabled": true, "added_at": 1,
+        "totp": {"secret": totp::secret_to_base32(SECRET), "digits": 6, "period": 30, "algorithm": "SHA1", "last_step": last_step}}]});
+    StoreReply { status: Some(200), body: body.to_string().into_bytes() }
+}
+
+fn empty_factors() -> StoreReply {
+    StoreReply { status: Some(200), body: br#"{"user":"alice","factors":[]}"#.to_vec() }
+}
+
+fn respond(d: Decision) -> Response {
+    match d {
+        Decision::Respond(r) => r,
+        other => panic!("expected a response, got {other:?}"),
+    }
+}
+
+fn call(d: Decision) -> (StoreRequest, Pending) {
+    match d {
+        Decision::Call(r, p) => (r, p),
+        other => panic!("expected a store call, got {other:?}"),
+    }
+}
+
+fn body_str(r: &Response) -> String {
+    String::from_utf8(r.body.clone()).unwrap()
+}
+
+#[test]
+fn hot_path_passes_valid_session() {
+    let g = gate();
+    let c = session_cookie(&g, "alice", Method::Totp, NOW - 10);
+    let d = g.on_headers(&req("GET", "/app", Some("alice"), &[("cookie", &c)]), NOW, &mut FixedRng(1));
+    match d {
+        Decision::Pass(p) => assert_eq!(p, Pass { user: "alice".into(), method: "totp", auth_time: Some(NOW - 10) }),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn session_is_bound_to_identity() {
+    let g = gate();
+    let c = session_cookie(&g, "alice", Method::Totp, NOW - 10);
+    let d = g.on_headers(&req("GET", "/app", Some("bob"), &[("cookie", &c)]), NOW, &mut FixedRng(1));
+    let (r, _) = call(d);
+    assert_eq!(r.path, "/v1/users/bob/factors");
+}
+
+#[test]
+fn no_identity_redirects_browsers_and_401s_apis() {
+    let g = gate();
+    let r = respond(g.on_headers(&req("GET", "/app?x=1", None, &[("accept", "text/html")]), NOW, &mut FixedRng(1)));
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header_value("location"), Some("/login?next=%2Fapp%3Fx%3D1"));
+    let r = respond(g.on_headers(&req("GET", "/app", None, &[]), NOW, &mut FixedRng(1)));
+    assert_eq!(r.status, 401);
+    assert!(body_str(&r).contains("unauthenticated"));
+}
+
+#[test]
+fn bypass_paths_pass_without_identity() {
+    let g = gate();
+    assert!(matches!(g.on_headers(&req("GET", "/login", None, &[]), NOW, &mut FixedRng(1)), Decision::Bypass));
+    assert!(!matches!(g.on_headers(&req("GET", "/login/../app", None, &[]), NOW, &mut FixedRng(1)), Decision::Bypass));
+}
+
+#[test]
+fn challenge_html_and_json() {
+    let g = gate();
+    let (r, p) =
+        call(g.on_headers(&req("GET", "/app", Some("alice"), &[("accept", "text/html")]), NOW, &mut FixedRng(1)));
+    assert_eq!(r.method, "GET");
+    let resp = respond(g.on_store_reply(p, &factors_reply(0), NOW, &mut FixedRng(1)));
+    assert_eq!(resp.status, 401);
+    let html = body_str(&resp);
+    assert!(html.contains("action=\"/.mfa/totp/verify\""));
+    assert!(html.contains("value=\"/app\""));
+
+    let (_, p) = call(g.on_headers(
+        &req("GET", "/app", Some("alice"), &[("accept", "application/json")]),
+        NOW,
+        &mut FixedRng(1),
+    ));
+    let resp = respond(g.on_store_reply(p, &factors_reply(0), NOW, &mut FixedRng(1)));
+    assert_eq!(resp.status, 401);
+    let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+    assert_eq!(v["error"], "mfa_required");
+    assert_eq!(v["methods"], json!(["totp"]));
+}
+
+#[test]
+fn store_failures_fail_closed() {
+    let g = gate();
+    for reply in [
+        StoreReply { status: None, body: vec![] },
+        StoreReply { status: Some(500), body: b"{}".to_vec() },
+        StoreReply { status: Some(200), body: b"garbage".to_vec() },
+    ] {
+        let (_, p) = call(g.on_headers(&req("GET", "/app", Some("alice"), &[]), NOW, &mut FixedRng(1)));
+        let r = respond(g.on_store_reply(p, &reply, NOW, &mut FixedRng(1)));
+        assert_eq!(r.status, 503);
+    }
+}
+
+fn verify(g: &Gate, code: &str, next: &str, last_step: u64, use_reply: StoreReply) -> Response {
+    let h = req(
+        "POST",
+        "/.mfa/totp/verify",
+        Some("alice"),
+        &[("content-type", "application/x-www-form-urlencoded"), ("accept", "text/html")],
+    );
+    let p = match g.on_headers(&h, NOW, &mut FixedRng(1)) {
+        Decision::ReadBody(p) => p,
+        other => panic!("{other:?}"),
+    };
+    let body = format!("code={code}&next={}", crate::http::percent_encode(next));
+    let d = g.on_body(p, body.as_bytes(), NOW, &mut FixedRng(1));
+    let d = match d {
+        Decision::Call(r, p) => {
+            assert_eq!(r.path, "/v1/users/alice/factors");
+            g.on_store_reply(p, &factors_reply(last_step), NOW, &mut FixedRng(1))
+        }
+        other => return respond(other),
+    };
+    match d {
+        Decision::Call(r, p) => {
+            assert_eq!(r.path, "/v1/users/alice/factors/f1/totp/use");
+            let sent: serde_json::Value = serde_json::from_slice(r.body.as_deref().unwrap()).unwrap();
+            assert_eq!(sent["step"], NOW / 30);
+            respond(g.on_store_reply(p, &use_reply, NOW, &mut FixedRng(1)))
+        }
+        other => respond(other),
+    }
+}
+
+fn ok_reply() -> StoreReply {
+    StoreReply { status: Some(200), body: br#"{"ok":true}"#.to_vec() }
+}
+
+#[test]
+fn verify_mints_a_session_and_redirects() {
+    let g = gate();
+    let code = totp::code_at(&g.cfg.totp, SECRET, NOW);
+    let r = verify(&g, &code, "/app?x=1", 0, ok_reply());
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header_value("location"), Some("/app?x=1"));
+    let cookie = r.header_value("set-cookie").unwrap();
+    assert!(cookie.starts_with("edge-mfa=s1.k1."));
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Path=/"));
+    // The minted cookie passes the hot path for alice.
+    let c = cookie.split(';').next().unwrap();
+    assert!(matches!(
+        g.on_headers(&req("GET", "/app", Some("alice"), &[("cookie", c)]), NOW + 5, &mut FixedRng(1)),
+        Decision::Pass(_)
+    ));
+}
+
+#[test]
+fn open_redirects_are_not_followed() {
+    let g = gate();
+    let code = totp::code_at(&g.cfg.totp, SECRET, NOW);
+    for evil in ["https://evil.example", "//evil.example", "/\\evil.example"] {
+        let r = verify(&g, &code, evil, 0, ok_reply());
+        assert_eq!(r.header_value("location"), Some("/"), "{evil}");
+    }
+}
+
+#[test]
+fn wrong_replayed_and_malformed_codes() {
+    let g = gate();
+    let code = totp::code_at(&g.cfg.totp, SECRET, NOW);
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let r = verify(&g, wrong, "/", 0, ok_reply());
+    assert_eq!(r.status, 401);
+    assert!(r.header_value("set-cookie").is_none());
+    // Already used according to the store's last_step: refused without a write.
+    let r = verify(&g, &code, "/", NOW / 30, ok_reply());
+    assert_eq!(r.status, 401);
+    assert!(body_str(&r).contains("already used"));
+    // The store loses the race for the step (another worker used it): refused.
+    let r = verify(&g, &code, "/", 0, StoreReply { status: Some(409), body: br#"{"error":"replay"}"#.to_vec() });
+    assert_eq!(r.status, 401);
+    assert!(r.header_value("set-cookie").is_none());
+    let r = verify(&g, "12ab56", "/", 0, ok_reply());
+    assert_eq!(r.status, 400);
+    let r = verify(&g, &code, "/", 0, StoreReply { status: Some(503), body: vec![] });
+    assert_eq!(r.status, 503);
+    assert!(r.header_value("set-cookie").is_none());
+}
+
+#[test]
+fn enrollment_flow() {
+    let g = gate();
+    // No factor yet: the challenge at a protected URL is the enrollment page.
+    let (_, p) = call(g.on_headers(&req("GET", "/app", Some("alice"), &[]), NOW, &mut FixedRng(1)));
+    let r = respond(g.on_store_reply(p, &empty_factors(), NOW, &mut FixedRng(1)));
+    assert_eq!(r.status, 401);
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["error"], "mfa_enrollment_required");
+    // GET the enrollment endpoint (JSON): secret + token.
+    let (_, p) =
+        call(g.on_headers(&req("GET", "/.mfa/totp/enroll?next=/app", Some("alice"), &[]), NOW, &mut FixedRng(1)));
+    let r = respond(g.on_store_reply(p, &empty_factors(), NOW, &mut FixedRng(3)));
+    assert_eq!(r.status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let secret = totp::secret_from_base32(v["secret"].as_str().unwrap()).unwrap();
+    assert!(v["otpauth_uri"].as_str().unwrap().starts_with("otpauth://totp/Acme:alice?secret="));
+    let tok = v["enroll_token"].as_str().unwrap().to_string();
+    // Confirm with a code; the store is asked to create the factor only if alice has none.
+    let post = req("POST", "/.mfa/totp/enroll", Some("alice"), &[("content-type", "application/json")]);
+    let enroll_post = |code: &str, tok: &str| {
+        let p = match g.on_headers(&post, NOW, &mut FixedRng(1)) {
+            Decision::ReadBody(p) => p,
+            other => panic!("{other:?}"),
+        };
+        g.on_body(
+            p,
+            json!({"enroll_token": tok, "code": code, "name": "Phone", "next": "/app"}).to_string().as_bytes(),
+            NOW,
+            &mut FixedRng(1),
+        )
+    };
+    let r = respond(enroll_post("000000", &tok));
+    assert_eq!(r.status, 400);
+    let code = totp::code_at(&g.cfg.totp, &secret, NOW);
+    let (sr, p) = call(enroll_post(&code, &tok));
+    let sent: serde_json::Value = serde_json::from_slice(sr.body.as_deref().unwrap()).unwrap();
+    assert_eq!(sent["only_if_none"], true);
+    assert_eq!(sent["used_step"], NOW / 30);
+    assert_eq!(sent["totp"]["secret"], v["secret"]);
+    let r = respond(g.on_store_reply(
+        p,
+        &StoreReply { status: Some(201), body: br#"{"id":"f1"}"#.to_vec() },
+        NOW,
+        &mut FixedRng(1),
+    ));
+    assert_eq!(r.status, 200);
+    assert!(r.header_value("set-cookie").unwrap().starts_with("edge-mfa=s1."));
+    // A forged or foreign enrollment token is refused.
+    let r = respond(enroll_post(&code, "e1.k1.AAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"));
+    assert_eq!(r.status, 400);
+}
+
+#[test]
+fn enrolling_with_an_existing_factor_needs_verification() {
+    let g = gate();
+    let (_, p) = call(g.on_headers(&req("GET", "/.mfa/totp/enroll", Some("alice"), &[]), NOW, &mut FixedRng(1)));
+    let r = respond(g.on_store_reply(p, &factors_reply(0), NOW, &mut FixedRng(1)));
+    assert_eq!(r.status, 403);
+    // And a racing enrollment that the store refuses does not mint a session.
+    let (_, p) = call(g.on_headers(&req("GET", "/.mfa/totp/enroll", Some("alice"), &[]), NOW, &mut FixedRng(1)));
+    let v: serde_json::Value =
+        serde_json::from_slice(&respond(g.on_store_reply(p, &empty_factors(), NOW, &mut FixedRng(1))).body).unwrap();
+    let secret = totp::secret_from_base32(v["secret"].as_str().unwrap()).unwrap();
+    let post = req("POST", "/.mfa/totp/enroll", Some("alice"), &[("content-type", "application/json")]);
+    let Decision::ReadBody(p) = g.on_headers(&post, NOW, &mut FixedRng(1)) else { panic!() };
+    let body = json!({"enroll_token": v["enroll_token"], "code": totp::code_at(&g.cfg.totp, &secret, NOW)}).to_string();
+    let (_, p) = call(g.on_body(p, body.as_bytes(), NOW, &mut FixedRng(1)));
+    let r = respond(g.on_store_reply(
+        p,
+        &StoreReply { status: Some(409), body: br#"{"error":"user_has_factors"}"#.to_vec() },
+        NOW,
+        &mut FixedRng(1),
+    ));
+    assert_eq!(r.status, 403);
+    assert!(r.header_value("set-cookie").is_none());
+}
+
+#[test]
+fn step_up_rule_demands_fresh_verification() {
+    let g = gate();
+    let fresh = session_cookie(&g, "alice", Method::Totp, NOW - 100);
+    let stale = session_cookie(&g, "alice", Method::Totp, NOW - 1000);
+    assert!(matches!(
+        g.on_headers(&req("GET", "/admin/x", Some("alice"), &[("cookie", &fresh)]), NOW, &mut FixedRng(1)),
+        Decision::Pass(_)
+    ));
+    let (_, p) =
+        call(g.on_headers(&req("GET", "/admin/x", Some("alice"), &[("cookie", &stale)]), NOW, &mut FixedRng(1)));
+    let r = respond(g.on_store_reply(p, &factors_reply(0), NOW, &mut FixedRng(1)));
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["reason"], "step_up");
+    // The stale session is still fine elsewhere, and case tricks do not dodge the rule.
+    assert!(matches!(
+        g.on_headers(&req("GET", "/app", Some("alice"), &[("cookie", &stale)]), NOW, &mut FixedRng(1)),
+        Decision::Pass(_)
+    ));
+    assert!(matches!(
+        g.on_headers(&req("GET", "/ADMIN/x", Some("alice"), &[("cookie", &stale)]), NOW, &mut FixedRng(1)),
+        Decision::Call(..)
+    ));
+}
+
+#[test]
+fn recheck_deadline_forces_a_challenge() {
+    let mut j = sample_json();
+    j["recheck"] = json!({"min_s": 60, "max_s": 120});
+    let g = Gate::new(Config::parse(j.to_string().as_bytes()).unwrap());
+    let code = totp::code_at(&g.cfg.totp, SECRET, NOW);
+    let r = verify(&g, &code, "/", 0, ok_reply());
+    let c = r.header_value("set-cookie").unwrap().split(';').next().unwrap().to_string();
+    let tok = c.strip_prefix("edge-mfa=").unwrap();
+    let s = token::open_session(&g.keys.borrow(), tok, "alice", NOW).unwrap();
+    assert!((NOW + 60..=NOW + 120).contains(&s.recheck_at));
+    assert!(matches!(
+        g.on_headers(&req("GET", "/app", Some("alice"), &[("cookie", &c)]), NOW + 59, &mut FixedRng(1)),
+        Decision::Pass(_)
+    ));
+    let (_, p) = call(g.on_headers(
+        &req("GET", "/app", Some("alice"), &[("cookie", &c), ("accept", "text/html")]),
+        s.recheck_at,
+        &mut FixedRng(1),
+    ));
+    let r = respond(g.on_store_reply(p, &factors_reply(0), s.recheck_at, &mut FixedRng(1)));
+    assert!(body_str(&r).contains("still you"));
+}
+
+#[test]
+fn cross_origin_posts_are_refused() {
+    let g = gate();
+    for extra in [[("origin", "http://evil.example")], [("sec-fetch-site", "cross-site")]] {
+        let h = req("POST", "/.mfa/totp/verify", Some("alice"), &extra);
+        assert_eq!(respond(g.on_headers(&h, NOW, &mut FixedRng(1))).status, 403);
+    }
+    let h = req("POST", "/.mfa/totp/verify", Some("alice"), &[("origin", "http://app.test")]);
+    assert!(matches!(g.on_headers(&h, NOW, &mut FixedRng(1)), Decision::ReadBody(_)));
+}
+
+#[test]
+fn bad_bodies_are_refused() {
+    let g = gate();
+    let cases: [(&str, &[u8], u32); 4] = [
+        ("text/plain", b"code=1", 415),
+        ("application/json", b"{not json", 400),
+        ("application/x-www-form-urlencoded", b"code=%zz", 400),
+        ("application/x-www-form-urlencoded", &[0xff, 0xfe], 400),
+    ];
+    for (ct, body, status) in cases {
+        let h = req("POST", "/.mfa/totp/verify", Some("alice"), &[("content-type", ct)]);
+        let Decision::ReadBody(p) = g.on_headers(&h, NOW, &mut FixedRng(1)) else { panic!() };
+        assert_eq!(respond(g.on_body(p, body, NOW, &mut FixedRng(1))).status, status, "{ct}");
+    }
+    let h = req("POST", "/.mfa/totp/verify", Some("alice"), &[("content-type", "application/json")]);
+    let Decision::ReadBody(p) = g.on_headers(&h, NOW, &mut FixedRng(1)) else { panic!() };
+    assert_eq!(respond(g.on_body(p, &vec![b' '; 20_000], NOW, &mut FixedRng(1))).status, 413);
+}
+
+#[test]
+fn keys_from_store_are_fetched_on_demand() {
+    let mut j = sample_json();
+    j["session"] = json!({"secure": false, "keys_from_store": true});
+    let g = Gate::new(Config::parse(j.to_string().as_bytes()).unwrap());
+    assert!(!g.has_keys());
+    let (r, p) = call(g.on_headers(&req("GET", "/app", Some("alice"), &[]), NOW, &mut FixedRng(1)));
+    assert_eq!(r.path, "/v1/keys");
+    let keys = StoreReply {
+        status: Some(200),
+        body: br#"{"keys":[{"kid":"k9","secret":"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"}]}"#.to_vec(),
+    };
+    let (r, _) = call(g.on_store_reply(p, &keys, NOW, &mut FixedRng(1)));
+    assert_eq!(r.path, "/v1/users/alice/factors");
+    assert!(g.has_keys());
+    // Store down while fetching keys: 503, never a pass.
+    let g = Gate::new(Config::parse(j.to_string().as_bytes()).unwrap());
+    let (_, p) = call(g.on_headers(&req("GET", "/app", Some("alice"), &[]), NOW, &mut FixedRng(1)));
+    assert_eq!(respond(g.on_store_reply(p, &StoreReply::default(), NOW, &mut FixedRng(1))).status, 503);
+}
+
+#[test]
+fn no_factor_policies() {
+    for (policy, expect) in [("allow", 0u32), ("deny", 403)] {
+        let mut j = sample_json();
+        j["policy"]["no_factor"] = json!(policy);
+        let g = Gate::new(Config::parse(j.to_string().as_bytes()).unwrap());
+        let (_, p) = call(g.on_headers(&req("GET", "/app", Some("alice"), &[]), NOW, &mut FixedRng(1)));
+        match g.on_store_reply(p, &empty_factors(), NOW, &mut FixedRng(1)) {
+            Decision::Pass(p) => {
+                assert_eq!(expect, 0);
+                assert_eq!(p.method, "none");
+                assert_eq!(p.auth_time, None);
+            }
+            Decision::Respond(r) => assert_eq!(r.status, expect),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn duplicate_session_cookies_are_not_trusted() {
+    let g = gate();
+    let c = session_cookie(&g, "alice", Method::Totp, NOW - 10);
+    let dup = format!("{c}; {c}");
+    assert!(matches!(
+        g.on_headers(&req("GET", "/app", Some("alice"), &[("cookie", &dup)]), NOW, &mut FixedRng(1)),
+        Decision::Call(..)
+    ));
+}
+
+#[test]
+fn logout_clears_the_cookie() {
+    let g = gate();
+    let r = respond(g.on_headers(&req("POST", "/.mfa/logout", Some("alice"), &[]), NOW, &mut FixedRng(1)));
+    assert!(r.header_value("set-cookie").unwrap().contains("Max-Age=0"));
+    assert_eq!(respond(g.on_headers(&req("GET", "/.mfa/nope", Some("alice"), &[]), NOW, &mut FixedRng(1))).status, 404);
+    assert_eq!(
+        respond(g.on_headers(&req("DELETE", "/.mfa/totp/verify", Some("alice"), &[]), NOW, &mut FixedRng(1))).status,
+        405
+    );
+}
+
+#[test]
+fn rotated_keys_still_verify() {
+    let g = gate();
+    let c = session_cookie(&g, "alice", Method::Totp, NOW - 10);
+    *g.keys.borrow_mut() =
+        KeyRing::new(vec![Key::new("k2", &[9; 32]).unwrap(), g.cfg.static_keys.signing().unwrap().clone()]);
+    assert!(matches!(
+        g.on_headers(&req("GET", "/app", Some("alice"), &[("cookie", &c)]), NOW, &mut FixedRng(1)),
+        Decision::Pass(_)
+    ));
+}
+
+fn json_post(g: &Gate, path: &str, user: &str, extra: &[(&str, &str)], body: serde_json::Value) -> Decision {
+    let mut hs = vec![("content-type", "application/json")];
+    hs.extend_from_slice(extra);
+    let h = req("POST", path, Some(user), &hs);
+    let p = match g.on_headers(&h, NOW, &mut FixedRng(1)) {
+        Decision::ReadBody(p) => p,
+        other => return other,
+    };
+    g.on_body(p, body.to_string().as_bytes(), NOW, &mut FixedRng(5))
+}
+
+fn webauthn_gate() -> Gate {
+    let mut j = sample_json();
+    j["webauthn"] = json!({"rp_id": "app.test", "origins": ["https://app.test"]});
+    Gate::new(Config::parse(j.to_string().as_bytes()).unwrap())
+}
+
+#[test]
+fn recovery_codes_generate_needs_a_session_and_sign_in_consumes_one() {
+    let g = gate();
+    // Without a session: no new codes (someone with only the first factor must not mint them).
+    assert!(matches!(respond(json_post(&g, "/.mfa/recovery/generate", "alice", &[], json!({}))).status, 403));
+    let c = session_cookie(&g, "alice", Method::Totp, NOW - 10);
+    let (r, p) = call(json_post(&g, "/.mfa/recovery/generate", "alice", &[("cookie", &c)], json!({})));
+    assert_eq!((r.method, r.path.as_str()), ("PUT", "/v1/users/alice/recovery"));
+    let sent: serde_json::Value = serde_json::from_slice(r.body.as_deref().unwrap()).unwrap();
+    let codes: Vec<String> =
+        sent["codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
+    assert_eq!(codes.len(), 10);
+    assert!(codes.iter().all(|c| crate::recovery::normalize(c).is_some()));
+    let mut unique = codes.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), 10);
+    let resp = respond(g.on_store_reply(
+        p,
+        &StoreReply { status: Some(200), body: br#"{"id":"r1","remaining":10}"#.to_vec() },
+        NOW,
+        &mut FixedRng(1),
+    ));
+    let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+    assert_eq!(v["codes"].as_array().unwrap().len(), 10);
+
+    // Sign in with one: normalized before the store sees it; the session says "recovery".
+    let (r, p) = call(json_post(
+        &g,
+        "/.mfa/recovery/verify",
+        "alice",
+        &[],
+        json!({"code": codes[0].to_uppercase(), "next": "/app"}),
+    ));
+    let sent: serde_json::Value = serde_json::from_slice(r.body.as_deref().unwrap()).unwrap();
+    assert_eq!(sent["code"], codes[0].replace('-', ""));
+    let resp = respond(g.on_store_reply(
+        p,
+        &StoreReply { status: Some(200), body: br#"{"remaining":9}"#.to_vec() },
+        NOW,
+        &mut FixedRng(1),
+    ));
+    let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+    assert_eq!((v["method"].as_str(), v["remaining"].as_u64()), (Some("recovery"), Some(9)));
+    assert!(resp.header_value("set-cookie").is_some());
+    // A used or unknown code: refused, no cookie.
+    let (_, p) = call(json_post(&g, "/.mfa/recovery/verify", "alice", &[], json!({"code": codes[0]})));
+    let resp = respond(g.on_store_reply(
+        p,
+        &StoreReply { status: Some(404), body: br#"{"error":"invalid_code"}"#.to_vec() },
+        NOW,
+        &mut FixedRng(1),
+    ));
+    assert_eq!(resp.status, 401);
+    assert!(resp.header_value("set-cookie").is_none());
+    // Malformed: refused before any store call.
+    assert_eq!(respond(json_post(&g, "/.mfa/recovery/verify", "alice", &[], json!({"code": "nope"}))).status, 400);
+}
+
+#[test]
+fn webauthn_begin_records_a_challenge_and_sets_a_ceremony_cookie() {
+    let g = webauthn_gate();
+    let c = session_cookie(&g, "alice", Method::Totp, NOW - 10);
+    let (r, p) = call(json_post(&g, "/.mfa/webauthn/register/begin", "alice", &[("cookie", &c)], json!({})));
+    assert_eq!(r.path, "/v1/users/alice/factors");
+    let (r, p) = call(g.on_store_reply(p, &factors_reply(0), NOW, &mut FixedRng(2)));
+    assert_eq!(r.path, "/v1/challenges");
+    let sent: serde_json::Value = serde_json::from_slice(r.body.as_deref().unwrap()).unwrap();
+    assert_eq!((sent["user"].as_str(), sent["purpose"].as_str()), (Some("alice"), Some("webauthn.create")));
+    let resp =
+        respond(g.on_store_reply(p, &StoreReply { status: Some(201), body: b"{}".to_vec() }, NOW, &mut FixedRng(1)));
+    let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+    assert_eq!(v["publicKey"]["challenge"], sent["id"]);
+    assert_eq!(v["publicKey"]["rp"]["id"], "app.test");
+    let cookie = resp.header_value("set-cookie").unwrap();
+    assert!(cookie.starts_with("edge-mfa-wa=w1.") && cookie.contains("HttpOnly") && cookie.contains("Max-Age=120"));
+    // Store down while recording the challenge: 503, no options.
+    let (_, p) = call(json_post(&g, "/.mfa/webauthn/register/begin", "alice", &[("cookie", &c)], json!({})));
+    let (_, p) = call(g.on_store_reply(p, &factors_reply(0), NOW, &mut FixedRng(2)));
+    assert_eq!(respond(g.on_store_reply(p, &StoreReply::default(), NOW, &mut FixedRng(1))).status, 503);
+}
+
+#[test]
+fn webauthn_finish_needs_its_ceremony() {
+    let g = webauthn_gate();
+    let body = json!({"credential": {"id": "AA", "rawId": "AA", "type": "public-key", "response": {}}});
+    for path in ["/.mfa/webauthn/register/finish", "/.mfa/webauthn/login/finish"] {
+        let r = respond(json_post(&g, path, "alice", &[], body.clone()));
+        assert_eq!(r.status, 400, "{path}");
+        assert!(String::from_utf8_lossy(&r.body).contains("ceremony_expired"));
+    }
+    // A ceremony cookie for bob does not finish alice's login.
+    let c = Ceremony {
+        registration: false,
+        expires: NOW + 60,
+        challenge: [4; 32],
+        user_handle: [0; 16],
+        user: "bob".into(),
+    };
+    let state = format!("edge-mfa-wa={}", token::seal_ceremony(&g.keys.borrow(), &c).unwrap());
+    let r = respond(json_post(&g, "/.mfa/webauthn/login/finish", "alice", &[("cookie", &state)], body.clone()));
+    assert_eq!(r.status, 400);
+    // With alice's own ceremony, a malformed credential is refused before any store call.
+    let c = Ceremony { user: "alice".into(), ..c };
+    let state = format!("edge-mfa-wa={}", token::seal_ceremony(&g.keys.borrow(), &c).unwrap());
+    let r = respond(json_post(&g, "/.mfa/webauthn/login/finish", "alice", &[("cookie", &state)], body));
+    assert_eq!(r.status, 400);
+    assert!(String::from_utf8_lossy(&r.body).contains("webauthn_rejected"));
+}
+
+#[test]
+fn webauthn_endpoints_are_off_unless_configured() {
+    let g = gate();
+    assert_eq!(respond(json_post(&g, "/.mfa/webauthn/login/begin", "alice", &[], json!({}))).status, 404);
+    let r = respond(g.on_headers(&req("GET", "/.mfa/assets/webauthn.js", Some("alice"), &[]), NOW, &mut FixedRng(1)));
+    assert_eq!(r.header_value("content-type"), Some("text/javascript; charset=utf-8"));
+}
+
+#[test]
+fn webauthn_login_without_keys_is_refused() {
+    let g = webauthn_gate();
+    let (_, p) = call(json_post(&g, "/.mfa/webauthn/login/begin", "alice", &[], json!({"next": "/x"})));
+    let r = respond(g.on_store_reply(p, &factors_reply(0), NOW, &mut FixedRng(1)));
+    assert_eq!(r.status, 400);
+    assert!(String::from_utf8_lossy(&r.body).contains("no_security_key"));
+}

@@ -1,0 +1,357 @@
+//! WebAuthn ceremonies at the gate: registration and authentication of passkeys and security
+//! keys. The cryptography lives in `crate::webauthn`; this module sequences the store calls.
+//!
+//! Each ceremony's challenge is random, sent to the browser in the options, carried to `finish`
+//! in a signed short-lived cookie bound to the user, and recorded in the store, which consumes
+//! it exactly once (django-mfa2 never consumed its registration state: CVE-2022-42731).
+
+use super::{BodyKind, Decision, Gate, Pending, Req, Rng};
+use crate::http::safe_next;
+use crate::pages::Response;
+use crate::policy::NoFactor;
+use crate::store::{self, StoreError, StoreReply};
+use crate::token::{self, Ceremony, Method, Session};
+use crate::webauthn as wa;
+use serde_json::{json, Value};
+
+const SCRIPT: &str = include_str!("../assets/webauthn.js");
+
+/// The page script, served from the filter so pages need no external or inline script.
+pub(super) fn script() -> Response {
+    let mut r = Response::html(200, String::new());
+    r.body = SCRIPT.as_bytes().to_vec();
+    r.headers.retain(|(k, _)| k != "content-type" && k != "cache-control");
+    r.headers.push(("content-type".into(), "text/javascript; charset=utf-8".into()));
+    r.headers.push(("cache-control".into(), "public, max-age=300".into()));
+    r
+}
+
+/// A WebAuthn step waiting for the store.
+#[derive(Debug)]
+pub enum WaPending {
+    RegisterFactors {
+        req: Box<Req>,
+        session: Option<Session>,
+        user: String,
+        next: String,
+    },
+    Challenge {
+        req: Box<Req>,
+        state: String,
+        options: Value,
+    },
+    RegisterConsume {
+        req: Box<Req>,
+        session: Option<Session>,
+        user: String,
+        cred: Box<wa::NewCredential>,
+        name: String,
+        handle: [u8; 16],
+        next: String,
+    },
+    RegisterCreate {
+        req: Box<Req>,
+        session: Option<Session>,
+        user: String,
+        next: String,
+    },
+    LoginFactors {
+        req: Box<Req>,
+        user: String,
+        next: String,
+    },
+    LoginConsume {
+        req: Box<Req>,
+        user: String,
+        response: Box<wa::AssertionResponse>,
+        challenge: [u8; 32],
+        next: String,
+    },
+    LoginVerify {
+        req: Box<Req>,
+        user: String,
+        response: Box<wa::AssertionResponse>,
+        challenge: [u8; 32],
+        next: String,
+    },
+    LoginUse {
+        req: Box<Req>,
+        user: String,
+        next: String,
+    },
+}
+
+fn rejected(status: u32, code: &str, text: &str) -> Decision {
+    Decision::Respond(Response::json(status, &json!({"error": code, "message": text})))
+}
+
+impl Gate {
+    pub(super) fn webauthn_on(&self) -> bool {
+        self.cfg.webauthn.is_some()
+    }
+
+    fn ceremony_cookie(&self, value: &str, max_age: u64) -> String {
+        format!("{}={}{}; Max-Age={}", self.cfg.ceremony_cookie, value, self.cookie_attrs(), max_age)
+    }
+
+    /// A body arrived for one of the `/.mfa/webauthn/...` endpoints (always JSON).
+    pub(super) fn webauthn_body(
+        &self,
+        kind: BodyKind,
+        req: Box<Req>,
+        session: Option<Session>,
+        body: &[u8],
+        now: u64,
+        rng: &mut dyn Rng,
+    ) -> Decision {
+        let Some(settings) = &self.cfg.webauthn else {
+            return rejected(404, "not_found", "Security keys are not enabled.");
+        };
+        let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(body) else {
+            return rejected(400, "bad_body", "The request body must be a JSON object.");
+        };
+        let next = fields.get("next").and_then(Value::as_str).and_then(safe_next).unwrap_or("/").to_string();
+        let Some(user) = req.user.clone() else {
+            return self.no_identity(&req);
+        };
+        match kind {
+            BodyKind::WebauthnRegisterBegin => Decision::Call(
+                store::factors(&self.cfg.store, &user),
+                Pending::Webauthn(WaPending::RegisterFactors { req, session, user, next }),
+            ),
+            BodyKind::WebauthnLoginBegin => Decision::Call(
+                store::factors(&self.cfg.store, &user),
+                Pending::Webauthn(WaPending::LoginFactors { req, user, next }),
+            ),
+            BodyKind::WebauthnRegisterFinish | BodyKind::WebauthnLoginFinish => {
+                let registration = kind == BodyKind::WebauthnRegisterFinish;
+                let ceremony = req
+                    .ceremony
+                    .as_deref()
+                    .and_then(|t| token::open_ceremony(&self.keys.borrow(), t, now).ok())
+                    .filter(|c| c.registration == registration && c.user == user);
+                let Some(ceremony) = ceremony else {
+                    return rejected(400, "ceremony_expired", "This request expired. Start again.");
+                };
+                let Some(credential) = fields.get("credential") else {
+                    return rejected(400, "bad_body", "The credential is missing.");
+                };
+                let raw = credential.to_string();
+                if registration {
+                    let resp = match wa::RegistrationResponse::from_json(raw.as_bytes()) {
+                        Ok(r) => r,
+                        Err(e) => return rejected(400, "webauthn_rejected", &e.to_string()),
+                    };
+                    let cred = match wa::verify_registration(&settings.rp, &resp, &ceremony.challenge) {
+                        Ok(c) => c,
+                        Err(e) => return rejected(400, "webauthn_rejected", &e.to_string()),
+                    };
+                    let name = fields.get("name").and_then(Value::as_str).map(str::trim).unwrap_or("");
+                    let name = if name.is_empty() { "Security key" } else { name };
+                    if name.chars().count() > 64 || name.chars().any(char::is_control) {
+                        return rejected(400, "invalid_name", "Use a name of at most 64 characters.");
+                    }
+                    let _ = rng;
+                    Decision::Call(
+                        store::consume_challenge(&self.cfg.store, &ceremony.challenge, "webauthn.create"),
+                        Pending::Webauthn(WaPending::RegisterConsume {
+                            req,
+                            session,
+                            user,
+                            cred: Box::new(cred),
+                            name: name.to_string(),
+                            handle: ceremony.user_handle,
+                            next,
+                        }),
+                    )
+                } else {
+                    let resp = match wa::AssertionResponse::from_json(raw.as_bytes()) {
+                        Ok(r) => r,
+                        Err(e) => return rejected(400, "webauthn_rejected", &e.to_string()),
+                    };
+                    Decision::Call(
+                        store::consume_challenge(&self.cfg.store, &ceremony.challenge, "webauthn.get"),
+                        Pending::Webauthn(WaPending::LoginConsume {
+                            req,
+                            user,
+                            response: Box::new(resp),
+                            challenge: ceremony.challenge,
+                            next,
+                        }),
+                    )
+                }
+            }
+            _ => rejected(500, "internal", "Unexpected state."),
+        }
+    }
+
+    /// Starts a ceremony: records the challenge, then answers with options and the state cookie.
+    fn begin(
+        &self,
+        req: Box<Req>,
+        user: &str,
+        registration: bool,
+        handle: [u8; 16],
+        now: u64,
+        rng: &mut dyn Rng,
+        options: impl FnOnce(&[u8; 32]) -> Value,
+    ) -> Decision {
+        let ttl = self.cfg.webauthn.as_ref().map_or(120, |w| w.challenge_ttl_s);
+        let mut challenge = [0u8; 32];
+        rng.fill(&mut challenge);
+        let c = Ceremony { registration, expires: now + ttl, challenge, user_handle: handle, user: user.to_string() };
+        let Ok(state) = token::seal_ceremony(&self.keys.borrow(), &c) else {
+            return self.unavailable(&req);
+        };
+        let purpose = if registration { "webauthn.create" } else { "webauthn.get" };
+        let call = store::put_challenge(&self.cfg.store, &challenge, Some(user), purpose, c.expires);
+        Decision::Call(call, Pending::Webauthn(WaPending::Challenge { req, state, options: options(&challenge) }))
+    }
+
+    pub(super) fn webauthn_reply(&self, p: WaPending, reply: &StoreReply, now: u64, rng: &mut dyn Rng) -> Decision {
+        let Some(settings) = &self.cfg.webauthn else {
+            return rejected(404, "not_found", "Security keys are not enabled.");
+        };
+        let rp = &settings.rp;
+        match p {
+            WaPending::RegisterFactors { req, session, user, next: _ } => {
+                let Ok(factors) = store::parse_factors(reply) else { return self.unavailable(&req) };
+                if session.is_none() && factors.iter().any(|f| f.enabled) {
+                    // Adding a key to an account that has a factor needs that factor first.
+                    return self.verify_first(&req, "/.mfa/");
+                }
+                if session.is_none() && self.cfg.policy.no_factor == NoFactor::Deny {
+                    return rejected(
+                        403,
+                        "enrollment_closed",
+                        "Ask your administrator to set up two-step verification.",
+                    );
+                }
+                let mut handle = [0u8; 16];
+                match factors.iter().find_map(|f| f.webauthn.as_ref()).map(|w| w.user_handle.as_slice()) {
+                    Some(h) if h.len() == 16 => handle.copy_from_slice(h),
+                    _ => rng.fill(&mut handle),
+                }
+                let exclude: Vec<Vec<u8>> =
+                    factors.iter().filter_map(|f| f.webauthn.as_ref()).map(|w| w.credential_id.clone()).collect();
+                self.begin(req, &user, true, handle, now, rng, |ch| {
+                    wa::creation_options(rp, &user, &handle, ch, &exclude)
+                })
+            }
+            WaPending::LoginFactors { req, user, next: _ } => {
+                let Ok(factors) = store::parse_factors(reply) else { return self.unavailable(&req) };
+                let allow: Vec<(Vec<u8>, Vec<String>)> = factors
+                    .iter()
+                    .filter(|f| f.enabled)
+                    .filter_map(|f| f.webauthn.as_ref())
+                    .map(|w| (w.credential_id.clone(), w.transports.clone()))
+                    .collect();
+                if allow.is_empty() {
+                    return rejected(400, "no_security_key", "You have no security key or passkey registered.");
+                }
+                self.begin(req, &user, false, [0; 16], now, rng, |ch| wa::request_options(rp, ch, &allow))
+            }
+            WaPending::Challenge { req, state, options } => match store::parse_ok(reply) {
+                Ok(()) => {
+                    let ttl = settings.challenge_ttl_s;
+                    let r = Response::json(200, &json!({ "publicKey": options }));
+                    Decision::Respond(r.header("set-cookie", self.ceremony_cookie(&state, ttl)))
+                }
+                Err(_) => self.unavailable(&req),
+            },
+            WaPending::RegisterConsume { req, session, user, cred, name, handle, next } => match store::parse_ok(reply)
+            {
+                Ok(()) => {
+                    let w = store::NewWebauthn {
+                        name: &name,
+                        credential_id: &cred.credential_id,
+                        public_key: &cred.public_key,
+                        alg: cred.alg,
+                        sign_count: cred.sign_count,
+                        aaguid: &cred.aaguid,
+                        transports: &cred.transports,
+                        backup_eligible: cred.backup_eligible,
+                        backup_state: cred.backup_state,
+                        attestation_format: &cred.attestation_format,
+                        user_handle: &handle,
+                        discoverable: false,
+                    };
+                    let call = store::create_webauthn(&self.cfg.store, &user, &w, session.is_none());
+                    Decision::Call(call, Pending::Webauthn(WaPending::RegisterCreate { req, session, user, next }))
+                }
+                Err(StoreError::Unavailable) => self.unavailable(&req),
+                Err(_) => rejected(400, "challenge_used", "This request was already used or expired. Start again."),
+            },
+            WaPending::RegisterCreate { req, session, user, next } => {
+                let clear = self.ceremony_cookie("", 0);
+                match store::parse_created(reply) {
+                    Ok(()) if session.is_none() => {
+                        match self.verified(&req, &user, Method::Webauthn, &next, now, rng) {
+                            Decision::Respond(r) => Decision::Respond(r.header("set-cookie", clear)),
+                            other => other,
+                        }
+                    }
+                    Ok(()) => Decision::Respond(
+                        Response::json(200, &json!({"ok": true, "next": next})).header("set-cookie", clear),
+                    ),
+                    Err(StoreError::Conflict(c)) if c == "user_has_factors" => self.verify_first(&req, &next),
+                    Err(StoreError::Conflict(c)) if c == "credential_exists" => {
+                        rejected(409, "credential_exists", "This key is already registered.")
+                    }
+                    Err(StoreError::Conflict(_)) => {
+                        rejected(409, "too_many_factors", "Remove a method before adding another.")
+                    }
+                    Err(_) => self.unavailable(&req),
+                }
+            }
+            WaPending::LoginConsume { req, user, response, challenge, next } => match store::parse_ok(reply) {
+                Ok(()) => Decision::Call(
+                    store::factors(&self.cfg.store, &user),
+                    Pending::Webauthn(WaPending::LoginVerify { req, user, response, challenge, next }),
+                ),
+                Err(StoreError::Unavailable) => self.unavailable(&req),
+                Err(_) => rejected(400, "challenge_used", "This request was already used or expired. Start again."),
+            },
+            WaPending::LoginVerify { req, user, response, challenge, next } => {
+                let Ok(factors) = store::parse_factors(reply) else { return self.unavailable(&req) };
+                let found = factors.iter().filter(|f| f.enabled).find_map(|f| {
+                    f.webauthn.as_ref().filter(|w| w.credential_id == response.credential_id()).map(|w| (f, w))
+                });
+                let Some((factor, w)) = found else {
+                    return rejected(401, "unknown_key", "This key is not registered for your account.");
+                };
+                let stored = wa::StoredCredential {
+                    credential_id: &w.credential_id,
+                    public_key: &w.public_key,
+                    sign_count: w.sign_count,
+                    backup_eligible: w.backup_eligible,
+                };
+                match wa::verify_assertion(rp, &response, &challenge, &stored) {
+                    Ok(out) => Decision::Call(
+                        store::use_webauthn(&self.cfg.store, &user, &factor.id, out.sign_count, out.backup_state),
+                        Pending::Webauthn(WaPending::LoginUse { req, user, next }),
+                    ),
+                    Err(e) => rejected(401, "webauthn_rejected", &e.to_string()),
+                }
+            }
+            WaPending::LoginUse { req, user, next } => {
+                let clear = self.ceremony_cookie("", 0);
+                match store::parse_ok(reply) {
+                    Ok(()) => match self.verified(&req, &user, Method::Webauthn, &next, now, rng) {
+                        Decision::Respond(r) => Decision::Respond(r.header("set-cookie", clear)),
+                        other => other,
+                    },
+                    Err(StoreError::Conflict(_)) => rejected(
+                        401,
+                        "counter_regression",
+                        "This key's signature counter went backwards: it may have been cloned. Use another method.",
+                    ),
+                    Err(StoreError::NotFound) => {
+                        rejected(401, "unknown_key", "This key is not registered for your account.")
+                    }
+                    Err(_) => self.unavailable(&req),
+                }
+            }
+        }
+    }
+}

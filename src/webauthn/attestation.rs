@@ -1,0 +1,242 @@
+//! Attestation statement verification (§8): `none`, `packed` (self and x5c) and `fido-u2f`.
+//!
+//! This proves the statement is internally consistent (signed by the key it names, over this
+//! registration); it does not chain x5c to a trust root — there is no metadata service here —
+//! so a certificate attestation is "Basic or AttCA, untrusted", which the caller may log.
+
+use super::cose::{self, CoseKey};
+use super::wire::{map_get, map_keys_ok, AttestedCredential};
+use super::WebauthnError as E;
+use cbor4ii::core::Value;
+use rsa::pkcs1::DecodeRsaPublicKey;
+use x509_cert::der::asn1::{ObjectIdentifier, OctetString};
+use x509_cert::der::Decode;
+use x509_cert::{Certificate, Version};
+
+const OID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+const OID_P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+const OID_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+const OID_BASIC_CONSTRAINTS: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.19");
+/// id-fido-gen-ce-aaguid (§8.2.1).
+const OID_FIDO_AAGUID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.45724.1.1.4");
+const OID_C: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.6");
+const OID_O: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.10");
+const OID_OU: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.11");
+const OID_CN: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.3");
+
+/// Everything a statement is verified against.
+pub struct Inputs<'a> {
+    pub auth_data: &'a [u8],
+    pub client_data_hash: &'a [u8; 32],
+    pub rp_id_hash: &'a [u8],
+    pub credential: &'a AttestedCredential<'a>,
+    pub key: &'a CoseKey,
+}
+
+/// Verifies `attStmt` for format `fmt`.
+pub fn verify(fmt: &str, att_stmt: &[(Value, Value)], inp: &Inputs) -> Result<(), E> {
+    match fmt {
+        "none" => {
+            if att_stmt.is_empty() {
+                Ok(())
+            } else {
+                Err(E::AttStmtMalformed)
+            }
+        }
+        "packed" => packed(att_stmt, inp),
+        "fido-u2f" => fido_u2f(att_stmt, inp),
+        _ => Err(E::UnknownAttestationFormat),
+    }
+}
+
+/// authenticatorData ‖ clientDataHash: what packed signatures cover.
+fn signed_data(inp: &Inputs) -> Vec<u8> {
+    let mut m = Vec::with_capacity(inp.auth_data.len() + 32);
+    m.extend_from_slice(inp.auth_data);
+    m.extend_from_slice(inp.client_data_hash);
+    m
+}
+
+fn sig_bytes(att_stmt: &[(Value, Value)]) -> Result<&[u8], E> {
+    match map_get(att_stmt, "sig") {
+        Some(Value::Bytes(b)) => Ok(b),
+        _ => Err(E::AttStmtMalformed),
+    }
+}
+
+/// `x5c`: a non-empty array of DER certificates; returns the leaf (first).
+fn x5c_leaf(att_stmt: &[(Value, Value)]) -> Result<Option<(&[u8], usize)>, E> {
+    match map_get(att_stmt, "x5c") {
+        None => Ok(None),
+        Some(Value::Array(certs)) => {
+            if !certs.iter().all(|c| matches!(c, Value::Bytes(_))) {
+                return Err(E::AttStmtMalformed);
+            }
+            match certs.first() {
+                Some(Value::Bytes(leaf)) => Ok(Some((leaf, certs.len()))),
+                _ => Err(E::AttStmtMalformed),
+            }
+        }
+        Some(_) => Err(E::AttStmtMalformed),
+    }
+}
+
+/// §8.2: packed attestation.
+fn packed(att_stmt: &[(Value, Value)], inp: &Inputs) -> Result<(), E> {
+    if !map_keys_ok(att_stmt, &["alg", "sig", "x5c"]) {
+        return Err(E::AttStmtMalformed);
+    }
+    let alg = match map_get(att_stmt, "alg") {
+        Some(Value::Integer(a)) => i64::try_from(*a).map_err(|_| E::AttStmtMalformed)?,
+        _ => return Err(E::AttStmtMalformed),
+    };
+    let sig = sig_bytes(att_stmt)?;
+    let msg = signed_data(inp);
+    match x5c_leaf(att_stmt)? {
+        // Self attestation: signed by the credential key itself.
+        None => {
+            if alg != inp.key.alg() {
+                return Err(E::AttestationAlgMismatch);
+            }
+            if !inp.key.verify(&msg, sig) {
+                return Err(E::AttestationSignature);
+            }
+            Ok(())
+        }
+        Some((leaf, _)) => {
+            let cert = Certificate::from_der(leaf).map_err(|_| E::CertificateMalformed)?;
+            let key = cert_key(&cert)?;
+            if key.alg() != alg {
+                return Err(E::AttestationAlgMismatch);
+            }
+            if !key.verify(&msg, sig) {
+                return Err(E::AttestationSignature);
+            }
+            packed_cert_requirements(&cert)?;
+            if let Some(aaguid) = cert_aaguid(&cert)? {
+                if aaguid != inp.credential.aaguid {
+                    return Err(E::CertificateAaguidMismatch);
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// §8.6: FIDO U2F attestation, as a CTAP2 client wraps a U2F register response.
+fn fido_u2f(att_stmt: &[(Value, Value)], inp: &Inputs) -> Result<(), E> {
+    if !map_keys_ok(att_stmt, &["sig", "x5c"]) {
+        return Err(E::AttStmtMalformed);
+    }
+    let sig = sig_bytes(att_stmt)?;
+    let leaf = match x5c_leaf(att_stmt)? {
+        Some((leaf, 1)) => leaf,
+        _ => return Err(E::AttStmtMalformed),
+    };
+    let cert = Certificate::from_der(leaf).map_err(|_| E::CertificateMalformed)?;
+    let CertKey::Es256(cert_key) = cert_key(&cert)? else {
+        return Err(E::AttestationKeyUnsupported);
+    };
+    let CoseKey::Es256(cred_key) = inp.key else {
+        return Err(E::U2fCredentialNotEs256);
+    };
+    let point = cred_key.to_encoded_point(false);
+    let mut data = Vec::with_capacity(1 + 32 + 32 + inp.credential.credential_id.len() + 65);
+    data.push(0x00);
+    data.extend_from_slice(inp.rp_id_hash);
+    data.extend_from_slice(inp.client_data_hash);
+    data.extend_from_slice(inp.credential.credential_id);
+    data.extend_from_slice(point.as_bytes());
+    if !cose::verify_es256(&cert_key, &data, sig) {
+        return Err(E::AttestationSignature);
+    }
+    // A U2F device has no AAGUID; the client fills zeros. Checked after the signature (which
+    // does not cover it) so that a failure here says exactly this.
+    if inp.credential.aaguid != [0u8; 16] {
+        return Err(E::U2fAaguidNotZero);
+    }
+    Ok(())
+}
+
+/// An attestation certificate's public key.
+enum CertKey {
+    Es256(p256::ecdsa::VerifyingKey),
+    Rs256(rsa::RsaPublicKey),
+}
+
+impl CertKey {
+    fn alg(&self) -> i64 {
+        match self {
+            CertKey::Es256(_) => cose::ES256,
+            CertKey::Rs256(_) => cose::RS256,
+        }
+    }
+    fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
+        match self {
+            CertKey::Es256(k) => cose::verify_es256(k, msg, sig),
+            CertKey::Rs256(k) => cose::verify_rs256(k, msg, sig),
+        }
+    }
+}
+
+fn cert_key(cert: &Certificate) -> Result<CertKey, E> {
+    let spki = &cert.tbs_certificate.subject_public_key_info;
+    let bits = spki.subject_public_key.as_bytes().ok_or(E::CertificateMalformed)?;
+    if spki.algorithm.oid == OID_EC_PUBLIC_KEY {
+        let curve = spki.algorithm.parameters.as_ref().and_then(|p| p.decode_as::<ObjectIdentifier>().ok());
+        if curve != Some(OID_P256) {
+            return Err(E::AttestationKeyUnsupported);
+        }
+        p256::ecdsa::VerifyingKey::from_sec1_bytes(bits).map(CertKey::Es256).map_err(|_| E::CertificateMalformed)
+    } else if spki.algorithm.oid == OID_RSA {
+        let key = rsa::RsaPublicKey::from_pkcs1_der(bits).map_err(|_| E::CertificateMalformed)?;
+        if rsa::traits::PublicKeyParts::n(&key).bits() < cose::MIN_RSA_BITS {
+            return Err(E::RsaKeyTooSmall);
+        }
+        Ok(CertKey::Rs256(key))
+    } else {
+        Err(E::AttestationKeyUnsupported)
+    }
+}
+
+/// §8.2.1, the cheap parts: version 3; subject C, O, CN present and OU "Authenticator
+/// Attestation"; Basic Constraints not a CA.
+fn packed_cert_requirements(cert: &Certificate) -> Result<(), E> {
+    let tbs = &cert.tbs_certificate;
+    if tbs.version != Version::V3 {
+        return Err(E::CertificateRequirements);
+    }
+    let attr = |oid: ObjectIdentifier| {
+        tbs.subject.0.iter().flat_map(|rdn| rdn.0.iter()).find(|atv| atv.oid == oid).map(|atv| atv.value.value())
+    };
+    if attr(OID_C).is_none()
+        || attr(OID_O).is_none()
+        || attr(OID_CN).is_none()
+        || attr(OID_OU) != Some(b"Authenticator Attestation".as_slice())
+    {
+        return Err(E::CertificateRequirements);
+    }
+    for ext in tbs.extensions.iter().flatten() {
+        if ext.extn_id == OID_BASIC_CONSTRAINTS {
+            let bc = x509_cert::ext::pkix::BasicConstraints::from_der(ext.extn_value.as_bytes())
+                .map_err(|_| E::CertificateMalformed)?;
+            if bc.ca {
+                return Err(E::CertificateRequirements);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The id-fido-gen-ce-aaguid extension, when present: an OCTET STRING of 16 bytes, not critical.
+fn cert_aaguid(cert: &Certificate) -> Result<Option<[u8; 16]>, E> {
+    let Some(ext) = cert.tbs_certificate.extensions.iter().flatten().find(|e| e.extn_id == OID_FIDO_AAGUID) else {
+        return Ok(None);
+    };
+    if ext.critical {
+        return Err(E::CertificateRequirements);
+    }
+    let inner = OctetString::from_der(ext.extn_value.as_bytes()).map_err(|_| E::CertificateMalformed)?;
+    let aaguid: [u8; 16] = inner.as_bytes().try_into().map_err(|_| E::CertificateMalformed)?;
+    Ok(Some(aaguid))
+}

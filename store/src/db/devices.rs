@@ -1,0 +1,123 @@
+//! Trusted devices ("remember this browser"): per-user rows with an expiry.
+//! The per-user cap is checked in the same write transaction as the insert.
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use super::{audit, now, Result, StoreError};
+
+#[derive(Debug, Clone)]
+pub struct Device {
+    pub id: String,
+    pub user_agent: String,
+    pub added_at: i64,
+    pub last_used_at: Option<i64>,
+    pub expires_at: i64,
+}
+
+/// The audit log names devices by the first 8 characters of their id only:
+/// the id may double as a bearer value in the filter's cookie.
+fn id_prefix(id: &str) -> String {
+    id.chars().take(8).collect()
+}
+
+/// Adds a device unless the user already has `max_devices` live ones.
+pub fn add(conn: &mut Connection, user: &str, d: &Device, max_devices: i64, actor: &str) -> Result<()> {
+    let now = now();
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute("DELETE FROM devices WHERE expires_at <= ?1", params![now])?;
+    let taken: Option<i64> =
+        tx.query_row("SELECT 1 FROM devices WHERE id = ?1", params![d.id], |r| r.get(0)).optional()?;
+    if taken.is_some() {
+        return Err(StoreError::Exists("device"));
+    }
+    let live: i64 =
+        tx.query_row("SELECT count(*) FROM devices WHERE user = ?1 AND expires_at > ?2", params![user, now], |r| {
+            r.get(0)
+        })?;
+    if live >= max_devices {
+        return Err(StoreError::TooManyDevices);
+    }
+    tx.execute(
+        "INSERT INTO devices(id, user, user_agent, added_at, last_used_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, NULL, ?5)",
+        params![d.id, user, d.user_agent, now, d.expires_at],
+    )?;
+    audit::record(
+        &tx,
+        audit::Event {
+            user: Some(user),
+            actor,
+            event: "device.trusted",
+            factor_id: None,
+            detail: Some(serde_json::json!({"device": id_prefix(&d.id), "expires_at": d.expires_at})),
+        },
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// The user's live (unexpired) devices, oldest first.
+pub fn list(conn: &Connection, user: &str) -> Result<Vec<Device>> {
+    let mut stmt = conn.prepare(
+        "SELECT id, user_agent, added_at, last_used_at, expires_at FROM devices
+         WHERE user = ?1 AND expires_at > ?2 ORDER BY added_at, rowid",
+    )?;
+    let rows = stmt
+        .query_map(params![user, now()], |r| {
+            Ok(Device {
+                id: r.get(0)?,
+                user_agent: r.get(1)?,
+                added_at: r.get(2)?,
+                last_used_at: r.get(3)?,
+                expires_at: r.get(4)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// Marks a live device as used now; `NotFound` if unknown, expired or revoked.
+pub fn touch(conn: &mut Connection, user: &str, id: &str, actor: &str) -> Result<()> {
+    let now = now();
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let n = tx.execute(
+        "UPDATE devices SET last_used_at = ?1 WHERE id = ?2 AND user = ?3 AND expires_at > ?1",
+        params![now, id, user],
+    )?;
+    if n == 0 {
+        return Err(StoreError::NotFound("device"));
+    }
+    audit::record(
+        &tx,
+        audit::Event {
+            user: Some(user),
+            actor,
+            event: "device.used",
+            factor_id: None,
+            detail: Some(serde_json::json!({"device": id_prefix(id)})),
+        },
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Revokes (deletes) a device.
+pub fn revoke(conn: &mut Connection, user: &str, id: &str, actor: &str) -> Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let n = tx.execute("DELETE FROM devices WHERE id = ?1 AND user = ?2", params![id, user])?;
+    if n == 0 {
+        return Err(StoreError::NotFound("device"));
+    }
+    audit::record(
+        &tx,
+        audit::Event {
+            user: Some(user),
+            actor,
+            event: "device.revoked",
+            factor_id: None,
+            detail: Some(serde_json::json!({"device": id_prefix(id)})),
+        },
+    )?;
+    tx.commit()?;
+    Ok(())
+}
