@@ -7,6 +7,21 @@ const base = process.argv[2];
 const shots = process.argv[3] || "../docs";
 if (!base) { console.error("usage: node passkey.mjs BASE_URL [SCREENSHOT_DIR]"); process.exit(2); }
 
+// Clicks a WebAuthn button, then waits for the page to become the upstream's JSON echo (or for
+// the page script to report an error, which fails the test with its words).
+async function clickThrough(page, selector) {
+  const before = page.url();
+  await page.click(selector);
+  const outcome = await Promise.race([
+    page.waitForFunction(() => document.body && document.body.innerText.trim().startsWith("{"), null, { timeout: 20000 })
+      .then(() => "navigated"),
+    page.waitForSelector("#webauthn-status:not([hidden])", { timeout: 20000 }).then(() => "error"),
+  ]);
+  if (outcome === "error") {
+    throw new Error("page reported: " + (await page.locator("#webauthn-status").innerText()) + " (at " + before + ")");
+  }
+}
+
 function check(cond, msg) { if (!cond) { throw new Error("FAILED: " + msg); } console.log("ok - " + msg); }
 
 const browser = await chromium.launch({
@@ -36,7 +51,7 @@ try {
   await page.screenshot({ path: shots + "/enroll-page.png", fullPage: true });
 
   await page.fill("#webauthn-name", "Laptop passkey");
-  await Promise.all([page.waitForURL(base + "/app"), page.click("[data-webauthn=register]")]);
+  await clickThrough(page, "[data-webauthn=register]");
   let seen = JSON.parse(await page.locator("body").innerText());
   check(seen.headers["x-mfa-user"] === "pat", "after registering, upstream sees x-mfa-user: pat");
   check(seen.headers["x-mfa-method"] === "webauthn", "method is webauthn");
@@ -50,11 +65,28 @@ try {
   await page.goto(base + "/app?again=1");
   await page.waitForSelector("[data-webauthn=login]:not([hidden])");
   await page.screenshot({ path: shots + "/challenge-page.png", fullPage: true });
-  await Promise.all([page.waitForURL(base + "/app?again=1"), page.click("[data-webauthn=login]")]);
+  await clickThrough(page, "[data-webauthn=login]");
   seen = JSON.parse(await page.locator("body").innerText());
   check(seen.headers["x-mfa-user"] === "pat" && seen.headers["x-mfa-method"] === "webauthn", "passkey sign-in reaches the upstream");
   const after = await cdp.send("WebAuthn.getCredentials", { authenticatorId });
   check(after.credentials[0].signCount >= 1, "sign counter advanced");
+
+  // Quick login: no first-factor identity at all; the passkey alone names the user (UV on).
+  await context.clearCookies();
+  await page.goto(base + "/app?quick=1");
+  check(page.url().includes("/.mfa/login"), "without identity, browsers land on the passkey sign-in page");
+  await page.waitForSelector("[data-webauthn=login]:not([hidden])");
+  await page.screenshot({ path: shots + "/quick-login.png", fullPage: true });
+  // The page starts a conditional (autofill) passkey request; the virtual authenticator may
+  // answer it at once, else the button does it.
+  const autofilled = await page
+    .waitForFunction(() => document.body && document.body.innerText.trim().startsWith("{"), null, { timeout: 5000 })
+    .then(() => true, () => false);
+  if (!autofilled) await clickThrough(page, "[data-webauthn=login]");
+  console.log("  quick login via " + (autofilled ? "conditional mediation (autofill)" : "the button"));
+  seen = JSON.parse(await page.locator("body").innerText());
+  check(seen.headers["x-mfa-user"] === "pat" && seen.headers["x-mfa-method"] === "webauthn", "passkey quick login reaches the upstream as pat");
+  check(seen.path === "/app?quick=1", "and returns to the page first asked for");
 
   // The security home lists the passkey.
   await page.goto(base + "/.mfa/");

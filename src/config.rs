@@ -28,6 +28,8 @@ struct RawConfig {
     webauthn: Option<RawWebauthn>,
     #[serde(default)]
     recovery: RawRecovery,
+    #[serde(default)]
+    quick_login: bool,
 }
 
 #[derive(Deserialize)]
@@ -343,6 +345,8 @@ pub struct Config {
     pub ceremony_cookie: String,
     /// How many recovery codes a set has.
     pub recovery_count: usize,
+    /// Passkey sign-in without a first-factor identity (MFA_QUICKLOGIN).
+    pub quick_login: bool,
 }
 
 fn header_name_ok(h: &str) -> bool {
@@ -447,7 +451,11 @@ impl Config {
         if !(1..=20).contains(&raw.recovery.count) {
             return Err("recovery.count must be 1..=20".into());
         }
+        if raw.quick_login && webauthn.is_none() {
+            return Err("quick_login needs the webauthn section (it signs in with a passkey)".into());
+        }
         Ok(Config {
+            quick_login: raw.quick_login,
             recovery_count: raw.recovery.count,
             webauthn,
             ceremony_cookie,

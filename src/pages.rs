@@ -141,6 +141,25 @@ pub fn challenge(user: &str, next: &str, digits: u32, error: Option<&str>, reche
     page("Two-step verification", &content)
 }
 
+/// Sign in with a passkey alone (quick login), or go to the usual sign-in.
+pub fn quick_login(next: &str, login_url: Option<&str>) -> String {
+    let mut content = String::from(
+        "<h1>Sign in</h1><p>Use a passkey saved on this device or a security key: no password needed.</p>\
+<label for=\"username\">User name (optional; your browser may suggest your passkey here)</label>\
+<input type=\"text\" id=\"username\" name=\"username\" autocomplete=\"username webauthn\">",
+    );
+    content.push_str(&webauthn_block("login", "Sign in with a passkey", next, false));
+    if let Some(login) = login_url {
+        let sep = if login.contains('?') { '&' } else { '?' };
+        content.push_str(&format!(
+            "<p class=\"muted\"><a href=\"{}{sep}next={}\">Sign in another way</a></p>",
+            esc(login),
+            esc(&crate::http::percent_encode(next))
+        ));
+    }
+    page("Sign in", &content)
+}
+
 /// The new recovery codes, shown once.
 pub fn recovery_codes(codes: &[String]) -> String {
     let list: String = codes.iter().map(|c| format!("<li><code>{}</code></li>", esc(c))).collect();

@@ -247,8 +247,14 @@ mod tests {
     #[test]
     fn rule_satisfaction() {
         let r = Rule::new("/admin", Some(300), Some(vec![Method::Webauthn])).unwrap();
-        let mut s =
-            Session { auth_time: 1000, expires: 9999, recheck_at: 0, session_id: [0; 16], method: Method::Webauthn };
+        let mut s = Session {
+            auth_time: 1000,
+            expires: 9999,
+            recheck_at: 0,
+            session_id: [0; 16],
+            method: Method::Webauthn,
+            quick: false,
+        };
         assert!(r.satisfied_by(&s, 1300));
         assert!(!r.satisfied_by(&s, 1301));
         s.method = Method::Totp;

@@ -126,6 +126,8 @@ pub struct Session {
     pub recheck_at: u64,
     pub session_id: [u8; 16],
     pub method: Method,
+    /// Signed in by a discoverable passkey alone (quick login): the session is the identity.
+    pub quick: bool,
 }
 
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
@@ -222,6 +224,7 @@ pub fn seal_session(ring: &KeyRing, user: &str, s: &Session) -> Result<String, T
     p.extend_from_slice(&s.recheck_at.to_be_bytes());
     p.extend_from_slice(&s.session_id);
     p.push(s.method as u8);
+    p.push(u8::from(s.quick));
     p.extend_from_slice(user.as_bytes());
     seal(ring, SESSION_TAG, &p)
 }
@@ -229,7 +232,31 @@ pub fn seal_session(ring: &KeyRing, user: &str, s: &Session) -> Result<String, T
 /// Verifies a session token for the identity `user` at time `now`. This is the hot path.
 pub fn open_session(ring: &KeyRing, token: &str, user: &str, now: u64) -> Result<Session, TokenError> {
     let mut buf = [0u8; MAX_PAYLOAD];
-    let payload = open(ring, SESSION_TAG, token, &mut buf)?;
+    let (s, token_user) = open_session_payload(ring, token, now, &mut buf)?;
+    if token_user != user.as_bytes() {
+        return Err(TokenError::WrongUser);
+    }
+    Ok(s)
+}
+
+/// Verifies a quick-login session, which names its own user (no first-factor identity).
+pub fn open_quick_session(ring: &KeyRing, token: &str, now: u64) -> Result<(Session, String), TokenError> {
+    let mut buf = [0u8; MAX_PAYLOAD];
+    let (s, user) = open_session_payload(ring, token, now, &mut buf)?;
+    if !s.quick {
+        return Err(TokenError::WrongUser);
+    }
+    let user = std::str::from_utf8(user).map_err(|_| TokenError::Malformed)?.to_string();
+    Ok((s, user))
+}
+
+fn open_session_payload<'b>(
+    ring: &KeyRing,
+    token: &str,
+    now: u64,
+    buf: &'b mut [u8; MAX_PAYLOAD],
+) -> Result<(Session, &'b [u8]), TokenError> {
+    let payload = open(ring, SESSION_TAG, token, buf)?;
     let mut r = Reader(payload);
     let auth_time = r.u64()?;
     let expires = r.u64()?;
@@ -237,6 +264,11 @@ pub fn open_session(ring: &KeyRing, token: &str, user: &str, now: u64) -> Result
     let mut session_id = [0u8; 16];
     session_id.copy_from_slice(r.take(16)?);
     let method = Method::from_code(r.u8()?).ok_or(TokenError::Malformed)?;
+    let quick = match r.u8()? {
+        0 => false,
+        1 => true,
+        _ => return Err(TokenError::Malformed),
+    };
     let token_user = r.0;
     if token_user.is_empty() {
         return Err(TokenError::Malformed);
@@ -247,10 +279,7 @@ pub fn open_session(ring: &KeyRing, token: &str, user: &str, now: u64) -> Result
     if auth_time > now.saturating_add(IAT_SKEW_S) {
         return Err(TokenError::FromFuture);
     }
-    if token_user != user.as_bytes() {
-        return Err(TokenError::WrongUser);
-    }
-    Ok(Session { auth_time, expires, recheck_at, session_id, method })
+    Ok((Session { auth_time, expires, recheck_at, session_id, method, quick }, token_user))
 }
 
 /// State of a TOTP enrollment in progress: the secret the filter generated, bound to the user.
@@ -346,7 +375,14 @@ mod tests {
         KeyRing::new(vec![Key::new(kid, &[fill; 32]).unwrap()])
     }
     fn session() -> Session {
-        Session { auth_time: 1000, expires: 2000, recheck_at: 0, session_id: [7; 16], method: Method::Totp }
+        Session {
+            auth_time: 1000,
+            expires: 2000,
+            recheck_at: 0,
+            session_id: [7; 16],
+            method: Method::Totp,
+            quick: false,
+        }
     }
 
     #[test]
@@ -456,6 +492,18 @@ mod tests {
         assert_eq!(open_enrollment(&r, &t, "alice", 1000), Ok(e));
         assert_eq!(open_enrollment(&r, &t, "bob", 1000), Err(TokenError::WrongUser));
         assert_eq!(open_enrollment(&r, &t, "alice", 2000), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn quick_sessions_name_their_user() {
+        let r = ring("k1", 1);
+        let t = seal_session(&r, "alice", &session()).unwrap();
+        assert_eq!(open_quick_session(&r, &t, 1500), Err(TokenError::WrongUser), "a normal session is no identity");
+        let q = Session { quick: true, method: Method::Webauthn, ..session() };
+        let t = seal_session(&r, "alice", &q).unwrap();
+        assert_eq!(open_quick_session(&r, &t, 1500), Ok((q.clone(), "alice".to_string())));
+        assert_eq!(open_session(&r, &t, "alice", 1500), Ok(q));
+        assert_eq!(open_quick_session(&r, &t, 2000), Err(TokenError::Expired));
     }
 
     #[test]

@@ -62,7 +62,10 @@
       });
     });
   }
+  var conditional = null; // AbortController of a pending autofill (conditional) passkey request
+
   function run(button) {
+    if (conditional) { conditional.abort(); conditional = null; }
     var kind = button.getAttribute("data-webauthn");
     var next = button.getAttribute("data-next") || "/";
     var status = document.getElementById("webauthn-status");
@@ -91,7 +94,28 @@
     p.then(function (j) { window.location.assign(j.next || next); })
      .catch(function (e) { show(explain(e)); button.disabled = false; });
   }
+  // Passkey autofill on the quick-login page: the browser offers saved passkeys in the user
+  // name field; choosing one signs in without a click on the button.
+  function startConditional() {
+    var field = document.querySelector("input[autocomplete~=webauthn]");
+    var button = document.querySelector("[data-webauthn=login]");
+    if (!field || !button || !window.PublicKeyCredential || !PublicKeyCredential.isConditionalMediationAvailable) return;
+    PublicKeyCredential.isConditionalMediationAvailable().then(function (ok) {
+      if (!ok) return;
+      var next = button.getAttribute("data-next") || "/";
+      var ctl = new AbortController();
+      conditional = ctl;
+      post("/.mfa/webauthn/login/begin", { next: next }).then(function (o) {
+        return navigator.credentials.get({ publicKey: decodeRequest(o.publicKey), mediation: "conditional", signal: ctl.signal });
+      }).then(function (cred) {
+        return post("/.mfa/webauthn/login/finish", { credential: encodeCredential(cred), next: next });
+      }).then(function (j) { window.location.assign(j.next || next); })
+        .catch(function () { /* aborted or dismissed: the button still works */ });
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    startConditional();
     var buttons = document.querySelectorAll("[data-webauthn]");
     for (var i = 0; i < buttons.length; i++) {
       buttons[i].addEventListener("click", function (ev) { ev.preventDefault(); run(ev.currentTarget); });

@@ -69,6 +69,8 @@ pub struct Req {
     pub origin: Option<String>,
     pub sec_fetch_site: Option<String>,
     pub user: Option<String>,
+    /// True when `user` comes from a quick-login session rather than the first factor.
+    pub quick: bool,
     /// The session cookie's value; `Err` when the cookie header was ambiguous.
     pub token: Result<Option<String>, ()>,
     /// The WebAuthn ceremony cookie's value, if any.
@@ -213,6 +215,44 @@ impl Gate {
         }
     }
 
+    /// A quick-login session (passkey alone), when quick login is on.
+    fn quick_session(&self, token: &Result<Option<String>, ()>, now: u64) -> Option<(Session, String)> {
+        match token {
+            Ok(Some(t)) if self.cfg.quick_login => token::open_quick_session(&self.keys.borrow(), t, now).ok(),
+            _ => None,
+        }
+    }
+
+    /// Requests with no identity at all: only passkey quick login and static parts are open.
+    fn anonymous(&self, req: Box<Req>, _now: u64, _rng: &mut dyn Rng) -> Decision {
+        let quick = self.cfg.quick_login && self.webauthn_on();
+        match (req.method.as_str(), req.path.as_str()) {
+            ("GET", "/.mfa/assets/webauthn.js") => Decision::Respond(webauthn_flow::script()),
+            ("GET", "/.mfa/login") if quick => {
+                let next = req.query_next();
+                Decision::Respond(Response::html(200, pages::quick_login(&next, self.cfg.login_url.as_deref())))
+            }
+            ("POST", p) if quick && p.starts_with("/.mfa/") && self.cross_origin(&req) => Decision::Respond(message(
+                req.html,
+                403,
+                "cross_origin",
+                "Request refused",
+                "This form was submitted from another site.",
+            )),
+            ("POST", "/.mfa/webauthn/login/begin") if quick => {
+                Decision::ReadBody(Pending::Body(BodyKind::WebauthnLoginBegin, req, None))
+            }
+            ("POST", "/.mfa/webauthn/login/finish") if quick => {
+                Decision::ReadBody(Pending::Body(BodyKind::WebauthnLoginFinish, req, None))
+            }
+            ("POST", "/.mfa/logout") => Decision::Respond(
+                if req.html { Response::redirect("/") } else { Response::json(200, &json!({"ok": true})) }
+                    .header("set-cookie", self.clear_cookie()),
+            ),
+            _ => self.no_identity(&req),
+        }
+    }
+
     /// Whether `s` is good enough for `path` now; which methods would be, if not.
     fn admits(&self, path: &str, s: &Session, now: u64) -> Result<(), (Reason, Option<Vec<Method>>)> {
         if s.recheck_at != 0 && now >= s.recheck_at {
@@ -280,6 +320,10 @@ impl Gate {
                         });
                     }
                 }
+            } else if let Some((s, u)) = self.quick_session(&token, now) {
+                if self.admits(path, &s, now).is_ok() {
+                    return Decision::Pass(Pass { user: u, method: s.method.as_str(), auth_time: Some(s.auth_time) });
+                }
             }
         }
         let (path, query) = split_path(&full);
@@ -293,6 +337,7 @@ impl Gate {
             origin: h.get("origin"),
             sec_fetch_site: h.get("sec-fetch-site"),
             user,
+            quick: false,
             token,
             ceremony: match (&cookies, mfa_endpoint) {
                 (Some(c), true) => find_cookie(c, &self.cfg.ceremony_cookie).ok().flatten().map(str::to_string),
@@ -303,12 +348,19 @@ impl Gate {
     }
 
     /// The cold path for a request whose headers have been read.
-    fn route(&self, req: Box<Req>, now: u64, rng: &mut dyn Rng) -> Decision {
+    fn route(&self, mut req: Box<Req>, now: u64, rng: &mut dyn Rng) -> Decision {
         if !self.has_keys() {
             return Decision::Call(self.keys_request(), Pending::Keys(req));
         }
+        if req.user.is_none() {
+            // A passkey quick-login session stands in for the first factor.
+            if let Some((_, u)) = self.quick_session(&req.token, now) {
+                req.user = Some(u);
+                req.quick = true;
+            }
+        }
         let Some(user) = req.user.clone() else {
-            return self.no_identity(&req);
+            return self.anonymous(req, now, rng);
         };
         let session = self.session(&req.token, &user, now);
         let mfa_endpoint = req.path == "/.mfa" || req.path.starts_with("/.mfa/");
@@ -636,6 +688,10 @@ impl Gate {
     }
 
     fn no_identity(&self, req: &Req) -> Decision {
+        if req.html && self.cfg.quick_login && self.webauthn_on() {
+            let loc = format!("/.mfa/login?next={}", percent_encode(&req.target()));
+            return Decision::Respond(Response::redirect(&loc));
+        }
         if req.html {
             if let Some(login) = &self.cfg.login_url {
                 let sep = if login.contains('?') { '&' } else { '?' };
@@ -870,6 +926,8 @@ impl Gate {
     fn verified(&self, req: &Req, user: &str, method: Method, next: &str, now: u64, rng: &mut dyn Rng) -> Decision {
         let mut session_id = [0u8; 16];
         rng.fill(&mut session_id);
+        // Without a first-factor identity (passkey quick login) the session itself is the identity.
+        let quick = req.user.is_none() || req.quick;
         let recheck_at = match self.cfg.recheck {
             Some((min, max)) => {
                 let mut b = [0u8; 8];
@@ -878,7 +936,8 @@ impl Gate {
             }
             None => 0,
         };
-        let s = Session { auth_time: now, expires: now + self.cfg.session_ttl_s, recheck_at, session_id, method };
+        let s =
+            Session { auth_time: now, expires: now + self.cfg.session_ttl_s, recheck_at, session_id, method, quick };
         let Ok(tok) = token::seal_session(&self.keys.borrow(), user, &s) else {
             return self.unavailable(req);
         };

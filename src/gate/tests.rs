@@ -50,7 +50,7 @@ fn gate() -> Gate {
 }
 
 fn session_cookie(g: &Gate, user: &str, method: Method, auth_time: u64) -> String {
-    let s = Session { auth_time, expires: auth_time + 3600, recheck_at: 0, session_id: [1; 16], method };
+    let s = Session { auth_time, expires: auth_time + 3600, recheck_at: 0, session_id: [1; 16], method, quick: false };
     format!("edge-mfa={}", token::seal_session(&g.keys.borrow(), user, &s).unwrap())
 }
 

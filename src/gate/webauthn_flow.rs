@@ -111,10 +111,16 @@ impl Gate {
             return rejected(400, "bad_body", "The request body must be a JSON object.");
         };
         let next = fields.get("next").and_then(Value::as_str).and_then(safe_next).unwrap_or("/").to_string();
-        let Some(user) = req.user.clone() else {
+        // Without an identity only passkey quick login gets here (`Gate::anonymous`); its
+        // ceremony is for "no one yet" and the credential will name the user.
+        let user = req.user.clone().unwrap_or_default();
+        if user.is_empty() && !matches!(kind, BodyKind::WebauthnLoginBegin | BodyKind::WebauthnLoginFinish) {
             return self.no_identity(&req);
-        };
+        }
         match kind {
+            BodyKind::WebauthnLoginBegin if user.is_empty() => {
+                self.begin(req, "", false, [0; 16], now, rng, |ch| wa::request_options(&settings.rp, ch, &[]))
+            }
             BodyKind::WebauthnRegisterBegin => Decision::Call(
                 store::factors(&self.cfg.store, &user),
                 Pending::Webauthn(WaPending::RegisterFactors { req, session, user, next }),
@@ -204,7 +210,8 @@ impl Gate {
             return self.unavailable(&req);
         };
         let purpose = if registration { "webauthn.create" } else { "webauthn.get" };
-        let call = store::put_challenge(&self.cfg.store, &challenge, Some(user), purpose, c.expires);
+        let owner = if user.is_empty() { None } else { Some(user) };
+        let call = store::put_challenge(&self.cfg.store, &challenge, owner, purpose, c.expires);
         Decision::Call(call, Pending::Webauthn(WaPending::Challenge { req, state, options: options(&challenge) }))
     }
 
@@ -305,15 +312,50 @@ impl Gate {
                 }
             }
             WaPending::LoginConsume { req, user, response, challenge, next } => match store::parse_ok(reply) {
-                Ok(()) => Decision::Call(
-                    store::factors(&self.cfg.store, &user),
-                    Pending::Webauthn(WaPending::LoginVerify { req, user, response, challenge, next }),
-                ),
+                Ok(()) => {
+                    // Quick login: the credential names its owner.
+                    let call = if user.is_empty() {
+                        store::credential(&self.cfg.store, response.credential_id())
+                    } else {
+                        store::factors(&self.cfg.store, &user)
+                    };
+                    Decision::Call(
+                        call,
+                        Pending::Webauthn(WaPending::LoginVerify { req, user, response, challenge, next }),
+                    )
+                }
                 Err(StoreError::Unavailable) => self.unavailable(&req),
                 Err(_) => rejected(400, "challenge_used", "This request was already used or expired. Start again."),
             },
             WaPending::LoginVerify { req, user, response, challenge, next } => {
-                let Ok(factors) = store::parse_factors(reply) else { return self.unavailable(&req) };
+                let quick = user.is_empty();
+                let (user, factors) = if quick {
+                    match store::parse_credential(reply) {
+                        Ok((owner, f)) => {
+                            // The authenticator must name the same account the credential belongs to.
+                            let handle_ok = f.webauthn.as_ref().is_some_and(|w| {
+                                !w.user_handle.is_empty() && response.user_handle() == Some(w.user_handle.as_slice())
+                            });
+                            if !handle_ok {
+                                return rejected(
+                                    401,
+                                    "unknown_key",
+                                    "This passkey does not belong to a known account.",
+                                );
+                            }
+                            (owner, vec![f])
+                        }
+                        Err(StoreError::NotFound) => {
+                            return rejected(401, "unknown_key", "This passkey is not registered here.")
+                        }
+                        Err(_) => return self.unavailable(&req),
+                    }
+                } else {
+                    match store::parse_factors(reply) {
+                        Ok(f) => (user, f),
+                        Err(_) => return self.unavailable(&req),
+                    }
+                };
                 let found = factors.iter().filter(|f| f.enabled).find_map(|f| {
                     f.webauthn.as_ref().filter(|w| w.credential_id == response.credential_id()).map(|w| (f, w))
                 });
@@ -327,6 +369,11 @@ impl Gate {
                     backup_eligible: w.backup_eligible,
                 };
                 match wa::verify_assertion(rp, &response, &challenge, &stored) {
+                    // A passkey alone must also have verified the user (PIN, biometrics): it is
+                    // then two factors in one.
+                    Ok(out) if quick && !out.user_verified => {
+                        rejected(401, "user_verification_required", "Unlock the passkey with your PIN or biometrics.")
+                    }
                     Ok(out) => Decision::Call(
                         store::use_webauthn(&self.cfg.store, &user, &factor.id, out.sign_count, out.backup_state),
                         Pending::Webauthn(WaPending::LoginUse { req, user, next }),

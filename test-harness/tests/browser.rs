@@ -45,7 +45,8 @@ fn run_script(script: &str, stack: &Stack) {
 fn webauthn_stack() -> Stack {
     Stack::start(StackOptions {
         plugin_config: json!({
-            "webauthn": {"rp_id": "localhost", "rp_name": "edge-mfa test", "origins": ["http://localhost:{LISTEN_PORT}"]}
+            "webauthn": {"rp_id": "localhost", "rp_name": "edge-mfa test", "origins": ["http://localhost:{LISTEN_PORT}"]},
+            "quick_login": true
         }),
         ..StackOptions::default()
     })

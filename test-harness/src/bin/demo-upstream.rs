@@ -168,7 +168,7 @@ fn login_page(next: &str, error: Option<&str>) -> String {
 <h1>Sign in</h1>
 <p>Demo first factor: any username, no password. edge-mfa asks for the second factor.</p>
 {err}<form method="post" action="/login">
-<label>Username <input name="username" autocomplete="username" required maxlength="64" pattern="[A-Za-z0-9._@-]{{1,64}}"></label>
+<label>Username <input name="username" autocomplete="username" required maxlength="64" pattern="[A-Za-z0-9._@\-]{{1,64}}"></label>
 <input type="hidden" name="next" value="{next}">
 <button type="submit">Sign in</button>
 </form>
