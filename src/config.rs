@@ -30,6 +30,8 @@ struct RawConfig {
     recovery: RawRecovery,
     #[serde(default)]
     quick_login: bool,
+    #[serde(default)]
+    always_go_to_last_method: bool,
 }
 
 #[derive(Deserialize)]
@@ -347,6 +349,8 @@ pub struct Config {
     pub recovery_count: usize,
     /// Passkey sign-in without a first-factor identity (MFA_QUICKLOGIN).
     pub quick_login: bool,
+    /// Offer the user's last-used method first (MFA_ALWAYS_GO_TO_LAST_METHOD).
+    pub always_go_to_last_method: bool,
 }
 
 fn header_name_ok(h: &str) -> bool {
@@ -455,6 +459,7 @@ impl Config {
             return Err("quick_login needs the webauthn section (it signs in with a passkey)".into());
         }
         Ok(Config {
+            always_go_to_last_method: raw.always_go_to_last_method,
             quick_login: raw.quick_login,
             recovery_count: raw.recovery.count,
             webauthn,

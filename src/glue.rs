@@ -142,7 +142,7 @@ impl RootContext for Root {
 
     fn create_http_context(&self, _: u32) -> Option<Box<dyn HttpContext>> {
         let gate = self.gate.clone()?;
-        Some(Box::new(Filter { gate, pending: None }))
+        Some(Box::new(Filter { gate, pending: None, headers_end_stream: false }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -153,6 +153,8 @@ impl RootContext for Root {
 struct Filter {
     gate: Rc<Gate>,
     pending: Option<Pending>,
+    /// The request headers ended the stream (no body will follow).
+    headers_end_stream: bool,
 }
 
 impl Headers for Filter {
@@ -195,7 +197,13 @@ impl Filter {
                 self.set_http_request_header("authorization", None);
                 self.set_http_request_header(self.gate.cfg.identity.header(), None);
                 self.pending = Some(p);
-                Action::Continue
+                if resumed && self.headers_end_stream {
+                    // The request had no body and its headers were held for a store call: answer
+                    // now, since no body callback will come.
+                    self.on_body(&[]);
+                    return Action::Pause;
+                }
+                self.proceed(resumed)
             }
             Decision::Call(req, p) => match dispatch(self, &self.gate, &req) {
                 Ok(_) => {
@@ -232,6 +240,7 @@ impl Context for Filter {
 
 impl HttpContext for Filter {
     fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
+        self.headers_end_stream = end_of_stream;
         let gate = self.gate.clone();
         let d = gate.on_headers(self, now_s(self), &mut WasiRng);
         let action = self.apply(d, false);

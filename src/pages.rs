@@ -80,6 +80,8 @@ pub struct Offer {
     pub totp: bool,
     pub webauthn: bool,
     pub recovery: bool,
+    /// Put the TOTP form above the security-key button (the user's last method).
+    pub totp_first: bool,
 }
 
 const SCRIPT_TAG: &str = "<script src=\"/.mfa/assets/webauthn.js\" defer></script>";
@@ -113,19 +115,30 @@ pub fn challenge(user: &str, next: &str, digits: u32, error: Option<&str>, reche
         user = esc(user),
         err = error_block(error),
     );
-    if offer.webauthn {
-        content.push_str(&webauthn_block("login", "Use a security key or passkey", next, false));
-    }
-    if offer.totp {
-        content.push_str(&format!(
+    let totp_form = if offer.totp {
+        format!(
             "<form method=\"post\" action=\"/.mfa/totp/verify\" class=\"method\">\
 <input type=\"hidden\" name=\"next\" value=\"{next}\">\
 <label for=\"code\">Code from your authenticator app</label>\
 <input type=\"text\" id=\"code\" name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" pattern=\"[0-9]{{{digits}}}\" maxlength=\"{digits}\" required{autofocus}>\
 <button type=\"submit\">Verify</button></form>",
             next = esc(next),
-            autofocus = if offer.webauthn { "" } else { " autofocus" },
-        ));
+            autofocus = if offer.webauthn && !offer.totp_first { "" } else { " autofocus" },
+        )
+    } else {
+        String::new()
+    };
+    let key_button = if offer.webauthn {
+        webauthn_block("login", "Use a security key or passkey", next, false)
+    } else {
+        String::new()
+    };
+    if offer.totp_first {
+        content.push_str(&totp_form);
+        content.push_str(&key_button);
+    } else {
+        content.push_str(&key_button);
+        content.push_str(&totp_form);
     }
     if offer.recovery {
         content.push_str(&format!(
@@ -281,7 +294,7 @@ mod tests {
             6,
             Some("<b>"),
             false,
-            Offer { totp: true, webauthn: true, recovery: true },
+            Offer { totp: true, webauthn: true, recovery: true, totp_first: false },
         );
         assert!(!h.contains("<script>"));
         assert!(h.contains("&lt;script&gt;"));
@@ -305,7 +318,7 @@ mod tests {
             error: None,
             webauthn: false,
         };
-        let totp_only = Offer { totp: true, webauthn: false, recovery: false };
+        let totp_only = Offer { totp: true, webauthn: false, recovery: false, totp_first: false };
         for h in [
             challenge("a", "/", 6, None, true, totp_only),
             enroll(&v),
@@ -320,15 +333,22 @@ mod tests {
         assert!(challenge("a", "/", 6, None, false, totp_only).contains("<label for=\"code\""));
         assert!(!enroll(&v).contains("<?xml"));
         v.webauthn = true;
-        let both = Offer { totp: true, webauthn: true, recovery: true };
+        let both = Offer { totp: true, webauthn: true, recovery: true, totp_first: false };
         for h in [challenge("a", "/x", 6, None, false, both), enroll(&v), home("a", "totp", &[], true)] {
             assert_eq!(h.matches("<script").count(), 1);
             assert!(h.contains("<script src=\"/.mfa/assets/webauthn.js\" defer></script>"));
             assert!(!h.contains("onclick"), "no inline handlers (CSP)");
         }
         assert!(challenge("a", "/x", 6, None, false, both).contains("data-webauthn=\"login\" data-next=\"/x\""));
-        assert!(!challenge("a", "/x", 6, None, false, Offer { totp: false, webauthn: true, recovery: false })
-            .contains("/.mfa/totp/verify"));
+        assert!(!challenge(
+            "a",
+            "/x",
+            6,
+            None,
+            false,
+            Offer { totp: false, webauthn: true, recovery: false, totp_first: false }
+        )
+        .contains("/.mfa/totp/verify"));
     }
 
     #[test]

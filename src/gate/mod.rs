@@ -767,7 +767,12 @@ impl Gate {
             };
         }
         let mut methods: Vec<&'static str> = Vec::new();
-        for f in enabled.iter().filter(|f| f.recovery_remaining != Some(0)) {
+        let mut by_use: Vec<&&Factor> = enabled.iter().collect();
+        if self.cfg.always_go_to_last_method {
+            // MFA_ALWAYS_GO_TO_LAST_METHOD: the method used last comes first.
+            by_use.sort_by_key(|f| std::cmp::Reverse(f.last_used_at.unwrap_or(0)));
+        }
+        for f in by_use.into_iter().filter(|f| f.recovery_remaining != Some(0)) {
             if let Some(m) = Method::parse(&f.kind) {
                 if allowed.is_none_or(|a| a.contains(&m)) && !methods.contains(&m.as_str()) {
                     methods.push(m.as_str());
@@ -786,6 +791,7 @@ impl Gate {
             totp: methods.contains(&Method::Totp.as_str()),
             webauthn: methods.contains(&Method::Webauthn.as_str()) && self.webauthn_on(),
             recovery: methods.contains(&Method::Recovery.as_str()),
+            totp_first: self.cfg.always_go_to_last_method && methods.first() == Some(&Method::Totp.as_str()),
         };
         if req.html {
             let page = pages::challenge(user, next, self.cfg.totp.digits, None, reason == Reason::Recheck, offer);
@@ -832,7 +838,7 @@ impl Gate {
                     self.cfg.totp.digits,
                     Some(text),
                     false,
-                    pages::Offer { totp: true, webauthn: false, recovery: true },
+                    pages::Offer { totp: true, webauthn: false, recovery: true, totp_first: true },
                 ),
             ));
         }

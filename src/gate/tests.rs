@@ -620,3 +620,72 @@ fn webauthn_login_without_keys_is_refused() {
     assert_eq!(r.status, 400);
     assert!(String::from_utf8_lossy(&r.body).contains("no_security_key"));
 }
+
+#[test]
+fn last_used_method_comes_first_when_asked() {
+    let body = json!({"factors": [
+        {"id": "f1", "type": "totp", "enabled": true, "last_used_at": 100,
+         "totp": {"secret": totp::secret_to_base32(SECRET), "digits": 6, "period": 30, "algorithm": "SHA1"}},
+        {"id": "w1", "type": "webauthn", "enabled": true, "last_used_at": 200,
+         "webauthn": {"credential_id": "AQID", "public_key": "AQ", "user_handle": "AQ"}}]});
+    let reply = StoreReply { status: Some(200), body: body.to_string().into_bytes() };
+    for (flag, want) in [(false, json!(["totp", "webauthn"])), (true, json!(["webauthn", "totp"]))] {
+        let mut j = sample_json();
+        j["webauthn"] = json!({"rp_id": "app.test", "origins": ["https://app.test"]});
+        j["always_go_to_last_method"] = json!(flag);
+        let g = Gate::new(Config::parse(j.to_string().as_bytes()).unwrap());
+        let (_, p) = call(g.on_headers(&req("GET", "/app", Some("alice"), &[]), NOW, &mut FixedRng(1)));
+        let r = respond(g.on_store_reply(p, &reply, NOW, &mut FixedRng(1)));
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["methods"], want, "always_go_to_last_method={flag}");
+    }
+}
+
+#[test]
+fn quick_login_sends_browsers_without_identity_to_the_passkey_page() {
+    let mut j = sample_json();
+    j["webauthn"] = json!({"rp_id": "app.test", "origins": ["https://app.test"]});
+    j["quick_login"] = json!(true);
+    let g = Gate::new(Config::parse(j.to_string().as_bytes()).unwrap());
+    let r = respond(g.on_headers(&req("GET", "/app", None, &[("accept", "text/html")]), NOW, &mut FixedRng(1)));
+    assert_eq!(r.header_value("location"), Some("/.mfa/login?next=%2Fapp"));
+    let r = respond(g.on_headers(
+        &req("GET", "/.mfa/login?next=/app", None, &[("accept", "text/html")]),
+        NOW,
+        &mut FixedRng(1),
+    ));
+    assert!(String::from_utf8_lossy(&r.body).contains("autocomplete=\"username webauthn\""));
+    // Anonymous requests reach only the passkey endpoints.
+    assert_eq!(respond(g.on_headers(&req("GET", "/.mfa/", None, &[]), NOW, &mut FixedRng(1))).status, 401);
+    assert!(matches!(
+        g.on_headers(&req("POST", "/.mfa/webauthn/login/begin", None, &[]), NOW, &mut FixedRng(1)),
+        Decision::ReadBody(_)
+    ));
+    assert_eq!(respond(g.on_headers(&req("POST", "/.mfa/totp/verify", None, &[]), NOW, &mut FixedRng(1))).status, 401);
+    // A quick session is the identity; a normal session without identity is not.
+    let quick = Session {
+        auth_time: NOW,
+        expires: NOW + 60,
+        recheck_at: 0,
+        session_id: [0; 16],
+        method: Method::Webauthn,
+        quick: true,
+    };
+    let c = format!("edge-mfa={}", token::seal_session(&g.keys.borrow(), "alice", &quick).unwrap());
+    match g.on_headers(&req("GET", "/app", None, &[("cookie", &c)]), NOW, &mut FixedRng(1)) {
+        Decision::Pass(p) => assert_eq!((p.user.as_str(), p.method), ("alice", "webauthn")),
+        other => panic!("{other:?}"),
+    }
+    let normal = session_cookie(&g, "alice", Method::Webauthn, NOW);
+    assert!(matches!(
+        g.on_headers(&req("GET", "/app", None, &[("cookie", &normal)]), NOW, &mut FixedRng(1)),
+        Decision::Respond(_)
+    ));
+    // Without quick_login, a quick session is worth nothing without identity.
+    let g2 = webauthn_gate();
+    *g2.keys.borrow_mut() = g.keys.borrow().clone();
+    assert!(matches!(
+        g2.on_headers(&req("GET", "/app", None, &[("cookie", &c)]), NOW, &mut FixedRng(1)),
+        Decision::Respond(_)
+    ));
+}

@@ -43,7 +43,9 @@
 //! `BENCH_CONFIGS`, `BENCH_UPSTREAM` (`direct` | `proxy`), `BENCH_PIN` (1;
 //! 0 disables taskset), `BENCH_OUT` (`bench/results.md`; empty: stdout
 //! only), `BENCH_WRK` (`wrk`), `EDGE_MFA_FLOOR_WASM`
-//! (`build/edge_mfa_floor.wasm`), plus the harness's `EDGE_MFA_WASM`,
+//! (`build/edge_mfa_floor.wasm`), `BENCH_FILTER_WASM` (a variant build of
+//! edge-mfa for the benchmarked Envoys; default `EDGE_MFA_WASM`, which the
+//! enrollment stack always uses), plus the harness's `EDGE_MFA_WASM`,
 //! `ENVOY_BIN`, `EDGE_MFA_STORE_BIN`, `DEMO_UPSTREAM_BIN`.
 
 use std::fs::{self, OpenOptions};
@@ -992,7 +994,14 @@ fn main() {
     });
     let ctx = Ctx {
         stack: &stack,
-        edge_wasm: edge_wasm.canonicalize().unwrap_or(edge_wasm.clone()),
+        edge_wasm: {
+            // BENCH_FILTER_WASM: a variant of the filter to measure (the stack keeps EDGE_MFA_WASM).
+            let w = env_str("BENCH_FILTER_WASM").map(PathBuf::from).unwrap_or(edge_wasm.clone());
+            if !w.is_file() {
+                die(&format!("{} missing", w.display()));
+            }
+            w.canonicalize().unwrap_or(w)
+        },
         floor_wasm: s.floor_wasm.canonicalize().unwrap_or(s.floor_wasm.clone()),
         responder_port: responder.as_ref().map(|r| r.listen),
     };

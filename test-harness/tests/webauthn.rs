@@ -1,0 +1,174 @@
+//! WebAuthn and recovery codes end to end in a real Envoy, driven by the software authenticator:
+//! registration, sign-in, and every replay or tampering the gate must refuse.
+
+use serde_json::{json, Value};
+use test_harness::authenticator::{Attestation, SoftAuthenticator};
+use test_harness::{http, Stack, StackOptions};
+
+const SESSION: &str = "edge-mfa";
+const CEREMONY: &str = "edge-mfa-wa";
+
+fn stack(name: &str) -> Option<Stack> {
+    test_harness::e2e_enabled(name).then(|| {
+        Stack::start(StackOptions {
+            plugin_config: json!({"webauthn": {"rp_id": "localhost", "origins": ["http://localhost:{LISTEN_PORT}"]}}),
+            ..StackOptions::default()
+        })
+    })
+}
+
+fn origin(s: &Stack) -> String {
+    format!("http://localhost:{}", s.base.rsplit(':').next().unwrap())
+}
+
+/// A browser's cookies for one user: identity, plus whatever edge-mfa sets.
+struct Jar(Vec<String>);
+
+impl Jar {
+    fn header(&self) -> String {
+        self.0.join("; ")
+    }
+    fn take(&mut self, r: &http::Response) {
+        for name in [SESSION, CEREMONY] {
+            if let Some(c) = r.cookie(name) {
+                self.0.retain(|x| !x.starts_with(&format!("{name}=")));
+                if !c.ends_with('=') {
+                    self.0.push(c);
+                }
+            }
+        }
+    }
+    fn drop_session(&mut self) {
+        self.0.retain(|x| !x.starts_with(&format!("{SESSION}=")));
+    }
+    fn post(&mut self, s: &Stack, path: &str, body: Value) -> http::Response {
+        let r = http::post_json(&s.url(path), &body, &[("cookie", &self.header()), ("accept", "application/json")]);
+        self.take(&r);
+        r
+    }
+}
+
+fn register(s: &Stack, jar: &mut Jar, key: &mut SoftAuthenticator) -> http::Response {
+    let r = jar.post(s, "/.mfa/webauthn/register/begin", json!({}));
+    assert_eq!(r.status, 200, "{r:?}\n{}", s.log_tails());
+    let cred = key.register(&r.json(), &origin(s)).expect("authenticator registers");
+    jar.post(
+        s,
+        "/.mfa/webauthn/register/finish",
+        json!({"credential": serde_json::from_str::<Value>(&cred).unwrap(), "name": "Soft key", "next": "/app"}),
+    )
+}
+
+fn login_options(s: &Stack, jar: &mut Jar) -> Value {
+    let r = jar.post(s, "/.mfa/webauthn/login/begin", json!({"next": "/app"}));
+    assert_eq!(r.status, 200, "{r:?}");
+    r.json()
+}
+
+fn finish(s: &Stack, jar: &mut Jar, assertion: &str) -> http::Response {
+    jar.post(
+        s,
+        "/.mfa/webauthn/login/finish",
+        json!({"credential": serde_json::from_str::<Value>(assertion).unwrap(), "next": "/app"}),
+    )
+}
+
+#[test]
+fn security_key_registers_signs_in_and_refuses_replays() {
+    let Some(s) = stack("webauthn::security_key") else { return };
+    let mut jar = Jar(vec![s.login_cookie("quinn")]);
+    let mut key = SoftAuthenticator::new(Attestation::PackedSelf);
+    let r = register(&s, &mut jar, &mut key);
+    assert_eq!(r.status, 200, "{r:?}\n{}", s.log_tails());
+    assert_eq!(r.json()["method"], "webauthn");
+    let seen = http::get(&s.url("/app"), &[("cookie", &jar.header())]).json();
+    assert_eq!(seen["headers"]["x-mfa-user"], "quinn");
+    assert_eq!(seen["headers"]["x-mfa-method"], "webauthn");
+
+    // Sign in again, from scratch.
+    jar.drop_session();
+    let opts = login_options(&s, &mut jar);
+    assert_eq!(opts["publicKey"]["allowCredentials"].as_array().map(Vec::len), Some(1));
+    let a = key.assert(&opts, &origin(&s)).unwrap();
+    let r = finish(&s, &mut jar, &a);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(jar.header().contains("edge-mfa="));
+
+    // The same assertion again with the same ceremony cookie: the challenge is spent.
+    jar.drop_session();
+    let mut stale = Jar(jar.0.clone());
+    stale.0.retain(|c| !c.starts_with("edge-mfa-wa="));
+    let r = finish(&s, &mut stale, &a);
+    assert_eq!(r.status, 400, "no ceremony cookie: {r:?}");
+    // With a new ceremony, the old assertion's challenge does not match.
+    let _ = login_options(&s, &mut jar);
+    let r = finish(&s, &mut jar, &a);
+    assert_eq!(r.status, 401, "{r:?}");
+    assert_eq!(r.json()["error"], "webauthn_rejected");
+    assert!(!jar.header().contains("edge-mfa="));
+
+    // Wrong origin (a phishing site's page): refused.
+    let opts = login_options(&s, &mut jar);
+    key.origin_override = Some("http://evil.localhost:1".into());
+    let r = finish(&s, &mut jar, &key.assert(&opts, &origin(&s)).unwrap());
+    key.origin_override = None;
+    assert_eq!((r.status, r.json()["error"].as_str()), (401, Some("webauthn_rejected")), "{r:?}");
+
+    // A cloned key: its counter goes backwards.
+    let opts = login_options(&s, &mut jar);
+    let id = key.credentials[0].id.clone();
+    key.set_counter(&id, 0);
+    let r = finish(&s, &mut jar, &key.assert(&opts, &origin(&s)).unwrap());
+    assert_eq!(r.status, 401, "{r:?}");
+    assert!(r.body.contains("counter"), "{}", r.body);
+
+    // Someone else's key.
+    let mut other = SoftAuthenticator::new(Attestation::None);
+    let mut other_jar = Jar(vec![s.login_cookie("rita")]);
+    assert_eq!(register(&s, &mut other_jar, &mut other).status, 200);
+    let opts = login_options(&s, &mut jar);
+    let mut forged = opts.clone();
+    forged["publicKey"]["allowCredentials"] = json!([]);
+    let r = finish(&s, &mut jar, &other.assert(&forged, &origin(&s)).unwrap());
+    assert_eq!((r.status, r.json()["error"].as_str()), (401, Some("unknown_key")), "{r:?}");
+
+    // A second key needs the first factor: refused without a session.
+    let mut second = SoftAuthenticator::new(Attestation::None);
+    jar.drop_session();
+    let r = jar.post(&s, "/.mfa/webauthn/register/begin", json!({}));
+    assert_eq!(r.status, 403, "{r:?}");
+    let _ = &mut second;
+}
+
+#[test]
+fn recovery_codes_sign_in_once_each() {
+    let Some(s) = stack("webauthn::recovery") else { return };
+    let mut jar = Jar(vec![s.login_cookie("sam")]);
+    let mut key = SoftAuthenticator::new(Attestation::None);
+    assert_eq!(register(&s, &mut jar, &mut key).status, 200);
+    let r = jar.post(&s, "/.mfa/recovery/generate", json!({}));
+    assert_eq!(r.status, 200, "{r:?}");
+    let codes: Vec<String> =
+        r.json()["codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
+    assert_eq!(codes.len(), 10);
+    // The challenge now offers recovery codes too.
+    jar.drop_session();
+    let r = http::get(&s.url("/app"), &[("cookie", &jar.header()), ("accept", "application/json")]);
+    assert_eq!(r.json()["verify"]["recovery"], "/.mfa/recovery/verify", "{r:?}");
+    let r = jar.post(&s, "/.mfa/recovery/verify", json!({"code": codes[3], "next": "/app"}));
+    assert_eq!((r.status, r.json()["remaining"].as_u64()), (200, Some(9)), "{r:?}");
+    let seen = http::get(&s.url("/app"), &[("cookie", &jar.header())]).json();
+    assert_eq!(seen["headers"]["x-mfa-method"], "recovery");
+    jar.drop_session();
+    let r = jar.post(&s, "/.mfa/recovery/verify", json!({"code": codes[3]}));
+    assert_eq!(r.status, 401, "a used code: {r:?}");
+    assert!(!jar.header().contains("edge-mfa="));
+    // HTML: the page says how many are left.
+    let r = http::post_form(
+        &s.url("/.mfa/recovery/verify"),
+        &[("code", &codes[4]), ("next", "/app")],
+        &[("cookie", &jar.header()), ("accept", "text/html")],
+    );
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("<strong id=\"recovery-left\">8</strong>"), "{}", r.body);
+}
