@@ -16,6 +16,20 @@ pub struct StoreRequest {
     pub method: &'static str,
     pub path: String,
     pub body: Option<Vec<u8>>,
+    /// Sent as `x-edge-mfa-actor: user` when the user asked for the change (the store then
+    /// refuses to remove enterprise-owned factors).
+    pub by_user: bool,
+}
+
+impl StoreRequest {
+    fn new(method: &'static str, path: String, body: Option<Vec<u8>>) -> StoreRequest {
+        StoreRequest { method, path, body, by_user: false }
+    }
+    /// Marks a change the user asked for from the security home.
+    pub fn by_user(mut self) -> StoreRequest {
+        self.by_user = true;
+        self
+    }
 }
 
 /// An answer from the store: `status` is `None` when the call failed (reset, timeout).
@@ -37,15 +51,11 @@ pub enum StoreError {
 }
 
 pub fn keys(cfg: &StoreConfig) -> StoreRequest {
-    StoreRequest { method: "GET", path: format!("{}/keys", cfg.path_prefix), body: None }
+    StoreRequest::new("GET", format!("{}/keys", cfg.path_prefix), None)
 }
 
 pub fn factors(cfg: &StoreConfig, user: &str) -> StoreRequest {
-    StoreRequest {
-        method: "GET",
-        path: format!("{}/users/{}/factors", cfg.path_prefix, percent_encode(user)),
-        body: None,
-    }
+    StoreRequest::new("GET", format!("{}/users/{}/factors", cfg.path_prefix, percent_encode(user)), None)
 }
 
 pub fn create_totp(
@@ -64,24 +74,16 @@ pub fn create_totp(
         "used_step": used_step,
         "only_if_none": only_if_none,
     });
-    StoreRequest {
-        method: "POST",
-        path: format!("{}/users/{}/factors", cfg.path_prefix, percent_encode(user)),
-        body: Some(body.to_string().into_bytes()),
-    }
+    StoreRequest::new("POST", format!("{}/users/{}/factors", cfg.path_prefix, percent_encode(user)), Some(body.to_string().into_bytes()))
 }
 
 pub fn use_totp_step(cfg: &StoreConfig, user: &str, factor_id: &str, step: u64) -> StoreRequest {
-    StoreRequest {
-        method: "POST",
-        path: format!(
+    StoreRequest::new("POST", format!(
             "{}/users/{}/factors/{}/totp/use",
             cfg.path_prefix,
             percent_encode(user),
             percent_encode(factor_id)
-        ),
-        body: Some(serde_json::json!({ "step": step }).to_string().into_bytes()),
-    }
+        ), Some(serde_json::json!({ "step": step }).to_string().into_bytes()))
 }
 
 /// A WebAuthn credential to save, as verified by the filter.
@@ -113,11 +115,7 @@ pub fn create_webauthn(cfg: &StoreConfig, user: &str, w: &NewWebauthn, only_if_n
         },
         "only_if_none": only_if_none,
     });
-    StoreRequest {
-        method: "POST",
-        path: format!("{}/users/{}/factors", cfg.path_prefix, percent_encode(user)),
-        body: Some(body.to_string().into_bytes()),
-    }
+    StoreRequest::new("POST", format!("{}/users/{}/factors", cfg.path_prefix, percent_encode(user)), Some(body.to_string().into_bytes()))
 }
 
 pub fn use_webauthn(
@@ -127,18 +125,14 @@ pub fn use_webauthn(
     sign_count: u32,
     backup_state: bool,
 ) -> StoreRequest {
-    StoreRequest {
-        method: "POST",
-        path: format!(
+    StoreRequest::new("POST", format!(
             "{}/users/{}/factors/{}/webauthn/use",
             cfg.path_prefix,
             percent_encode(user),
             percent_encode(factor_id)
-        ),
-        body: Some(
+        ), Some(
             serde_json::json!({"sign_count": sign_count, "backup_state": backup_state}).to_string().into_bytes(),
-        ),
-    }
+        ))
 }
 
 /// Records a ceremony challenge so that it can be consumed exactly once.
@@ -151,37 +145,21 @@ pub fn put_challenge(
 ) -> StoreRequest {
     let body =
         serde_json::json!({"id": B64U.encode(challenge), "user": user, "purpose": purpose, "expires_at": expires_at});
-    StoreRequest {
-        method: "POST",
-        path: format!("{}/challenges", cfg.path_prefix),
-        body: Some(body.to_string().into_bytes()),
-    }
+    StoreRequest::new("POST", format!("{}/challenges", cfg.path_prefix), Some(body.to_string().into_bytes()))
 }
 
 pub fn consume_challenge(cfg: &StoreConfig, challenge: &[u8], purpose: &str) -> StoreRequest {
-    StoreRequest {
-        method: "POST",
-        path: format!("{}/challenges/{}/consume", cfg.path_prefix, B64U.encode(challenge)),
-        body: Some(serde_json::json!({ "purpose": purpose }).to_string().into_bytes()),
-    }
+    StoreRequest::new("POST", format!("{}/challenges/{}/consume", cfg.path_prefix, B64U.encode(challenge)), Some(serde_json::json!({ "purpose": purpose }).to_string().into_bytes()))
 }
 
 /// Replaces the user's recovery codes (the store keeps keyed hashes only).
 pub fn put_recovery(cfg: &StoreConfig, user: &str, codes: &[String]) -> StoreRequest {
-    StoreRequest {
-        method: "PUT",
-        path: format!("{}/users/{}/recovery", cfg.path_prefix, percent_encode(user)),
-        body: Some(serde_json::json!({ "codes": codes }).to_string().into_bytes()),
-    }
+    StoreRequest::new("PUT", format!("{}/users/{}/recovery", cfg.path_prefix, percent_encode(user)), Some(serde_json::json!({ "codes": codes }).to_string().into_bytes()))
 }
 
 /// Consumes one recovery code atomically.
 pub fn consume_recovery(cfg: &StoreConfig, user: &str, code: &str) -> StoreRequest {
-    StoreRequest {
-        method: "POST",
-        path: format!("{}/users/{}/recovery/consume", cfg.path_prefix, percent_encode(user)),
-        body: Some(serde_json::json!({ "code": code }).to_string().into_bytes()),
-    }
+    StoreRequest::new("POST", format!("{}/users/{}/recovery/consume", cfg.path_prefix, percent_encode(user)), Some(serde_json::json!({ "code": code }).to_string().into_bytes()))
 }
 
 /// How many recovery codes are left after a consume or a regeneration.
@@ -196,11 +174,7 @@ pub fn parse_remaining(reply: &StoreReply) -> Result<u32, StoreError> {
 
 /// Finds the user owning a credential (passkey quick login).
 pub fn credential(cfg: &StoreConfig, credential_id: &[u8]) -> StoreRequest {
-    StoreRequest {
-        method: "GET",
-        path: format!("{}/credentials/{}", cfg.path_prefix, B64U.encode(credential_id)),
-        body: None,
-    }
+    StoreRequest::new("GET", format!("{}/credentials/{}", cfg.path_prefix, B64U.encode(credential_id)), None)
 }
 
 fn expect(reply: &StoreReply, ok: &[u32]) -> Result<(), StoreError> {
