@@ -32,7 +32,48 @@ struct RawConfig {
     quick_login: bool,
     #[serde(default)]
     always_go_to_last_method: bool,
+    #[serde(default)]
+    methods: Option<Vec<String>>,
+    #[serde(default)]
+    method_labels: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    hide_disable: Vec<String>,
+    #[serde(default)]
+    owned_by_enterprise: bool,
+    #[serde(default = "default_recent_s")]
+    recent_mfa_s: u64,
+    #[serde(default)]
+    redirect_after_registration: Option<String>,
+    #[serde(default)]
+    success_registration_msg: Option<String>,
+    #[serde(default)]
+    enforce_recovery_method: bool,
+    #[serde(default)]
+    trusted_devices: Option<RawDevices>,
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDevices {
+    #[serde(default = "default_device_days")]
+    days: u64,
+    #[serde(default = "default_device_max")]
+    max: u32,
+}
+
+fn default_device_days() -> u64 {
+    30
+}
+fn default_device_max() -> u32 {
+    5
+}
+fn default_recent_s() -> u64 {
+    600
+}
+
+/// Every method name the filter knows, in the order pages show them.
+pub const ALL_METHODS: [Method; 6] =
+    [Method::Webauthn, Method::Totp, Method::Email, Method::Sms, Method::Recovery, Method::TrustedDevice];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -351,6 +392,48 @@ pub struct Config {
     pub quick_login: bool,
     /// Offer the user's last-used method first (MFA_ALWAYS_GO_TO_LAST_METHOD).
     pub always_go_to_last_method: bool,
+    /// Methods users may use and add (the complement of MFA_UNALLOWED_METHODS), enforced on
+    /// every endpoint.
+    pub methods: Vec<Method>,
+    /// Display names (MFA_RENAME_METHODS).
+    pub method_labels: std::collections::BTreeMap<String, String>,
+    /// Methods users may not disable or delete (MFA_HIDE_DISABLE).
+    pub hide_disable: Vec<Method>,
+    /// New security keys belong to the organisation (MFA_OWNED_BY_ENTERPRISE).
+    pub owned_by_enterprise: bool,
+    /// How fresh the second factor must be to change the security settings.
+    pub recent_mfa_s: u64,
+    /// Where to go after adding a method (MFA_REDIRECT_AFTER_REGISTRATION).
+    pub redirect_after_registration: String,
+    /// Link text shown after adding a method (MFA_SUCCESS_REGISTRATION_MSG).
+    pub success_registration_msg: Option<String>,
+    /// After the first other method, recovery codes must be generated (MFA_ENFORCE_RECOVERY_METHOD).
+    pub enforce_recovery_method: bool,
+    /// Trusted devices: (days, max per user).
+    pub trusted_devices: Option<(u64, u32)>,
+}
+
+impl Config {
+    pub fn method_allowed(&self, m: Method) -> bool {
+        self.methods.contains(&m)
+    }
+
+    /// The name users see for a method.
+    pub fn label(&self, m: Method) -> String {
+        if let Some(l) = self.method_labels.get(m.as_str()) {
+            return l.clone();
+        }
+        match m {
+            Method::Totp => "Authenticator app",
+            Method::Webauthn => "Security key or passkey",
+            Method::Recovery => "Recovery codes",
+            Method::Email => "Email code",
+            Method::Sms => "Text message code",
+            Method::TrustedDevice => "Trusted device",
+            Method::None => "None",
+        }
+        .to_string()
+    }
 }
 
 fn header_name_ok(h: &str) -> bool {
@@ -458,7 +541,41 @@ impl Config {
         if raw.quick_login && webauthn.is_none() {
             return Err("quick_login needs the webauthn section (it signs in with a passkey)".into());
         }
+        let parse_methods = |names: &[String], what: &str| -> Result<Vec<Method>, String> {
+            names.iter().map(|n| Method::parse(n).ok_or_else(|| format!("{what}: unknown method {n:?}"))).collect()
+        };
+        let methods = match &raw.methods {
+            Some(ms) => parse_methods(ms, "methods")?,
+            None => ALL_METHODS.to_vec(),
+        };
+        let hide_disable = parse_methods(&raw.hide_disable, "hide_disable")?;
+        for k in raw.method_labels.keys() {
+            if Method::parse(k).is_none() {
+                return Err(format!("method_labels: unknown method {k:?}"));
+            }
+        }
+        let redirect_after_registration = raw.redirect_after_registration.unwrap_or_else(|| "/.mfa/".into());
+        if crate::http::safe_next(&redirect_after_registration).is_none() {
+            return Err("redirect_after_registration must be a same-origin path".into());
+        }
+        if !(60..=86_400).contains(&raw.recent_mfa_s) {
+            return Err("recent_mfa_s must be 60..=86400".into());
+        }
+        let trusted_devices = match raw.trusted_devices {
+            Some(d) if (1..=400).contains(&d.days) && (1..=50).contains(&d.max) => Some((d.days, d.max)),
+            Some(_) => return Err("trusted_devices: days 1..=400, max 1..=50".into()),
+            None => None,
+        };
         Ok(Config {
+            methods,
+            method_labels: raw.method_labels,
+            hide_disable,
+            owned_by_enterprise: raw.owned_by_enterprise,
+            recent_mfa_s: raw.recent_mfa_s,
+            redirect_after_registration,
+            success_registration_msg: raw.success_registration_msg,
+            enforce_recovery_method: raw.enforce_recovery_method,
+            trusted_devices,
             always_go_to_last_method: raw.always_go_to_last_method,
             quick_login: raw.quick_login,
             recovery_count: raw.recovery.count,

@@ -38,7 +38,7 @@ fn now_s(ctx: &dyn Context) -> u64 {
 
 fn dispatch(ctx: &dyn Context, gate: &Gate, req: &StoreRequest) -> Result<u32, ()> {
     let s = &gate.cfg.store;
-    let headers = vec![
+    let mut headers = vec![
         (":method", req.method),
         (":path", req.path.as_str()),
         (":authority", s.authority.as_str()),
@@ -46,6 +46,9 @@ fn dispatch(ctx: &dyn Context, gate: &Gate, req: &StoreRequest) -> Result<u32, (
         ("content-type", "application/json"),
         ("accept", "application/json"),
     ];
+    if req.by_user {
+        headers.push(("x-edge-mfa-actor", "user"));
+    }
     ctx.dispatch_http_call(&s.cluster, headers, req.body.as_deref(), vec![], Duration::from_millis(s.timeout_ms))
         .map_err(|_| ())
 }

@@ -52,12 +52,12 @@ impl Response {
 const STYLE: &str = "body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;background:#f4f5f7;color:#1d2330;margin:0}\
 main{max-width:28rem;margin:3rem auto;background:#fff;padding:2rem;border-radius:12px;box-shadow:0 2px 12px rgba(0,0,0,.08)}\
 h1{font-size:1.4rem;margin:0 0 .5rem}p{line-height:1.5}label{display:block;font-weight:600;margin:1rem 0 .3rem}\
-input[type=text]{width:100%;box-sizing:border-box;font-size:1.3rem;padding:.6rem;border:1px solid #b8bfcc;border-radius:8px;letter-spacing:.15em}\
+input[type=text]{width:100%;box-sizing:border-box;font-size:1.1rem;padding:.6rem;border:1px solid #b8bfcc;border-radius:8px}input[inputmode=numeric]{letter-spacing:.15em;font-size:1.3rem}\
 input:focus,button:focus{outline:3px solid #7aa7ff;outline-offset:2px}\
 button{margin-top:1rem;width:100%;font-size:1.05rem;padding:.7rem;border:0;border-radius:8px;background:#2457d6;color:#fff;cursor:pointer}\
 .err{background:#fdecec;color:#8a1c1c;padding:.6rem .8rem;border-radius:8px}.muted{color:#5b6474;font-size:.9rem}\
 code.secret{display:block;word-break:break-all;background:#f0f2f6;padding:.5rem;border-radius:6px;font-size:1rem}\
-.qr{text-align:center;margin:1rem 0}.method{margin:1.2rem 0}h2{font-size:1.1rem;margin-top:1.6rem}.qr svg{width:220px;height:220px}ul{padding-left:1.2rem}";
+.qr{text-align:center;margin:1rem 0}.method{margin:1.2rem 0}.inline{display:inline-block;margin:.3rem .3rem 0 0}.inline input[type=text]{width:auto;font-size:1rem;letter-spacing:0;padding:.35rem}button.small{width:auto;font-size:.9rem;padding:.35rem .7rem;margin-top:.3rem}button.danger{background:#b3261e}button.secondary{background:#5b6474}.factor,.devices li{border-top:1px solid #e3e6eb;padding:.7rem 0;list-style:none}ul.factors,ul.devices{padding:0}.ok{background:#e7f6ec;color:#17552c;padding:.6rem .8rem;border-radius:8px}.sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}h2{font-size:1.1rem;margin-top:1.6rem}.qr svg{width:220px;height:220px}ul{padding-left:1.2rem}";
 
 fn page(title: &str, content: &str) -> String {
     format!(
@@ -251,34 +251,152 @@ pub fn message(title: &str, text: &str) -> String {
     page(title, &format!("<h1>{}</h1><p>{}</p>", esc(title), esc(text)))
 }
 
-/// One row of the security home: (type, name, added).
-pub type FactorRow = (String, String, String);
+/// One factor on the security home.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct FactorView {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub label: String,
+    pub name: String,
+    pub enabled: bool,
+    pub added_at: u64,
+    pub last_used_at: Option<u64>,
+    /// False for methods in hide_disable and enterprise-owned keys.
+    pub removable: bool,
+    pub enterprise: bool,
+    /// Recovery codes left, for the recovery factor.
+    pub remaining: Option<u32>,
+}
 
-/// The minimal security home: who you are, how you verified, your factors, sign out.
-pub fn home(user: &str, method: &str, factors: &[FactorRow], webauthn: bool) -> String {
-    let mut list = String::new();
-    for (kind, name, added) in factors {
-        list.push_str(&format!(
-            "<li><strong>{}</strong> — {} <span class=\"muted\">(added {})</span></li>",
-            esc(name),
-            esc(kind),
-            esc(added)
+pub struct HomeView<'a> {
+    pub user: &'a str,
+    pub method_label: &'a str,
+    pub factors: &'a [FactorView],
+    pub devices: &'a [crate::store::Device],
+    pub csrf: &'a str,
+    pub can_add_totp: bool,
+    pub can_add_webauthn: bool,
+    pub can_add_recovery: bool,
+    /// The change just made (`renamed`, `deleted`, …), to confirm it.
+    pub done: Option<&'a str>,
+    /// MFA_SUCCESS_REGISTRATION_MSG, shown after a method was added.
+    pub success_msg: Option<&'a str>,
+}
+
+/// A date for people: days since the epoch turned into YYYY-MM-DD (UTC), no time zone database.
+pub fn date(unix: u64) -> String {
+    let days = (unix / 86_400) as i64;
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+fn small_form(action: &str, csrf: &str, id: &str, label: &str, danger: bool) -> String {
+    format!(
+        "<form method=\"post\" action=\"{action}\" class=\"inline\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+<input type=\"hidden\" name=\"id\" value=\"{id}\"><button type=\"submit\" class=\"{cls}\">{label}</button></form>",
+        csrf = esc(csrf),
+        id = esc(id),
+        label = esc(label),
+        cls = if danger { "small danger" } else { "small" },
+    )
+}
+
+/// The security home: who you are, your methods and devices, and what you may change.
+pub fn home(v: &HomeView) -> String {
+    let mut content = format!(
+        "<h1>Security</h1><p>Signed in as <strong>{user}</strong>, verified with {method}.</p>",
+        user = esc(v.user),
+        method = esc(v.method_label),
+    );
+    if let Some(done) = v.done {
+        let text = match done {
+            "renamed" => "Renamed.",
+            "disabled" => "Turned off.",
+            "enabled" => "Turned on.",
+            "deleted" => "Removed.",
+            "device_revoked" => "That device is no longer trusted.",
+            "added" => "Added.",
+            _ => "Done.",
+        };
+        content.push_str(&format!("<p class=\"ok\" role=\"status\">{}</p>", esc(text)));
+        if done == "added" {
+            if let Some(msg) = v.success_msg {
+                content.push_str(&format!("<p><a href=\"/.mfa/\">{}</a></p>", esc(msg)));
+            }
+        }
+    }
+    content.push_str("<h2>Your methods</h2>");
+    if v.factors.is_empty() {
+        content.push_str("<p>No methods yet.</p>");
+    }
+    content.push_str("<ul class=\"factors\">");
+    for f in v.factors {
+        let used = f.last_used_at.map(|t| format!(", last used {}", date(t))).unwrap_or_default();
+        let left = f.remaining.map(|n| format!(" — {n} codes left")).unwrap_or_default();
+        let state = if f.enabled { "" } else { " <em>(off)</em>" };
+        let lock = if f.enterprise { " <span class=\"muted\">(managed by your organisation)</span>" } else { "" };
+        content.push_str(&format!(
+            "<li class=\"factor\" data-factor=\"{id}\"><div><strong class=\"name\">{name}</strong>{state}{lock}<br>\
+<span class=\"muted\">{label}{left} · added {added}{used}</span></div>\
+<form method=\"post\" action=\"/.mfa/factors/rename\" class=\"inline\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+<input type=\"hidden\" name=\"id\" value=\"{id}\"><label class=\"sr\" for=\"rename-{id}\">New name for {name}</label>\
+<input type=\"text\" id=\"rename-{id}\" name=\"name\" value=\"{name}\" maxlength=\"64\" required><button type=\"submit\" class=\"small\">Rename</button></form>",
+            id = esc(&f.id),
+            name = esc(&f.name),
+            label = esc(&f.label),
+            added = date(f.added_at),
+            csrf = esc(v.csrf),
+        ));
+        if f.removable {
+            if f.enabled {
+                content.push_str(&small_form("/.mfa/factors/disable", v.csrf, &f.id, "Turn off", false));
+            } else {
+                content.push_str(&small_form("/.mfa/factors/enable", v.csrf, &f.id, "Turn on", false));
+            }
+            content.push_str(&small_form("/.mfa/factors/delete", v.csrf, &f.id, "Remove", true));
+        }
+        content.push_str("</li>");
+    }
+    content.push_str("</ul><h2>Add a method</h2>");
+    if v.can_add_totp {
+        content
+            .push_str("<p><a href=\"/.mfa/totp/enroll?next=/.mfa/%3Fdone%3Dadded\">Add an authenticator app</a></p>");
+    }
+    if v.can_add_webauthn {
+        content.push_str(&webauthn_block("register", "Add a security key or passkey", "/.mfa/?done=added", true));
+    }
+    if v.can_add_recovery {
+        content.push_str(&format!(
+            "<form method=\"post\" action=\"/.mfa/recovery/generate\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+<button type=\"submit\">Generate new recovery codes</button></form>",
+            esc(v.csrf)
         ));
     }
-    if list.is_empty() {
-        list.push_str("<li>No methods yet.</li>");
+    if !v.devices.is_empty() {
+        content.push_str("<h2>Trusted devices</h2><ul class=\"devices\">");
+        for d in v.devices {
+            content.push_str(&format!(
+                "<li><div>{ua}<br><span class=\"muted\">trusted {added}{used}, until {until}</span></div>{revoke}</li>",
+                ua = esc(if d.user_agent.is_empty() { "Unknown browser" } else { &d.user_agent }),
+                added = date(d.added_at),
+                used = d.last_used_at.map(|t| format!(", last used {}", date(t))).unwrap_or_default(),
+                until = date(d.expires_at),
+                revoke = small_form("/.mfa/devices/revoke", v.csrf, &d.id, "Stop trusting", true),
+            ));
+        }
+        content.push_str("</ul>");
     }
-    let mut content = format!(
-        "<h1>Security</h1><p>Signed in as <strong>{user}</strong>, verified with {method}.</p><h2>Your methods</h2><ul>{list}</ul>\
-<p><a href=\"/.mfa/totp/enroll?next=/.mfa/\">Add an authenticator app</a></p>",
-        user = esc(user),
-        method = esc(method),
-    );
-    if webauthn {
-        content.push_str(&webauthn_block("register", "Add a security key or passkey", "/.mfa/", true));
-    }
-    content.push_str("<form method=\"post\" action=\"/.mfa/recovery/generate\"><button type=\"submit\">Generate new recovery codes</button></form>");
-    content.push_str("<form method=\"post\" action=\"/.mfa/logout\"><button type=\"submit\">Sign out of two-step session</button></form>");
+    content.push_str("<form method=\"post\" action=\"/.mfa/logout\"><button type=\"submit\" class=\"secondary\">Sign out of two-step session</button></form>");
     page("Security", &content)
 }
 
@@ -322,7 +440,18 @@ mod tests {
         for h in [
             challenge("a", "/", 6, None, true, totp_only),
             enroll(&v),
-            home("a", "totp", &[], false),
+            home(&HomeView {
+                user: "a",
+                method_label: "x",
+                factors: &[],
+                devices: &[],
+                csrf: "c",
+                can_add_totp: true,
+                can_add_webauthn: false,
+                can_add_recovery: true,
+                done: None,
+                success_msg: None,
+            }),
             message("t", "x"),
             recovery_codes(&["abcd-efgh-jkmn".into()]),
             recovery_used(3, "/x"),
@@ -334,7 +463,22 @@ mod tests {
         assert!(!enroll(&v).contains("<?xml"));
         v.webauthn = true;
         let both = Offer { totp: true, webauthn: true, recovery: true, totp_first: false };
-        for h in [challenge("a", "/x", 6, None, false, both), enroll(&v), home("a", "totp", &[], true)] {
+        for h in [
+            challenge("a", "/x", 6, None, false, both),
+            enroll(&v),
+            home(&HomeView {
+                user: "a",
+                method_label: "x",
+                factors: &[],
+                devices: &[],
+                csrf: "c",
+                can_add_totp: true,
+                can_add_webauthn: true,
+                can_add_recovery: true,
+                done: None,
+                success_msg: None,
+            }),
+        ] {
             assert_eq!(h.matches("<script").count(), 1);
             assert!(h.contains("<script src=\"/.mfa/assets/webauthn.js\" defer></script>"));
             assert!(!h.contains("onclick"), "no inline handlers (CSP)");
@@ -349,6 +493,52 @@ mod tests {
             Offer { totp: false, webauthn: true, recovery: false, totp_first: false }
         )
         .contains("/.mfa/totp/verify"));
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(date(0), "1970-01-01");
+        assert_eq!(date(1_700_000_000), "2023-11-14");
+        assert_eq!(date(951_782_400), "2000-02-29");
+    }
+
+    #[test]
+    fn home_offers_only_allowed_changes() {
+        let f = |removable| FactorView {
+            id: "f1".into(),
+            kind: "totp".into(),
+            label: "Authenticator app".into(),
+            name: "<Phone>".into(),
+            enabled: true,
+            added_at: 0,
+            last_used_at: None,
+            removable,
+            enterprise: !removable,
+            remaining: None,
+        };
+        let v = |fs: &[FactorView]| {
+            home(&HomeView {
+                user: "a",
+                method_label: "x",
+                factors: fs,
+                devices: &[],
+                csrf: "tok",
+                can_add_totp: true,
+                can_add_webauthn: false,
+                can_add_recovery: false,
+                done: Some("renamed"),
+                success_msg: None,
+            })
+        };
+        let h = v(&[f(true)]);
+        assert!(
+            h.contains("/.mfa/factors/delete") && h.contains("/.mfa/factors/disable") && h.contains("&lt;Phone&gt;")
+        );
+        assert!(h.contains("name=\"csrf\" value=\"tok\""));
+        assert!(h.contains("Renamed."));
+        let h = v(&[f(false)]);
+        assert!(!h.contains("/.mfa/factors/delete") && !h.contains("/.mfa/factors/disable"));
+        assert!(h.contains("managed by your organisation"));
     }
 
     #[test]

@@ -74,16 +74,19 @@ pub fn create_totp(
         "used_step": used_step,
         "only_if_none": only_if_none,
     });
-    StoreRequest::new("POST", format!("{}/users/{}/factors", cfg.path_prefix, percent_encode(user)), Some(body.to_string().into_bytes()))
+    StoreRequest::new(
+        "POST",
+        format!("{}/users/{}/factors", cfg.path_prefix, percent_encode(user)),
+        Some(body.to_string().into_bytes()),
+    )
 }
 
 pub fn use_totp_step(cfg: &StoreConfig, user: &str, factor_id: &str, step: u64) -> StoreRequest {
-    StoreRequest::new("POST", format!(
-            "{}/users/{}/factors/{}/totp/use",
-            cfg.path_prefix,
-            percent_encode(user),
-            percent_encode(factor_id)
-        ), Some(serde_json::json!({ "step": step }).to_string().into_bytes()))
+    StoreRequest::new(
+        "POST",
+        format!("{}/users/{}/factors/{}/totp/use", cfg.path_prefix, percent_encode(user), percent_encode(factor_id)),
+        Some(serde_json::json!({ "step": step }).to_string().into_bytes()),
+    )
 }
 
 /// A WebAuthn credential to save, as verified by the filter.
@@ -115,7 +118,11 @@ pub fn create_webauthn(cfg: &StoreConfig, user: &str, w: &NewWebauthn, only_if_n
         },
         "only_if_none": only_if_none,
     });
-    StoreRequest::new("POST", format!("{}/users/{}/factors", cfg.path_prefix, percent_encode(user)), Some(body.to_string().into_bytes()))
+    StoreRequest::new(
+        "POST",
+        format!("{}/users/{}/factors", cfg.path_prefix, percent_encode(user)),
+        Some(body.to_string().into_bytes()),
+    )
 }
 
 pub fn use_webauthn(
@@ -125,14 +132,16 @@ pub fn use_webauthn(
     sign_count: u32,
     backup_state: bool,
 ) -> StoreRequest {
-    StoreRequest::new("POST", format!(
+    StoreRequest::new(
+        "POST",
+        format!(
             "{}/users/{}/factors/{}/webauthn/use",
             cfg.path_prefix,
             percent_encode(user),
             percent_encode(factor_id)
-        ), Some(
-            serde_json::json!({"sign_count": sign_count, "backup_state": backup_state}).to_string().into_bytes(),
-        ))
+        ),
+        Some(serde_json::json!({"sign_count": sign_count, "backup_state": backup_state}).to_string().into_bytes()),
+    )
 }
 
 /// Records a ceremony challenge so that it can be consumed exactly once.
@@ -149,17 +158,127 @@ pub fn put_challenge(
 }
 
 pub fn consume_challenge(cfg: &StoreConfig, challenge: &[u8], purpose: &str) -> StoreRequest {
-    StoreRequest::new("POST", format!("{}/challenges/{}/consume", cfg.path_prefix, B64U.encode(challenge)), Some(serde_json::json!({ "purpose": purpose }).to_string().into_bytes()))
+    StoreRequest::new(
+        "POST",
+        format!("{}/challenges/{}/consume", cfg.path_prefix, B64U.encode(challenge)),
+        Some(serde_json::json!({ "purpose": purpose }).to_string().into_bytes()),
+    )
+}
+
+/// Renames, enables or disables a factor (a user's own change from the security home).
+pub fn patch_factor(
+    cfg: &StoreConfig,
+    user: &str,
+    id: &str,
+    name: Option<&str>,
+    enabled: Option<bool>,
+) -> StoreRequest {
+    let mut body = serde_json::Map::new();
+    if let Some(n) = name {
+        body.insert("name".into(), n.into());
+    }
+    if let Some(e) = enabled {
+        body.insert("enabled".into(), e.into());
+    }
+    StoreRequest::new(
+        "PATCH",
+        format!("{}/users/{}/factors/{}", cfg.path_prefix, percent_encode(user), percent_encode(id)),
+        Some(serde_json::Value::Object(body).to_string().into_bytes()),
+    )
+    .by_user()
+}
+
+pub fn delete_factor(cfg: &StoreConfig, user: &str, id: &str) -> StoreRequest {
+    StoreRequest::new(
+        "DELETE",
+        format!("{}/users/{}/factors/{}", cfg.path_prefix, percent_encode(user), percent_encode(id)),
+        None,
+    )
+    .by_user()
+}
+
+/// Trusts a device for the user until `expires_at`.
+pub fn add_device(
+    cfg: &StoreConfig,
+    user: &str,
+    id: &str,
+    user_agent: &str,
+    expires_at: u64,
+    max: u32,
+) -> StoreRequest {
+    let ua: String = user_agent.chars().take(200).collect();
+    StoreRequest::new(
+        "POST",
+        format!("{}/users/{}/devices", cfg.path_prefix, percent_encode(user)),
+        Some(
+            serde_json::json!({"id": id, "user_agent": ua, "expires_at": expires_at, "max_devices": max})
+                .to_string()
+                .into_bytes(),
+        ),
+    )
+}
+
+pub fn devices(cfg: &StoreConfig, user: &str) -> StoreRequest {
+    StoreRequest::new("GET", format!("{}/users/{}/devices", cfg.path_prefix, percent_encode(user)), None)
+}
+
+/// Checks a trusted device is still trusted (and records its use).
+pub fn use_device(cfg: &StoreConfig, user: &str, id: &str) -> StoreRequest {
+    StoreRequest::new(
+        "POST",
+        format!("{}/users/{}/devices/{}/use", cfg.path_prefix, percent_encode(user), percent_encode(id)),
+        Some(b"{}".to_vec()),
+    )
+}
+
+pub fn revoke_device(cfg: &StoreConfig, user: &str, id: &str) -> StoreRequest {
+    StoreRequest::new(
+        "DELETE",
+        format!("{}/users/{}/devices/{}", cfg.path_prefix, percent_encode(user), percent_encode(id)),
+        None,
+    )
+    .by_user()
+}
+
+/// A trusted device as the security home lists it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct Device {
+    pub id: String,
+    #[serde(default)]
+    pub user_agent: String,
+    #[serde(default)]
+    pub added_at: u64,
+    #[serde(default)]
+    pub last_used_at: Option<u64>,
+    #[serde(default)]
+    pub expires_at: u64,
+}
+
+pub fn parse_devices(reply: &StoreReply) -> Result<Vec<Device>, StoreError> {
+    expect(reply, &[200])?;
+    #[derive(Deserialize)]
+    struct Ds {
+        devices: Vec<Device>,
+    }
+    serde_json::from_slice::<Ds>(&reply.body).map(|d| d.devices).map_err(|_| StoreError::Unavailable)
 }
 
 /// Replaces the user's recovery codes (the store keeps keyed hashes only).
 pub fn put_recovery(cfg: &StoreConfig, user: &str, codes: &[String]) -> StoreRequest {
-    StoreRequest::new("PUT", format!("{}/users/{}/recovery", cfg.path_prefix, percent_encode(user)), Some(serde_json::json!({ "codes": codes }).to_string().into_bytes()))
+    StoreRequest::new(
+        "PUT",
+        format!("{}/users/{}/recovery", cfg.path_prefix, percent_encode(user)),
+        Some(serde_json::json!({ "codes": codes }).to_string().into_bytes()),
+    )
 }
 
 /// Consumes one recovery code atomically.
 pub fn consume_recovery(cfg: &StoreConfig, user: &str, code: &str) -> StoreRequest {
-    StoreRequest::new("POST", format!("{}/users/{}/recovery/consume", cfg.path_prefix, percent_encode(user)), Some(serde_json::json!({ "code": code }).to_string().into_bytes()))
+    StoreRequest::new(
+        "POST",
+        format!("{}/users/{}/recovery/consume", cfg.path_prefix, percent_encode(user)),
+        Some(serde_json::json!({ "code": code }).to_string().into_bytes()),
+    )
 }
 
 /// How many recovery codes are left after a consume or a regeneration.

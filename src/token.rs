@@ -79,6 +79,7 @@ pub enum Method {
     Recovery = 3,
     Email = 4,
     TrustedDevice = 5,
+    Sms = 6,
     /// No second factor (policy `no_factor: allow`); never minted into a session cookie.
     None = 0,
 }
@@ -91,6 +92,7 @@ impl Method {
             Method::Recovery => "recovery",
             Method::Email => "email",
             Method::TrustedDevice => "trusted_device",
+            Method::Sms => "sms",
             Method::None => "none",
         }
     }
@@ -101,6 +103,7 @@ impl Method {
             "recovery" => Method::Recovery,
             "email" => Method::Email,
             "trusted_device" => Method::TrustedDevice,
+            "sms" => Method::Sms,
             _ => return None,
         })
     }
@@ -111,6 +114,7 @@ impl Method {
             3 => Method::Recovery,
             4 => Method::Email,
             5 => Method::TrustedDevice,
+            6 => Method::Sms,
             _ => return None,
         })
     }
@@ -280,6 +284,27 @@ fn open_session_payload<'b>(
         return Err(TokenError::FromFuture);
     }
     Ok((Session { auth_time, expires, recheck_at, session_id, method, quick }, token_user))
+}
+
+/// The CSRF token of a session: a MAC of its random session id, so it is unguessable, tied to
+/// this session, and needs no storage. Forms of the security home carry it.
+pub fn csrf_token(ring: &KeyRing, session: &Session) -> Option<String> {
+    ring.signing().map(|k| csrf_for(k, &session.session_id))
+}
+
+fn csrf_for(key: &Key, session_id: &[u8; 16]) -> String {
+    let mut mac = key.mac.clone();
+    mac.update(b"edge-mfa csrf\0");
+    mac.update(session_id);
+    let full = mac.finalize().into_bytes();
+    B64.encode(full.get(..18).unwrap_or(&[]))
+}
+
+/// Checks a CSRF token against every key in force (a rotation does not break open forms).
+pub fn csrf_ok(ring: &KeyRing, session: &Session, given: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    !given.is_empty()
+        && ring.keys.iter().any(|k| bool::from(csrf_for(k, &session.session_id).as_bytes().ct_eq(given.as_bytes())))
 }
 
 /// State of a TOTP enrollment in progress: the secret the filter generated, bound to the user.
@@ -504,6 +529,19 @@ mod tests {
         assert_eq!(open_quick_session(&r, &t, 1500), Ok((q.clone(), "alice".to_string())));
         assert_eq!(open_session(&r, &t, "alice", 1500), Ok(q));
         assert_eq!(open_quick_session(&r, &t, 2000), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn csrf_tokens_are_per_session() {
+        let r = ring("k1", 1);
+        let a = session();
+        let b = Session { session_id: [8; 16], ..session() };
+        let ta = csrf_token(&r, &a).unwrap();
+        assert!(csrf_ok(&r, &a, &ta));
+        assert!(!csrf_ok(&r, &b, &ta));
+        assert!(!csrf_ok(&r, &a, ""));
+        assert!(!csrf_ok(&r, &a, &ta[1..]));
+        assert!(!csrf_ok(&ring("k1", 2), &a, &ta));
     }
 
     #[test]

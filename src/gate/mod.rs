@@ -16,6 +16,7 @@ use crate::totp;
 use serde_json::json;
 use std::cell::RefCell;
 
+mod home_flow;
 mod recovery_flow;
 mod webauthn_flow;
 
@@ -122,7 +123,7 @@ pub enum Pending {
         next: String,
         allowed: Option<Vec<Method>>,
     },
-    Home(Box<Req>, Session),
+    Home(home_flow::HomePending),
     EnrollCheck(Box<Req>),
     Verify {
         req: Box<Req>,
@@ -156,6 +157,11 @@ pub enum BodyKind {
     WebauthnLoginFinish,
     RecoveryGenerate,
     RecoveryVerify,
+    FactorRename,
+    FactorDisable,
+    FactorEnable,
+    FactorDelete,
+    DeviceRevoke,
 }
 
 impl Pending {
@@ -381,9 +387,21 @@ impl Gate {
             );
         }
         let html = req.html;
+        // MFA_UNALLOWED_METHODS is enforced here, on every endpoint, not only hidden in pages.
+        if let Some(m) = endpoint_method(&req.path) {
+            if !self.cfg.method_allowed(m) {
+                return Decision::Respond(message(
+                    html,
+                    403,
+                    "method_not_allowed",
+                    "Not available",
+                    "This method is not allowed here.",
+                ));
+            }
+        }
         match (req.method.as_str(), req.path.as_str()) {
             ("GET", "/.mfa" | "/.mfa/") => match session {
-                Some(s) => Decision::Call(store::factors(&self.cfg.store, &user), Pending::Home(req, s)),
+                Some(s) => self.home_start(req, s, &user),
                 None => Decision::Call(
                     store::factors(&self.cfg.store, &user),
                     Pending::Challenge { req, reason: Reason::NoSession, next: "/.mfa/".into(), allowed: None },
@@ -415,6 +433,13 @@ impl Gate {
             )),
             ("POST", "/.mfa/totp/verify") => Decision::ReadBody(Pending::Body(BodyKind::TotpVerify, req, session)),
             ("POST", "/.mfa/totp/enroll") => Decision::ReadBody(Pending::Body(BodyKind::TotpEnroll, req, session)),
+            ("POST", "/.mfa/factors/rename") => Decision::ReadBody(Pending::Body(BodyKind::FactorRename, req, session)),
+            ("POST", "/.mfa/factors/disable") => {
+                Decision::ReadBody(Pending::Body(BodyKind::FactorDisable, req, session))
+            }
+            ("POST", "/.mfa/factors/enable") => Decision::ReadBody(Pending::Body(BodyKind::FactorEnable, req, session)),
+            ("POST", "/.mfa/factors/delete") => Decision::ReadBody(Pending::Body(BodyKind::FactorDelete, req, session)),
+            ("POST", "/.mfa/devices/revoke") => Decision::ReadBody(Pending::Body(BodyKind::DeviceRevoke, req, session)),
             ("POST", "/.mfa/recovery/generate") => {
                 Decision::ReadBody(Pending::Body(BodyKind::RecoveryGenerate, req, session))
             }
@@ -493,8 +518,13 @@ impl Gate {
         };
         match kind {
             BodyKind::RecoveryGenerate | BodyKind::RecoveryVerify => {
-                self.recovery_body(kind, req, session, &fields, user, next, rng)
+                self.recovery_body(kind, req, session, &fields, user, next, now, rng)
             }
+            BodyKind::FactorRename
+            | BodyKind::FactorDisable
+            | BodyKind::FactorEnable
+            | BodyKind::FactorDelete
+            | BodyKind::DeviceRevoke => self.home_body(kind, req, session, &fields, &user, now),
             BodyKind::TotpVerify => {
                 let code = form_get(&fields, "code").unwrap_or("").trim().to_string();
                 if !totp::code_well_formed(&self.cfg.totp, &code) {
@@ -575,14 +605,7 @@ impl Gate {
                 let user = req.user.clone().unwrap_or_default();
                 self.challenge(&req, &user, &factors, reason, &next, allowed.as_deref(), now, rng)
             }
-            Pending::Home(req, session) => {
-                let factors = match store::parse_factors(reply) {
-                    Ok(f) => f,
-                    Err(_) => return self.unavailable(&req),
-                };
-                let user = req.user.clone().unwrap_or_default();
-                Decision::Respond(self.home(&req, &user, &session, &factors))
-            }
+            Pending::Home(p) => self.home_reply(p, reply),
             Pending::EnrollCheck(req) => {
                 let factors = match store::parse_factors(reply) {
                     Ok(f) => f,
@@ -774,7 +797,10 @@ impl Gate {
         }
         for f in by_use.into_iter().filter(|f| f.recovery_remaining != Some(0)) {
             if let Some(m) = Method::parse(&f.kind) {
-                if allowed.is_none_or(|a| a.contains(&m)) && !methods.contains(&m.as_str()) {
+                if self.cfg.method_allowed(m)
+                    && allowed.is_none_or(|a| a.contains(&m))
+                    && !methods.contains(&m.as_str())
+                {
                     methods.push(m.as_str());
                 }
             }
@@ -912,22 +938,6 @@ impl Gate {
         Decision::Respond(Response::html(status, pages::enroll(&view)))
     }
 
-    fn home(&self, req: &Req, user: &str, s: &Session, factors: &[Factor]) -> Response {
-        if req.html {
-            let rows: Vec<(String, String, String)> =
-                factors.iter().map(|f| (f.kind.clone(), f.name.clone(), f.added_at.to_string())).collect();
-            return Response::html(200, pages::home(user, s.method.as_str(), &rows, self.webauthn_on()));
-        }
-        let list: Vec<_> = factors
-            .iter()
-            .map(|f| json!({"id": f.id, "type": f.kind, "name": f.name, "enabled": f.enabled, "added_at": f.added_at, "last_used_at": f.last_used_at}))
-            .collect();
-        Response::json(
-            200,
-            &json!({"user": user, "method": s.method.as_str(), "auth_time": s.auth_time, "expires_at": s.expires, "factors": list}),
-        )
-    }
-
     /// The second factor checked out: mint the session and send the user on.
     fn verified(&self, req: &Req, user: &str, method: Method, next: &str, now: u64, rng: &mut dyn Rng) -> Decision {
         let mut session_id = [0u8; 16];
@@ -973,6 +983,19 @@ impl Gate {
 
     fn clear_cookie(&self) -> String {
         format!("{}={}; Max-Age=0", self.cfg.cookie_name, self.cookie_attrs())
+    }
+}
+
+/// The method an MFA endpoint belongs to.
+fn endpoint_method(path: &str) -> Option<Method> {
+    let rest = path.strip_prefix("/.mfa/")?;
+    let first = rest.split('/').next()?;
+    match first {
+        "totp" => Some(Method::Totp),
+        "webauthn" => Some(Method::Webauthn),
+        "recovery" => Some(Method::Recovery),
+        "devices" => Some(Method::TrustedDevice),
+        _ => None,
     }
 }
 

@@ -16,6 +16,7 @@ pub enum RecoveryPending {
 
 impl Gate {
     /// A body arrived for `/.mfa/recovery/generate` or `/.mfa/recovery/verify`.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn recovery_body(
         &self,
         kind: BodyKind,
@@ -24,12 +25,13 @@ impl Gate {
         fields: &[(String, String)],
         user: String,
         next: String,
+        now: u64,
         rng: &mut dyn Rng,
     ) -> Decision {
         match kind {
             BodyKind::RecoveryGenerate => {
-                if session.is_none() {
-                    return self.verify_first(&req, "/.mfa/");
+                if let Err(d) = self.change_allowed(&req, session.as_ref(), fields, now) {
+                    return d;
                 }
                 let mut buf = [0u8; 64];
                 let mut pos = buf.len();

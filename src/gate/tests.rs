@@ -501,7 +501,9 @@ fn recovery_codes_generate_needs_a_session_and_sign_in_consumes_one() {
     // Without a session: no new codes (someone with only the first factor must not mint them).
     assert!(matches!(respond(json_post(&g, "/.mfa/recovery/generate", "alice", &[], json!({}))).status, 403));
     let c = session_cookie(&g, "alice", Method::Totp, NOW - 10);
-    let (r, p) = call(json_post(&g, "/.mfa/recovery/generate", "alice", &[("cookie", &c)], json!({})));
+    // With a session but no CSRF token: refused too.
+    assert_eq!(respond(json_post(&g, "/.mfa/recovery/generate", "alice", &[("cookie", &c)], json!({}))).status, 403);
+    let (r, p) = call(json_post(&g, "/.mfa/recovery/generate", "alice", &[("cookie", &c)], json!({"csrf": csrf(&g)})));
     assert_eq!((r.method, r.path.as_str()), ("PUT", "/v1/users/alice/recovery"));
     let sent: serde_json::Value = serde_json::from_slice(r.body.as_deref().unwrap()).unwrap();
     let codes: Vec<String> =
@@ -688,4 +690,113 @@ fn quick_login_sends_browsers_without_identity_to_the_passkey_page() {
         g2.on_headers(&req("GET", "/app", None, &[("cookie", &c)]), NOW, &mut FixedRng(1)),
         Decision::Respond(_)
     ));
+}
+
+/// The CSRF token of the sessions `session_cookie` mints (session id [1; 16]).
+fn csrf(g: &Gate) -> String {
+    let s =
+        Session { auth_time: 0, expires: 0, recheck_at: 0, session_id: [1; 16], method: Method::Totp, quick: false };
+    token::csrf_token(&g.keys.borrow(), &s).unwrap()
+}
+
+fn two_factors(enterprise_key: bool) -> StoreReply {
+    let body = json!({"factors": [
+        {"id": "f1", "type": "totp", "name": "Phone", "enabled": true,
+         "totp": {"secret": totp::secret_to_base32(SECRET), "digits": 6, "period": 30, "algorithm": "SHA1"}},
+        {"id": "w1", "type": "webauthn", "name": "Key", "enabled": true, "owned_by_enterprise": enterprise_key,
+         "webauthn": {"credential_id": "AQID", "public_key": "AQ", "user_handle": "AQ"}}]});
+    StoreReply { status: Some(200), body: body.to_string().into_bytes() }
+}
+
+#[test]
+fn security_home_changes_need_recent_mfa_and_csrf() {
+    let g = gate();
+    let fresh = session_cookie(&g, "alice", Method::Totp, NOW - 10);
+    let stale = session_cookie(&g, "alice", Method::Totp, NOW - 700);
+    let body = |csrf: &str| json!({"id": "f1", "name": "Work phone", "csrf": csrf});
+    // No session, stale session, missing or wrong CSRF token: refused before any store call.
+    assert_eq!(respond(json_post(&g, "/.mfa/factors/rename", "alice", &[], body(&csrf(&g)))).status, 403);
+    let r = respond(json_post(&g, "/.mfa/factors/rename", "alice", &[("cookie", &stale)], body(&csrf(&g))));
+    assert_eq!(r.status, 401);
+    assert!(String::from_utf8_lossy(&r.body).contains("recent_mfa_required"));
+    assert_eq!(respond(json_post(&g, "/.mfa/factors/rename", "alice", &[("cookie", &fresh)], body(""))).status, 403);
+    assert_eq!(
+        respond(json_post(&g, "/.mfa/factors/rename", "alice", &[("cookie", &fresh)], body("AAAA"))).status,
+        403
+    );
+    // Cross-origin: refused.
+    let h = [("cookie", fresh.as_str()), ("origin", "https://evil.example")];
+    assert_eq!(respond(json_post(&g, "/.mfa/factors/delete", "alice", &h, body(&csrf(&g)))).status, 403);
+    // All good: the store is asked, marked as the user's own change.
+    let (r, p) = call(json_post(&g, "/.mfa/factors/rename", "alice", &[("cookie", &fresh)], body(&csrf(&g))));
+    assert_eq!(r.path, "/v1/users/alice/factors");
+    let (r, p) = call(g.on_store_reply(p, &two_factors(false), NOW, &mut FixedRng(1)));
+    assert_eq!((r.method, r.path.as_str(), r.by_user), ("PATCH", "/v1/users/alice/factors/f1", true));
+    assert_eq!(r.body.as_deref(), Some(br#"{"name":"Work phone"}"#.as_slice()));
+    let resp =
+        respond(g.on_store_reply(p, &StoreReply { status: Some(200), body: b"{}".to_vec() }, NOW, &mut FixedRng(1)));
+    assert_eq!(resp.status, 200);
+}
+
+#[test]
+fn hide_disable_and_enterprise_keys_cannot_be_removed() {
+    let mut j = sample_json();
+    j["hide_disable"] = json!(["totp"]);
+    let g = Gate::new(Config::parse(j.to_string().as_bytes()).unwrap());
+    let c = session_cookie(&g, "alice", Method::Totp, NOW - 10);
+    for (path, id, enterprise, want) in [
+        ("/.mfa/factors/delete", "f1", false, 403u32),
+        ("/.mfa/factors/disable", "f1", false, 403),
+        ("/.mfa/factors/delete", "w1", true, 403),
+        ("/.mfa/factors/disable", "w1", true, 403),
+        ("/.mfa/factors/delete", "w1", false, 0),
+        ("/.mfa/factors/rename", "f1", false, 0),
+    ] {
+        let (_, p) =
+            call(json_post(&g, path, "alice", &[("cookie", &c)], json!({"id": id, "name": "n", "csrf": csrf(&g)})));
+        match g.on_store_reply(p, &two_factors(enterprise), NOW, &mut FixedRng(1)) {
+            Decision::Respond(r) => assert_eq!(r.status, want, "{path} {id}"),
+            Decision::Call(r, _) => assert_eq!(want, 0, "{path} {id} should be refused, called {}", r.path),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn disallowed_methods_are_refused_on_every_endpoint() {
+    let mut j = sample_json();
+    j["methods"] = json!(["webauthn", "recovery"]);
+    j["webauthn"] = json!({"rp_id": "app.test", "origins": ["https://app.test"]});
+    let g = Gate::new(Config::parse(j.to_string().as_bytes()).unwrap());
+    for (m, path) in [("GET", "/.mfa/totp/enroll"), ("POST", "/.mfa/totp/enroll"), ("POST", "/.mfa/totp/verify")] {
+        let r = respond(g.on_headers(&req(m, path, Some("alice"), &[]), NOW, &mut FixedRng(1)));
+        assert_eq!(r.status, 403, "{m} {path}");
+        assert!(String::from_utf8_lossy(&r.body).contains("method_not_allowed"));
+    }
+    // And the challenge does not offer TOTP even to a user who has it.
+    let (_, p) = call(g.on_headers(&req("GET", "/app", Some("alice"), &[]), NOW, &mut FixedRng(1)));
+    let r = respond(g.on_store_reply(p, &two_factors(false), NOW, &mut FixedRng(1)));
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["methods"], json!(["webauthn"]));
+    // Only WebAuthn allowed and not configured: its endpoints are off as well.
+    let mut j = sample_json();
+    j["methods"] = json!(["totp"]);
+    j["webauthn"] = json!({"rp_id": "app.test", "origins": ["https://app.test"]});
+    let g = Gate::new(Config::parse(j.to_string().as_bytes()).unwrap());
+    assert_eq!(
+        respond(g.on_headers(&req("POST", "/.mfa/webauthn/login/begin", Some("alice"), &[]), NOW, &mut FixedRng(1)))
+            .status,
+        403
+    );
+}
+
+#[test]
+fn method_labels_rename_methods() {
+    let mut j = sample_json();
+    j["method_labels"] = json!({"recovery": "Backup codes"});
+    let c = Config::parse(j.to_string().as_bytes()).unwrap();
+    assert_eq!(c.label(Method::Recovery), "Backup codes");
+    assert_eq!(c.label(Method::Totp), "Authenticator app");
+    j["method_labels"] = json!({"RECOVERY2": "x"});
+    assert!(Config::parse(j.to_string().as_bytes()).is_err());
 }

@@ -87,7 +87,7 @@ fn rejected(status: u32, code: &str, text: &str) -> Decision {
 
 impl Gate {
     pub(super) fn webauthn_on(&self) -> bool {
-        self.cfg.webauthn.is_some()
+        self.cfg.webauthn.is_some() && self.cfg.method_allowed(Method::Webauthn)
     }
 
     fn ceremony_cookie(&self, value: &str, max_age: u64) -> String {

@@ -185,6 +185,95 @@ pub fn try_raw(
     read_response(&mut s, method == "HEAD")
 }
 
+/// A keep-alive HTTP/1.1 connection for sending many requests fast (attack corpora, bursts).
+/// Reconnects when the server closed it (after `connection: close`, or an idle close, which is
+/// detected as an error on a reused connection and retried once on a fresh one).
+pub struct Conn {
+    authority: String,
+    stream: Option<TcpStream>,
+    /// Connections opened so far.
+    pub connects: u64,
+}
+
+impl Conn {
+    /// A connection to `base` (`http://host:port`); opened on first use.
+    pub fn new(base: &str) -> Conn {
+        let authority = base.strip_prefix("http://").unwrap_or(base).trim_end_matches('/').to_string();
+        Conn { authority, stream: None, connects: 0 }
+    }
+
+    /// Builds the bytes of a request as [`raw`] does, but keep-alive (no `Connection: close`
+    /// unless given). Header values are raw bytes, so tests can send non-UTF-8.
+    pub fn build(&self, method: &str, path: &str, headers: &[(&str, &[u8])], body: &[u8]) -> Vec<u8> {
+        let has = |n: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(n));
+        let mut req = format!("{method} {path} HTTP/1.1\r\n").into_bytes();
+        if !has("host") {
+            req.extend_from_slice(format!("Host: {}\r\n", self.authority).as_bytes());
+        }
+        for (k, v) in headers {
+            req.extend_from_slice(k.as_bytes());
+            req.extend_from_slice(b": ");
+            req.extend_from_slice(v);
+            req.extend_from_slice(b"\r\n");
+        }
+        let needs_len = !body.is_empty() || matches!(method, "POST" | "PUT" | "PATCH");
+        if needs_len && !has("content-length") && !has("transfer-encoding") {
+            req.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
+        }
+        req.extend_from_slice(b"\r\n");
+        req.extend_from_slice(body);
+        req
+    }
+
+    /// Sends a request built with [`Conn::build`] (or any raw bytes) and reads the answer.
+    pub fn send_raw(&mut self, request: &[u8], head: bool) -> std::io::Result<Response> {
+        let reused = self.stream.is_some();
+        match self.once(request, head) {
+            Err(_) if reused => {
+                self.stream = None;
+                self.once(request, head)
+            }
+            r => r,
+        }
+    }
+
+    /// `send_raw(build(..))` with string headers.
+    pub fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> std::io::Result<Response> {
+        let h: Vec<(&str, &[u8])> = headers.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
+        let req = self.build(method, path, &h, body);
+        self.send_raw(&req, method == "HEAD")
+    }
+
+    fn once(&mut self, request: &[u8], head: bool) -> std::io::Result<Response> {
+        if self.stream.is_none() {
+            let addr = self
+                .authority
+                .to_socket_addrs()?
+                .next()
+                .ok_or_else(|| std::io::Error::other(format!("cannot resolve {}", self.authority)))?;
+            let s = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)?;
+            s.set_read_timeout(Some(IO_TIMEOUT))?;
+            s.set_write_timeout(Some(IO_TIMEOUT))?;
+            s.set_nodelay(true)?;
+            self.connects += 1;
+            self.stream = Some(s);
+        }
+        let s = self.stream.as_mut().expect("connected");
+        let r = s.write_all(request).and_then(|_| s.flush()).and_then(|_| read_response(s, head));
+        match &r {
+            Ok(resp) if !resp.header("connection").is_some_and(|c| c.eq_ignore_ascii_case("close")) => {}
+            _ => self.stream = None,
+        }
+        r
+    }
+}
+
 fn read_response(s: &mut TcpStream, head: bool) -> std::io::Result<Response> {
     let mut buf = Vec::new();
     // Read until the end of the headers, then as much of the body as needed.

@@ -26,6 +26,7 @@
 
 pub mod authenticator;
 pub mod demo;
+pub mod fault_proxy;
 pub mod http;
 mod stack;
 

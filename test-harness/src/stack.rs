@@ -201,6 +201,9 @@ pub struct Stack {
     pub store_port: u16,
     pub upstream_port: u16,
     concurrency: u32,
+    /// Where the store process listens: `store_port` unless a fault proxy
+    /// took that port (see [`Stack::interpose_fault_proxy`]).
+    store_listen_port: u16,
     store: Option<Child>,
     upstream: Option<Child>,
     envoy: Option<Child>,
@@ -250,6 +253,7 @@ impl Stack {
             store_port,
             upstream_port,
             concurrency: opts.concurrency.max(1),
+            store_listen_port: store_port,
             store: None,
             upstream: None,
             envoy: None,
@@ -313,10 +317,10 @@ impl Stack {
             .env("EDGE_MFA_STORE_TOKEN", &self.store_token)
             .env("EDGE_MFA_STORE_KEY", &self.store_key)
             .env("EDGE_MFA_STORE_DB", &self.db_path)
-            .env("EDGE_MFA_STORE_LISTEN", format!("127.0.0.1:{}", self.store_port));
+            .env("EDGE_MFA_STORE_LISTEN", format!("127.0.0.1:{}", self.store_listen_port));
         let child = self.spawn_logged("store", cmd, &log);
         self.store = Some(child);
-        let needle = format!("edge-mfa-store listening on 127.0.0.1:{}", self.store_port);
+        let needle = format!("edge-mfa-store listening on 127.0.0.1:{}", self.store_listen_port);
         let deadline = Instant::now() + STORE_READY_TIMEOUT;
         self.wait_for_line("store", &log, offset, &needle, deadline);
         let auth = format!("Bearer {}", self.store_token);
@@ -325,6 +329,42 @@ impl Stack {
             matches!(http::try_raw(&s.store_url, "GET", "/v1/health", &[("authorization", &auth)], b""),
                 Ok(r) if r.status == 200)
         });
+    }
+
+    /// Kills the store with SIGKILL (no chance to clean up), as a crash would;
+    /// Envoy and upstream stay up. [`Stack::start_store`] brings it back on
+    /// the same DB.
+    pub fn kill_store(&mut self) {
+        if let Some(mut c) = self.store.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stops Envoy (SIGTERM) and starts a new Envoy process with the same
+    /// config, ports and store: what a redeploy or config reload does to a
+    /// running gate. Waits until the new one is ready.
+    pub fn restart_envoy(&mut self) {
+        if let Some(c) = self.envoy.take() {
+            stop_child(c);
+        }
+        let wasm = wasm_path().canonicalize().expect("canonicalize wasm path");
+        self.start_envoy(&wasm);
+    }
+
+    /// Puts a [`FaultProxy`](crate::fault_proxy::FaultProxy) between Envoy
+    /// and the store: the store is restarted (same DB, token and key) on a
+    /// new loopback port, `store_url` then points at it directly, and the
+    /// proxy takes over `store_port`, where Envoy's store cluster points. The
+    /// proxy forwards faithfully until told to inject a fault. Drop the proxy
+    /// before the stack (declare it after the stack).
+    pub fn interpose_fault_proxy(&mut self) -> crate::fault_proxy::FaultProxy {
+        self.stop_store();
+        let backend = free_port();
+        self.store_listen_port = backend;
+        self.store_url = format!("http://127.0.0.1:{backend}");
+        self.start_store();
+        crate::fault_proxy::FaultProxy::start(self.store_port, backend)
     }
 
     fn start_upstream(&mut self) {

@@ -146,7 +146,11 @@ fn recovery_codes_sign_in_once_each() {
     let mut jar = Jar(vec![s.login_cookie("sam")]);
     let mut key = SoftAuthenticator::new(Attestation::None);
     assert_eq!(register(&s, &mut jar, &mut key).status, 200);
-    let r = jar.post(&s, "/.mfa/recovery/generate", json!({}));
+    // No CSRF token: refused. The security home (JSON) gives the session's token.
+    assert_eq!(jar.post(&s, "/.mfa/recovery/generate", json!({})).status, 403);
+    let home = http::get(&s.url("/.mfa/"), &[("cookie", &jar.header()), ("accept", "application/json")]).json();
+    let csrf = home["csrf"].as_str().unwrap().to_string();
+    let r = jar.post(&s, "/.mfa/recovery/generate", json!({ "csrf": csrf }));
     assert_eq!(r.status, 200, "{r:?}");
     let codes: Vec<String> =
         r.json()["codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();

@@ -1,0 +1,221 @@
+//! The security home (django-mfa2's mfa_home): list, rename, enable/disable and delete factors,
+//! list and revoke trusted devices. Every change needs a session whose second factor is recent,
+//! a CSRF token bound to that session, and a same-origin POST; the store writes the audit row.
+
+use super::{BodyKind, Decision, Gate, Pending, Req};
+use crate::http::form_get;
+use crate::pages::{self, FactorView, HomeView, Response};
+use crate::store::{self, Device, Factor, StoreError, StoreReply};
+use crate::token::{self, Method, Session};
+use serde_json::json;
+
+/// A security-home step waiting for the store.
+#[derive(Debug)]
+pub enum HomePending {
+    /// Factors listed; devices next (when trusted devices are on).
+    Factors {
+        req: Box<Req>,
+        session: Session,
+    },
+    Devices {
+        req: Box<Req>,
+        session: Session,
+        factors: Vec<Factor>,
+    },
+    /// Factors listed to check that a change is allowed.
+    Check {
+        req: Box<Req>,
+        kind: BodyKind,
+        id: String,
+        name: Option<String>,
+    },
+    Done {
+        req: Box<Req>,
+        what: &'static str,
+    },
+}
+
+fn refuse(req: &Req, status: u32, code: &str, text: &str) -> Decision {
+    Decision::Respond(super::message(req.html, status, code, "Not allowed", text))
+}
+
+impl Gate {
+    pub(super) fn home_start(&self, req: Box<Req>, session: Session, user: &str) -> Decision {
+        Decision::Call(store::factors(&self.cfg.store, user), Pending::Home(HomePending::Factors { req, session }))
+    }
+
+    /// Guards every change: a session, a recent second factor, the session's CSRF token.
+    pub(super) fn change_allowed(
+        &self,
+        req: &Req,
+        session: Option<&Session>,
+        fields: &[(String, String)],
+        now: u64,
+    ) -> Result<(), Decision> {
+        let Some(s) = session else {
+            return Err(self.verify_first(req, "/.mfa/"));
+        };
+        if now.saturating_sub(s.auth_time) > self.cfg.recent_mfa_s {
+            return Err(if req.html {
+                Decision::Respond(Response::redirect("/.mfa/challenge?next=%2F.mfa%2F"))
+            } else {
+                Decision::Respond(Response::json(
+                    401,
+                    &json!({"error": "recent_mfa_required", "message": "Verify again before changing your security settings.", "challenge": "/.mfa/challenge"}),
+                ))
+            });
+        }
+        let given = form_get(fields, "csrf").unwrap_or("");
+        if !token::csrf_ok(&self.keys.borrow(), s, given) {
+            return Err(refuse(req, 403, "csrf", "This form is out of date. Reload the security page and try again."));
+        }
+        Ok(())
+    }
+
+    /// A body arrived for one of the factor or device management endpoints.
+    pub(super) fn home_body(
+        &self,
+        kind: BodyKind,
+        req: Box<Req>,
+        session: Option<Session>,
+        fields: &[(String, String)],
+        user: &str,
+        now: u64,
+    ) -> Decision {
+        if let Err(d) = self.change_allowed(&req, session.as_ref(), fields, now) {
+            return d;
+        }
+        let id = form_get(fields, "id").unwrap_or("").to_string();
+        if id.is_empty() || id.len() > 128 {
+            return refuse(&req, 400, "bad_id", "Which method? The form named none.");
+        }
+        if kind == BodyKind::DeviceRevoke {
+            return Decision::Call(
+                store::revoke_device(&self.cfg.store, user, &id),
+                Pending::Home(HomePending::Done { req, what: "device_revoked" }),
+            );
+        }
+        let name = match kind {
+            BodyKind::FactorRename => {
+                let n = form_get(fields, "name").map(str::trim).unwrap_or("");
+                if n.is_empty() || n.chars().count() > 64 || n.chars().any(char::is_control) {
+                    return refuse(&req, 400, "invalid_name", "Use a name of 1 to 64 characters.");
+                }
+                Some(n.to_string())
+            }
+            _ => None,
+        };
+        Decision::Call(store::factors(&self.cfg.store, user), Pending::Home(HomePending::Check { req, kind, id, name }))
+    }
+
+    pub(super) fn home_reply(&self, p: HomePending, reply: &StoreReply) -> Decision {
+        match p {
+            HomePending::Factors { req, session } => {
+                let Ok(factors) = store::parse_factors(reply) else { return self.unavailable(&req) };
+                let user = req.user.clone().unwrap_or_default();
+                if self.cfg.trusted_devices.is_some() {
+                    return Decision::Call(
+                        store::devices(&self.cfg.store, &user),
+                        Pending::Home(HomePending::Devices { req, session, factors }),
+                    );
+                }
+                Decision::Respond(self.home_page(&req, &user, &session, &factors, &[]))
+            }
+            HomePending::Devices { req, session, factors } => {
+                let Ok(devices) = store::parse_devices(reply) else { return self.unavailable(&req) };
+                let user = req.user.clone().unwrap_or_default();
+                Decision::Respond(self.home_page(&req, &user, &session, &factors, &devices))
+            }
+            HomePending::Check { req, kind, id, name } => {
+                let Ok(factors) = store::parse_factors(reply) else { return self.unavailable(&req) };
+                let user = req.user.clone().unwrap_or_default();
+                let Some(f) = factors.iter().find(|f| f.id == id) else {
+                    return refuse(&req, 404, "not_found", "There is no such method on your account.");
+                };
+                let removing = matches!(kind, BodyKind::FactorDisable | BodyKind::FactorDelete);
+                if removing && Method::parse(&f.kind).is_some_and(|m| self.cfg.hide_disable.contains(&m)) {
+                    return refuse(&req, 403, "cannot_disable", "This method cannot be turned off or removed.");
+                }
+                if removing && f.owned_by_enterprise {
+                    return refuse(
+                        &req,
+                        403,
+                        "enterprise_owned",
+                        "This key belongs to your organisation; ask your administrator.",
+                    );
+                }
+                let (call, what) = match kind {
+                    BodyKind::FactorRename => {
+                        (store::patch_factor(&self.cfg.store, &user, &id, name.as_deref(), None), "renamed")
+                    }
+                    BodyKind::FactorDisable => {
+                        (store::patch_factor(&self.cfg.store, &user, &id, None, Some(false)), "disabled")
+                    }
+                    BodyKind::FactorEnable => {
+                        (store::patch_factor(&self.cfg.store, &user, &id, None, Some(true)), "enabled")
+                    }
+                    _ => (store::delete_factor(&self.cfg.store, &user, &id), "deleted"),
+                };
+                Decision::Call(call, Pending::Home(HomePending::Done { req, what }))
+            }
+            HomePending::Done { req, what } => match store::parse_ok(reply) {
+                Ok(()) if req.html => Decision::Respond(Response::redirect(&format!("/.mfa/?done={what}"))),
+                Ok(()) => Decision::Respond(Response::json(200, &json!({"ok": true, "done": what}))),
+                Err(StoreError::NotFound) => refuse(&req, 404, "not_found", "There is no such method on your account."),
+                Err(StoreError::Refused(403)) => refuse(
+                    &req,
+                    403,
+                    "enterprise_owned",
+                    "This key belongs to your organisation; ask your administrator.",
+                ),
+                Err(_) => self.unavailable(&req),
+            },
+        }
+    }
+
+    fn home_page(&self, req: &Req, user: &str, s: &Session, factors: &[Factor], devices: &[Device]) -> Response {
+        let csrf = token::csrf_token(&self.keys.borrow(), s).unwrap_or_default();
+        let views: Vec<FactorView> = factors
+            .iter()
+            .map(|f| {
+                let m = Method::parse(&f.kind);
+                let locked = m.is_some_and(|m| self.cfg.hide_disable.contains(&m)) || f.owned_by_enterprise;
+                FactorView {
+                    id: f.id.clone(),
+                    kind: f.kind.clone(),
+                    label: m.map(|m| self.cfg.label(m)).unwrap_or_else(|| f.kind.clone()),
+                    name: f.name.clone(),
+                    enabled: f.enabled,
+                    added_at: f.added_at,
+                    last_used_at: f.last_used_at,
+                    removable: !locked,
+                    enterprise: f.owned_by_enterprise,
+                    remaining: f.recovery_remaining,
+                }
+            })
+            .collect();
+        if !req.html {
+            return Response::json(
+                200,
+                &json!({"user": user, "method": s.method.as_str(), "auth_time": s.auth_time, "expires_at": s.expires,
+                        "csrf": csrf, "factors": views, "devices": devices}),
+            );
+        }
+        let done = crate::http::parse_form(&req.query)
+            .and_then(|f| form_get(&f, "done").map(str::to_string))
+            .filter(|d| d.len() < 32 && d.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+        let view = HomeView {
+            user,
+            method_label: &Method::parse(s.method.as_str()).map(|m| self.cfg.label(m)).unwrap_or_default(),
+            factors: &views,
+            devices,
+            csrf: &csrf,
+            can_add_totp: self.cfg.method_allowed(Method::Totp),
+            can_add_webauthn: self.webauthn_on(),
+            can_add_recovery: self.cfg.method_allowed(Method::Recovery),
+            done: done.as_deref(),
+            success_msg: self.cfg.success_registration_msg.as_deref(),
+        };
+        Response::html(200, pages::home(&view))
+    }
+}
