@@ -411,6 +411,8 @@ pub struct Config {
     pub enforce_recovery_method: bool,
     /// Trusted devices: (days, max per user).
     pub trusted_devices: Option<(u64, u32)>,
+    /// Cookie naming a trusted device.
+    pub device_cookie: String,
 }
 
 impl Config {
@@ -524,8 +526,8 @@ impl Config {
         }
         let recheck = match raw.recheck {
             None => None,
-            Some(r) if r.min_s >= 10 && r.min_s <= r.max_s => Some((r.min_s, r.max_s)),
-            Some(_) => return Err("recheck: need 10 <= min_s <= max_s".into()),
+            Some(r) if r.min_s >= 1 && r.min_s <= r.max_s => Some((r.min_s, r.max_s)),
+            Some(_) => return Err("recheck: need 1 <= min_s <= max_s".into()),
         };
         if !(1024..=1024 * 1024).contains(&raw.body_limit) {
             return Err("body_limit must be 1024..=1048576".into());
@@ -535,6 +537,7 @@ impl Config {
             None => None,
         };
         let ceremony_cookie = format!("{cookie_name}-wa");
+        let device_cookie = format!("{cookie_name}-device");
         if !(1..=20).contains(&raw.recovery.count) {
             return Err("recovery.count must be 1..=20".into());
         }
@@ -567,6 +570,7 @@ impl Config {
             None => None,
         };
         Ok(Config {
+            device_cookie,
             methods,
             method_labels: raw.method_labels,
             hide_disable,

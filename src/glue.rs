@@ -145,7 +145,7 @@ impl RootContext for Root {
 
     fn create_http_context(&self, _: u32) -> Option<Box<dyn HttpContext>> {
         let gate = self.gate.clone()?;
-        Some(Box::new(Filter { gate, pending: None, headers_end_stream: false }))
+        Some(Box::new(Filter { gate, pending: None, headers_end_stream: false, response_cookie: None }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -158,6 +158,8 @@ struct Filter {
     pending: Option<Pending>,
     /// The request headers ended the stream (no body will follow).
     headers_end_stream: bool,
+    /// A `Set-Cookie` to add to the upstream's response (a session minted on the way through).
+    response_cookie: Option<String>,
 }
 
 impl Headers for Filter {
@@ -178,6 +180,10 @@ impl Filter {
                     None => self.set_http_request_header("x-mfa-auth-time", None),
                 }
                 self.proceed(resumed)
+            }
+            Decision::PassSetCookie(p, cookie) => {
+                self.response_cookie = Some(cookie);
+                self.apply(Decision::Pass(p), resumed)
             }
             Decision::Bypass => {
                 for h in IDENTITY_HEADERS {
@@ -252,6 +258,13 @@ impl HttpContext for Filter {
             return self.on_body(&[]);
         }
         action
+    }
+
+    fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {
+        if let Some(c) = self.response_cookie.take() {
+            self.add_http_response_header("set-cookie", &c);
+        }
+        Action::Continue
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {

@@ -57,7 +57,7 @@ input:focus,button:focus{outline:3px solid #7aa7ff;outline-offset:2px}\
 button{margin-top:1rem;width:100%;font-size:1.05rem;padding:.7rem;border:0;border-radius:8px;background:#2457d6;color:#fff;cursor:pointer}\
 .err{background:#fdecec;color:#8a1c1c;padding:.6rem .8rem;border-radius:8px}.muted{color:#5b6474;font-size:.9rem}\
 code.secret{display:block;word-break:break-all;background:#f0f2f6;padding:.5rem;border-radius:6px;font-size:1rem}\
-.qr{text-align:center;margin:1rem 0}.method{margin:1.2rem 0}.inline{display:inline-block;margin:.3rem .3rem 0 0}.inline input[type=text]{width:auto;font-size:1rem;letter-spacing:0;padding:.35rem}button.small{width:auto;font-size:.9rem;padding:.35rem .7rem;margin-top:.3rem}button.danger{background:#b3261e}button.secondary{background:#5b6474}.factor,.devices li{border-top:1px solid #e3e6eb;padding:.7rem 0;list-style:none}ul.factors,ul.devices{padding:0}.ok{background:#e7f6ec;color:#17552c;padding:.6rem .8rem;border-radius:8px}.sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}h2{font-size:1.1rem;margin-top:1.6rem}.qr svg{width:220px;height:220px}ul{padding-left:1.2rem}";
+.qr{text-align:center;margin:1rem 0}.method{margin:1.2rem 0}.inline{display:inline-block;margin:.3rem .3rem 0 0}.inline input[type=text]{width:auto;font-size:1rem;letter-spacing:0;padding:.35rem}button.small{width:auto;font-size:.9rem;padding:.35rem .7rem;margin-top:.3rem}button.danger{background:#b3261e}button.secondary{background:#5b6474}.factor,.devices li{border-top:1px solid #e3e6eb;padding:.7rem 0;list-style:none}ul.factors,ul.devices{padding:0}.ok{background:#e7f6ec;color:#17552c;padding:.6rem .8rem;border-radius:8px}.check{font-weight:400;display:flex;gap:.5rem;align-items:center}.sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}h2{font-size:1.1rem;margin-top:1.6rem}.qr svg{width:220px;height:220px}ul{padding-left:1.2rem}";
 
 fn page(title: &str, content: &str) -> String {
     format!(
@@ -82,6 +82,17 @@ pub struct Offer {
     pub recovery: bool,
     /// Put the TOTP form above the security-key button (the user's last method).
     pub totp_first: bool,
+    /// Offer "trust this device for N days".
+    pub trust_days: Option<u64>,
+}
+
+fn trust_box(days: Option<u64>, id: &str) -> String {
+    match days {
+        Some(d) => format!(
+            "<label class=\"check\"><input type=\"checkbox\" id=\"{id}\" name=\"trust_device\" value=\"1\"> Trust this device for {d} days</label>"
+        ),
+        None => String::new(),
+    }
 }
 
 const SCRIPT_TAG: &str = "<script src=\"/.mfa/assets/webauthn.js\" defer></script>";
@@ -121,8 +132,9 @@ pub fn challenge(user: &str, next: &str, digits: u32, error: Option<&str>, reche
 <input type=\"hidden\" name=\"next\" value=\"{next}\">\
 <label for=\"code\">Code from your authenticator app</label>\
 <input type=\"text\" id=\"code\" name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" pattern=\"[0-9]{{{digits}}}\" maxlength=\"{digits}\" required{autofocus}>\
-<button type=\"submit\">Verify</button></form>",
+{trust}<button type=\"submit\">Verify</button></form>",
             next = esc(next),
+            trust = trust_box(offer.trust_days, "trust-device-totp"),
             autofocus = if offer.webauthn && !offer.totp_first { "" } else { " autofocus" },
         )
     } else {
@@ -412,7 +424,7 @@ mod tests {
             6,
             Some("<b>"),
             false,
-            Offer { totp: true, webauthn: true, recovery: true, totp_first: false },
+            Offer { totp: true, webauthn: true, recovery: true, totp_first: false, trust_days: None },
         );
         assert!(!h.contains("<script>"));
         assert!(h.contains("&lt;script&gt;"));
@@ -436,7 +448,7 @@ mod tests {
             error: None,
             webauthn: false,
         };
-        let totp_only = Offer { totp: true, webauthn: false, recovery: false, totp_first: false };
+        let totp_only = Offer { totp: true, webauthn: false, recovery: false, totp_first: false, trust_days: None };
         for h in [
             challenge("a", "/", 6, None, true, totp_only),
             enroll(&v),
@@ -462,7 +474,7 @@ mod tests {
         assert!(challenge("a", "/", 6, None, false, totp_only).contains("<label for=\"code\""));
         assert!(!enroll(&v).contains("<?xml"));
         v.webauthn = true;
-        let both = Offer { totp: true, webauthn: true, recovery: true, totp_first: false };
+        let both = Offer { totp: true, webauthn: true, recovery: true, totp_first: false, trust_days: None };
         for h in [
             challenge("a", "/x", 6, None, false, both),
             enroll(&v),
@@ -490,7 +502,7 @@ mod tests {
             6,
             None,
             false,
-            Offer { totp: false, webauthn: true, recovery: false, totp_first: false }
+            Offer { totp: false, webauthn: true, recovery: false, totp_first: false, trust_days: None }
         )
         .contains("/.mfa/totp/verify"));
     }

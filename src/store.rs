@@ -105,7 +105,13 @@ pub struct NewWebauthn<'a> {
     pub discoverable: bool,
 }
 
-pub fn create_webauthn(cfg: &StoreConfig, user: &str, w: &NewWebauthn, only_if_none: bool) -> StoreRequest {
+pub fn create_webauthn(
+    cfg: &StoreConfig,
+    user: &str,
+    w: &NewWebauthn,
+    only_if_none: bool,
+    owned_by_enterprise: bool,
+) -> StoreRequest {
     let aaguid: String = w.aaguid.iter().map(|b| format!("{b:02x}")).collect();
     let body = serde_json::json!({
         "type": "webauthn",
@@ -117,6 +123,7 @@ pub fn create_webauthn(cfg: &StoreConfig, user: &str, w: &NewWebauthn, only_if_n
             "discoverable": w.discoverable,
         },
         "only_if_none": only_if_none,
+        "owned_by_enterprise": owned_by_enterprise,
     });
     StoreRequest::new(
         "POST",

@@ -148,6 +148,7 @@ pub enum TokenError {
 const SESSION_TAG: &str = "s1";
 const ENROLL_TAG: &str = "e1";
 const CEREMONY_TAG: &str = "w1";
+const DEVICE_TAG: &str = "d1";
 
 fn seal(ring: &KeyRing, tag: &str, payload: &[u8]) -> Result<String, TokenError> {
     let key = ring.signing().ok_or(TokenError::NoKey)?;
@@ -284,6 +285,36 @@ fn open_session_payload<'b>(
         return Err(TokenError::FromFuture);
     }
     Ok((Session { auth_time, expires, recheck_at, session_id, method, quick }, token_user))
+}
+
+/// A trusted-device cookie: the device id the store knows, bound to the user, with an expiry
+/// the filter checks itself (the store checks its own copy and revocation).
+pub fn seal_device(ring: &KeyRing, user: &str, device_id: &str, expires: u64) -> Result<String, TokenError> {
+    if device_id.is_empty() || device_id.len() > 64 || user.len() > MAX_USER_LEN {
+        return Err(TokenError::Malformed);
+    }
+    let mut p = Vec::with_capacity(9 + device_id.len() + user.len());
+    p.extend_from_slice(&expires.to_be_bytes());
+    p.push(device_id.len() as u8);
+    p.extend_from_slice(device_id.as_bytes());
+    p.extend_from_slice(user.as_bytes());
+    seal(ring, DEVICE_TAG, &p)
+}
+
+pub fn open_device(ring: &KeyRing, token: &str, user: &str, now: u64) -> Result<String, TokenError> {
+    let mut buf = [0u8; MAX_PAYLOAD];
+    let payload = open(ring, DEVICE_TAG, token, &mut buf)?;
+    let mut r = Reader(payload);
+    let expires = r.u64()?;
+    let n = r.u8()? as usize;
+    let id = std::str::from_utf8(r.take(n)?).map_err(|_| TokenError::Malformed)?.to_string();
+    if expires <= now {
+        return Err(TokenError::Expired);
+    }
+    if r.0 != user.as_bytes() {
+        return Err(TokenError::WrongUser);
+    }
+    Ok(id)
 }
 
 /// The CSRF token of a session: a MAC of its random session id, so it is unguessable, tied to
@@ -529,6 +560,16 @@ mod tests {
         assert_eq!(open_quick_session(&r, &t, 1500), Ok((q.clone(), "alice".to_string())));
         assert_eq!(open_session(&r, &t, "alice", 1500), Ok(q));
         assert_eq!(open_quick_session(&r, &t, 2000), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn device_tokens() {
+        let r = ring("k1", 1);
+        let t = seal_device(&r, "alice", "dev-1", 2000).unwrap();
+        assert_eq!(open_device(&r, &t, "alice", 1000).as_deref(), Ok("dev-1"));
+        assert_eq!(open_device(&r, &t, "bob", 1000), Err(TokenError::WrongUser));
+        assert_eq!(open_device(&r, &t, "alice", 2000), Err(TokenError::Expired));
+        assert!(open_session(&r, &t, "alice", 1000).is_err());
     }
 
     #[test]

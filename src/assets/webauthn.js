@@ -88,7 +88,10 @@
         var req = { publicKey: decodeRequest(o.publicKey) };
         return navigator.credentials.get(req);
       }).then(function (cred) {
-        return post("/.mfa/webauthn/login/finish", { credential: encodeCredential(cred), next: next });
+        var trust = document.getElementById("trust-device");
+        return post("/.mfa/webauthn/login/finish", {
+          credential: encodeCredential(cred), next: next, trust_device: !!(trust && trust.checked)
+        });
       });
     }
     p.then(function (j) { window.location.assign(j.next || next); })

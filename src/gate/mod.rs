@@ -16,6 +16,7 @@ use crate::totp;
 use serde_json::json;
 use std::cell::RefCell;
 
+mod device_flow;
 mod home_flow;
 mod recovery_flow;
 mod webauthn_flow;
@@ -48,6 +49,9 @@ pub struct Pass {
 pub enum Decision {
     /// Continue upstream with identity headers set.
     Pass(Pass),
+    /// Continue upstream as `Pass`, and add this `Set-Cookie` to the response (a session minted
+    /// from a trusted device on the way through).
+    PassSetCookie(Pass, String),
     /// Continue upstream with identity headers removed (bypass paths).
     Bypass,
     /// Answer the client now.
@@ -76,6 +80,11 @@ pub struct Req {
     pub token: Result<Option<String>, ()>,
     /// The WebAuthn ceremony cookie's value, if any.
     pub ceremony: Option<String>,
+    /// The trusted-device cookie's value, if any.
+    pub device: Option<String>,
+    pub user_agent: Option<String>,
+    /// The user asked to trust this device once verified.
+    pub trust: bool,
 }
 
 impl Req {
@@ -140,6 +149,8 @@ pub enum Pending {
     Webauthn(webauthn_flow::WaPending),
     /// A recovery-code step.
     Recovery(recovery_flow::RecoveryPending),
+    /// A trusted-device step.
+    Device(device_flow::DevicePending),
     EnrollCreate {
         req: Box<Req>,
         next: String,
@@ -219,6 +230,21 @@ impl Gate {
             Ok(Some(t)) => token::open_session(&self.keys.borrow(), t, user, now).ok(),
             _ => None,
         }
+    }
+
+    fn trust_days(&self) -> Option<u64> {
+        self.cfg.trusted_devices.filter(|_| self.devices_on()).map(|(d, _)| d)
+    }
+
+    /// The challenge for a request without a usable session.
+    pub(super) fn challenge_for(&self, req: Box<Req>, _now: u64) -> Decision {
+        let user = req.user.clone().unwrap_or_default();
+        let allowed = self.allowed_for(&req.path);
+        let next = req.target();
+        Decision::Call(
+            store::factors(&self.cfg.store, &user),
+            Pending::Challenge { req, reason: Reason::NoSession, next, allowed },
+        )
     }
 
     /// A quick-login session (passkey alone), when quick login is on.
@@ -349,6 +375,14 @@ impl Gate {
                 (Some(c), true) => find_cookie(c, &self.cfg.ceremony_cookie).ok().flatten().map(str::to_string),
                 _ => None,
             },
+            device: match &cookies {
+                Some(c) if self.cfg.trusted_devices.is_some() => {
+                    find_cookie(c, &self.cfg.device_cookie).ok().flatten().map(str::to_string)
+                }
+                _ => None,
+            },
+            user_agent: h.get("user-agent"),
+            trust: false,
         };
         self.route(Box::new(req), now, rng)
     }
@@ -378,7 +412,15 @@ impl Gate {
                     }
                     Err(e) => e,
                 },
-                None => (Reason::NoSession, self.allowed_for(&req.path)),
+                None => {
+                    // No session: a trusted device may stand in for the second factor.
+                    if req.device.is_some() {
+                        if let Some(d) = self.device_check(req.clone(), &user, now) {
+                            return d;
+                        }
+                    }
+                    (Reason::NoSession, self.allowed_for(&req.path))
+                }
             };
             let next = req.target();
             return Decision::Call(
@@ -478,7 +520,7 @@ impl Gate {
 
     /// A buffered request body arrived for `pending`.
     pub fn on_body(&self, pending: Pending, body: &[u8], now: u64, rng: &mut dyn Rng) -> Decision {
-        let Pending::Body(kind, req, session) = pending else {
+        let Pending::Body(kind, mut req, session) = pending else {
             return Decision::Respond(message(false, 500, "internal", "Internal error", "Unexpected body."));
         };
         let html = req.html;
@@ -512,6 +554,7 @@ impl Gate {
                 ));
             }
         };
+        req.trust = matches!(form_get(&fields, "trust_device"), Some("1" | "on" | "true"));
         let next = form_get(&fields, "next").and_then(safe_next).unwrap_or("/").to_string();
         let Some(user) = req.user.clone() else {
             return self.no_identity(&req);
@@ -697,6 +740,7 @@ impl Gate {
             }
             Pending::Webauthn(p) => self.webauthn_reply(p, reply, now, rng),
             Pending::Recovery(p) => self.recovery_reply(p, reply, now, rng),
+            Pending::Device(p) => self.device_reply(p, reply, now, rng),
             Pending::Body(_, req, _) => self.unavailable(&req),
         }
     }
@@ -818,6 +862,7 @@ impl Gate {
             webauthn: methods.contains(&Method::Webauthn.as_str()) && self.webauthn_on(),
             recovery: methods.contains(&Method::Recovery.as_str()),
             totp_first: self.cfg.always_go_to_last_method && methods.first() == Some(&Method::Totp.as_str()),
+            trust_days: self.trust_days(),
         };
         if req.html {
             let page = pages::challenge(user, next, self.cfg.totp.digits, None, reason == Reason::Recheck, offer);
@@ -864,7 +909,13 @@ impl Gate {
                     self.cfg.totp.digits,
                     Some(text),
                     false,
-                    pages::Offer { totp: true, webauthn: false, recovery: true, totp_first: true },
+                    pages::Offer {
+                        totp: true,
+                        webauthn: false,
+                        recovery: true,
+                        totp_first: true,
+                        trust_days: self.trust_days(),
+                    },
                 ),
             ));
         }
@@ -938,8 +989,15 @@ impl Gate {
         Decision::Respond(Response::html(status, pages::enroll(&view)))
     }
 
-    /// The second factor checked out: mint the session and send the user on.
-    fn verified(&self, req: &Req, user: &str, method: Method, next: &str, now: u64, rng: &mut dyn Rng) -> Decision {
+    /// Mints a session for `user` verified with `method` now: the session and its cookie.
+    pub(super) fn mint(
+        &self,
+        req: &Req,
+        user: &str,
+        method: Method,
+        now: u64,
+        rng: &mut dyn Rng,
+    ) -> Option<(Session, String)> {
         let mut session_id = [0u8; 16];
         rng.fill(&mut session_id);
         // Without a first-factor identity (passkey quick login) the session itself is the identity.
@@ -954,10 +1012,18 @@ impl Gate {
         };
         let s =
             Session { auth_time: now, expires: now + self.cfg.session_ttl_s, recheck_at, session_id, method, quick };
-        let Ok(tok) = token::seal_session(&self.keys.borrow(), user, &s) else {
+        let tok = token::seal_session(&self.keys.borrow(), user, &s).ok()?;
+        Some((s, self.session_cookie(&tok)))
+    }
+
+    /// The second factor checked out: mint the session and send the user on.
+    fn verified(&self, req: &Req, user: &str, method: Method, next: &str, now: u64, rng: &mut dyn Rng) -> Decision {
+        if req.trust && self.devices_on() {
+            return self.trust_device(Box::new(req.clone()), user, method, next, now, rng);
+        }
+        let Some((s, cookie)) = self.mint(req, user, method, now, rng) else {
             return self.unavailable(req);
         };
-        let cookie = self.session_cookie(&tok);
         let r = if req.html {
             Response::redirect(next)
         } else {

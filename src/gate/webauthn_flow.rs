@@ -111,6 +111,12 @@ impl Gate {
             return rejected(400, "bad_body", "The request body must be a JSON object.");
         };
         let next = fields.get("next").and_then(Value::as_str).and_then(safe_next).unwrap_or("/").to_string();
+        let mut req = req;
+        req.trust = match fields.get("trust_device") {
+            Some(Value::Bool(b)) => *b,
+            Some(Value::String(v)) => matches!(v.as_str(), "1" | "on" | "true"),
+            _ => false,
+        };
         // Without an identity only passkey quick login gets here (`Gate::anonymous`); its
         // ceremony is for "no one yet" and the credential will name the user.
         let user = req.user.clone().unwrap_or_default();
@@ -283,7 +289,13 @@ impl Gate {
                         user_handle: &handle,
                         discoverable: false,
                     };
-                    let call = store::create_webauthn(&self.cfg.store, &user, &w, session.is_none());
+                    let call = store::create_webauthn(
+                        &self.cfg.store,
+                        &user,
+                        &w,
+                        session.is_none(),
+                        self.cfg.owned_by_enterprise,
+                    );
                     Decision::Call(call, Pending::Webauthn(WaPending::RegisterCreate { req, session, user, next }))
                 }
                 Err(StoreError::Unavailable) => self.unavailable(&req),

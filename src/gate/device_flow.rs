@@ -1,0 +1,103 @@
+//! Trusted devices: after a successful second factor the user may trust this browser for N days.
+//! The browser then holds a signed device cookie bound to the user and a device id the store
+//! knows; while the store still trusts that id, the device stands in for the second factor.
+//! django-mfa2's device cookie was neither Secure nor HttpOnly, and its expiry was never checked.
+
+use super::{Decision, Gate, Pass, Pending, Req, Rng};
+use crate::store::{self, StoreError, StoreReply};
+use crate::token::{self, Method};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+
+#[derive(Debug)]
+pub enum DevicePending {
+    /// Recording a new trusted device, then finishing the verification it was asked with.
+    Trust { req: Box<Req>, user: String, method: Method, next: String, cookie: String },
+    /// Checking a device cookie with the store; on success the request passes.
+    Use { req: Box<Req>, user: String },
+}
+
+impl Gate {
+    pub(super) fn devices_on(&self) -> bool {
+        self.cfg.trusted_devices.is_some() && self.cfg.method_allowed(Method::TrustedDevice)
+    }
+
+    fn device_cookie(&self, value: &str, max_age: u64) -> String {
+        format!("{}={}{}; Max-Age={}", self.cfg.device_cookie, value, self.cookie_attrs(), max_age)
+    }
+
+    /// Asked to trust this device: record it, then verification goes on (see `device_reply`).
+    pub(super) fn trust_device(
+        &self,
+        mut req: Box<Req>,
+        user: &str,
+        method: Method,
+        next: &str,
+        now: u64,
+        rng: &mut dyn Rng,
+    ) -> Decision {
+        let Some((days, max)) = self.cfg.trusted_devices else {
+            req.trust = false;
+            return self.verified(&req, user, method, next, now, rng);
+        };
+        let mut id = [0u8; 18];
+        rng.fill(&mut id);
+        let id = B64.encode(id);
+        let expires = now + days * 86_400;
+        let Ok(tok) = token::seal_device(&self.keys.borrow(), user, &id, expires) else {
+            return self.unavailable(&req);
+        };
+        let cookie = self.device_cookie(&tok, days * 86_400);
+        let ua = req.user_agent.clone().unwrap_or_default();
+        Decision::Call(
+            store::add_device(&self.cfg.store, user, &id, &ua, expires, max),
+            Pending::Device(DevicePending::Trust {
+                req,
+                user: user.to_string(),
+                method,
+                next: next.to_string(),
+                cookie,
+            }),
+        )
+    }
+
+    /// A request without a valid session but with a device cookie for this user.
+    pub(super) fn device_check(&self, req: Box<Req>, user: &str, now: u64) -> Option<Decision> {
+        if !self.devices_on() {
+            return None;
+        }
+        let tok = req.device.as_deref()?;
+        let id = token::open_device(&self.keys.borrow(), tok, user, now).ok()?;
+        let call = store::use_device(&self.cfg.store, user, &id);
+        Some(Decision::Call(call, Pending::Device(DevicePending::Use { req, user: user.to_string() })))
+    }
+
+    pub(super) fn device_reply(&self, p: DevicePending, reply: &StoreReply, now: u64, rng: &mut dyn Rng) -> Decision {
+        match p {
+            DevicePending::Trust { mut req, user, method, next, cookie } => {
+                req.trust = false;
+                let trusted = store::parse_created(reply).is_ok();
+                match self.verified(&req, &user, method, &next, now, rng) {
+                    // Too many devices, or the store failed: the verification still counts.
+                    Decision::Respond(r) if trusted => Decision::Respond(r.header("set-cookie", cookie)),
+                    other => other,
+                }
+            }
+            DevicePending::Use { req, user } => match store::parse_ok(reply) {
+                Ok(()) => match self.mint(&req, &user, Method::TrustedDevice, now, rng) {
+                    Some((s, cookie)) => Decision::PassSetCookie(
+                        Pass { user, method: Method::TrustedDevice.as_str(), auth_time: Some(s.auth_time) },
+                        cookie,
+                    ),
+                    None => self.unavailable(&req),
+                },
+                // Revoked or expired: forget the cookie and ask for the second factor.
+                Err(StoreError::NotFound) => match self.challenge_for(req, now) {
+                    Decision::Respond(r) => Decision::Respond(r.header("set-cookie", self.device_cookie("", 0))),
+                    other => other,
+                },
+                Err(_) => self.unavailable(&req),
+            },
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! django-mfa2's settings and methods at the edge, end to end in a real Envoy: trusted devices,
+//! re-checks, allowed methods, hide_disable, enterprise-owned keys, and CSRF on the security home.
+
+use edge_mfa::totp::{self, Alg, Params};
+use serde_json::{json, Value};
+use test_harness::authenticator::{Attestation, SoftAuthenticator};
+use test_harness::{http, Stack, StackOptions};
+
+const JSON: (&str, &str) = ("accept", "application/json");
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+fn p() -> Params {
+    Params { alg: Alg::Sha1, digits: 6, period: 30 }
+}
+
+fn stack(name: &str, config: Value) -> Option<Stack> {
+    test_harness::e2e_enabled(name)
+        .then(|| Stack::start(StackOptions { plugin_config: config, ..StackOptions::default() }))
+}
+
+fn cookie_named(r: &http::Response, name: &str) -> Option<String> {
+    r.cookie(name).filter(|c| !c.ends_with('='))
+}
+
+/// Enrolls TOTP for `user`; returns (secret, identity cookie, session cookie).
+fn enroll(s: &Stack, user: &str) -> (Vec<u8>, String, String) {
+    let id = s.login_cookie(user);
+    let v = http::get(&s.url("/.mfa/totp/enroll"), &[("cookie", &id), JSON]).json();
+    let secret = totp::secret_from_base32(v["secret"].as_str().unwrap()).unwrap();
+    let r = http::post_json(
+        &s.url("/.mfa/totp/enroll"),
+        &json!({"enroll_token": v["enroll_token"], "code": totp::code_at(&p(), &secret, now())}),
+        &[("cookie", &id), JSON],
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    (secret, id.clone(), cookie_named(&r, "edge-mfa").unwrap())
+}
+
+fn home(s: &Stack, cookies: &str) -> Value {
+    let r = http::get(&s.url("/.mfa/"), &[("cookie", cookies), JSON]);
+    assert_eq!(r.status, 200, "{r:?}");
+    r.json()
+}
+
+#[test]
+fn trusted_device_skips_the_second_factor_until_revoked() {
+    let Some(s) = stack("settings::trusted_device", json!({"trusted_devices": {"days": 30, "max": 2}})) else { return };
+    let (secret, id, _) = enroll(&s, "tess");
+    let code = totp::code_at(&p(), &secret, now() + 30);
+    let r = http::post_json(
+        &s.url("/.mfa/totp/verify"),
+        &json!({"code": code, "trust_device": "1"}),
+        &[("cookie", &id), JSON],
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let device = cookie_named(&r, "edge-mfa-device").expect("device cookie");
+    let dev_header = r.set_cookie_header("edge-mfa-device").unwrap();
+    assert!(dev_header.contains("HttpOnly") && dev_header.contains("Max-Age=2592000"), "{dev_header}");
+    let session = cookie_named(&r, "edge-mfa").unwrap();
+
+    // A new visit without a session: the device stands in, the app sees it, a session is minted.
+    let r = http::get(&s.url("/app"), &[("cookie", &format!("{id}; {device}"))]);
+    assert_eq!(r.status, 200, "{r:?}\n{}", s.log_tails());
+    assert_eq!(r.json()["headers"]["x-mfa-method"], "trusted_device");
+    assert!(cookie_named(&r, "edge-mfa").is_some(), "session minted on the way");
+    // Someone else's identity with this device cookie: no skip.
+    let r = http::get(&s.url("/app"), &[("cookie", &format!("{}; {device}", s.login_cookie("mallory"))), JSON]);
+    assert_eq!(r.status, 401);
+
+    // Revoke it from the security home; then the device no longer counts.
+    let h = home(&s, &format!("{id}; {session}"));
+    let dev_id = h["devices"][0]["id"].as_str().unwrap().to_string();
+    let r = http::post_json(
+        &s.url("/.mfa/devices/revoke"),
+        &json!({"id": dev_id, "csrf": h["csrf"]}),
+        &[("cookie", &format!("{id}; {session}")), JSON],
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = http::get(&s.url("/app"), &[("cookie", &format!("{id}; {device}")), JSON]);
+    assert_eq!(r.status, 401, "revoked device: {r:?}");
+    assert_eq!(r.json()["error"], "mfa_required");
+}
+
+#[test]
+fn recheck_is_demanded_after_the_deadline_and_the_session_goes_on() {
+    let Some(s) = stack("settings::recheck", json!({"recheck": {"min_s": 2, "max_s": 2}})) else { return };
+    let (secret, id, session) = enroll(&s, "rex");
+    let both = format!("{id}; {session}");
+    assert_eq!(http::get(&s.url("/app"), &[("cookie", &both)]).status, 200);
+    std::thread::sleep(std::time::Duration::from_millis(3100));
+    let r = http::get(&s.url("/app"), &[("cookie", &both), JSON]);
+    assert_eq!((r.status, r.json()["reason"].as_str()), (401, Some("recheck")), "{r:?}");
+    let r = http::get(&s.url("/app"), &[("cookie", &both), ("accept", "text/html")]);
+    assert!(r.body.contains("still you"), "HTML interstitial");
+    let r = http::post_json(
+        &s.url("/.mfa/totp/verify"),
+        &json!({"code": totp::code_at(&p(), &secret, now() + 30)}),
+        &[("cookie", &both), JSON],
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let again = format!("{id}; {}", cookie_named(&r, "edge-mfa").unwrap());
+    assert_eq!(http::get(&s.url("/app"), &[("cookie", &again)]).status, 200);
+}
+
+#[test]
+fn disallowed_methods_hide_disable_enterprise_keys_and_csrf() {
+    let config = json!({
+        "methods": ["totp", "webauthn", "recovery"],
+        "hide_disable": ["totp"],
+        "owned_by_enterprise": true,
+        "webauthn": {"rp_id": "localhost", "origins": ["http://localhost:{LISTEN_PORT}"]},
+    });
+    let Some(s) = stack("settings::policy", config) else { return };
+    let (_, id, session) = enroll(&s, "una");
+    let both = format!("{id}; {session}");
+    // trusted devices are not allowed: the endpoint refuses.
+    let r = http::post_json(&s.url("/.mfa/devices/revoke"), &json!({"id": "x"}), &[("cookie", &both), JSON]);
+    assert_eq!(r.status, 403, "{r:?}");
+    assert_eq!(r.json()["error"], "method_not_allowed");
+
+    // An enterprise-owned key, added from the session.
+    let origin = format!("http://localhost:{}", s.base.rsplit(':').next().unwrap());
+    let r = http::post_json(&s.url("/.mfa/webauthn/register/begin"), &json!({}), &[("cookie", &both), JSON]);
+    let wa = r.cookie("edge-mfa-wa").unwrap();
+    let mut key = SoftAuthenticator::new(Attestation::None);
+    let cred: Value = serde_json::from_str(&key.register(&r.json(), &origin).unwrap()).unwrap();
+    let r = http::post_json(
+        &s.url("/.mfa/webauthn/register/finish"),
+        &json!({"credential": cred, "name": "Corp key"}),
+        &[("cookie", &format!("{both}; {wa}")), JSON],
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+
+    let h = home(&s, &both);
+    let csrf = h["csrf"].as_str().unwrap().to_string();
+    let id_of = |t: &str| {
+        h["factors"].as_array().unwrap().iter().find(|f| f["type"] == t).unwrap()["id"].as_str().unwrap().to_string()
+    };
+    let (totp_id, key_id) = (id_of("totp"), id_of("webauthn"));
+    let post = |path: &str, body: Value| http::post_json(&s.url(path), &body, &[("cookie", &both), JSON]);
+    // No CSRF token: refused, nothing changes.
+    assert_eq!(post("/.mfa/factors/delete", json!({"id": key_id})).status, 403);
+    // hide_disable: TOTP can be renamed but not turned off or removed.
+    assert_eq!(post("/.mfa/factors/delete", json!({"id": totp_id, "csrf": csrf})).status, 403);
+    assert_eq!(post("/.mfa/factors/disable", json!({"id": totp_id, "csrf": csrf})).status, 403);
+    assert_eq!(post("/.mfa/factors/rename", json!({"id": totp_id, "name": "Work phone", "csrf": csrf})).status, 200);
+    // The enterprise key cannot be removed by the user.
+    let r = post("/.mfa/factors/delete", json!({"id": key_id, "csrf": csrf}));
+    assert_eq!((r.status, r.json()["error"].as_str()), (403, Some("enterprise_owned")), "{r:?}");
+    let h = home(&s, &both);
+    assert_eq!(h["factors"].as_array().unwrap().len(), 2, "nothing removed: {h}");
+    assert!(h["factors"].as_array().unwrap().iter().any(|f| f["name"] == "Work phone"));
+    assert!(h["factors"].as_array().unwrap().iter().all(|f| f["removable"] == false));
+}
