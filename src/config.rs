@@ -50,6 +50,53 @@ struct RawConfig {
     enforce_recovery_method: bool,
     #[serde(default)]
     trusted_devices: Option<RawDevices>,
+    #[serde(default)]
+    email: Option<RawEmail>,
+    #[serde(default)]
+    sms: Option<RawSms>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEmail {
+    #[serde(default = "default_subject")]
+    subject: String,
+    #[serde(default)]
+    show_code_in_subject: bool,
+    #[serde(default = "default_otp_ttl")]
+    ttl_s: u64,
+    #[serde(default)]
+    enforce: bool,
+    #[serde(default = "default_email_claim")]
+    claim: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSms {
+    #[serde(default = "default_otp_ttl")]
+    ttl_s: u64,
+}
+
+fn default_subject() -> String {
+    "Your verification code".into()
+}
+fn default_otp_ttl() -> u64 {
+    300
+}
+fn default_email_claim() -> String {
+    "email".into()
+}
+
+/// Email codes (MFA_OTP_EMAIL_SUBJECT, MFA_SHOW_OTP_IN_EMAIL_SUBJECT, MFA_ENFORCE_EMAIL_TOKEN).
+#[derive(Clone, Debug)]
+pub struct EmailSettings {
+    pub subject: String,
+    pub show_code_in_subject: bool,
+    pub ttl_s: u64,
+    /// Every user gets email codes, at the address of the identity token's `claim`.
+    pub enforce: bool,
+    pub claim: String,
 }
 
 #[derive(Deserialize)]
@@ -413,6 +460,9 @@ pub struct Config {
     pub trusted_devices: Option<(u64, u32)>,
     /// Cookie naming a trusted device.
     pub device_cookie: String,
+    pub email: Option<EmailSettings>,
+    /// SMS codes' lifetime; `None` when SMS codes are off.
+    pub sms_ttl_s: Option<u64>,
 }
 
 impl Config {
@@ -569,7 +619,25 @@ impl Config {
             Some(_) => return Err("trusted_devices: days 1..=400, max 1..=50".into()),
             None => None,
         };
+        let email = match raw.email {
+            Some(e) if (60..=3600).contains(&e.ttl_s) && e.subject.len() <= 200 => Some(EmailSettings {
+                subject: e.subject,
+                show_code_in_subject: e.show_code_in_subject,
+                ttl_s: e.ttl_s,
+                enforce: e.enforce,
+                claim: e.claim,
+            }),
+            Some(_) => return Err("email: ttl_s 60..=3600, subject up to 200 characters".into()),
+            None => None,
+        };
+        let sms_ttl_s = match raw.sms {
+            Some(s) if (60..=3600).contains(&s.ttl_s) => Some(s.ttl_s),
+            Some(_) => return Err("sms.ttl_s must be 60..=3600".into()),
+            None => None,
+        };
         Ok(Config {
+            email,
+            sms_ttl_s,
             device_cookie,
             methods,
             method_labels: raw.method_labels,

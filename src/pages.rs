@@ -84,6 +84,8 @@ pub struct Offer {
     pub totp_first: bool,
     /// Offer "trust this device for N days".
     pub trust_days: Option<u64>,
+    pub email: bool,
+    pub sms: bool,
 }
 
 fn trust_box(days: Option<u64>, id: &str) -> String {
@@ -152,6 +154,15 @@ pub fn challenge(user: &str, next: &str, digits: u32, error: Option<&str>, reche
         content.push_str(&key_button);
         content.push_str(&totp_form);
     }
+    for (on, channel, label) in [(offer.email, "email", "Email me a code"), (offer.sms, "sms", "Text me a code")] {
+        if on {
+            content.push_str(&format!(
+                "<form method=\"post\" action=\"/.mfa/otp/send\" class=\"method\"><input type=\"hidden\" name=\"channel\" value=\"{channel}\">\
+<input type=\"hidden\" name=\"next\" value=\"{next}\"><button type=\"submit\" class=\"secondary\">{label}</button></form>",
+                next = esc(next),
+            ));
+        }
+    }
     if offer.recovery {
         content.push_str(&format!(
             "<details class=\"method\"{open}><summary>Use a recovery code</summary>\
@@ -183,6 +194,43 @@ pub fn quick_login(next: &str, login_url: Option<&str>) -> String {
         ));
     }
     page("Sign in", &content)
+}
+
+/// The form for a code sent by email or SMS.
+pub fn otp_code(label: &str, channel: &str, sent_to: Option<&str>, next: &str, error: Option<&str>) -> String {
+    let lead = match sent_to {
+        Some(to) => format!("We sent a 6-digit code to <strong>{}</strong>. It is good for a few minutes.", esc(to)),
+        None => "Enter the 6-digit code we sent you.".to_string(),
+    };
+    let content = format!(
+        "<h1>{title}</h1><p>{lead}</p>{err}<form method=\"post\" action=\"/.mfa/otp/verify\">\
+<input type=\"hidden\" name=\"channel\" value=\"{channel}\"><input type=\"hidden\" name=\"next\" value=\"{next}\">\
+<label for=\"code\">Code</label><input type=\"text\" id=\"code\" name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" maxlength=\"6\" pattern=\"[0-9]{{6}}\" required autofocus>\
+<button type=\"submit\">Verify</button></form>\
+<form method=\"post\" action=\"/.mfa/otp/send\"><input type=\"hidden\" name=\"channel\" value=\"{channel}\"><input type=\"hidden\" name=\"next\" value=\"{next}\">\
+<button type=\"submit\" class=\"secondary\">Send a new code</button></form>",
+        title = esc(label),
+        err = error_block(error),
+        channel = esc(channel),
+        next = esc(next),
+    );
+    page(label, &content)
+}
+
+/// Proving a new address: the code sent to it, with the signed state of the setup.
+pub fn otp_confirm(label: &str, channel: &str, sent_to: &str, state: &str) -> String {
+    let content = format!(
+        "<h1>Add {title}</h1><p>We sent a 6-digit code to <strong>{to}</strong>. Enter it to confirm the address.</p>\
+<form method=\"post\" action=\"/.mfa/otp/enroll/confirm\"><input type=\"hidden\" name=\"channel\" value=\"{channel}\">\
+<input type=\"hidden\" name=\"state\" value=\"{state}\">\
+<label for=\"code\">Code</label><input type=\"text\" id=\"code\" name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" maxlength=\"6\" required autofocus>\
+<button type=\"submit\">Confirm</button></form>",
+        title = esc(label),
+        to = esc(sent_to),
+        channel = esc(channel),
+        state = esc(state),
+    );
+    page(label, &content)
 }
 
 /// The new recovery codes, shown once.
@@ -290,6 +338,10 @@ pub struct HomeView<'a> {
     pub can_add_totp: bool,
     pub can_add_webauthn: bool,
     pub can_add_recovery: bool,
+    pub can_add_email: bool,
+    pub can_add_sms: bool,
+    /// Where pages go after a method is added (MFA_REDIRECT_AFTER_REGISTRATION).
+    pub after_add: &'a str,
     /// The change just made (`renamed`, `deleted`, …), to confirm it.
     pub done: Option<&'a str>,
     /// MFA_SUCCESS_REGISTRATION_MSG, shown after a method was added.
@@ -424,7 +476,15 @@ mod tests {
             6,
             Some("<b>"),
             false,
-            Offer { totp: true, webauthn: true, recovery: true, totp_first: false, trust_days: None },
+            Offer {
+                totp: true,
+                webauthn: true,
+                recovery: true,
+                totp_first: false,
+                trust_days: None,
+                email: false,
+                sms: false,
+            },
         );
         assert!(!h.contains("<script>"));
         assert!(h.contains("&lt;script&gt;"));
@@ -448,7 +508,15 @@ mod tests {
             error: None,
             webauthn: false,
         };
-        let totp_only = Offer { totp: true, webauthn: false, recovery: false, totp_first: false, trust_days: None };
+        let totp_only = Offer {
+            totp: true,
+            webauthn: false,
+            recovery: false,
+            totp_first: false,
+            trust_days: None,
+            email: false,
+            sms: false,
+        };
         for h in [
             challenge("a", "/", 6, None, true, totp_only),
             enroll(&v),
@@ -461,6 +529,9 @@ mod tests {
                 can_add_totp: true,
                 can_add_webauthn: false,
                 can_add_recovery: true,
+                can_add_email: false,
+                can_add_sms: false,
+                after_add: "/.mfa/",
                 done: None,
                 success_msg: None,
             }),
@@ -474,7 +545,15 @@ mod tests {
         assert!(challenge("a", "/", 6, None, false, totp_only).contains("<label for=\"code\""));
         assert!(!enroll(&v).contains("<?xml"));
         v.webauthn = true;
-        let both = Offer { totp: true, webauthn: true, recovery: true, totp_first: false, trust_days: None };
+        let both = Offer {
+            totp: true,
+            webauthn: true,
+            recovery: true,
+            totp_first: false,
+            trust_days: None,
+            email: false,
+            sms: false,
+        };
         for h in [
             challenge("a", "/x", 6, None, false, both),
             enroll(&v),
@@ -487,6 +566,9 @@ mod tests {
                 can_add_totp: true,
                 can_add_webauthn: true,
                 can_add_recovery: true,
+                can_add_email: false,
+                can_add_sms: false,
+                after_add: "/.mfa/",
                 done: None,
                 success_msg: None,
             }),
@@ -502,7 +584,15 @@ mod tests {
             6,
             None,
             false,
-            Offer { totp: false, webauthn: true, recovery: false, totp_first: false, trust_days: None }
+            Offer {
+                totp: false,
+                webauthn: true,
+                recovery: false,
+                totp_first: false,
+                trust_days: None,
+                email: false,
+                sms: false
+            }
         )
         .contains("/.mfa/totp/verify"));
     }
@@ -538,6 +628,9 @@ mod tests {
                 can_add_totp: true,
                 can_add_webauthn: false,
                 can_add_recovery: false,
+                can_add_email: false,
+                can_add_sms: false,
+                after_add: "/.mfa/",
                 done: Some("renamed"),
                 success_msg: None,
             })

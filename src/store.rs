@@ -270,6 +270,63 @@ pub fn parse_devices(reply: &StoreReply) -> Result<Vec<Device>, StoreError> {
     serde_json::from_slice::<Ds>(&reply.body).map(|d| d.devices).map_err(|_| StoreError::Unavailable)
 }
 
+/// Asks the store to make, keep (hashed) and deliver a one-time code.
+pub fn otp_send(
+    cfg: &StoreConfig,
+    user: &str,
+    channel: &str,
+    destination: Option<&str>,
+    ttl_s: u64,
+    subject: Option<&str>,
+    show_code_in_subject: bool,
+) -> StoreRequest {
+    let mut body =
+        serde_json::json!({"channel": channel, "ttl_s": ttl_s, "show_code_in_subject": show_code_in_subject});
+    if let Some(d) = destination {
+        body["destination"] = d.into();
+    }
+    if let Some(s) = subject {
+        body["subject"] = s.into();
+    }
+    StoreRequest::new(
+        "POST",
+        format!("{}/users/{}/otp", cfg.path_prefix, percent_encode(user)),
+        Some(body.to_string().into_bytes()),
+    )
+}
+
+pub fn otp_verify(cfg: &StoreConfig, user: &str, channel: &str, code: &str) -> StoreRequest {
+    StoreRequest::new(
+        "POST",
+        format!("{}/users/{}/otp/verify", cfg.path_prefix, percent_encode(user)),
+        Some(serde_json::json!({"channel": channel, "code": code}).to_string().into_bytes()),
+    )
+}
+
+/// Where a code went (masked) and until when it is good.
+pub fn parse_sent(reply: &StoreReply) -> Result<(String, u64), StoreError> {
+    expect(reply, &[200, 201, 202])?;
+    #[derive(Deserialize)]
+    struct S {
+        #[serde(default)]
+        sent_to: String,
+        #[serde(default)]
+        expires_at: u64,
+    }
+    serde_json::from_slice::<S>(&reply.body).map(|s| (s.sent_to, s.expires_at)).map_err(|_| StoreError::Unavailable)
+}
+
+/// Saves a proven email address or phone number as a factor.
+pub fn create_address_factor(cfg: &StoreConfig, user: &str, channel: &str, name: &str, address: &str) -> StoreRequest {
+    let mut body = serde_json::json!({"type": channel, "name": name});
+    body[channel] = serde_json::json!({ "address": address });
+    StoreRequest::new(
+        "POST",
+        format!("{}/users/{}/factors", cfg.path_prefix, percent_encode(user)),
+        Some(body.to_string().into_bytes()),
+    )
+}
+
 /// Replaces the user's recovery codes (the store keeps keyed hashes only).
 pub fn put_recovery(cfg: &StoreConfig, user: &str, codes: &[String]) -> StoreRequest {
     StoreRequest::new(

@@ -149,6 +149,7 @@ const SESSION_TAG: &str = "s1";
 const ENROLL_TAG: &str = "e1";
 const CEREMONY_TAG: &str = "w1";
 const DEVICE_TAG: &str = "d1";
+const ADDRESS_TAG: &str = "a1";
 
 fn seal(ring: &KeyRing, tag: &str, payload: &[u8]) -> Result<String, TokenError> {
     let key = ring.signing().ok_or(TokenError::NoKey)?;
@@ -315,6 +316,46 @@ pub fn open_device(ring: &KeyRing, token: &str, user: &str, now: u64) -> Result<
         return Err(TokenError::WrongUser);
     }
     Ok(id)
+}
+
+/// An email address or phone number being proved (a code was sent to it), bound to the user,
+/// so the confirmation saves exactly the address the code went to.
+pub fn seal_address(
+    ring: &KeyRing,
+    user: &str,
+    channel: &str,
+    address: &str,
+    expires: u64,
+) -> Result<String, TokenError> {
+    if channel.len() > 16 || address.is_empty() || address.len() > 254 || user.len() > MAX_USER_LEN {
+        return Err(TokenError::Malformed);
+    }
+    let mut p = Vec::with_capacity(10 + channel.len() + address.len() + user.len());
+    p.extend_from_slice(&expires.to_be_bytes());
+    p.push(channel.len() as u8);
+    p.extend_from_slice(channel.as_bytes());
+    p.push(address.len() as u8);
+    p.extend_from_slice(address.as_bytes());
+    p.extend_from_slice(user.as_bytes());
+    seal(ring, ADDRESS_TAG, &p)
+}
+
+pub fn open_address(ring: &KeyRing, token: &str, user: &str, now: u64) -> Result<(String, String), TokenError> {
+    let mut buf = [0u8; MAX_PAYLOAD];
+    let payload = open(ring, ADDRESS_TAG, token, &mut buf)?;
+    let mut r = Reader(payload);
+    let expires = r.u64()?;
+    let n = r.u8()? as usize;
+    let channel = std::str::from_utf8(r.take(n)?).map_err(|_| TokenError::Malformed)?.to_string();
+    let n = r.u8()? as usize;
+    let address = std::str::from_utf8(r.take(n)?).map_err(|_| TokenError::Malformed)?.to_string();
+    if expires <= now {
+        return Err(TokenError::Expired);
+    }
+    if r.0 != user.as_bytes() {
+        return Err(TokenError::WrongUser);
+    }
+    Ok((channel, address))
 }
 
 /// The CSRF token of a session: a MAC of its random session id, so it is unguessable, tied to
@@ -560,6 +601,15 @@ mod tests {
         assert_eq!(open_quick_session(&r, &t, 1500), Ok((q.clone(), "alice".to_string())));
         assert_eq!(open_session(&r, &t, "alice", 1500), Ok(q));
         assert_eq!(open_quick_session(&r, &t, 2000), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn address_tokens() {
+        let r = ring("k1", 1);
+        let t = seal_address(&r, "alice", "email", "a@b.co", 2000).unwrap();
+        assert_eq!(open_address(&r, &t, "alice", 1000), Ok(("email".into(), "a@b.co".into())));
+        assert_eq!(open_address(&r, &t, "bob", 1000), Err(TokenError::WrongUser));
+        assert!(open_device(&r, &t, "alice", 1000).is_err());
     }
 
     #[test]

@@ -213,6 +213,9 @@ impl Gate {
             can_add_totp: self.cfg.method_allowed(Method::Totp),
             can_add_webauthn: self.webauthn_on(),
             can_add_recovery: self.cfg.method_allowed(Method::Recovery),
+            can_add_email: self.otp_on(Method::Email),
+            can_add_sms: self.otp_on(Method::Sms),
+            after_add: &format!("{}?done=added", self.cfg.redirect_after_registration),
             done: done.as_deref(),
             success_msg: self.cfg.success_registration_msg.as_deref(),
         };

@@ -18,6 +18,7 @@ use std::cell::RefCell;
 
 mod device_flow;
 mod home_flow;
+mod otp_flow;
 mod recovery_flow;
 mod webauthn_flow;
 
@@ -85,6 +86,8 @@ pub struct Req {
     pub user_agent: Option<String>,
     /// The user asked to trust this device once verified.
     pub trust: bool,
+    /// The identity token's email claim, when email codes are enforced for everyone.
+    pub email: Option<String>,
 }
 
 impl Req {
@@ -151,6 +154,8 @@ pub enum Pending {
     Recovery(recovery_flow::RecoveryPending),
     /// A trusted-device step.
     Device(device_flow::DevicePending),
+    /// An email/SMS code step.
+    Otp(otp_flow::OtpPending),
     EnrollCreate {
         req: Box<Req>,
         next: String,
@@ -173,6 +178,10 @@ pub enum BodyKind {
     FactorEnable,
     FactorDelete,
     DeviceRevoke,
+    OtpSend,
+    OtpVerify,
+    OtpEnroll,
+    OtpEnrollConfirm,
 }
 
 impl Pending {
@@ -383,6 +392,12 @@ impl Gate {
             },
             user_agent: h.get("user-agent"),
             trust: false,
+            email: match (&self.cfg.email, &self.cfg.identity) {
+                (Some(e), IdentitySource::JwtPayload { header, .. }) if e.enforce => {
+                    h.get(header).and_then(|raw| identity::from_jwt_payload(&raw, &e.claim))
+                }
+                _ => None,
+            },
         };
         self.route(Box::new(req), now, rng)
     }
@@ -482,6 +497,12 @@ impl Gate {
             ("POST", "/.mfa/factors/enable") => Decision::ReadBody(Pending::Body(BodyKind::FactorEnable, req, session)),
             ("POST", "/.mfa/factors/delete") => Decision::ReadBody(Pending::Body(BodyKind::FactorDelete, req, session)),
             ("POST", "/.mfa/devices/revoke") => Decision::ReadBody(Pending::Body(BodyKind::DeviceRevoke, req, session)),
+            ("POST", "/.mfa/otp/send") => Decision::ReadBody(Pending::Body(BodyKind::OtpSend, req, session)),
+            ("POST", "/.mfa/otp/verify") => Decision::ReadBody(Pending::Body(BodyKind::OtpVerify, req, session)),
+            ("POST", "/.mfa/otp/enroll") => Decision::ReadBody(Pending::Body(BodyKind::OtpEnroll, req, session)),
+            ("POST", "/.mfa/otp/enroll/confirm") => {
+                Decision::ReadBody(Pending::Body(BodyKind::OtpEnrollConfirm, req, session))
+            }
             ("POST", "/.mfa/recovery/generate") => {
                 Decision::ReadBody(Pending::Body(BodyKind::RecoveryGenerate, req, session))
             }
@@ -568,6 +589,9 @@ impl Gate {
             | BodyKind::FactorEnable
             | BodyKind::FactorDelete
             | BodyKind::DeviceRevoke => self.home_body(kind, req, session, &fields, &user, now),
+            BodyKind::OtpSend | BodyKind::OtpVerify | BodyKind::OtpEnroll | BodyKind::OtpEnrollConfirm => {
+                self.otp_body(kind, req, session, &fields, &user, next, now)
+            }
             BodyKind::TotpVerify => {
                 let code = form_get(&fields, "code").unwrap_or("").trim().to_string();
                 if !totp::code_well_formed(&self.cfg.totp, &code) {
@@ -741,6 +765,7 @@ impl Gate {
             Pending::Webauthn(p) => self.webauthn_reply(p, reply, now, rng),
             Pending::Recovery(p) => self.recovery_reply(p, reply, now, rng),
             Pending::Device(p) => self.device_reply(p, reply, now, rng),
+            Pending::Otp(p) => self.otp_reply(p, reply, now, rng),
             Pending::Body(_, req, _) => self.unavailable(&req),
         }
     }
@@ -809,7 +834,11 @@ impl Gate {
         rng: &mut dyn Rng,
     ) -> Decision {
         let enabled: Vec<&Factor> = factors.iter().filter(|f| f.enabled).collect();
-        if enabled.is_empty() {
+        let enforced_email = self.otp_on(Method::Email)
+            && self.cfg.email.as_ref().is_some_and(|e| e.enforce)
+            && req.email.is_some()
+            && !enabled.iter().any(|f| f.kind == "email");
+        if enabled.is_empty() && !enforced_email {
             return match self.cfg.policy.no_factor {
                 NoFactor::Allow => {
                     Decision::Pass(Pass { user: user.to_string(), method: Method::None.as_str(), auth_time: None })
@@ -849,6 +878,9 @@ impl Gate {
                 }
             }
         }
+        if enforced_email && allowed.is_none_or(|a| a.contains(&Method::Email)) && !methods.contains(&"email") {
+            methods.push(Method::Email.as_str());
+        }
         if methods.is_empty() {
             let need: Vec<&str> = allowed.unwrap_or(&[]).iter().map(|m| m.as_str()).collect();
             let text = format!(
@@ -863,6 +895,8 @@ impl Gate {
             recovery: methods.contains(&Method::Recovery.as_str()),
             totp_first: self.cfg.always_go_to_last_method && methods.first() == Some(&Method::Totp.as_str()),
             trust_days: self.trust_days(),
+            email: methods.contains(&"email") && self.otp_on(Method::Email),
+            sms: methods.contains(&"sms") && self.otp_on(Method::Sms),
         };
         if req.html {
             let page = pages::challenge(user, next, self.cfg.totp.digits, None, reason == Reason::Recheck, offer);
@@ -874,6 +908,9 @@ impl Gate {
         }
         if offer.recovery {
             verify.insert("recovery".into(), json!("/.mfa/recovery/verify"));
+        }
+        if offer.email || offer.sms {
+            verify.insert("otp".into(), json!({"send": "/.mfa/otp/send", "verify": "/.mfa/otp/verify"}));
         }
         if offer.webauthn {
             verify.insert(
@@ -915,6 +952,8 @@ impl Gate {
                         recovery: true,
                         totp_first: true,
                         trust_days: self.trust_days(),
+                        email: false,
+                        sms: false,
                     },
                 ),
             ));

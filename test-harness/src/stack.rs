@@ -317,7 +317,9 @@ impl Stack {
             .env("EDGE_MFA_STORE_TOKEN", &self.store_token)
             .env("EDGE_MFA_STORE_KEY", &self.store_key)
             .env("EDGE_MFA_STORE_DB", &self.db_path)
-            .env("EDGE_MFA_STORE_LISTEN", format!("127.0.0.1:{}", self.store_listen_port));
+            .env("EDGE_MFA_STORE_LISTEN", format!("127.0.0.1:{}", self.store_listen_port))
+            // Email/SMS codes go to a dev outbox file that tests read (see `Stack::outbox`).
+            .env("EDGE_MFA_STORE_OUTBOX", self.dir.join("outbox"));
         let child = self.spawn_logged("store", cmd, &log);
         self.store = Some(child);
         let needle = format!("edge-mfa-store listening on 127.0.0.1:{}", self.store_listen_port);
@@ -329,6 +331,15 @@ impl Stack {
             matches!(http::try_raw(&s.store_url, "GET", "/v1/health", &[("authorization", &auth)], b""),
                 Ok(r) if r.status == 200)
         });
+    }
+
+    /// Messages (email/SMS codes) the store has "sent": one JSON object per line of its outbox.
+    pub fn outbox(&self) -> Vec<serde_json::Value> {
+        fs::read_to_string(self.dir.join("outbox").join("outbox.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 
     /// Kills the store with SIGKILL (no chance to clean up), as a crash would;

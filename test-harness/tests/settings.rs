@@ -155,3 +155,70 @@ fn disallowed_methods_hide_disable_enterprise_keys_and_csrf() {
     assert!(h["factors"].as_array().unwrap().iter().any(|f| f["name"] == "Work phone"));
     assert!(h["factors"].as_array().unwrap().iter().all(|f| f["removable"] == false));
 }
+
+/// The newest code the store "sent" to `to`.
+fn last_code(s: &Stack, to: &str) -> String {
+    let msgs = s.outbox();
+    let m = msgs.iter().rev().find(|m| m["to"] == to).unwrap_or_else(|| panic!("no message to {to}: {msgs:?}"));
+    m["code"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn email_codes_enroll_sign_in_once_and_expire_after_wrong_tries() {
+    let config = json!({"email": {"subject": "Your code %s", "show_code_in_subject": true}});
+    let Some(s) = stack("settings::email", config) else { return };
+    let (_, id, session) = enroll(&s, "vic");
+    let both = format!("{id}; {session}");
+    let h = home(&s, &both);
+    // Add an email address: proven by a code sent to it.
+    let r = http::post_json(
+        &s.url("/.mfa/otp/enroll"),
+        &json!({"channel": "email", "address": "vic@example.com", "csrf": h["csrf"]}),
+        &[("cookie", &both), JSON],
+    );
+    assert_eq!(r.status, 200, "{r:?}\n{}", s.log_tails());
+    let state = r.json()["state"].as_str().unwrap().to_string();
+    let code = last_code(&s, "vic@example.com");
+    assert_eq!(code.len(), 6);
+    let msg = s.outbox().pop().unwrap();
+    assert_eq!(msg["subject"], format!("Your code {code}"), "show_code_in_subject");
+    let r = http::post_json(
+        &s.url("/.mfa/otp/enroll/confirm"),
+        &json!({"channel": "email", "state": state, "code": code}),
+        &[("cookie", &both), JSON],
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(home(&s, &both)["factors"].as_array().unwrap().iter().any(|f| f["type"] == "email"));
+
+    // Sign in with an emailed code; the challenge offers it.
+    let r = http::get(&s.url("/app"), &[("cookie", &id), JSON]);
+    assert!(r.json()["methods"].as_array().unwrap().contains(&json!("email")), "{r:?}");
+    let send = || http::post_json(&s.url("/.mfa/otp/send"), &json!({"channel": "email"}), &[("cookie", &id), JSON]);
+    let r = send();
+    assert_eq!((r.status, r.json()["sent_to"].as_str().map(|t| t.contains('*'))), (200, Some(true)), "{r:?}");
+    let code = last_code(&s, "vic@example.com");
+    let verify = |c: &str| {
+        http::post_json(&s.url("/.mfa/otp/verify"), &json!({"channel": "email", "code": c}), &[("cookie", &id), JSON])
+    };
+    let r = verify(&code);
+    assert_eq!(r.status, 200, "{r:?}");
+    let sess = cookie_named(&r, "edge-mfa").unwrap();
+    assert_eq!(
+        http::get(&s.url("/app"), &[("cookie", &format!("{id}; {sess}"))]).json()["headers"]["x-mfa-method"],
+        "email"
+    );
+    assert_eq!(verify(&code).status, 401, "a used code");
+
+    // Wrong tries void the code: even the right one is refused afterwards.
+    send();
+    let code = last_code(&s, "vic@example.com");
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    for _ in 0..5 {
+        assert_eq!(verify(wrong).status, 401);
+    }
+    let r = verify(&code);
+    assert_eq!(r.status, 401, "voided after 5 wrong tries: {r:?}");
+    assert!(cookie_named(&r, "edge-mfa").is_none());
+    // Malformed codes never reach the store.
+    assert_eq!(verify("12345").status, 400);
+}
