@@ -54,6 +54,38 @@ struct RawConfig {
     email: Option<RawEmail>,
     #[serde(default)]
     sms: Option<RawSms>,
+    #[serde(default = "default_regulation")]
+    regulation: Option<Regulation>,
+}
+
+/// Bans after repeated second-factor failures (defaults as Authelia's: 5 tries in 2 minutes,
+/// banned for 5 minutes). `"regulation": null` turns it off.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Regulation {
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    #[serde(default = "default_find_time")]
+    pub find_time_s: u64,
+    #[serde(default = "default_ban_time")]
+    pub ban_time_s: u64,
+}
+
+fn default_regulation() -> Option<Regulation> {
+    Some(Regulation {
+        max_retries: default_max_retries(),
+        find_time_s: default_find_time(),
+        ban_time_s: default_ban_time(),
+    })
+}
+fn default_max_retries() -> u32 {
+    5
+}
+fn default_find_time() -> u64 {
+    120
+}
+fn default_ban_time() -> u64 {
+    300
 }
 
 #[derive(Deserialize)]
@@ -463,6 +495,7 @@ pub struct Config {
     pub email: Option<EmailSettings>,
     /// SMS codes' lifetime; `None` when SMS codes are off.
     pub sms_ttl_s: Option<u64>,
+    pub regulation: Option<Regulation>,
 }
 
 impl Config {
@@ -635,7 +668,16 @@ impl Config {
             Some(_) => return Err("sms.ttl_s must be 60..=3600".into()),
             None => None,
         };
+        if let Some(r) = &raw.regulation {
+            if !(1..=100).contains(&r.max_retries)
+                || !(1..=86_400).contains(&r.find_time_s)
+                || !(1..=86_400 * 7).contains(&r.ban_time_s)
+            {
+                return Err("regulation: max_retries 1..=100, find_time_s 1..=86400, ban_time_s 1..=604800".into());
+            }
+        }
         Ok(Config {
+            regulation: raw.regulation,
             email,
             sms_ttl_s,
             device_cookie,
@@ -689,7 +731,8 @@ pub(crate) mod tests {
             "store": {"cluster": "edge_mfa_store", "token": "t"},
             "session": {"secure": false, "keys": [{"kid": "k1", "secret": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"}]},
             "policy": {"bypass": ["/login"], "rules": [{"prefix": "/admin", "max_age_s": 300, "methods": ["totp"]}]},
-            "totp": {"issuer": "Acme"}
+            "totp": {"issuer": "Acme"},
+            "regulation": null
         })
     }
 

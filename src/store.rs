@@ -54,6 +54,18 @@ pub fn keys(cfg: &StoreConfig) -> StoreRequest {
     StoreRequest::new("GET", format!("{}/keys", cfg.path_prefix), None)
 }
 
+/// The user's factors, with any active ban on the user or this client IP (`banned_until`).
+pub fn factors_from(cfg: &StoreConfig, user: &str, ip: Option<&str>) -> StoreRequest {
+    match ip {
+        Some(ip) => StoreRequest::new(
+            "GET",
+            format!("{}/users/{}/factors?ip={}", cfg.path_prefix, percent_encode(user), percent_encode(ip)),
+            None,
+        ),
+        None => factors(cfg, user),
+    }
+}
+
 pub fn factors(cfg: &StoreConfig, user: &str) -> StoreRequest {
     StoreRequest::new("GET", format!("{}/users/{}/factors", cfg.path_prefix, percent_encode(user)), None)
 }
@@ -325,6 +337,50 @@ pub fn create_address_factor(cfg: &StoreConfig, user: &str, channel: &str, name:
         format!("{}/users/{}/factors", cfg.path_prefix, percent_encode(user)),
         Some(body.to_string().into_bytes()),
     )
+}
+
+/// Records a failed second-factor attempt for the user and the client IP.
+pub fn record_failure(
+    cfg: &StoreConfig,
+    user: &str,
+    ip: Option<&str>,
+    method: &str,
+    r: &crate::config::Regulation,
+) -> StoreRequest {
+    let body = serde_json::json!({"user": user, "ip": ip, "method": method, "max_retries": r.max_retries,
+        "find_time_s": r.find_time_s, "ban_time_s": r.ban_time_s});
+    StoreRequest::new("POST", format!("{}/failures", cfg.path_prefix), Some(body.to_string().into_bytes()))
+}
+
+pub fn bans(cfg: &StoreConfig, user: &str, ip: Option<&str>) -> StoreRequest {
+    let path = match ip {
+        Some(ip) => format!("{}/bans?user={}&ip={}", cfg.path_prefix, percent_encode(user), percent_encode(ip)),
+        None => format!("{}/bans?user={}", cfg.path_prefix, percent_encode(user)),
+    };
+    StoreRequest::new("GET", path, None)
+}
+
+/// The end of the ban that a recorded failure started, if any.
+pub fn parse_failure(reply: &StoreReply) -> Option<u64> {
+    expect(reply, &[200]).ok()?;
+    #[derive(Deserialize)]
+    struct F {
+        user_banned_until: Option<u64>,
+        ip_banned_until: Option<u64>,
+    }
+    let f: F = serde_json::from_slice(&reply.body).ok()?;
+    f.user_banned_until.max(f.ip_banned_until)
+}
+
+/// `banned_until` of a ban check or a factor listing.
+pub fn parse_ban(reply: &StoreReply) -> Result<Option<u64>, StoreError> {
+    expect(reply, &[200])?;
+    #[derive(Deserialize)]
+    struct B {
+        #[serde(default)]
+        banned_until: Option<u64>,
+    }
+    serde_json::from_slice::<B>(&reply.body).map(|b| b.banned_until).map_err(|_| StoreError::Unavailable)
 }
 
 /// Replaces the user's recovery codes (the store keeps keyed hashes only).

@@ -20,6 +20,7 @@ mod device_flow;
 mod home_flow;
 mod otp_flow;
 mod recovery_flow;
+mod regulation;
 mod webauthn_flow;
 
 /// Lazy access to request headers: the hot path reads only what it needs.
@@ -88,6 +89,8 @@ pub struct Req {
     pub trust: bool,
     /// The identity token's email claim, when email codes are enforced for everyone.
     pub email: Option<String>,
+    /// Where the request comes from, for per-IP bans.
+    pub client_ip: Option<String>,
 }
 
 impl Req {
@@ -156,6 +159,8 @@ pub enum Pending {
     Device(device_flow::DevicePending),
     /// An email/SMS code step.
     Otp(otp_flow::OtpPending),
+    /// Recording a failed attempt, or checking for a ban.
+    Regulation(regulation::RegulationPending),
     EnrollCreate {
         req: Box<Req>,
         next: String,
@@ -391,6 +396,7 @@ impl Gate {
                 _ => None,
             },
             user_agent: h.get("user-agent"),
+            client_ip: Self::client_ip(h.get("x-forwarded-for").as_deref()),
             trust: false,
             email: match (&self.cfg.email, &self.cfg.identity) {
                 (Some(e), IdentitySource::JwtPayload { header, .. }) if e.enforce => {
@@ -598,7 +604,10 @@ impl Gate {
                     let text = format!("Enter the {}-digit code from your app.", self.cfg.totp.digits);
                     return self.challenge_again(&req, &user, &next, 400, "invalid_code_format", &text);
                 }
-                Decision::Call(store::factors(&self.cfg.store, &user), Pending::Verify { req, code, next })
+                Decision::Call(
+                    store::factors_from(&self.cfg.store, &user, req.client_ip.as_deref()),
+                    Pending::Verify { req, code, next },
+                )
             }
             BodyKind::TotpEnroll => {
                 let token_str = form_get(&fields, "enroll_token").unwrap_or("");
@@ -700,6 +709,11 @@ impl Gate {
                     Err(_) => return self.unavailable(&req),
                 };
                 let user = req.user.clone().unwrap_or_default();
+                if let Ok(Some(until)) = store::parse_ban(reply) {
+                    if until > now {
+                        return self.banned(&req, until, now);
+                    }
+                }
                 let mut replay = false;
                 for f in factors.iter().filter(|f| f.enabled) {
                     let Some(t) = &f.totp else { continue };
@@ -711,7 +725,7 @@ impl Gate {
                     }
                     replay |= totp::is_replay(&t.params, &t.secret, &code, now, self.cfg.totp_skew, t.last_step);
                 }
-                if replay {
+                let answer = if replay {
                     self.challenge_again(
                         &req,
                         &user,
@@ -722,20 +736,24 @@ impl Gate {
                     )
                 } else {
                     self.challenge_again(&req, &user, &next, 401, "wrong_code", "That code is not right. Try again.")
-                }
+                };
+                self.failed(&req, &user, Method::Totp, answer)
             }
             Pending::VerifyUse { req, next } => {
                 let user = req.user.clone().unwrap_or_default();
                 match store::parse_used(reply) {
                     Ok(()) => self.verified(&req, &user, Method::Totp, &next, now, rng),
-                    Err(StoreError::Conflict(_)) => self.challenge_again(
-                        &req,
-                        &user,
-                        &next,
-                        401,
-                        "code_used",
-                        "That code was already used. Wait for the next one.",
-                    ),
+                    Err(StoreError::Conflict(_)) => {
+                        let answer = self.challenge_again(
+                            &req,
+                            &user,
+                            &next,
+                            401,
+                            "code_used",
+                            "That code was already used. Wait for the next one.",
+                        );
+                        self.failed(&req, &user, Method::Totp, answer)
+                    }
                     Err(StoreError::NotFound) => self.challenge_again(
                         &req,
                         &user,
@@ -766,6 +784,7 @@ impl Gate {
             Pending::Recovery(p) => self.recovery_reply(p, reply, now, rng),
             Pending::Device(p) => self.device_reply(p, reply, now, rng),
             Pending::Otp(p) => self.otp_reply(p, reply, now, rng),
+            Pending::Regulation(p) => self.regulation_reply(p, reply, now),
             Pending::Body(_, req, _) => self.unavailable(&req),
         }
     }

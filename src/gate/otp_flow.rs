@@ -150,10 +150,9 @@ impl Gate {
                         "Enter the 6-digit code we sent you.",
                     );
                 }
-                Decision::Call(
-                    store::otp_verify(&self.cfg.store, user, channel.as_str(), &code),
-                    Pending::Otp(OtpPending::Checked { req, channel, next }),
-                )
+                let call = store::otp_verify(&self.cfg.store, user, channel.as_str(), &code);
+                let pending = Pending::Otp(OtpPending::Checked { req: req.clone(), channel, next });
+                self.unless_banned(req, user, (call, pending))
             }
             BodyKind::OtpEnroll => {
                 if let Err(d) = self.change_allowed(&req, session.as_ref(), fields, now) {
@@ -254,7 +253,15 @@ impl Gate {
                 match store::parse_ok(reply) {
                     Ok(()) => self.verified(&req, &user, channel, &next, now, rng),
                     Err(StoreError::Refused(401)) => {
-                        self.otp_retry(&req, channel, &next, 401, "wrong_code", "That code is not right. Try again.")
+                        let answer = self.otp_retry(
+                            &req,
+                            channel,
+                            &next,
+                            401,
+                            "wrong_code",
+                            "That code is not right. Try again.",
+                        );
+                        self.failed(&req, &user, channel, answer)
                     }
                     Err(StoreError::NotFound) | Err(StoreError::Refused(410)) => self.otp_retry(
                         &req,

@@ -62,10 +62,10 @@ impl Gate {
                         "That is not a recovery code.",
                     );
                 };
-                Decision::Call(
-                    store::consume_recovery(&self.cfg.store, &user, &code),
-                    Pending::Recovery(RecoveryPending::Consumed { req, user, next }),
-                )
+                let call = store::consume_recovery(&self.cfg.store, &user, &code);
+                let who = user.clone();
+                let pending = Pending::Recovery(RecoveryPending::Consumed { req: req.clone(), user, next });
+                self.unless_banned(req, &who, (call, pending))
             }
             _ => Decision::Respond(message(req.html, 500, "internal", "Internal error", "Unexpected state.")),
         }
@@ -101,14 +101,17 @@ impl Gate {
                     }
                     other => other,
                 },
-                Err(StoreError::NotFound) | Err(StoreError::Conflict(_)) => self.challenge_again(
-                    &req,
-                    &user,
-                    &next,
-                    401,
-                    "wrong_code",
-                    "That recovery code is not valid or was used already.",
-                ),
+                Err(StoreError::NotFound) | Err(StoreError::Conflict(_)) => {
+                    let answer = self.challenge_again(
+                        &req,
+                        &user,
+                        &next,
+                        401,
+                        "wrong_code",
+                        "That recovery code is not valid or was used already.",
+                    );
+                    self.failed(&req, &user, Method::Recovery, answer)
+                }
                 Err(_) => self.unavailable(&req),
             },
         }

@@ -800,3 +800,71 @@ fn method_labels_rename_methods() {
     j["method_labels"] = json!({"RECOVERY2": "x"});
     assert!(Config::parse(j.to_string().as_bytes()).is_err());
 }
+
+#[test]
+fn failures_are_recorded_and_bans_refuse_even_right_codes() {
+    let mut j = sample_json();
+    j["regulation"] = json!({"max_retries": 3, "find_time_s": 60, "ban_time_s": 120});
+    let g = Gate::new(Config::parse(j.to_string().as_bytes()).unwrap());
+    let post = |code: &str| {
+        let h = req(
+            "POST",
+            "/.mfa/totp/verify",
+            Some("alice"),
+            &[("content-type", "application/json"), ("x-forwarded-for", "198.51.100.9, 203.0.113.7")],
+        );
+        let Decision::ReadBody(p) = g.on_headers(&h, NOW, &mut FixedRng(1)) else { panic!() };
+        g.on_body(p, json!({"code": code}).to_string().as_bytes(), NOW, &mut FixedRng(1))
+    };
+    // A wrong code: the failure is recorded for the user and the client IP Envoy saw (the last hop).
+    let (r, p) = call(post("000001"));
+    assert_eq!(r.path, "/v1/users/alice/factors?ip=203.0.113.7");
+    let (r, p) = call(g.on_store_reply(p, &factors_reply(0), NOW, &mut FixedRng(1)));
+    assert_eq!(r.path, "/v1/failures");
+    let sent: serde_json::Value = serde_json::from_slice(r.body.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        (sent["user"].as_str(), sent["ip"].as_str(), sent["max_retries"].as_u64()),
+        (Some("alice"), Some("203.0.113.7"), Some(3))
+    );
+    let no_ban =
+        StoreReply { status: Some(200), body: br#"{"user_banned_until":null,"ip_banned_until":null}"#.to_vec() };
+    assert_eq!(respond(g.on_store_reply(p, &no_ban, NOW, &mut FixedRng(1))).status, 401);
+    // The failure that starts a ban answers with the ban.
+    let (_, p) = call(post("000001"));
+    let (_, p) = call(g.on_store_reply(p, &factors_reply(0), NOW, &mut FixedRng(1)));
+    let ban = StoreReply {
+        status: Some(200),
+        body: format!(r#"{{"user_banned_until":{},"ip_banned_until":null}}"#, NOW + 120).into_bytes(),
+    };
+    let r = respond(g.on_store_reply(p, &ban, NOW, &mut FixedRng(1)));
+    assert_eq!((r.status, r.header_value("retry-after")), (429, Some("120")));
+    // While banned, the right code is refused before it is even checked.
+    let code = totp::code_at(&g.cfg.totp, SECRET, NOW);
+    let (_, p) = call(post(&code));
+    let mut banned = factors_reply(0);
+    let mut v: serde_json::Value = serde_json::from_slice(&banned.body).unwrap();
+    v["banned_until"] = json!(NOW + 100);
+    banned.body = v.to_string().into_bytes();
+    let r = respond(g.on_store_reply(p, &banned, NOW, &mut FixedRng(1)));
+    assert_eq!(r.status, 429);
+    assert!(String::from_utf8_lossy(&r.body).contains("\"retry_after_s\":100"));
+}
+
+#[test]
+fn recovery_codes_are_refused_while_banned() {
+    let mut j = sample_json();
+    j["regulation"] = json!({});
+    let g = Gate::new(Config::parse(j.to_string().as_bytes()).unwrap());
+    let (r, p) = call(json_post(&g, "/.mfa/recovery/verify", "alice", &[], json!({"code": "abcd-efgh-jkmn"})));
+    assert_eq!(r.path, "/v1/bans?user=alice");
+    let banned = StoreReply { status: Some(200), body: format!(r#"{{"banned_until":{}}}"#, NOW + 60).into_bytes() };
+    assert_eq!(respond(g.on_store_reply(p, &banned, NOW, &mut FixedRng(1))).status, 429);
+    let (_, p) = call(json_post(&g, "/.mfa/recovery/verify", "alice", &[], json!({"code": "abcd-efgh-jkmn"})));
+    let (r, _) = call(g.on_store_reply(
+        p,
+        &StoreReply { status: Some(200), body: br#"{"banned_until":null}"#.to_vec() },
+        NOW,
+        &mut FixedRng(1),
+    ));
+    assert_eq!(r.path, "/v1/users/alice/recovery/consume");
+}

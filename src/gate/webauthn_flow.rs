@@ -329,7 +329,7 @@ impl Gate {
                     let call = if user.is_empty() {
                         store::credential(&self.cfg.store, response.credential_id())
                     } else {
-                        store::factors(&self.cfg.store, &user)
+                        store::factors_from(&self.cfg.store, &user, req.client_ip.as_deref())
                     };
                     Decision::Call(
                         call,
@@ -363,6 +363,11 @@ impl Gate {
                         Err(_) => return self.unavailable(&req),
                     }
                 } else {
+                    if let Ok(Some(until)) = store::parse_ban(reply) {
+                        if until > now {
+                            return self.banned(&req, until, now);
+                        }
+                    }
                     match store::parse_factors(reply) {
                         Ok(f) => (user, f),
                         Err(_) => return self.unavailable(&req),
@@ -372,7 +377,8 @@ impl Gate {
                     f.webauthn.as_ref().filter(|w| w.credential_id == response.credential_id()).map(|w| (f, w))
                 });
                 let Some((factor, w)) = found else {
-                    return rejected(401, "unknown_key", "This key is not registered for your account.");
+                    let answer = rejected(401, "unknown_key", "This key is not registered for your account.");
+                    return self.failed(&req, &user, Method::Webauthn, answer);
                 };
                 let stored = wa::StoredCredential {
                     credential_id: &w.credential_id,
@@ -390,7 +396,9 @@ impl Gate {
                         store::use_webauthn(&self.cfg.store, &user, &factor.id, out.sign_count, out.backup_state),
                         Pending::Webauthn(WaPending::LoginUse { req, user, next }),
                     ),
-                    Err(e) => rejected(401, "webauthn_rejected", &e.to_string()),
+                    Err(e) => {
+                        self.failed(&req, &user, Method::Webauthn, rejected(401, "webauthn_rejected", &e.to_string()))
+                    }
                 }
             }
             WaPending::LoginUse { req, user, next } => {

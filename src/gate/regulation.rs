@@ -1,0 +1,76 @@
+//! Regulation: failed second-factor attempts (every method) are counted per user and per client
+//! IP in the store, so the count holds across Envoy workers and replicas; past `max_retries`
+//! within `find_time_s` the user (or IP) is banned for `ban_time_s`, and while banned even a
+//! correct code is refused. Authelia bans only first-factor failures; django-mfa2 has no limit.
+
+use super::{Decision, Gate, Pending, Req};
+use crate::pages::Response;
+use crate::store::{self, StoreReply, StoreRequest};
+use crate::token::Method;
+use serde_json::json;
+
+#[derive(Debug)]
+pub enum RegulationPending {
+    /// A failure was recorded; answer with `response` (or the ban, if it started now).
+    Failed { req: Box<Req>, response: Box<Decision> },
+    /// Checking for a ban before a verification that has no factor listing of its own.
+    Check { req: Box<Req>, then: Box<(StoreRequest, Pending)> },
+}
+
+impl Gate {
+    /// The client's address: the last `x-forwarded-for` hop, which Envoy itself appended
+    /// (`use_remote_address`); earlier hops are the client's say and are ignored.
+    /// `None` when there is no usable address: bans then apply to the user only.
+    pub(super) fn client_ip(xff: Option<&str>) -> Option<String> {
+        let last = xff?.rsplit(',').next()?.trim();
+        last.parse::<std::net::IpAddr>().ok().map(|ip| ip.to_string())
+    }
+
+    /// Answers 429 with the time left.
+    pub(super) fn banned(&self, req: &Req, until: u64, now: u64) -> Decision {
+        let left = until.saturating_sub(now).max(1);
+        let minutes = left.div_ceil(60);
+        let text =
+            format!("Too many failed attempts. Try again in {minutes} minute{}.", if minutes == 1 { "" } else { "s" });
+        let r = if req.html {
+            Response::html(429, crate::pages::message("Too many attempts", &text))
+        } else {
+            Response::json(429, &json!({"error": "banned", "message": text, "retry_after_s": left}))
+        };
+        Decision::Respond(r.header("retry-after", left.to_string()))
+    }
+
+    /// Records a failed attempt, then answers with `response`.
+    pub(super) fn failed(&self, req: &Req, user: &str, method: Method, response: Decision) -> Decision {
+        let Some(r) = &self.cfg.regulation else { return response };
+        let call = store::record_failure(&self.cfg.store, user, req.client_ip.as_deref(), method.as_str(), r);
+        Decision::Call(
+            call,
+            Pending::Regulation(RegulationPending::Failed { req: Box::new(req.clone()), response: Box::new(response) }),
+        )
+    }
+
+    /// Runs `then` unless the user or IP is banned.
+    pub(super) fn unless_banned(&self, req: Box<Req>, user: &str, then: (StoreRequest, Pending)) -> Decision {
+        if self.cfg.regulation.is_none() {
+            return Decision::Call(then.0, then.1);
+        }
+        let call = store::bans(&self.cfg.store, user, req.client_ip.as_deref());
+        Decision::Call(call, Pending::Regulation(RegulationPending::Check { req, then: Box::new(then) }))
+    }
+
+    pub(super) fn regulation_reply(&self, p: RegulationPending, reply: &StoreReply, now: u64) -> Decision {
+        match p {
+            // A failure to record a failure must not hide the answer; the attempt failed anyway.
+            RegulationPending::Failed { req, response } => match store::parse_failure(reply) {
+                Some(until) if until > now => self.banned(&req, until, now),
+                _ => *response,
+            },
+            RegulationPending::Check { req, then } => match store::parse_ban(reply) {
+                Ok(Some(until)) if until > now => self.banned(&req, until, now),
+                Ok(_) => Decision::Call(then.0, then.1),
+                Err(_) => self.unavailable(&req),
+            },
+        }
+    }
+}
