@@ -54,6 +54,8 @@ struct RawConfig {
     email: Option<RawEmail>,
     #[serde(default)]
     sms: Option<RawSms>,
+    #[serde(default)]
+    branding: Option<RawBranding>,
     #[serde(default = "default_regulation")]
     regulation: Option<Regulation>,
 }
@@ -101,6 +103,22 @@ struct RawEmail {
     enforce: bool,
     #[serde(default = "default_email_claim")]
     claim: String,
+}
+
+/// Page branding; checked by `pages::Brand::new`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBranding {
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    logo_url: Option<String>,
+    #[serde(default)]
+    primary_color: Option<String>,
+    #[serde(default)]
+    background_color: Option<String>,
+    #[serde(default)]
+    base_template: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -495,6 +513,8 @@ pub struct Config {
     pub email: Option<EmailSettings>,
     /// SMS codes' lifetime; `None` when SMS codes are off.
     pub sms_ttl_s: Option<u64>,
+    /// Page title, logo, colours and base template (django-mfa2's mfa_base.html).
+    pub branding: crate::pages::Brand,
     pub regulation: Option<Regulation>,
 }
 
@@ -676,7 +696,14 @@ impl Config {
                 return Err("regulation: max_retries 1..=100, find_time_s 1..=86400, ban_time_s 1..=604800".into());
             }
         }
+        let branding = match raw.branding {
+            Some(b) => {
+                crate::pages::Brand::new(b.title, b.logo_url, b.primary_color, b.background_color, b.base_template)?
+            }
+            None => crate::pages::Brand::default(),
+        };
         Ok(Config {
+            branding,
             regulation: raw.regulation,
             email,
             sms_ttl_s,
@@ -779,6 +806,40 @@ pub(crate) mod tests {
             assert!(Config::parse(j.to_string().as_bytes()).is_err(), "{name} should be refused");
         }
         assert!(Config::parse(b"not json").is_err());
+    }
+
+    #[test]
+    fn branding() {
+        let c = sample();
+        assert_eq!(
+            (c.branding.title(), c.branding.primary(), c.branding.background()),
+            ("edge-mfa", "#2457d6", "#f4f5f7")
+        );
+        assert!(c.branding.logo_url().is_none() && c.branding.base_template().is_none());
+        let mut j = sample_json();
+        j["branding"] = serde_json::json!({"title": "Acme", "logo_url": "https://cdn.acme.test/logo.svg",
+            "primary_color": "#123", "background_color": "#FFFFFF", "base_template": "<body>{{content}}</body>"});
+        let c = Config::parse(j.to_string().as_bytes()).unwrap();
+        assert_eq!((c.branding.title(), c.branding.primary(), c.branding.background()), ("Acme", "#123", "#ffffff"));
+        assert_eq!(c.branding.logo_source().as_deref(), Some("https://cdn.acme.test"));
+        for bad in [
+            serde_json::json!({"primary_color": "red;}body{display:none"}),
+            serde_json::json!({"background_color": "#12345"}),
+            serde_json::json!({"logo_url": "http://acme.test/logo.png"}),
+            serde_json::json!({"logo_url": "javascript:alert(1)"}),
+            serde_json::json!({"logo_url": "//evil.test/logo.png"}),
+            serde_json::json!({"logo_url": "https://acme.test\"><script>"}),
+            serde_json::json!({"base_template": "<html>no content</html>"}),
+            serde_json::json!({"base_template": "{{content}}{{content}}"}),
+            serde_json::json!({"base_template": "<script>steal()</script>{{content}}"}),
+            serde_json::json!({"base_template": format!("{{{{content}}}}{}", "x".repeat(64 * 1024))}),
+            serde_json::json!({"title": ""}),
+            serde_json::json!({"colour": "#fff"}),
+        ] {
+            let mut j = sample_json();
+            j["branding"] = bad.clone();
+            assert!(Config::parse(j.to_string().as_bytes()).is_err(), "{bad} should be refused");
+        }
     }
 
     fn merge(a: &mut serde_json::Value, b: &serde_json::Value) {

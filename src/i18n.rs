@@ -158,7 +158,7 @@ pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
 }
 
 /// (English, German, French). French uses a no-break space (U+00A0) before `:`, `;`, `?`, `!`.
-static TABLE: &[(&str, &str, &str)] = &[
+pub(crate) static TABLE: &[(&str, &str, &str)] = &[
     // The challenge.
     ("Two-step verification", "Bestätigung in zwei Schritten", "Vérification en deux étapes"),
     (
@@ -324,6 +324,144 @@ static TABLE: &[(&str, &str, &str)] = &[
     ("Text message code", "Code per SMS", "Code par SMS"),
     ("Trusted device", "Vertrauenswürdiges Gerät", "Appareil de confiance"),
     ("None", "Keine", "Aucune"),
+    // Messages and errors the gate renders into pages (src/gate); JSON answers stay English.
+    ("Bad request", "Ungültige Anfrage", "Requête invalide"),
+    ("The request has no path.", "Die Anfrage hat keinen Pfad.", "La requête n’a pas de chemin."),
+    ("Request refused", "Anfrage abgelehnt", "Requête refusée"),
+    (
+        "This form was submitted from another site.",
+        "Dieses Formular wurde von einer anderen Website gesendet.",
+        "Ce formulaire a été envoyé depuis un autre site.",
+    ),
+    ("Not available", "Nicht verfügbar", "Non disponible"),
+    ("This method is not allowed here.", "Diese Methode ist hier nicht erlaubt.", "Cette méthode n’est pas autorisée ici."),
+    ("This method is not available.", "Diese Methode ist nicht verfügbar.", "Cette méthode n’est pas disponible."),
+    ("Method not allowed", "Methode nicht erlaubt", "Méthode non autorisée"),
+    (
+        "This endpoint does not take that method.",
+        "Diese Adresse unterstützt diese Anfragemethode nicht.",
+        "Cette adresse n’accepte pas cette méthode de requête.",
+    ),
+    ("Not found", "Nicht gefunden", "Introuvable"),
+    ("There is no such page.", "Diese Seite gibt es nicht.", "Cette page n’existe pas."),
+    ("Internal error", "Interner Fehler", "Erreur interne"),
+    ("Unexpected body.", "Unerwarteter Inhalt der Anfrage.", "Contenu de requête inattendu."),
+    ("Unexpected state.", "Unerwarteter Zustand.", "État inattendu."),
+    ("Request too large", "Anfrage zu groß", "Requête trop volumineuse"),
+    ("The form was too large.", "Das Formular war zu groß.", "Le formulaire était trop volumineux."),
+    ("The form could not be read.", "Das Formular konnte nicht gelesen werden.", "Le formulaire n’a pas pu être lu."),
+    ("Setup expired", "Einrichtung abgelaufen", "Configuration expirée"),
+    (
+        "This setup page has expired. Open it again to get a new code.",
+        "Diese Einrichtungsseite ist abgelaufen. Öffnen Sie sie erneut, um einen neuen Code zu erhalten.",
+        "Cette page de configuration a expiré. Ouvrez-la de nouveau pour obtenir un nouveau code.",
+    ),
+    ("Start again from your security page.", "Beginnen Sie erneut auf Ihrer Sicherheitsseite.", "Recommencez depuis votre page de sécurité."),
+    ("Bad name", "Ungültiger Name", "Nom invalide"),
+    ("Use a name of at most 64 characters.", "Verwenden Sie einen Namen mit höchstens 64 Zeichen.", "Utilisez un nom de 64 caractères au plus."),
+    ("Use a name of 1 to 64 characters.", "Verwenden Sie einen Namen mit 1 bis 64 Zeichen.", "Utilisez un nom de 1 à 64 caractères."),
+    ("Not allowed", "Nicht erlaubt", "Non autorisé"),
+    (
+        "Ask your administrator to set up two-step verification for you.",
+        "Bitten Sie Ihre Administration, die Bestätigung in zwei Schritten für Sie einzurichten.",
+        "Demandez à votre administrateur de configurer la vérification en deux étapes pour vous.",
+    ),
+    ("Too many methods", "Zu viele Methoden", "Trop de méthodes"),
+    (
+        "Remove a method before adding another.",
+        "Entfernen Sie eine Methode, bevor Sie eine weitere hinzufügen.",
+        "Supprimez une méthode avant d’en ajouter une autre.",
+    ),
+    ("Sign-in required", "Anmeldung erforderlich", "Connexion requise"),
+    (
+        "Sign in first, then verify with your second factor.",
+        "Melden Sie sich zuerst an und bestätigen Sie dann mit Ihrem zweiten Faktor.",
+        "Connectez-vous d’abord, puis confirmez avec votre second facteur.",
+    ),
+    ("Verification unavailable", "Bestätigung nicht verfügbar", "Vérification indisponible"),
+    (
+        "The verification service is not answering. Try again in a moment.",
+        "Der Bestätigungsdienst antwortet nicht. Versuchen Sie es gleich noch einmal.",
+        "Le service de vérification ne répond pas. Réessayez dans un instant.",
+    ),
+    ("Two-step verification required", "Bestätigung in zwei Schritten erforderlich", "Vérification en deux étapes requise"),
+    (
+        "Your account has no second factor. Ask your administrator to set one up.",
+        "Ihr Konto hat keinen zweiten Faktor. Bitten Sie Ihre Administration, einen einzurichten.",
+        "Votre compte n’a pas de second facteur. Demandez à votre administrateur d’en configurer un.",
+    ),
+    ("Another method needed", "Eine andere Methode ist nötig", "Une autre méthode est nécessaire"),
+    (
+        "This page needs one of these methods: {methods}. Add one on your security page (/.mfa/).",
+        "Diese Seite erfordert eine dieser Methoden: {methods}. Fügen Sie eine auf Ihrer Sicherheitsseite (/.mfa/) hinzu.",
+        "Cette page exige l’une de ces méthodes\u{a0}: {methods}. Ajoutez-en une sur votre page de sécurité (/.mfa/).",
+    ),
+    (
+        "Enter the {n}-digit code from your app.",
+        "Geben Sie den {n}-stelligen Code aus Ihrer App ein.",
+        "Saisissez le code à {n} chiffres de votre application.",
+    ),
+    (
+        "That code did not match. Check the app and try again.",
+        "Dieser Code stimmt nicht. Prüfen Sie die App und versuchen Sie es erneut.",
+        "Ce code ne correspond pas. Vérifiez l’application et réessayez.",
+    ),
+    ("That code is not right. Try again.", "Dieser Code ist nicht richtig. Versuchen Sie es erneut.", "Ce code est incorrect. Réessayez."),
+    (
+        "That code was already used. Wait for the next one.",
+        "Dieser Code wurde bereits verwendet. Warten Sie auf den nächsten.",
+        "Ce code a déjà été utilisé. Attendez le suivant.",
+    ),
+    ("That is not a recovery code.", "Das ist kein Wiederherstellungscode.", "Ce n’est pas un code de récupération."),
+    (
+        "That recovery code is not valid or was used already.",
+        "Dieser Wiederherstellungscode ist ungültig oder wurde bereits verwendet.",
+        "Ce code de récupération n’est pas valide ou a déjà été utilisé.",
+    ),
+    ("Check the address", "Adresse prüfen", "Vérifiez l’adresse"),
+    ("That address does not look right.", "Diese Adresse scheint nicht richtig zu sein.", "Cette adresse ne semble pas correcte."),
+    ("Check the code", "Code prüfen", "Vérifiez le code"),
+    ("Enter the 6-digit code we sent.", "Geben Sie den 6-stelligen Code ein, den wir gesendet haben.", "Saisissez le code à 6 chiffres que nous avons envoyé."),
+    ("That code is not right or has expired.", "Dieser Code ist falsch oder abgelaufen.", "Ce code est incorrect ou a expiré."),
+    (
+        "That code has expired or was used. Ask for a new one.",
+        "Dieser Code ist abgelaufen oder wurde bereits verwendet. Fordern Sie einen neuen an.",
+        "Ce code a expiré ou a déjà été utilisé. Demandez-en un nouveau.",
+    ),
+    ("No address", "Keine Adresse", "Aucune adresse"),
+    (
+        "There is no address to send a code to. Use another method.",
+        "Es gibt keine Adresse, an die ein Code gesendet werden kann. Verwenden Sie eine andere Methode.",
+        "Il n’y a aucune adresse à laquelle envoyer un code. Utilisez une autre méthode.",
+    ),
+    (
+        "This form is out of date. Reload the security page and try again.",
+        "Dieses Formular ist veraltet. Laden Sie die Sicherheitsseite neu und versuchen Sie es erneut.",
+        "Ce formulaire n’est plus à jour. Rechargez la page de sécurité et réessayez.",
+    ),
+    ("Which method? The form named none.", "Welche Methode? Das Formular nennt keine.", "Quelle méthode\u{a0}? Le formulaire n’en indique aucune."),
+    ("There is no such method on your account.", "Diese Methode gibt es in Ihrem Konto nicht.", "Cette méthode n’existe pas sur votre compte."),
+    (
+        "This method cannot be turned off or removed.",
+        "Diese Methode kann nicht deaktiviert oder entfernt werden.",
+        "Cette méthode ne peut être ni désactivée ni supprimée.",
+    ),
+    (
+        "This key belongs to your organisation; ask your administrator.",
+        "Dieser Schlüssel gehört Ihrer Organisation; wenden Sie sich an Ihre Administration.",
+        "Cette clé appartient à votre organisation\u{a0}; adressez-vous à votre administrateur.",
+    ),
+    ("Too many attempts", "Zu viele Versuche", "Trop de tentatives"),
+    (
+        "Too many failed attempts. Try again in {n} minute.",
+        "Zu viele fehlgeschlagene Versuche. Versuchen Sie es in {n} Minute erneut.",
+        "Trop de tentatives infructueuses. Réessayez dans {n} minute.",
+    ),
+    (
+        "Too many failed attempts. Try again in {n} minutes.",
+        "Zu viele fehlgeschlagene Versuche. Versuchen Sie es in {n} Minuten erneut.",
+        "Trop de tentatives infructueuses. Réessayez dans {n} minutes.",
+    ),
 ];
 
 #[cfg(test)]
@@ -486,18 +624,17 @@ mod tests {
             ("challenge_again(", &[5]),
             ("otp_retry(", &[5]),
             ("enroll_again(", &[5]),
+            ("pages::message(", &[1, 2]),
             ("i18n::t(", &[1]),
         ];
         let mut missing = Vec::new();
         let mut found = 0;
-        for src in [
-            include_str!("gate/mod.rs"),
-            include_str!("gate/home_flow.rs"),
-            include_str!("gate/otp_flow.rs"),
-            include_str!("gate/recovery_flow.rs"),
-            include_str!("gate/webauthn_flow.rs"),
-            include_str!("gate/device_flow.rs"),
-        ] {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/gate");
+        let mut files: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        for path in files.iter().filter(|p| p.extension().is_some_and(|e| e == "rs") && !p.ends_with("tests.rs")) {
+            let src = std::fs::read_to_string(path).unwrap();
+            let src = src.as_str();
             for (call, args) in calls {
                 for s in literal_args(src, call, args) {
                     found += 1;
@@ -510,7 +647,10 @@ mod tests {
         assert!(found > 30, "found only {found} gate texts");
         missing.sort();
         missing.dedup();
-        assert!(missing.is_empty(), "gate texts shown in pages without translation (add them to i18n::TABLE): {missing:#?}");
+        assert!(
+            missing.is_empty(),
+            "gate texts shown in pages without translation (add them to i18n::TABLE): {missing:#?}"
+        );
     }
 
     #[test]
@@ -519,7 +659,10 @@ mod tests {
         assert_eq!(t(Lang::Fr, "Verify"), "Vérifier");
         assert_eq!(t(Lang::En, "Verify"), "Verify");
         assert_eq!(t(Lang::De, "Custom label"), "Custom label");
-        assert_eq!(fill(t(Lang::De, "Trust this device for {days} days"), &[("{days}", "30")]), "Diesem Gerät 30 Tage lang vertrauen");
+        assert_eq!(
+            fill(t(Lang::De, "Trust this device for {days} days"), &[("{days}", "30")]),
+            "Diesem Gerät 30 Tage lang vertrauen"
+        );
         // One pass: a value containing a placeholder is left alone; unknown braces stay.
         assert_eq!(fill("{a} {b} {c", &[("{a}", "{b}"), ("{b}", "x")]), "{b} x {c");
         assert_eq!(fill("", &[]), "");

@@ -6,6 +6,7 @@
 pub mod config;
 pub mod gate;
 pub mod http;
+pub mod i18n;
 pub mod identity;
 pub mod pages;
 pub mod policy;

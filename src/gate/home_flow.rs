@@ -35,8 +35,10 @@ pub enum HomePending {
     },
 }
 
-fn refuse(req: &Req, status: u32, code: &str, text: &str) -> Decision {
-    Decision::Respond(super::message(req.html, status, code, "Not allowed", text))
+impl Gate {
+    fn refuse(&self, req: &Req, status: u32, code: &str, text: &str) -> Decision {
+        Decision::Respond(super::message(self.html(req), status, code, "Not allowed", text))
+    }
 }
 
 impl Gate {
@@ -67,7 +69,12 @@ impl Gate {
         }
         let given = form_get(fields, "csrf").unwrap_or("");
         if !token::csrf_ok(&self.keys.borrow(), s, given) {
-            return Err(refuse(req, 403, "csrf", "This form is out of date. Reload the security page and try again."));
+            return Err(self.refuse(
+                req,
+                403,
+                "csrf",
+                "This form is out of date. Reload the security page and try again.",
+            ));
         }
         Ok(())
     }
@@ -87,7 +94,7 @@ impl Gate {
         }
         let id = form_get(fields, "id").unwrap_or("").to_string();
         if id.is_empty() || id.len() > 128 {
-            return refuse(&req, 400, "bad_id", "Which method? The form named none.");
+            return self.refuse(&req, 400, "bad_id", "Which method? The form named none.");
         }
         if kind == BodyKind::DeviceRevoke {
             return Decision::Call(
@@ -99,7 +106,7 @@ impl Gate {
             BodyKind::FactorRename => {
                 let n = form_get(fields, "name").map(str::trim).unwrap_or("");
                 if n.is_empty() || n.chars().count() > 64 || n.chars().any(char::is_control) {
-                    return refuse(&req, 400, "invalid_name", "Use a name of 1 to 64 characters.");
+                    return self.refuse(&req, 400, "invalid_name", "Use a name of 1 to 64 characters.");
                 }
                 Some(n.to_string())
             }
@@ -130,14 +137,14 @@ impl Gate {
                 let Ok(factors) = store::parse_factors(reply) else { return self.unavailable(&req) };
                 let user = req.user.clone().unwrap_or_default();
                 let Some(f) = factors.iter().find(|f| f.id == id) else {
-                    return refuse(&req, 404, "not_found", "There is no such method on your account.");
+                    return self.refuse(&req, 404, "not_found", "There is no such method on your account.");
                 };
                 let removing = matches!(kind, BodyKind::FactorDisable | BodyKind::FactorDelete);
                 if removing && Method::parse(&f.kind).is_some_and(|m| self.cfg.hide_disable.contains(&m)) {
-                    return refuse(&req, 403, "cannot_disable", "This method cannot be turned off or removed.");
+                    return self.refuse(&req, 403, "cannot_disable", "This method cannot be turned off or removed.");
                 }
                 if removing && f.owned_by_enterprise {
-                    return refuse(
+                    return self.refuse(
                         &req,
                         403,
                         "enterprise_owned",
@@ -161,8 +168,10 @@ impl Gate {
             HomePending::Done { req, what } => match store::parse_ok(reply) {
                 Ok(()) if req.html => Decision::Respond(Response::redirect(&format!("/.mfa/?done={what}"))),
                 Ok(()) => Decision::Respond(Response::json(200, &json!({"ok": true, "done": what}))),
-                Err(StoreError::NotFound) => refuse(&req, 404, "not_found", "There is no such method on your account."),
-                Err(StoreError::Refused(403)) => refuse(
+                Err(StoreError::NotFound) => {
+                    self.refuse(&req, 404, "not_found", "There is no such method on your account.")
+                }
+                Err(StoreError::Refused(403)) => self.refuse(
                     &req,
                     403,
                     "enterprise_owned",
@@ -219,6 +228,7 @@ impl Gate {
             done: done.as_deref(),
             success_msg: self.cfg.success_registration_msg.as_deref(),
         };
-        Response::html(200, pages::home(&view))
+        let l = self.look(req);
+        Response::page(&l, 200, pages::home(&l, &view))
     }
 }

@@ -89,6 +89,8 @@ pub struct Req {
     pub trust: bool,
     /// The identity token's email claim, when email codes are enforced for everyone.
     pub email: Option<String>,
+    /// The page language, from `Accept-Language`.
+    pub lang: crate::i18n::Lang,
     /// Where the request comes from, for per-IP bans.
     pub client_ip: Option<String>,
 }
@@ -250,6 +252,16 @@ impl Gate {
         self.cfg.trusted_devices.filter(|_| self.devices_on()).map(|(d, _)| d)
     }
 
+    /// How pages for `req` look: its language and the configured brand.
+    pub(super) fn look(&self, req: &Req) -> pages::Look<'_> {
+        pages::Look::new(req.lang, &self.cfg.branding)
+    }
+
+    /// The look of an HTML answer for `message`, or `None` when the client wants JSON.
+    pub(super) fn html(&self, req: &Req) -> Option<pages::Look<'_>> {
+        req.html.then(|| self.look(req))
+    }
+
     /// The challenge for a request without a usable session.
     pub(super) fn challenge_for(&self, req: Box<Req>, _now: u64) -> Decision {
         let user = req.user.clone().unwrap_or_default();
@@ -276,10 +288,11 @@ impl Gate {
             ("GET", "/.mfa/assets/webauthn.js") => Decision::Respond(webauthn_flow::script()),
             ("GET", "/.mfa/login") if quick => {
                 let next = req.query_next();
-                Decision::Respond(Response::html(200, pages::quick_login(&next, self.cfg.login_url.as_deref())))
+                let l = self.look(&req);
+                Decision::Respond(Response::page(&l, 200, pages::quick_login(&l, &next, self.cfg.login_url.as_deref())))
             }
             ("POST", p) if quick && p.starts_with("/.mfa/") && self.cross_origin(&req) => Decision::Respond(message(
-                req.html,
+                self.html(&req),
                 403,
                 "cross_origin",
                 "Request refused",
@@ -342,7 +355,7 @@ impl Gate {
     /// Every request's first stop. With a valid session this is the whole of the work.
     pub fn on_headers(&self, h: &dyn Headers, now: u64, rng: &mut dyn Rng) -> Decision {
         let Some(full) = h.get(":path") else {
-            return Decision::Respond(message(false, 400, "bad_request", "Bad request", "The request has no path."));
+            return Decision::Respond(message(None, 400, "bad_request", "Bad request", "The request has no path."));
         };
         let (path, _) = split_path(&full);
         let mfa_endpoint = path == "/.mfa" || path.starts_with("/.mfa/");
@@ -396,6 +409,7 @@ impl Gate {
                 _ => None,
             },
             user_agent: h.get("user-agent"),
+            lang: crate::i18n::negotiate(h.get("accept-language").as_deref()),
             client_ip: Self::client_ip(h.get("x-forwarded-for").as_deref()),
             trust: false,
             email: match (&self.cfg.email, &self.cfg.identity) {
@@ -449,7 +463,7 @@ impl Gate {
                 Pending::Challenge { req, reason, next, allowed },
             );
         }
-        let html = req.html;
+        let html = self.html(&req);
         // MFA_UNALLOWED_METHODS is enforced here, on every endpoint, not only hidden in pages.
         if let Some(m) = endpoint_method(&req.path) {
             if !self.cfg.method_allowed(m) {
@@ -528,7 +542,8 @@ impl Gate {
                 Decision::ReadBody(Pending::Body(BodyKind::WebauthnLoginFinish, req, session))
             }
             ("POST", "/.mfa/logout") => {
-                let r = if html { Response::redirect("/") } else { Response::json(200, &json!({"ok": true})) };
+                let r =
+                    if html.is_some() { Response::redirect("/") } else { Response::json(200, &json!({"ok": true})) };
                 Decision::Respond(r.header("set-cookie", self.clear_cookie()))
             }
             (
@@ -548,9 +563,9 @@ impl Gate {
     /// A buffered request body arrived for `pending`.
     pub fn on_body(&self, pending: Pending, body: &[u8], now: u64, rng: &mut dyn Rng) -> Decision {
         let Pending::Body(kind, mut req, session) = pending else {
-            return Decision::Respond(message(false, 500, "internal", "Internal error", "Unexpected body."));
+            return Decision::Respond(message(None, 500, "internal", "Internal error", "Unexpected body."));
         };
-        let html = req.html;
+        let html = self.html(&req);
         if matches!(
             kind,
             BodyKind::WebauthnRegisterBegin
@@ -601,7 +616,11 @@ impl Gate {
             BodyKind::TotpVerify => {
                 let code = form_get(&fields, "code").unwrap_or("").trim().to_string();
                 if !totp::code_well_formed(&self.cfg.totp, &code) {
-                    let text = format!("Enter the {}-digit code from your app.", self.cfg.totp.digits);
+                    let lang = if req.html { req.lang } else { crate::i18n::Lang::En };
+                    let text = crate::i18n::fill(
+                        crate::i18n::t(lang, "Enter the {n}-digit code from your app."),
+                        &[("{n}", &self.cfg.totp.digits.to_string())],
+                    );
                     return self.challenge_again(&req, &user, &next, 400, "invalid_code_format", &text);
                 }
                 Decision::Call(
@@ -694,7 +713,7 @@ impl Gate {
                 }
                 if self.cfg.policy.no_factor == NoFactor::Deny {
                     return Decision::Respond(message(
-                        req.html,
+                        self.html(&req),
                         403,
                         "enrollment_closed",
                         "Not allowed",
@@ -771,7 +790,7 @@ impl Gate {
                     Ok(()) => self.verified(&req, &user, Method::Totp, &next, now, rng),
                     Err(StoreError::Conflict(c)) if c == "user_has_factors" => self.verify_first(&req, &next),
                     Err(StoreError::Conflict(_)) => Decision::Respond(message(
-                        req.html,
+                        self.html(&req),
                         409,
                         "too_many_factors",
                         "Too many methods",
@@ -811,7 +830,7 @@ impl Gate {
             }
         }
         Decision::Respond(message(
-            req.html,
+            self.html(req),
             401,
             "unauthenticated",
             "Sign-in required",
@@ -821,7 +840,7 @@ impl Gate {
 
     fn unavailable(&self, req: &Req) -> Decision {
         let r = message(
-            req.html,
+            self.html(req),
             503,
             "mfa_unavailable",
             "Verification unavailable",
@@ -863,7 +882,7 @@ impl Gate {
                     Decision::Pass(Pass { user: user.to_string(), method: Method::None.as_str(), auth_time: None })
                 }
                 NoFactor::Deny => Decision::Respond(message(
-                    req.html,
+                    self.html(req),
                     403,
                     "mfa_not_enrolled",
                     "Two-step verification required",
@@ -902,11 +921,15 @@ impl Gate {
         }
         if methods.is_empty() {
             let need: Vec<&str> = allowed.unwrap_or(&[]).iter().map(|m| m.as_str()).collect();
-            let text = format!(
-                "This page needs one of these methods: {}. Add one on your security page (/.mfa/).",
-                need.join(", ")
+            let lang = if req.html { req.lang } else { crate::i18n::Lang::En };
+            let text = crate::i18n::fill(
+                crate::i18n::t(
+                    lang,
+                    "This page needs one of these methods: {methods}. Add one on your security page (/.mfa/).",
+                ),
+                &[("{methods}", &need.join(", "))],
             );
-            return Decision::Respond(message(req.html, 403, "method_required", "Another method needed", &text));
+            return Decision::Respond(message(self.html(req), 403, "method_required", "Another method needed", &text));
         }
         let offer = pages::Offer {
             totp: methods.contains(&Method::Totp.as_str()),
@@ -918,8 +941,9 @@ impl Gate {
             sms: methods.contains(&"sms") && self.otp_on(Method::Sms),
         };
         if req.html {
-            let page = pages::challenge(user, next, self.cfg.totp.digits, None, reason == Reason::Recheck, offer);
-            return Decision::Respond(Response::html(401, page));
+            let l = self.look(req);
+            let page = pages::challenge(&l, user, next, self.cfg.totp.digits, None, reason == Reason::Recheck, offer);
+            return Decision::Respond(Response::page(&l, 401, page));
         }
         let mut verify = serde_json::Map::new();
         if offer.totp {
@@ -957,9 +981,12 @@ impl Gate {
 
     fn challenge_again(&self, req: &Req, user: &str, next: &str, status: u32, code: &str, text: &str) -> Decision {
         if req.html {
-            return Decision::Respond(Response::html(
+            let l = self.look(req);
+            return Decision::Respond(Response::page(
+                &l,
                 status,
                 pages::challenge(
+                    &l,
                     user,
                     next,
                     self.cfg.totp.digits,
@@ -1044,7 +1071,8 @@ impl Gate {
             error,
             webauthn: self.webauthn_on(),
         };
-        Decision::Respond(Response::html(status, pages::enroll(&view)))
+        let l = self.look(req);
+        Decision::Respond(Response::page(&l, status, pages::enroll(&l, &view)))
     }
 
     /// Mints a session for `user` verified with `method` now: the session and its cookie.
@@ -1123,12 +1151,12 @@ fn endpoint_method(path: &str) -> Option<Method> {
     }
 }
 
-/// A message as an HTML page or a JSON error, as the client asked.
-fn message(html: bool, status: u32, code: &str, title: &str, text: &str) -> Response {
-    if html {
-        Response::html(status, pages::message(title, text))
-    } else {
-        Response::json(status, &json!({"error": code, "message": text}))
+/// A message as an HTML page (`html` is its look: title and text are translated) or a JSON
+/// error in English, as the client asked.
+fn message(html: Option<pages::Look>, status: u32, code: &str, title: &str, text: &str) -> Response {
+    match html {
+        Some(l) => Response::page(&l, status, pages::message(&l, title, text)),
+        None => Response::json(status, &json!({"error": code, "message": text})),
     }
 }
 

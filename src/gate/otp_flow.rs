@@ -117,7 +117,7 @@ impl Gate {
     ) -> Decision {
         let Some(channel) = form_get(fields, "channel").and_then(channel_of).filter(|c| self.otp_on(*c)) else {
             return Decision::Respond(message(
-                req.html,
+                self.html(&req),
                 403,
                 "method_not_allowed",
                 "Not available",
@@ -161,7 +161,7 @@ impl Gate {
                 let address = form_get(fields, "address").unwrap_or("").trim().to_string();
                 if !address_ok(channel, &address) {
                     return Decision::Respond(message(
-                        req.html,
+                        self.html(&req),
                         400,
                         "invalid_address",
                         "Check the address",
@@ -180,7 +180,7 @@ impl Gate {
                 let state = form_get(fields, "state").unwrap_or("");
                 let Ok((ch, address)) = token::open_address(&self.keys.borrow(), state, user, now) else {
                     return Decision::Respond(message(
-                        req.html,
+                        self.html(&req),
                         400,
                         "enrollment_expired",
                         "Setup expired",
@@ -189,7 +189,7 @@ impl Gate {
                 };
                 if ch != channel.as_str() {
                     return Decision::Respond(message(
-                        req.html,
+                        self.html(&req),
                         400,
                         "enrollment_expired",
                         "Setup expired",
@@ -199,7 +199,7 @@ impl Gate {
                 let code = form_get(fields, "code").unwrap_or("").trim().to_string();
                 if !six_digits(&code) {
                     return Decision::Respond(message(
-                        req.html,
+                        self.html(&req),
                         400,
                         "invalid_code_format",
                         "Check the code",
@@ -213,14 +213,15 @@ impl Gate {
                     Pending::Otp(OtpPending::EnrollChecked { req, channel, address, name }),
                 )
             }
-            _ => Decision::Respond(message(req.html, 500, "internal", "Internal error", "Unexpected state.")),
+            _ => Decision::Respond(message(self.html(&req), 500, "internal", "Internal error", "Unexpected state.")),
         }
     }
 
     fn otp_retry(&self, req: &Req, channel: Method, next: &str, status: u32, code: &str, text: &str) -> Decision {
         if req.html {
-            let page = pages::otp_code(&self.cfg.label(channel), channel.as_str(), None, next, Some(text));
-            return Decision::Respond(Response::html(status, page));
+            let l = self.look(req);
+            let page = pages::otp_code(&l, &self.cfg.label(channel), channel.as_str(), None, next, Some(text));
+            return Decision::Respond(Response::page(&l, status, page));
         }
         Decision::Respond(Response::json(status, &json!({"error": code, "message": text})))
     }
@@ -230,9 +231,16 @@ impl Gate {
             OtpPending::Sent { req, channel, next } => match store::parse_sent(reply) {
                 Ok((sent_to, expires_at)) => {
                     if req.html {
-                        let page =
-                            pages::otp_code(&self.cfg.label(channel), channel.as_str(), Some(&sent_to), &next, None);
-                        return Decision::Respond(Response::html(200, page));
+                        let l = self.look(&req);
+                        let page = pages::otp_code(
+                            &l,
+                            &self.cfg.label(channel),
+                            channel.as_str(),
+                            Some(&sent_to),
+                            &next,
+                            None,
+                        );
+                        return Decision::Respond(Response::page(&l, 200, page));
                     }
                     Decision::Respond(Response::json(
                         200,
@@ -240,7 +248,7 @@ impl Gate {
                     ))
                 }
                 Err(StoreError::NotFound) => Decision::Respond(message(
-                    req.html,
+                    self.html(&req),
                     400,
                     "no_address",
                     "No address",
@@ -283,8 +291,9 @@ impl Gate {
                         return self.unavailable(&req);
                     };
                     if req.html {
-                        let page = pages::otp_confirm(&self.cfg.label(channel), channel.as_str(), &sent_to, &state);
-                        return Decision::Respond(Response::html(200, page));
+                        let l = self.look(&req);
+                        let page = pages::otp_confirm(&l, &self.cfg.label(channel), channel.as_str(), &sent_to, &state);
+                        return Decision::Respond(Response::page(&l, 200, page));
                     }
                     Decision::Respond(Response::json(
                         200,
@@ -303,7 +312,7 @@ impl Gate {
                 }
                 Err(StoreError::Unavailable) => self.unavailable(&req),
                 Err(_) => Decision::Respond(message(
-                    req.html,
+                    self.html(&req),
                     401,
                     "wrong_code",
                     "Check the code",
@@ -313,7 +322,7 @@ impl Gate {
             OtpPending::EnrollSaved { req } => match store::parse_created(reply) {
                 Ok(()) => self.registered(&req),
                 Err(StoreError::Conflict(_)) => Decision::Respond(message(
-                    req.html,
+                    self.html(&req),
                     409,
                     "too_many_factors",
                     "Too many methods",

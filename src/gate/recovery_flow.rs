@@ -67,7 +67,7 @@ impl Gate {
                 let pending = Pending::Recovery(RecoveryPending::Consumed { req: req.clone(), user, next });
                 self.unless_banned(req, &who, (call, pending))
             }
-            _ => Decision::Respond(message(req.html, 500, "internal", "Internal error", "Unexpected state.")),
+            _ => Decision::Respond(message(self.html(&req), 500, "internal", "Internal error", "Unexpected state.")),
         }
     }
 
@@ -80,7 +80,10 @@ impl Gate {
     ) -> Decision {
         match p {
             RecoveryPending::Generated { req, codes } => match store::parse_remaining(reply) {
-                Ok(_) if req.html => Decision::Respond(Response::html(200, pages::recovery_codes(&codes))),
+                Ok(_) if req.html => {
+                    let l = self.look(&req);
+                    Decision::Respond(Response::page(&l, 200, pages::recovery_codes(&l, &codes)))
+                }
                 Ok(n) => Decision::Respond(Response::json(200, &json!({"codes": codes, "remaining": n}))),
                 Err(_) => self.unavailable(&req),
             },
@@ -88,7 +91,8 @@ impl Gate {
                 Ok(left) => match self.verified(&req, &user, Method::Recovery, &next, now, rng) {
                     // Browsers see how many codes are left before going on.
                     Decision::Respond(r) if req.html => {
-                        let mut page = Response::html(200, pages::recovery_used(left, &next));
+                        let l = self.look(&req);
+                        let mut page = Response::page(&l, 200, pages::recovery_used(&l, left, &next));
                         page.headers.extend(r.headers.into_iter().filter(|(k, _)| k == "set-cookie"));
                         Decision::Respond(page)
                     }

@@ -33,7 +33,14 @@ impl Gate {
         let text =
             format!("Too many failed attempts. Try again in {minutes} minute{}.", if minutes == 1 { "" } else { "s" });
         let r = if req.html {
-            Response::html(429, crate::pages::message("Too many attempts", &text))
+            let l = self.look(req);
+            let tpl = if minutes == 1 {
+                "Too many failed attempts. Try again in {n} minute."
+            } else {
+                "Too many failed attempts. Try again in {n} minutes."
+            };
+            let text = crate::i18n::fill(crate::i18n::t(l.lang, tpl), &[("{n}", &minutes.to_string())]);
+            Response::page(&l, 429, crate::pages::message(&l, "Too many attempts", &text))
         } else {
             Response::json(429, &json!({"error": "banned", "message": text, "retry_after_s": left}))
         };

@@ -868,3 +868,68 @@ fn recovery_codes_are_refused_while_banned() {
     ));
     assert_eq!(r.path, "/v1/users/alice/recovery/consume");
 }
+
+#[test]
+fn pages_follow_accept_language_and_branding() {
+    let mut j = sample_json();
+    j["branding"] = json!({"title": "Acme", "logo_url": "https://cdn.acme.test/logo.svg", "primary_color": "#0b5"});
+    let g = Gate::new(Config::parse(j.to_string().as_bytes()).unwrap());
+    let html = [("accept", "text/html"), ("accept-language", "fr;q=0.5, de-CH, en;q=0.8")];
+    let (_, p) = call(g.on_headers(&req("GET", "/app", Some("alice"), &html), NOW, &mut FixedRng(1)));
+    let r = respond(g.on_store_reply(p, &factors_reply(0), NOW, &mut FixedRng(1)));
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header_value("content-language"), Some("de"));
+    assert!(r.header_value("content-security-policy").unwrap().contains("img-src data: https://cdn.acme.test;"));
+    let page = body_str(&r);
+    assert!(page.contains("<html lang=\"de\">"));
+    assert!(page.contains("<title>Bestätigung in zwei Schritten · Acme</title>"));
+    assert!(page.contains("<label for=\"code\">Code aus Ihrer Authenticator-App</label>"));
+    assert!(page.contains(">Bestätigen</button>") && !page.contains(">Verify<"));
+    assert!(page.contains("<img src=\"https://cdn.acme.test/logo.svg\" alt=\"Acme\">"));
+    assert!(page.contains("background:#0b5;color:#fff"));
+
+    // A wrong code: the error on the page is German too.
+    let wrong = format!(
+        "code={:06}&next=%2Fapp",
+        (totp::code_at(&g.cfg.totp, SECRET, NOW).parse::<u32>().unwrap() + 1) % 1_000_000
+    );
+    let mut h = html.to_vec();
+    h.push(("content-type", "application/x-www-form-urlencoded"));
+    let d = g.on_headers(&req("POST", "/.mfa/totp/verify", Some("alice"), &h), NOW, &mut FixedRng(1));
+    let Decision::ReadBody(p) = d else { panic!("{d:?}") };
+    let (_, p) = call(g.on_body(p, wrong.as_bytes(), NOW, &mut FixedRng(1)));
+    let page = match g.on_store_reply(p, &factors_reply(0), NOW, &mut FixedRng(1)) {
+        Decision::Respond(r) => body_str(&r),
+        // Regulation may record the failure first; the page is the same.
+        Decision::Call(_, Pending::Regulation(super::regulation::RegulationPending::Failed { response, .. })) => {
+            body_str(&respond(*response))
+        }
+        other => panic!("{other:?}"),
+    };
+    assert!(page.contains("Dieser Code ist nicht richtig. Versuchen Sie es erneut."), "{page}");
+
+    // Messages are translated; French here, with a wildcard for the rest.
+    let h = [("accept", "text/html"), ("accept-language", "fr-CA, *;q=0.1")];
+    let r = respond(g.on_headers(&req("GET", "/.mfa/nope", Some("alice"), &h), NOW, &mut FixedRng(1)));
+    assert_eq!(r.status, 404);
+    let page = body_str(&r);
+    assert!(
+        page.contains("<html lang=\"fr\">") && page.contains("<h1>Introuvable</h1><p>Cette page n’existe pas.</p>")
+    );
+
+    // JSON answers stay English whatever the language.
+    let h = [("accept", "application/json"), ("accept-language", "de")];
+    let r = respond(g.on_headers(&req("GET", "/.mfa/nope", Some("alice"), &h), NOW, &mut FixedRng(1)));
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["message"], "There is no such page.");
+    // No or malformed Accept-Language: English.
+    for al in [None, Some("xx;q=bad")] {
+        let mut h = vec![("accept", "text/html")];
+        if let Some(al) = al {
+            h.push(("accept-language", al));
+        }
+        let page =
+            body_str(&respond(g.on_headers(&req("GET", "/.mfa/nope", Some("alice"), &h), NOW, &mut FixedRng(1))));
+        assert!(page.contains("<html lang=\"en\">") && page.contains("<h1>Not found</h1>"), "{al:?}");
+    }
+}

@@ -60,3 +60,12 @@ fn passkey_registers_and_signs_in_through_the_pages() {
     let stack = webauthn_stack();
     run_script("passkey.mjs", &stack);
 }
+
+#[test]
+fn security_home_add_rename_delete_in_the_browser() {
+    if !browser_ready("browser::security_home") {
+        return;
+    }
+    let stack = Stack::start(StackOptions::default());
+    run_script("security-home.mjs", &stack);
+}
