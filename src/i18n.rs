@@ -240,6 +240,13 @@ pub(crate) static TABLE: &[(&str, &str, &str)] = &[
         "Chaque code vous permet de vous connecter une fois si vous perdez vos autres méthodes. Conservez-les dès maintenant en lieu sûr\u{a0}: ils ne seront plus affichés, et les anciens codes ne fonctionnent plus.",
     ),
     ("Back to security", "Zurück zu den Sicherheitseinstellungen", "Retour aux paramètres de sécurité"),
+    ("One more step: recovery codes", "Noch ein Schritt: Wiederherstellungscodes", "Encore une étape : les codes de récupération"),
+    (
+        "If you lose your phone or key, a recovery code lets you in. Generate your codes now and keep them somewhere safe.",
+        "Wenn Sie Ihr Telefon oder Ihren Schlüssel verlieren, kommen Sie mit einem Wiederherstellungscode hinein. Erzeugen Sie jetzt Ihre Codes und bewahren Sie sie sicher auf.",
+        "Si vous perdez votre téléphone ou votre clé, un code de récupération vous permet d'entrer. Générez vos codes maintenant et conservez-les en lieu sûr.",
+    ),
+    ("Generate my recovery codes", "Meine Wiederherstellungscodes erzeugen", "Générer mes codes de récupération"),
     ("Recovery code used", "Wiederherstellungscode verwendet", "Code de récupération utilisé"),
     ("Recovery code accepted", "Wiederherstellungscode akzeptiert", "Code de récupération accepté"),
     ("You have {n} recovery codes left.", "Sie haben noch {n} Wiederherstellungscodes.", "Il vous reste {n} codes de récupération."),

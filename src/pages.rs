@@ -512,19 +512,44 @@ pub fn otp_confirm(l: &Look, label: &str, channel: &str, sent_to: &str, state: &
 }
 
 /// The new recovery codes, shown once.
-pub fn recovery_codes(l: &Look, codes: &[String]) -> String {
+pub fn recovery_codes(l: &Look, codes: &[String], next: &str) -> String {
     let list: String = codes.iter().map(|c| format!("<li><code>{}</code></li>", esc(c))).collect();
+    let onward = if next == "/.mfa/" || next.is_empty() {
+        format!("<p><a href=\"/.mfa/\">{}</a></p>", esc(tr(l, "Back to security")))
+    } else {
+        format!("<p><a href=\"{}\">{}</a></p>", esc(next), esc(tr(l, "Continue")))
+    };
     page(
         l,
         tr(l, "Recovery codes"),
         &format!(
-            "<h1>{}</h1><p>{}</p><ol class=\"codes\">{list}</ol><p><a href=\"/.mfa/\">{}</a></p>",
+            "<h1>{}</h1><p>{}</p><ol class=\"codes\">{list}</ol>{onward}",
             esc(tr(l, "Your recovery codes")),
             esc(tr(
                 l,
                 "Each code signs you in once if you lose your other methods. Save them somewhere safe now: they will not be shown again, and any older codes no longer work."
             )),
-            esc(tr(l, "Back to security")),
+        ),
+    )
+}
+
+/// MFA_ENFORCE_RECOVERY_METHOD: after the first method, generate recovery codes.
+pub fn recovery_setup(l: &Look, csrf: &str, next: &str) -> String {
+    page(
+        l,
+        tr(l, "Recovery codes"),
+        &format!(
+            "<h1>{}</h1><p>{}</p><form method=\"post\" action=\"/.mfa/recovery/generate\">\
+<input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"next\" value=\"{}\">\
+<button type=\"submit\">{}</button></form>",
+            esc(tr(l, "One more step: recovery codes")),
+            esc(tr(
+                l,
+                "If you lose your phone or key, a recovery code lets you in. Generate your codes now and keep them somewhere safe."
+            )),
+            esc(csrf),
+            esc(next),
+            esc(tr(l, "Generate my recovery codes")),
         ),
     )
 }
@@ -784,7 +809,7 @@ pub fn home(l: &Look, v: &HomeView) -> String {
     }
     if v.can_add_recovery {
         content.push_str(&format!(
-            "<form method=\"post\" action=\"/.mfa/recovery/generate\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+            "<form method=\"post\" action=\"/.mfa/recovery/generate\"><input type=\"hidden\" name=\"next\" value=\"/.mfa/\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
 <button type=\"submit\">{}</button></form>",
             esc(v.csrf),
             esc(tr(l, "Generate new recovery codes")),
@@ -906,7 +931,7 @@ mod tests {
             otp_code(l, "Email code", "email", Some("a@b.c"), "/", Some("Enter the 6-digit code we sent you.")),
             otp_code(l, "Text message code", "sms", None, "/", None),
             otp_confirm(l, "Email code", "email", "a@b.c", "st"),
-            recovery_codes(l, &["abcd-efgh-jkmn".into()]),
+            recovery_codes(l, &["abcd-efgh-jkmn".into()], "/.mfa/"),
             recovery_used(l, 1, "/x"),
             recovery_used(l, 5, "/x"),
             enroll(l, &enroll_view(true)),
@@ -950,7 +975,7 @@ mod tests {
             enroll(&l, &enroll_view(false)),
             home(&l, &HomeView { can_add_webauthn: false, ..home_view(&[], &[], None) }),
             message(&l, "t", "x"),
-            recovery_codes(&l, &["abcd-efgh-jkmn".into()]),
+            recovery_codes(&l, &["abcd-efgh-jkmn".into()], "/x"),
             recovery_used(&l, 3, "/x"),
         ] {
             assert!(!h.contains("<script"), "no script unless WebAuthn is offered");

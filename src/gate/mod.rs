@@ -166,6 +166,8 @@ pub enum Pending {
     EnrollCreate {
         req: Box<Req>,
         next: String,
+        /// The user's first factor (no session when enrolling).
+        first: bool,
     },
 }
 
@@ -260,6 +262,15 @@ impl Gate {
     /// The look of an HTML answer for `message`, or `None` when the client wants JSON.
     pub(super) fn html(&self, req: &Req) -> Option<pages::Look<'_>> {
         req.html.then(|| self.look(req))
+    }
+
+    /// MFA_ENFORCE_RECOVERY_METHOD: after the first method, on to recovery codes.
+    pub(super) fn after_first_factor(&self, next: &str) -> String {
+        if self.cfg.enforce_recovery_method && self.cfg.method_allowed(Method::Recovery) {
+            format!("/.mfa/recovery/setup?next={}", percent_encode(next))
+        } else {
+            next.to_string()
+        }
     }
 
     /// The challenge for a request without a usable session.
@@ -523,6 +534,14 @@ impl Gate {
             ("POST", "/.mfa/otp/enroll/confirm") => {
                 Decision::ReadBody(Pending::Body(BodyKind::OtpEnrollConfirm, req, session))
             }
+            ("GET", "/.mfa/recovery/setup") => match &session {
+                Some(s) => {
+                    let l = self.look(&req);
+                    let csrf = token::csrf_token(&self.keys.borrow(), s).unwrap_or_default();
+                    Decision::Respond(Response::page(&l, 200, pages::recovery_setup(&l, &csrf, &req.query_next())))
+                }
+                None => self.verify_first(&req, "/.mfa/"),
+            },
             ("POST", "/.mfa/recovery/generate") => {
                 Decision::ReadBody(Pending::Body(BodyKind::RecoveryGenerate, req, session))
             }
@@ -676,7 +695,8 @@ impl Gate {
                     session.is_none(),
                 );
                 let _ = rng;
-                Decision::Call(call, Pending::EnrollCreate { req, next })
+                let first = session.is_none();
+                Decision::Call(call, Pending::EnrollCreate { req, next, first })
             }
             _ => Decision::Respond(message(html, 500, "internal", "Internal error", "Unexpected state.")),
         }
@@ -784,7 +804,8 @@ impl Gate {
                     Err(_) => self.unavailable(&req),
                 }
             }
-            Pending::EnrollCreate { req, next } => {
+            Pending::EnrollCreate { req, next, first } => {
+                let next = if first { self.after_first_factor(&next) } else { next };
                 let user = req.user.clone().unwrap_or_default();
                 match store::parse_created(reply) {
                     Ok(()) => self.verified(&req, &user, Method::Totp, &next, now, rng),

@@ -10,7 +10,7 @@ use serde_json::json;
 /// A recovery step waiting for the store.
 #[derive(Debug)]
 pub enum RecoveryPending {
-    Generated { req: Box<Req>, codes: Vec<String> },
+    Generated { req: Box<Req>, codes: Vec<String>, next: String },
     Consumed { req: Box<Req>, user: String, next: String },
 }
 
@@ -47,7 +47,7 @@ impl Gate {
                     (0..self.cfg.recovery_count).map(|_| recovery::generate_code(&mut next_byte)).collect();
                 Decision::Call(
                     store::put_recovery(&self.cfg.store, &user, &codes),
-                    Pending::Recovery(RecoveryPending::Generated { req, codes }),
+                    Pending::Recovery(RecoveryPending::Generated { req, codes, next }),
                 )
             }
             BodyKind::RecoveryVerify => {
@@ -79,10 +79,10 @@ impl Gate {
         rng: &mut dyn Rng,
     ) -> Decision {
         match p {
-            RecoveryPending::Generated { req, codes } => match store::parse_remaining(reply) {
+            RecoveryPending::Generated { req, codes, next } => match store::parse_remaining(reply) {
                 Ok(_) if req.html => {
                     let l = self.look(&req);
-                    Decision::Respond(Response::page(&l, 200, pages::recovery_codes(&l, &codes)))
+                    Decision::Respond(Response::page(&l, 200, pages::recovery_codes(&l, &codes, &next)))
                 }
                 Ok(n) => Decision::Respond(Response::json(200, &json!({"codes": codes, "remaining": n}))),
                 Err(_) => self.unavailable(&req),

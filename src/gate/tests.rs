@@ -933,3 +933,105 @@ fn pages_follow_accept_language_and_branding() {
         assert!(page.contains("<html lang=\"en\">") && page.contains("<h1>Not found</h1>"), "{al:?}");
     }
 }
+
+#[test]
+fn registration_settings() {
+    let mut j = sample_json();
+    j["redirect_after_registration"] = json!("/welcome");
+    j["success_registration_msg"] = json!("Back to your security settings");
+    j["email"] = json!({});
+    let g = Gate::new(Config::parse(j.to_string().as_bytes()).unwrap());
+    let r = respond(g.registered(&Req {
+        html: true,
+        ..match g.on_headers(&req("GET", "/app", Some("alice"), &[]), NOW, &mut FixedRng(1)) {
+            Decision::Call(_, Pending::Challenge { req, .. }) => *req,
+            other => panic!("{other:?}"),
+        }
+    }));
+    assert_eq!(r.header_value("location"), Some("/welcome?done=added"));
+    // The security home, after an addition, shows the configured link text.
+    let c = session_cookie(&g, "alice", Method::Totp, NOW - 10);
+    let (_, p) = call(g.on_headers(
+        &req("GET", "/.mfa/?done=added", Some("alice"), &[("cookie", &c), ("accept", "text/html")]),
+        NOW,
+        &mut FixedRng(1),
+    ));
+    let r = respond(g.on_store_reply(p, &factors_reply(0), NOW, &mut FixedRng(1)));
+    assert!(String::from_utf8_lossy(&r.body).contains("Back to your security settings"));
+    assert!(Config::parse(
+        {
+            j["redirect_after_registration"] = json!("https://evil.example");
+            j.to_string()
+        }
+        .as_bytes()
+    )
+    .is_err());
+}
+
+#[test]
+fn enforce_recovery_method_sends_new_users_to_recovery_codes() {
+    let mut j = sample_json();
+    j["enforce_recovery_method"] = json!(true);
+    let g = Gate::new(Config::parse(j.to_string().as_bytes()).unwrap());
+    let (_, p) = call(g.on_headers(&req("GET", "/.mfa/totp/enroll", Some("alice"), &[]), NOW, &mut FixedRng(1)));
+    let v: serde_json::Value =
+        serde_json::from_slice(&respond(g.on_store_reply(p, &empty_factors(), NOW, &mut FixedRng(3))).body).unwrap();
+    let secret = totp::secret_from_base32(v["secret"].as_str().unwrap()).unwrap();
+    let body =
+        json!({"enroll_token": v["enroll_token"], "code": totp::code_at(&g.cfg.totp, &secret, NOW), "next": "/app"});
+    let (_, p) = call(json_post(&g, "/.mfa/totp/enroll", "alice", &[], body));
+    let r =
+        respond(g.on_store_reply(p, &StoreReply { status: Some(201), body: b"{}".to_vec() }, NOW, &mut FixedRng(1)));
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["next"], "/.mfa/recovery/setup?next=%2Fapp");
+    // The setup page offers the codes with the session's CSRF token, and then the way on.
+    let c = session_cookie(&g, "alice", Method::Totp, NOW - 10);
+    let r = respond(g.on_headers(
+        &req("GET", "/.mfa/recovery/setup?next=/app", Some("alice"), &[("cookie", &c), ("accept", "text/html")]),
+        NOW,
+        &mut FixedRng(1),
+    ));
+    let html = String::from_utf8_lossy(&r.body).to_string();
+    assert!(html.contains("/.mfa/recovery/generate") && html.contains(&csrf(&g)) && html.contains("value=\"/app\""));
+    // Without the setting, enrollment goes straight on.
+    let g = gate();
+    let (_, p) = call(g.on_headers(&req("GET", "/.mfa/totp/enroll", Some("alice"), &[]), NOW, &mut FixedRng(1)));
+    let v: serde_json::Value =
+        serde_json::from_slice(&respond(g.on_store_reply(p, &empty_factors(), NOW, &mut FixedRng(3))).body).unwrap();
+    let secret = totp::secret_from_base32(v["secret"].as_str().unwrap()).unwrap();
+    let body =
+        json!({"enroll_token": v["enroll_token"], "code": totp::code_at(&g.cfg.totp, &secret, NOW), "next": "/app"});
+    let (_, p) = call(json_post(&g, "/.mfa/totp/enroll", "alice", &[], body));
+    let r =
+        respond(g.on_store_reply(p, &StoreReply { status: Some(201), body: b"{}".to_vec() }, NOW, &mut FixedRng(1)));
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["next"], "/app");
+}
+
+#[test]
+fn enforce_email_token_offers_email_to_users_without_factors() {
+    use base64::Engine;
+    let mut j = sample_json();
+    j["email"] = json!({"enforce": true, "claim": "email"});
+    let g = Gate::new(Config::parse(j.to_string().as_bytes()).unwrap());
+    let payload =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"sub":"alice","email":"alice@example.com"}"#);
+    let h = req("GET", "/app", None, &[("x-jwt-payload", &payload)]);
+    let (_, p) = call(g.on_headers(&h, NOW, &mut FixedRng(1)));
+    let r = respond(g.on_store_reply(p, &empty_factors(), NOW, &mut FixedRng(1)));
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!((v["error"].as_str(), v["methods"].clone()), (Some("mfa_required"), json!(["email"])));
+    // Sending goes to the token's address.
+    let h = req("POST", "/.mfa/otp/send", None, &[("x-jwt-payload", &payload), ("content-type", "application/json")]);
+    let Decision::ReadBody(p) = g.on_headers(&h, NOW, &mut FixedRng(1)) else { panic!() };
+    let (r, _) = call(g.on_body(p, br#"{"channel":"email"}"#, NOW, &mut FixedRng(1)));
+    let sent: serde_json::Value = serde_json::from_slice(r.body.as_deref().unwrap()).unwrap();
+    assert_eq!(sent["destination"], "alice@example.com");
+    // Without enforce, such a user is asked to enroll instead.
+    let mut j = sample_json();
+    j["email"] = json!({});
+    let g = Gate::new(Config::parse(j.to_string().as_bytes()).unwrap());
+    let (_, p) = call(g.on_headers(&req("GET", "/app", Some("alice"), &[]), NOW, &mut FixedRng(1)));
+    let v: serde_json::Value =
+        serde_json::from_slice(&respond(g.on_store_reply(p, &empty_factors(), NOW, &mut FixedRng(1))).body).unwrap();
+    assert_eq!(v["error"], "mfa_enrollment_required");
+}

@@ -305,6 +305,7 @@ impl Gate {
                 let clear = self.ceremony_cookie("", 0);
                 match store::parse_created(reply) {
                     Ok(()) if session.is_none() => {
+                        let next = self.after_first_factor(&next);
                         match self.verified(&req, &user, Method::Webauthn, &next, now, rng) {
                             Decision::Respond(r) => Decision::Respond(r.header("set-cookie", clear)),
                             other => other,
