@@ -203,12 +203,15 @@ impl Pending {
 pub struct Gate {
     pub cfg: Config,
     keys: RefCell<KeyRing>,
+    /// The last JWT payload header seen and the user it names: a browser sends the same
+    /// identity token on every request, so the hot path decodes it once per change.
+    last_identity: RefCell<Option<(String, String)>>,
 }
 
 impl Gate {
     pub fn new(cfg: Config) -> Gate {
         let keys = RefCell::new(cfg.static_keys.clone());
-        Gate { cfg, keys }
+        Gate { cfg, keys, last_identity: RefCell::new(None) }
     }
 
     pub fn needs_store_keys(&self) -> bool {
@@ -238,16 +241,31 @@ impl Gate {
         let raw = raw?;
         match &self.cfg.identity {
             IdentitySource::Header(_) => identity::from_header(raw).map(str::to_string),
-            IdentitySource::JwtPayload { claim, .. } => identity::from_jwt_payload(raw, claim),
+            IdentitySource::JwtPayload { claim, .. } => {
+                if let Some((seen, user)) = self.last_identity.borrow().as_ref() {
+                    if seen == raw {
+                        return Some(user.clone());
+                    }
+                }
+                let user = identity::from_jwt_payload(raw, claim)?;
+                if raw.len() <= 4096 {
+                    *self.last_identity.borrow_mut() = Some((raw.to_string(), user.clone()));
+                }
+                Some(user)
+            }
         }
     }
 
     /// Verifies the session for `user`, ignoring path rules.
     fn session(&self, token: &Result<Option<String>, ()>, user: &str, now: u64) -> Option<Session> {
         match token {
-            Ok(Some(t)) => token::open_session(&self.keys.borrow(), t, user, now).ok(),
+            Ok(Some(t)) => self.session_of(t, user, now),
             _ => None,
         }
+    }
+
+    fn session_of(&self, token: &str, user: &str, now: u64) -> Option<Session> {
+        token::open_session(&self.keys.borrow(), token, user, now).ok()
     }
 
     fn trust_days(&self) -> Option<u64> {
@@ -287,9 +305,16 @@ impl Gate {
     /// A quick-login session (passkey alone), when quick login is on.
     fn quick_session(&self, token: &Result<Option<String>, ()>, now: u64) -> Option<(Session, String)> {
         match token {
-            Ok(Some(t)) if self.cfg.quick_login => token::open_quick_session(&self.keys.borrow(), t, now).ok(),
+            Ok(Some(t)) => self.quick_session_of(t, now),
             _ => None,
         }
+    }
+
+    fn quick_session_of(&self, token: &str, now: u64) -> Option<(Session, String)> {
+        if !self.cfg.quick_login {
+            return None;
+        }
+        token::open_quick_session(&self.keys.borrow(), token, now).ok()
     }
 
     /// Requests with no identity at all: only passkey quick login and static parts are open.
@@ -375,13 +400,14 @@ impl Gate {
         }
         let user = self.identity(h.get(self.cfg.identity.header()).as_deref());
         let cookies = h.get("cookie");
-        let token = match &cookies {
-            Some(c) => find_cookie(c, &self.cfg.cookie_name).map(|t| t.map(str::to_string)),
+        // Borrowed from the cookie header: the hot path copies nothing it does not pass on.
+        let token_ref = match &cookies {
+            Some(c) => find_cookie(c, &self.cfg.cookie_name),
             None => Ok(None),
         };
         if !mfa_endpoint {
-            if let Some(u) = &user {
-                if let Some(s) = self.session(&token, u, now) {
+            if let (Some(u), Ok(Some(t))) = (&user, token_ref) {
+                if let Some(s) = self.session_of(t, u, now) {
                     if self.admits(path, &s, now).is_ok() {
                         return Decision::Pass(Pass {
                             user: user.unwrap_or_default(),
@@ -390,12 +416,22 @@ impl Gate {
                         });
                     }
                 }
-            } else if let Some((s, u)) = self.quick_session(&token, now) {
-                if self.admits(path, &s, now).is_ok() {
-                    return Decision::Pass(Pass { user: u, method: s.method.as_str(), auth_time: Some(s.auth_time) });
+            }
+        }
+        if !mfa_endpoint && user.is_none() {
+            if let Ok(Some(t)) = token_ref {
+                if let Some((s, u)) = self.quick_session_of(t, now) {
+                    if self.admits(path, &s, now).is_ok() {
+                        return Decision::Pass(Pass {
+                            user: u,
+                            method: s.method.as_str(),
+                            auth_time: Some(s.auth_time),
+                        });
+                    }
                 }
             }
         }
+        let token = token_ref.map(|t| t.map(str::to_string));
         let (path, query) = split_path(&full);
         let req = Req {
             method: h.get(":method").unwrap_or_default(),

@@ -1035,3 +1035,25 @@ fn enforce_email_token_offers_email_to_users_without_factors() {
         serde_json::from_slice(&respond(g.on_store_reply(p, &empty_factors(), NOW, &mut FixedRng(1))).body).unwrap();
     assert_eq!(v["error"], "mfa_enrollment_required");
 }
+
+#[test]
+fn identity_cache_never_mixes_users() {
+    let g = gate();
+    let alice = session_cookie(&g, "alice", Method::Totp, NOW - 10);
+    let bob = session_cookie(&g, "bob", Method::Totp, NOW - 10);
+    for _ in 0..3 {
+        match g.on_headers(&req("GET", "/app", Some("alice"), &[("cookie", &alice)]), NOW, &mut FixedRng(1)) {
+            Decision::Pass(p) => assert_eq!(p.user, "alice"),
+            other => panic!("{other:?}"),
+        }
+        match g.on_headers(&req("GET", "/app", Some("bob"), &[("cookie", &bob)]), NOW, &mut FixedRng(1)) {
+            Decision::Pass(p) => assert_eq!(p.user, "bob"),
+            other => panic!("{other:?}"),
+        }
+        // alice's session under bob's (cached) identity: no pass.
+        assert!(matches!(
+            g.on_headers(&req("GET", "/app", Some("bob"), &[("cookie", &alice)]), NOW, &mut FixedRng(1)),
+            Decision::Call(..)
+        ));
+    }
+}

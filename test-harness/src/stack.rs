@@ -355,6 +355,11 @@ impl Stack {
     /// Stops Envoy (SIGTERM) and starts a new Envoy process with the same
     /// config, ports and store: what a redeploy or config reload does to a
     /// running gate. Waits until the new one is ready.
+    /// Envoy's process id (for memory sampling).
+    pub fn envoy_pid(&self) -> Option<u32> {
+        self.envoy.as_ref().map(|c| c.id())
+    }
+
     pub fn restart_envoy(&mut self) {
         if let Some(c) = self.envoy.take() {
             stop_child(c);
