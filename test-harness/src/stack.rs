@@ -115,7 +115,7 @@ pub fn render_envoy_config(
         ("STORE_PORT", ports.store.to_string()),
         ("UPSTREAM_PORT", ports.upstream.to_string()),
         ("WASM_PATH", q(&wasm.to_string_lossy())),
-        ("PLUGIN_CONFIG_JSON", q(&canonical_json(plugin_config))),
+        ("PLUGIN_CONFIG_JSON", q(&canonical_json(plugin_config).replace("{LISTEN_PORT}", &ports.listen.to_string()))),
         ("JWKS_JSON", q(&demo::demo_jwks(jwt_secret))),
     ];
     let mut out = String::with_capacity(ENVOY_TEMPLATE.len() + 1024);
