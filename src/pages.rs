@@ -40,7 +40,7 @@ impl Response {
                 ("cache-control".into(), "no-store".into()),
                 ("x-content-type-options".into(), "nosniff".into()),
                 ("x-frame-options".into(), "DENY".into()),
-                ("referrer-policy".into(), "no-referrer".into()),
+                ("referrer-policy".into(), "same-origin".into()),
                 ("content-security-policy".into(), csp("data:")),
             ],
             body,
@@ -996,6 +996,14 @@ mod tests {
         assert!(challenge(&l, "a", "/x", 6, None, false, both).contains("data-webauthn=\"login\" data-next=\"/x\""));
         assert!(!challenge(&l, "a", "/x", 6, None, false, Offer { webauthn: true, ..Offer::default() })
             .contains("/.mfa/totp/verify"));
+    }
+
+    /// With `no-referrer`, browsers send `Origin: null` on same-origin form posts, which the
+    /// CSRF check (rightly) refuses; `same-origin` keeps the real origin and leaks nothing.
+    #[test]
+    fn referrer_policy_keeps_same_origin_posts_checkable() {
+        let r = Response::with_type(200, "text/html", Vec::new());
+        assert_eq!(r.header_value("referrer-policy"), Some("same-origin"));
     }
 
     #[test]
