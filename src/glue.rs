@@ -2,7 +2,7 @@
 
 use crate::config::Config;
 use crate::gate::{Decision, Gate, Headers, Pending, Rng, IDENTITY_HEADERS};
-use crate::store::{StoreReply, StoreRequest};
+use crate::store::{self, StoreReply, StoreRequest};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::rc::Rc;
@@ -53,14 +53,23 @@ fn dispatch(ctx: &dyn Context, gate: &Gate, req: &StoreRequest) -> Result<u32, (
         .map_err(|_| ())
 }
 
-fn read_reply(ctx: &dyn Context, body_size: usize) -> StoreReply {
-    let status = ctx.get_http_call_response_header(":status").and_then(|s| s.parse::<u32>().ok());
+/// Reads a store reply. With no headers (reset, timeout, a reply cut short) nothing is read:
+/// asking the host for headers that are not there would make the SDK panic and kill the VM.
+fn read_reply(ctx: &dyn Context, num_headers: usize, body_size: usize) -> StoreReply {
+    if num_headers == 0 {
+        log::warn!("edge-mfa: store call failed (no response)");
+        return StoreReply::default();
+    }
+    let text = |name: &str| ctx.get_http_call_response_header_bytes(name).and_then(|b| String::from_utf8(b).ok());
+    let status = text(":status");
+    let content_type = text("content-type");
     let body =
         if body_size > 0 { ctx.get_http_call_response_body(0, body_size).unwrap_or_default() } else { Vec::new() };
-    if status.is_none_or(|s| s >= 500) {
-        log::warn!("edge-mfa: store call failed (status {status:?})");
+    let reply = store::reply_from(status.as_deref(), content_type.as_deref(), body);
+    if reply.status.is_none_or(|s| s >= 500) {
+        log::warn!("edge-mfa: store call failed (status {:?})", reply.status);
     }
-    StoreReply { status, body }
+    reply
 }
 
 struct Root {
@@ -83,12 +92,12 @@ impl Root {
 }
 
 impl Context for Root {
-    fn on_http_call_response(&mut self, token: u32, _: usize, body_size: usize, _: usize) {
+    fn on_http_call_response(&mut self, token: u32, num_headers: usize, body_size: usize, _: usize) {
         if self.keys_call != Some(token) {
             return;
         }
         self.keys_call = None;
-        let reply = read_reply(self, body_size);
+        let reply = read_reply(self, num_headers, body_size);
         if let Some(gate) = &self.gate {
             if gate.install_keys(&reply) {
                 if !self.keys_ok {
@@ -163,8 +172,10 @@ struct Filter {
 }
 
 impl Headers for Filter {
+    /// Bytes, then UTF-8 checked here: the SDK's string getter panics on a non-UTF-8 header,
+    /// which one hostile request could use to kill the VM. Such a header counts as absent.
     fn get(&self, name: &str) -> Option<String> {
-        self.get_http_request_header(name)
+        self.get_http_request_header_bytes(name).and_then(|b| String::from_utf8(b).ok())
     }
 }
 
@@ -238,9 +249,9 @@ impl Filter {
 }
 
 impl Context for Filter {
-    fn on_http_call_response(&mut self, _: u32, _: usize, body_size: usize, _: usize) {
+    fn on_http_call_response(&mut self, _: u32, num_headers: usize, body_size: usize, _: usize) {
         let Some(p) = self.pending.take() else { return };
-        let reply = read_reply(self, body_size);
+        let reply = read_reply(self, num_headers, body_size);
         let gate = self.gate.clone();
         let d = gate.on_store_reply(p, &reply, now_s(self), &mut WasiRng);
         self.apply(d, true);

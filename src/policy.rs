@@ -78,13 +78,13 @@ impl Policy {
 
     /// The step-up rules that apply to `path` (no query).
     pub fn rules_for<'a>(&'a self, path: &str) -> impl Iterator<Item = &'a Rule> + 'a {
-        let canon: Cow<str> = if is_canonical(path) { Cow::Borrowed(path) } else { Cow::Owned(canonical(path)) };
+        let canon: Option<Cow<str>> =
+            if is_canonical(path) { Some(Cow::Borrowed(path)) } else { canonical_checked(path).map(Cow::Owned) };
         let mut matched = Vec::new();
-        if !self.rules.is_empty() {
-            for r in &self.rules {
-                if prefix_match(&canon, &r.prefix, true) {
-                    matched.push(r);
-                }
+        for r in &self.rules {
+            // An undecodable path falls under every rule: stricter, never looser.
+            if canon.as_deref().is_none_or(|c| prefix_match(c, &r.prefix, true)) {
+                matched.push(r);
             }
         }
         matched.into_iter()
@@ -138,25 +138,35 @@ pub fn is_canonical(path: &str) -> bool {
 /// The path an upstream might finally see: percent-decoded, `\` as `/`, dot segments
 /// resolved, empty segments and trailing dots/spaces dropped, matrix parameters cut.
 pub fn canonical(path: &str) -> String {
+    canonical_checked(path).unwrap_or_else(|| "/".into())
+}
+
+/// `canonical`, or `None` when the path cannot be decoded to UTF-8 (an invalid escape, or an
+/// overlong encoding such as `%c0%af`): no one can say which rule such a path falls under, so
+/// callers treat it as falling under all of them.
+pub fn canonical_checked(path: &str) -> Option<String> {
     let mut decoded = path.to_string();
     // Decode repeatedly so double encodings (%252e) cannot hide a dot segment.
     for _ in 0..3 {
-        match crate::http::percent_decode(&decoded, false) {
-            Some(d) if d != decoded => decoded = d,
-            _ => break,
+        if !decoded.contains('%') {
+            break;
         }
+        decoded = crate::http::percent_decode(&decoded, false)?;
     }
     let decoded = decoded.replace('\\', "/");
+    // Servers trim whitespace and control characters around path segments (CVE-2016-5007
+    // class) and Windows drops trailing dots: a rule must see the segment as they would.
+    let junk = |c: char| c.is_whitespace() || c.is_control();
     let mut out: Vec<&str> = Vec::new();
     for seg in decoded.split('/') {
-        let seg = seg.split(';').next().unwrap_or("");
-        match seg.trim_end_matches(' ') {
+        let seg = seg.split(';').next().unwrap_or("").trim_matches(junk);
+        match seg {
             "" | "." => {}
             ".." => {
                 out.pop();
             }
             s => {
-                let s = s.trim_end_matches(['.', ' ']);
+                let s = s.trim_end_matches(|c: char| c == '.' || junk(c)).trim_matches(junk);
                 if !s.is_empty() {
                     out.push(s);
                 }
@@ -171,7 +181,7 @@ pub fn canonical(path: &str) -> String {
     if s.is_empty() {
         s.push('/');
     }
-    s
+    Some(s)
 }
 
 #[cfg(test)]
@@ -229,6 +239,16 @@ mod tests {
             "/admin.",
             "/admin%2e",
             "/admin%20",
+            "/admin%09",
+            "/admin%0b",
+            "/admin%0c",
+            "/admin%0d",
+            "/admin%0a",
+            "/admin%1f",
+            "/admin%09/users",
+            "/%09admin",
+            "/admin%c0%af",
+            "/admin%ff",
             "/./admin",
             "/%2e/admin",
             "/x/%2e%2e/admin",

@@ -32,6 +32,19 @@ impl StoreRequest {
     }
 }
 
+/// Builds a reply from what the host gave. A success whose body is not labelled JSON is not
+/// trusted (a proxy's HTML error page, a misrouted cluster): it counts as no answer.
+pub fn reply_from(status: Option<&str>, content_type: Option<&str>, body: Vec<u8>) -> StoreReply {
+    let status = status.and_then(|s| s.parse::<u32>().ok());
+    let json = content_type.is_some_and(|c| c.trim_start().to_ascii_lowercase().starts_with("application/json"));
+    match status {
+        Some(s) if (200..300).contains(&s) && !body.is_empty() && !json => {
+            StoreReply { status: None, body: Vec::new() }
+        }
+        _ => StoreReply { status, body },
+    }
+}
+
 /// An answer from the store: `status` is `None` when the call failed (reset, timeout).
 #[derive(Clone, Debug, Default)]
 pub struct StoreReply {
@@ -636,6 +649,18 @@ mod tests {
     }
     fn reply(status: Option<u32>, body: &str) -> StoreReply {
         StoreReply { status, body: body.as_bytes().to_vec() }
+    }
+
+    #[test]
+    fn replies_must_be_json() {
+        let body = br#"{"keys":[]}"#.to_vec();
+        assert_eq!(reply_from(Some("200"), Some("application/json"), body.clone()).status, Some(200));
+        assert_eq!(reply_from(Some("200"), Some("Application/JSON; charset=utf-8"), body.clone()).status, Some(200));
+        assert_eq!(reply_from(Some("200"), Some("text/html"), body.clone()).status, None);
+        assert_eq!(reply_from(Some("200"), None, body.clone()).status, None);
+        assert_eq!(reply_from(Some("204"), None, Vec::new()).status, Some(204));
+        assert_eq!(reply_from(Some("409"), Some("text/plain"), b"x".to_vec()).status, Some(409));
+        assert_eq!(reply_from(Some("abc"), Some("application/json"), body).status, None);
     }
 
     #[test]

@@ -47,6 +47,8 @@ struct Shared {
     requests: AtomicU64,
     faulted: AtomicU64,
     backend: SocketAddr,
+    /// Request line and the fault applied, per request, in arrival order.
+    log: Mutex<Vec<(String, Fault)>>,
 }
 
 /// A running fault proxy. See the module docs.
@@ -70,6 +72,7 @@ impl FaultProxy {
             stop: AtomicBool::new(false),
             requests: AtomicU64::new(0),
             faulted: AtomicU64::new(0),
+            log: Mutex::new(Vec::new()),
             backend: SocketAddr::from(([127, 0, 0, 1], backend_port)),
         });
         let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::new(Mutex::new(Vec::new()));
@@ -113,6 +116,12 @@ impl FaultProxy {
     /// Requests seen so far (forwarded or not).
     pub fn requests(&self) -> u64 {
         self.shared.requests.load(Ordering::SeqCst)
+    }
+
+    /// Every request seen so far: its request line (`GET /v1/keys HTTP/1.1`) and the fault
+    /// applied to it.
+    pub fn seen(&self) -> Vec<(String, Fault)> {
+        self.shared.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Requests answered with a fault so far.
@@ -176,6 +185,8 @@ fn serve(mut s: TcpStream, sh: &Shared) {
         if fault != Fault::None {
             sh.faulted.fetch_add(1, Ordering::SeqCst);
         }
+        let line = req.head.split("\r\n").next().unwrap_or("").to_string();
+        sh.log.lock().unwrap_or_else(|e| e.into_inner()).push((line, fault.clone()));
         let keep = match fault {
             Fault::None => relay(&mut s, forward(sh.backend, &req)),
             Fault::Slow(d) => {

@@ -7,6 +7,8 @@
 //! (present only on routed responses, never on the filter's own answers) and by the demo
 //! upstream's echo (`{"method","path","headers"}` with the `x-mfa-*` headers it received).
 
+#![allow(clippy::type_complexity)]
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
@@ -51,7 +53,11 @@ fn with(mut a: Value, b: Value) -> Value {
     a
 }
 
+/// Starts a stack. The store timeout is raised to 10 s: on a busy shared machine a slow store
+/// answer would be a (correct, fail-closed) 503 that has nothing to do with the attack under
+/// test. Store faults are faults.rs's business.
 fn start(name: &str, plugin_config: Value, concurrency: u32) -> Option<Stack> {
+    let plugin_config = with(json!({"store": {"timeout_ms": 10_000}}), plugin_config);
     test_harness::e2e_enabled(name).then(|| Stack::start(StackOptions { plugin_config, concurrency }))
 }
 
@@ -250,9 +256,10 @@ fn corpus(now: u64, alice_id: &str, bob_id: &str, bases: &[String]) -> Vec<Varia
             }
         }
     }
-    // Issued in the future, past the 60 s skew (65 s leaves room for the clocks' rounding).
+    // Issued in the future, well past the 60 s skew even when the corpus has been running for a
+    // minute (the exact boundary is a unit test in src/token.rs).
     for (k, iat) in
-        [now + 65, now + 120, now + 3600, now + 31_536_000, u64::MAX / 2, u64::MAX - 1].into_iter().enumerate()
+        [now + 150, now + 300, now + 3600, now + 31_536_000, u64::MAX / 2, u64::MAX - 1].into_iter().enumerate()
     {
         for m in [Method::Totp, Method::Webauthn, Method::Recovery] {
             for id in 0..3u8 {
@@ -266,7 +273,8 @@ fn corpus(now: u64, alice_id: &str, bob_id: &str, bases: &[String]) -> Vec<Varia
     for n in 0..42 {
         add("payload", raw_token("s1", "k1", &full[..n], SECRET));
     }
-    for m in [0u8, 6, 7, 100, 255] {
+    // Method codes no method has (0 is "none", never minted).
+    for m in [0u8, 100, 200, 255] {
         add("payload", raw_token("s1", "k1", &payload(now, now + 3600, 0, [9; 16], m, 0, b"alice"), SECRET));
     }
     for q in [2u8, 3, 255] {
@@ -280,7 +288,7 @@ fn corpus(now: u64, alice_id: &str, bob_id: &str, bases: &[String]) -> Vec<Varia
     add("payload", raw_token("s1", "k1", &long, SECRET));
     // Re-signed with wrong keys: random keys, every single-bit change of the real key, longer
     // keys that start with it, and keys an implementation might confuse it with.
-    let mut rng = Rng(0x5eed_c00c_1e5);
+    let mut rng = Rng(0x05ee_dc00_c1e5);
     for i in 0..2500 {
         let k = rng.bytes(32);
         let ring = KeyRing::new(vec![Key::new("k1", &k).unwrap()]);
@@ -291,7 +299,8 @@ fn corpus(now: u64, alice_id: &str, bob_id: &str, bases: &[String]) -> Vec<Varia
         k[bit / 8] ^= 1 << (bit % 8);
         add("wrong_key", remac(&format!("s1.k1.{}", seg[2]), &k));
     }
-    for extra in [&b"\0"[..], b"x", &[0u8; 32][..]] {
+    // (Not zero bytes: HMAC pads keys with zeros, so K and K||00 are the same key.)
+    for extra in [&b"x"[..], b"\x01", &[0xffu8; 32][..]] {
         let mut k = SECRET.to_vec();
         k.extend_from_slice(extra);
         add("wrong_key", remac(&format!("s1.k1.{}", seg[2]), &k));
@@ -385,8 +394,8 @@ fn corpus(now: u64, alice_id: &str, bob_id: &str, bases: &[String]) -> Vec<Varia
     hv("duplicate", "alice", vec![format!("{alice_id}; {COOKIE}=; {COOKIE}={t}")]);
     hv("duplicate", "alice", vec![format!("{alice_id}; {COOKIE}={t}; {COOKIE}=")]);
     hv("duplicate", "alice", vec![format!("{alice_id}; {COOKIE}={t}; {COOKIE}={}", bases[1])]);
-    hv("duplicate", "alice", vec![format!("{alice_id}; {COOKIE}={t}"), format!("{COOKIE}={t}")]);
-    hv("duplicate", "alice", vec![format!("{alice_id}; {COOKIE}={t}"), format!("{COOKIE}=garbage")]);
+    // (A genuine cookie in the first of two Cookie header lines: see
+    // duplicate_session_cookies_in_separate_header_lines_count_as_none.)
     hv("duplicate", "alice", vec![format!("{alice_id}; {COOKIE}=garbage"), format!("{COOKIE}={t}")]);
     hv("duplicate", "alice", vec![format!("{alice_id}"), format!("{COOKIE}={t}"), format!("{COOKIE}={t}")]);
     for name in [
@@ -556,18 +565,36 @@ fn cookie_corpus_none_accepted() {
         }
     }
     assert!(errors.is_empty(), "I/O errors: {errors:?}");
-    assert!(elapsed < Duration::from_secs(60), "corpus took {elapsed:?}");
+    // 10-15 s on an idle 2-core machine; the bound leaves room for a shared, busy one.
+    assert!(elapsed < Duration::from_secs(120), "corpus took {elapsed:?}");
     // Still serving after the corpus.
     let r = http::get(&s.url("/app"), &[("cookie", &good_header)]);
     assert_eq!(r.status, 200, "{r:?}");
 }
 
+/// docs/api.md: "Two cookies of that name in one request are treated as none." That holds
+/// inside one `Cookie` header, but the gate reads only the first `Cookie` header line, so a
+/// second line carrying another session cookie is not seen.
+#[test]
+#[ignore = "BUG (low): with the session cookie in two separate Cookie header lines the filter reads \
+            only the first line; [`id; edge-mfa=T`, `edge-mfa=garbage`] and [`id; edge-mfa=T`, `edge-mfa=T`] \
+            pass (200) instead of counting as two cookies (none)"]
+fn duplicate_session_cookies_in_separate_header_lines_count_as_none() {
+    let Some(s) = start("attack_corpus::duplicate_lines", static_keys(), 1) else { return };
+    let alice_id = s.login_cookie("alice");
+    let t0 = now();
+    let t = mint("alice", &session(t0, t0 + 3600, Method::Totp, 1));
+    let first = format!("{alice_id}; {COOKIE}={t}");
+    for second in [format!("{COOKIE}=garbage"), format!("{COOKIE}={t}")] {
+        let r = http::get(&s.url("/app"), &[("cookie", &first), ("cookie", &second), JSON]);
+        assert!(!reached_upstream(&r), "[{first}] + [{second}] passed: {r:?}");
+        assert_eq!(r.status, 401, "{r:?}");
+    }
+}
+
 /// A single non-UTF-8 byte in a header the filter reads (here `Cookie`, then `Accept`) must be
 /// refused like any other garbage, and must not take the gate down for later requests.
 #[test]
-#[ignore = "BUG: a non-UTF-8 byte in a header the filter reads (Cookie, Accept, ...) panics the wasm VM \
-            (proxy-wasm 0.2.5 get_map_value unwraps String::from_utf8); every later request on that \
-            worker then gets 503, bypass paths and valid sessions included, with no recovery"]
 fn non_utf8_headers_are_refused_without_taking_the_gate_down() {
     let Some(s) = start("attack_corpus::non_utf8", static_keys(), 1) else { return };
     let alice_id = s.login_cookie("alice");
@@ -585,7 +612,10 @@ fn non_utf8_headers_are_refused_without_taking_the_gate_down() {
         let req = conn.build("GET", "/app", &hh, b"");
         let r = conn.send_raw(&req, false).expect("answer");
         assert!(!reached_upstream(&r) || r.json()["headers"]["x-mfa-user"] == "alice", "{r:?}");
-        assert!(r.status < 500, "a bad header byte is a client error, not an outage: {r:?}");
+        // With a valid session the request passes the gate; the demo upstream may then choke
+        // on the byte (its problem, not the gate's). Anything else must be a client error.
+        let upstream_choked = r.body.starts_with("upstream connect error");
+        assert!(r.status < 500 || upstream_choked, "a bad header byte is a client error, not an outage: {r:?}");
         // The gate still works afterwards.
         let r = http::get(&s.url("/app"), &[("cookie", &good)]);
         assert_eq!(r.status, 200, "valid session after a non-UTF-8 header: {r:?}");
@@ -694,7 +724,9 @@ fn identity_spoofing_and_path_tricks_never_bypass() {
         tried += 1;
         if reached_upstream(&r) {
             let seen: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
-            let path = seen["path"].as_str().unwrap_or("").to_string();
+            // The demo's own pages (/login, /logout) answer HTML: judge the path requested.
+            let requested = what.split(' ').find(|w| w.starts_with('/') || w.starts_with("http")).unwrap_or("");
+            let path = seen["path"].as_str().unwrap_or(requested).to_string();
             if !allowed(&path, &seen["headers"]) {
                 bypasses.push(format!("{what} -> {} upstream saw {path} {}", r.status, seen["headers"]));
             }
@@ -899,7 +931,6 @@ fn identity_spoofing_and_path_tricks_never_bypass() {
         "/admin..",
         "/ADMIN.",
         "/admin%20",
-        "/admin%09",
         "/admin;x",
         "/admin;/x",
         "/admin%3bx",
@@ -914,7 +945,6 @@ fn identity_spoofing_and_path_tricks_never_bypass() {
         "/app/..\\admin",
         "/admin/.",
         "/admin/./",
-        "/admin%c0%af",
         "/admin/%2e",
         "/public/../admin",
         "/FINANCE",
@@ -939,6 +969,36 @@ fn identity_spoofing_and_path_tricks_never_bypass() {
     }
     eprintln!("identity spoofing and path tricks: {tried} requests, {} bypasses", bypasses.len());
     assert!(bypasses.is_empty(), "bypasses:\n{}", bypasses.join("\n"));
+}
+
+/// Step-up rules against spellings an upstream may still read as `/admin`: a trailing tab or
+/// other ASCII whitespace (Java's `String.trim()` and Spring's `trimTokens` strip every char
+/// <= 0x20: CVE-2016-5007), and overlong UTF-8 for `/` (`%c0%af`, old IIS decoders). Policy
+/// promises path tricks "only make it stricter"; these make it laxer.
+#[test]
+fn stepup_rules_hold_against_trailing_whitespace_and_overlong_utf8() {
+    let Some(s) = start("attack_corpus::stepup_whitespace", policy_config(), 1) else { return };
+    let alice_id = s.login_cookie("alice");
+    let t0 = now();
+    let stale = format!("{alice_id}; {COOKIE}={}", mint("alice", &session(t0 - 3600, t0 + 7200, Method::Totp, 2)));
+    let mut passed = Vec::new();
+    for p in [
+        "/admin%09",
+        "/admin%0b",
+        "/admin%0c",
+        "/admin%0d",
+        "/admin%0a",
+        "/admin%1f",
+        "/admin%09/users",
+        "/admin%c0%af",
+        "/admin%c0%afusers",
+    ] {
+        let r = http::raw(&s.base, "GET", p, &[("cookie", &stale), JSON], b"");
+        if reached_upstream(&r) {
+            passed.push(format!("{p} -> {} (upstream saw {})", r.status, r.json()["path"]));
+        }
+    }
+    assert!(passed.is_empty(), "step-up bypassed:\n{}", passed.join("\n"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -979,14 +1039,42 @@ fn pct(s: &str) -> String {
 
 #[test]
 fn forms_and_bodies_get_clear_4xx_and_change_nothing() {
+    // Regulation stays on (defaults: 5 failures ban): a hostile request counted as a failed
+    // try would be a state change too, and would show as a 429 on the final checks.
     let Some(s) = start("attack_corpus::forms", json!({"recovery": {"count": 20}}), 1) else { return };
     let (secret, session) = enroll(&s, "bob");
     let id = s.login_cookie("bob");
     let with_session = format!("{id}; {session}");
     let same_origin = origin(&s);
+    let home = http::get(&s.url("/.mfa/"), &[("cookie", &with_session), JSON]);
+    assert_eq!(home.status, 200, "{home:?}");
+    let csrf = home.json()["csrf"].as_str().expect("csrf token on the security home").to_string();
+    // Missing, wrong and foreign CSRF tokens on a state-changing security-home post.
+    let (_, other_session) = enroll(&s, "mallory");
+    let other = format!("{}; {other_session}", s.login_cookie("mallory"));
+    let foreign_csrf =
+        http::get(&s.url("/.mfa/"), &[("cookie", &other), JSON]).json()["csrf"].as_str().unwrap().to_string();
+    let mut flipped = csrf.clone().into_bytes();
+    flipped[0] = if flipped[0] == b'A' { b'B' } else { b'A' };
+    let flipped = String::from_utf8(flipped).unwrap();
+    for body in [
+        json!({}),
+        json!({"csrf": ""}),
+        json!({"csrf": flipped}),
+        json!({"csrf": foreign_csrf}),
+        json!({"csrf": [csrf]}),
+    ] {
+        let r = http::post_json(
+            &s.url("/.mfa/recovery/generate"),
+            &body,
+            &[("cookie", &with_session), JSON, ("origin", &same_origin)],
+        );
+        assert_eq!(r.status, 403, "{body}: {r:?}");
+        assert!(r.body.contains("csrf"), "{body}: {r:?}");
+    }
     let r = http::post_json(
         &s.url("/.mfa/recovery/generate"),
-        &json!({}),
+        &json!({"csrf": csrf}),
         &[("cookie", &with_session), JSON, ("origin", &same_origin)],
     );
     assert_eq!(r.status, 200, "{r:?}");
@@ -998,8 +1086,8 @@ fn forms_and_bodies_get_clear_4xx_and_change_nothing() {
     let recovery_kept = codes.pop().unwrap();
     let mut refused = 0;
 
-    // --- Cross-origin posts (there is no CSRF token yet: the defence is Origin / Fetch
-    // metadata plus SameSite=Lax, so "missing or wrong CSRF token" has nothing to test).
+    // --- Cross-origin posts: Origin / Fetch metadata (SameSite=Lax aside). Each carries the
+    // right CSRF token where one is needed, so the origin check alone must refuse it.
     let port = s.base.rsplit(':').next().unwrap().to_string();
     let cross: Vec<Vec<(String, String)>> = vec![
         vec![("origin".into(), "https://evil.example".into())],
@@ -1024,7 +1112,7 @@ fn forms_and_bodies_get_clear_4xx_and_change_nothing() {
             ("/.mfa/totp/verify", "form", hdr(&id), format!("code={code}&next=%2Fapp")),
             ("/.mfa/totp/verify", "json", hdr(&id), json!({"code": code}).to_string()),
             ("/.mfa/recovery/verify", "json", hdr(&id), json!({"code": recovery_kept}).to_string()),
-            ("/.mfa/recovery/generate", "json", hdr(&with_session), "{}".into()),
+            ("/.mfa/recovery/generate", "json", hdr(&with_session), json!({"csrf": csrf}).to_string()),
             ("/.mfa/totp/enroll", "json", hdr(&with_session), json!({"enroll_token": "x", "code": code}).to_string()),
             ("/.mfa/logout", "form", hdr(&with_session), String::new()),
         ];
@@ -1255,11 +1343,13 @@ fn race(base: &str, path: &str, headers: &[(String, String)], body: &[u8]) -> Ve
                 let barrier = barrier.clone();
                 sc.spawn(move || {
                     let mut conn = http::Conn::new(base);
-                    // Open the connection first (a bypass path), then fire together.
-                    let warm = conn.send("GET", "/healthz", &[], b"").expect("warm-up");
-                    assert_eq!(warm.status, 200);
+                    // Open the connection first, then fire together. The warm-up is answered by
+                    // the filter itself (no identity: 401), not the demo upstream, which stalls on
+                    // a burst of fresh connections. Nothing may panic before the barrier.
+                    let warm = conn.send("GET", "/app", &[JSON], b"").map(|r| r.status);
                     let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
                     barrier.wait();
+                    assert_eq!(warm.ok(), Some(401), "warm-up request");
                     conn.send("POST", path, &h, body).expect("racer")
                 })
             })
@@ -1287,8 +1377,14 @@ fn worker_connections(s: &Stack) -> HashMap<String, u64> {
 
 #[test]
 fn replays_succeed_exactly_once_even_across_two_workers() {
+    // Regulation is all but off here (100 failures a second): 15 losing racers per round are
+    // failures, and bans (per user and per client IP, all 127.0.0.1 here) would turn later
+    // rounds into 429s. Bans have their own test (regulation.rs); this one is about single use.
+    // (`"regulation": null` cannot be passed: merge_json treats null as "remove the key".)
     let cfg = json!({
         "recovery": {"count": 20},
+        "email": {},
+        "regulation": {"max_retries": 100, "find_time_s": 1, "ban_time_s": 1},
         "webauthn": {"rp_id": "localhost", "origins": ["http://localhost:{LISTEN_PORT}"]}
     });
     let Some(s) = start("attack_corpus::replays", cfg, 2) else { return };
@@ -1348,12 +1444,15 @@ fn replays_succeed_exactly_once_even_across_two_workers() {
     // Recovery codes, concurrent: one success per code, the count goes down by one each.
     let (_, session) = enroll(&s, "dora");
     let dora = s.login_cookie("dora");
+    let dora_both = format!("{dora}; {session}");
+    let csrf =
+        http::get(&s.url("/.mfa/"), &[("cookie", &dora_both), JSON]).json()["csrf"].as_str().unwrap().to_string();
     let r = http::raw(
         &s.base,
         "POST",
         "/.mfa/recovery/generate",
-        &[("cookie", &format!("{dora}; {session}")), ("content-type", "application/json"), JSON],
-        b"{}",
+        &[("cookie", &dora_both), ("content-type", "application/json"), JSON],
+        json!({"csrf": csrf}).to_string().as_bytes(),
     );
     assert_eq!(r.status, 200, "{r:?}");
     let codes: Vec<String> =
@@ -1442,12 +1541,56 @@ fn replays_succeed_exactly_once_even_across_two_workers() {
         }
         wa_rounds.push(statuses);
     }
-    // Email codes: the filter has no email method yet (docs/api.md lists none); nothing to
-    // replay. Add here when /.mfa/email/* exists.
+    // Email codes: enroll an address (proven by a code), then sign in with an emailed code,
+    // replayed sequentially and raced.
+    let (_, fay_session) = enroll(&s, "fay");
+    let fay = s.login_cookie("fay");
+    let fay_both = format!("{fay}; {fay_session}");
+    let csrf = http::get(&s.url("/.mfa/"), &[("cookie", &fay_both), JSON]).json()["csrf"].as_str().unwrap().to_string();
+    let r =
+        post(&fay_both, "/.mfa/otp/enroll", &json!({"channel": "email", "address": "fay@example.com", "csrf": csrf}));
+    assert_eq!(r.status, 200, "{r:?}");
+    let state = r.json()["state"].as_str().unwrap().to_string();
+    let last_code = || {
+        let msgs = s.outbox();
+        let m = msgs.iter().rev().find(|m| m["to"] == "fay@example.com").expect("an email to fay").clone();
+        m["code"].as_str().unwrap().to_string()
+    };
+    let code = last_code();
+    let r = post(&fay_both, "/.mfa/otp/enroll/confirm", &json!({"channel": "email", "state": state, "code": code}));
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = post(&fay_both, "/.mfa/otp/enroll/confirm", &json!({"channel": "email", "state": state, "code": code}));
+    assert_ne!(r.status, 200, "enrollment code replayed: {r:?}");
+    let send = || {
+        let r = post(&fay, "/.mfa/otp/send", &json!({"channel": "email"}));
+        assert_eq!(r.status, 200, "{r:?}");
+        last_code()
+    };
+    let code = send();
+    let verify_body = json!({"channel": "email", "code": code});
+    let r = post(&fay, "/.mfa/otp/verify", &verify_body);
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = post(&fay, "/.mfa/otp/verify", &verify_body);
+    assert_eq!(r.status, 401, "email code replayed: {r:?}");
+    assert!(r.cookie(COOKIE).is_none());
+    let mut email_rounds = Vec::new();
+    for _ in 0..2 {
+        let code = send();
+        let body = json!({"channel": "email", "code": code}).to_string();
+        let rs = race(&s.base, "/.mfa/otp/verify", &json_h(&fay), body.as_bytes());
+        let statuses: Vec<u16> = rs.iter().map(|r| r.status).collect();
+        assert_eq!(successes(&rs), 1, "email code raced by {RACERS}: {statuses:?}");
+        for r in rs.iter().filter(|r| r.status != 200) {
+            assert_eq!(r.status, 401, "{r:?}");
+            assert!(r.cookie(COOKIE).is_none());
+        }
+        email_rounds.push(statuses);
+    }
 
     let workers = worker_connections(&s);
     eprintln!(
-        "replays: TOTP rounds {totp_rounds:?}; WebAuthn rounds {wa_rounds:?}; connections per worker {workers:?}"
+        "replays: TOTP rounds {totp_rounds:?}; WebAuthn rounds {wa_rounds:?}; email rounds {email_rounds:?}; \
+         connections per worker {workers:?}"
     );
     assert!(workers.len() >= 2 && workers.values().all(|&n| n > 0), "both Envoy workers took connections: {workers:?}");
 }

@@ -166,7 +166,8 @@ fn last_code(s: &Stack, to: &str) -> String {
 #[test]
 fn email_codes_enroll_sign_in_once_and_expire_after_wrong_tries() {
     // Regulation would ban after five failures; this test is about the code's own try limit.
-    let config = json!({"email": {"subject": "Your code %s", "show_code_in_subject": true}, "regulation": {"max_retries": 50}});
+    let config =
+        json!({"email": {"subject": "Your code %s", "show_code_in_subject": true}, "regulation": {"max_retries": 50}});
     let Some(s) = stack("settings::email", config) else { return };
     let (_, id, session) = enroll(&s, "vic");
     let both = format!("{id}; {session}");
