@@ -30,6 +30,8 @@ struct RawConfig {
     recovery: RawRecovery,
     #[serde(default)]
     quick_login: bool,
+    #[serde(default = "yes")]
+    quick_login_requires_uv: bool,
     #[serde(default)]
     always_go_to_last_method: bool,
     #[serde(default)]
@@ -487,6 +489,8 @@ pub struct Config {
     pub recovery_count: usize,
     /// Passkey sign-in without a first-factor identity (MFA_QUICKLOGIN).
     pub quick_login: bool,
+    /// Quick login needs a user-verifying passkey (PIN, biometrics): then it is two factors in one.
+    pub quick_login_requires_uv: bool,
     /// Offer the user's last-used method first (MFA_ALWAYS_GO_TO_LAST_METHOD).
     pub always_go_to_last_method: bool,
     /// Methods users may use and add (the complement of MFA_UNALLOWED_METHODS), enforced on
@@ -719,6 +723,7 @@ impl Config {
             trusted_devices,
             always_go_to_last_method: raw.always_go_to_last_method,
             quick_login: raw.quick_login,
+            quick_login_requires_uv: raw.quick_login_requires_uv,
             recovery_count: raw.recovery.count,
             webauthn,
             ceremony_cookie,

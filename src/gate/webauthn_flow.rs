@@ -390,7 +390,7 @@ impl Gate {
                 match wa::verify_assertion(rp, &response, &challenge, &stored) {
                     // A passkey alone must also have verified the user (PIN, biometrics): it is
                     // then two factors in one.
-                    Ok(out) if quick && !out.user_verified => {
+                    Ok(out) if quick && self.cfg.quick_login_requires_uv && !out.user_verified => {
                         rejected(401, "user_verification_required", "Unlock the passkey with your PIN or biometrics.")
                     }
                     Ok(out) => Decision::Call(

@@ -176,3 +176,44 @@ fn recovery_codes_sign_in_once_each() {
     assert_eq!(r.status, 200);
     assert!(r.body.contains("<strong id=\"recovery-left\">8</strong>"), "{}", r.body);
 }
+
+/// Quick login: no first-factor identity; the passkey names the user. By default it must have
+/// verified the user (PIN, biometrics); `quick_login_requires_uv: false` relaxes that.
+#[test]
+fn quick_login_needs_user_verification_unless_configured() {
+    for requires_uv in [true, false] {
+        if !test_harness::e2e_enabled("webauthn::quick_login_uv") {
+            return;
+        }
+        let s = Stack::start(StackOptions {
+            plugin_config: json!({
+                "webauthn": {"rp_id": "localhost", "origins": ["http://localhost:{LISTEN_PORT}"]},
+                "quick_login": true, "quick_login_requires_uv": requires_uv
+            }),
+            ..StackOptions::default()
+        });
+        let mut jar = Jar(vec![s.login_cookie("yara")]);
+        let mut key = SoftAuthenticator::new(Attestation::None);
+        assert_eq!(register(&s, &mut jar, &mut key).status, 200);
+        // A stranger's browser: no identity, no session; only the passkey.
+        let mut anon = Jar(vec![]);
+        let r = anon.post(&s, "/.mfa/webauthn/login/begin", json!({"next": "/app"}));
+        assert_eq!(r.status, 200, "{r:?}");
+        let opts = r.json();
+        assert!(opts["publicKey"].get("allowCredentials").is_none_or(|a| a.as_array().is_some_and(Vec::is_empty)));
+        key.user_verified = false;
+        let r = finish(&s, &mut anon, &key.assert(&opts, &origin(&s)).unwrap());
+        if requires_uv {
+            assert_eq!((r.status, r.json()["error"].as_str()), (401, Some("user_verification_required")), "{r:?}");
+            // With UV, the same passkey signs the user in, and the session is the identity.
+            let opts = anon.post(&s, "/.mfa/webauthn/login/begin", json!({})).json();
+            key.user_verified = true;
+            let r = finish(&s, &mut anon, &key.assert(&opts, &origin(&s)).unwrap());
+            assert_eq!(r.status, 200, "{r:?}");
+        } else {
+            assert_eq!(r.status, 200, "{r:?}");
+        }
+        let seen = http::get(&s.url("/app"), &[("cookie", &anon.header())]).json();
+        assert_eq!(seen["headers"]["x-mfa-user"], "yara");
+    }
+}
