@@ -514,6 +514,8 @@ pub struct Config {
     pub trusted_devices: Option<(u64, u32)>,
     /// Cookie naming a trusted device.
     pub device_cookie: String,
+    /// Cookie remembering the last user for quick login.
+    pub remembered_cookie: String,
     pub email: Option<EmailSettings>,
     /// SMS codes' lifetime; `None` when SMS codes are off.
     pub sms_ttl_s: Option<u64>,
@@ -645,6 +647,7 @@ impl Config {
         };
         let ceremony_cookie = format!("{cookie_name}-wa");
         let device_cookie = format!("{cookie_name}-device");
+        let remembered_cookie = format!("{cookie_name}-user");
         if !(1..=20).contains(&raw.recovery.count) {
             return Err("recovery.count must be 1..=20".into());
         }
@@ -707,6 +710,7 @@ impl Config {
             None => crate::pages::Brand::default(),
         };
         Ok(Config {
+            remembered_cookie,
             branding,
             regulation: raw.regulation,
             email,

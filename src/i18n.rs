@@ -240,6 +240,8 @@ pub(crate) static TABLE: &[(&str, &str, &str)] = &[
         "Chaque code vous permet de vous connecter une fois si vous perdez vos autres méthodes. Conservez-les dès maintenant en lieu sûr\u{a0}: ils ne seront plus affichés, et les anciens codes ne fonctionnent plus.",
     ),
     ("Back to security", "Zurück zu den Sicherheitseinstellungen", "Retour aux paramètres de sécurité"),
+    ("Welcome back, {user}.", "Willkommen zurück, {user}.", "Bon retour, {user}."),
+    ("Not {user}?", "Nicht {user}?", "Vous n'êtes pas {user} ?"),
     ("One more step: recovery codes", "Noch ein Schritt: Wiederherstellungscodes", "Encore une étape : les codes de récupération"),
     (
         "If you lose your phone or key, a recovery code lets you in. Generate your codes now and keep them somewhere safe.",

@@ -430,15 +430,26 @@ pub fn challenge(
 }
 
 /// Sign in with a passkey alone (quick login), or go to the usual sign-in.
-pub fn quick_login(l: &Look, next: &str, login_url: Option<&str>) -> String {
+pub fn quick_login(l: &Look, next: &str, login_url: Option<&str>, remembered: Option<&str>) -> String {
     let title = tr(l, "Sign in");
     let mut content = format!(
-        "<h1>{}</h1><p>{}</p><label for=\"username\">{}</label>\
-<input type=\"text\" id=\"username\" name=\"username\" autocomplete=\"username webauthn\">",
+        "<h1>{}</h1><p>{}</p>",
         esc(title),
         esc(tr(l, "Use a passkey saved on this device or a security key: no password needed.")),
-        esc(tr(l, "User name (optional; your browser may suggest your passkey here)")),
     );
+    match remembered {
+        // A returning user (MFA_QUICKLOGIN's remembered user): their keys are offered directly.
+        Some(user) => content.push_str(&format!(
+            "<p>{}</p><p class=\"muted\"><a href=\"/.mfa/login?forget=1&amp;next={}\" id=\"not-me\">{}</a></p>",
+            tr_html(l, "Welcome back, {user}.", &[("{user}", &format!("<strong>{}</strong>", esc(user)))]),
+            esc(&crate::http::percent_encode(next)),
+            esc(&crate::i18n::fill(tr(l, "Not {user}?"), &[("{user}", user)])),
+        )),
+        None => content.push_str(&format!(
+            "<label for=\"username\">{}</label><input type=\"text\" id=\"username\" name=\"username\" autocomplete=\"username webauthn\">",
+            esc(tr(l, "User name (optional; your browser may suggest your passkey here)")),
+        )),
+    }
     content.push_str(&webauthn_block(l, "login", tr(l, "Sign in with a passkey"), next, false));
     if let Some(login) = login_url {
         let sep = if login.contains('?') { '&' } else { '?' };
@@ -927,7 +938,7 @@ mod tests {
             challenge(l, "a", "/", 6, Some("That code is not right. Try again."), false, ALL),
             challenge(l, "a", "/", 6, None, true, ALL),
             challenge(l, "a", "/", 6, None, false, Offer { webauthn: true, ..Offer::default() }),
-            quick_login(l, "/", Some("/login")),
+            quick_login(l, "/", Some("/login"), None),
             otp_code(l, "Email code", "email", Some("a@b.c"), "/", Some("Enter the 6-digit code we sent you.")),
             otp_code(l, "Text message code", "sms", None, "/", None),
             otp_confirm(l, "Email code", "email", "a@b.c", "st"),

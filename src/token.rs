@@ -150,6 +150,7 @@ const ENROLL_TAG: &str = "e1";
 const CEREMONY_TAG: &str = "w1";
 const DEVICE_TAG: &str = "d1";
 const ADDRESS_TAG: &str = "a1";
+const REMEMBER_TAG: &str = "u1";
 
 fn seal(ring: &KeyRing, tag: &str, payload: &[u8]) -> Result<String, TokenError> {
     let key = ring.signing().ok_or(TokenError::NoKey)?;
@@ -356,6 +357,33 @@ pub fn open_address(ring: &KeyRing, token: &str, user: &str, now: u64) -> Result
         return Err(TokenError::WrongUser);
     }
     Ok((channel, address))
+}
+
+/// The remembered user of quick login (MFA_QUICKLOGIN): who last verified in this browser, so a
+/// returning user gives only the second factor. It grants nothing by itself.
+pub fn seal_remembered(ring: &KeyRing, user: &str, expires: u64) -> Result<String, TokenError> {
+    if user.is_empty() || user.len() > MAX_USER_LEN {
+        return Err(TokenError::Malformed);
+    }
+    let mut p = Vec::with_capacity(8 + user.len());
+    p.extend_from_slice(&expires.to_be_bytes());
+    p.extend_from_slice(user.as_bytes());
+    seal(ring, REMEMBER_TAG, &p)
+}
+
+pub fn open_remembered(ring: &KeyRing, token: &str, now: u64) -> Result<String, TokenError> {
+    let mut buf = [0u8; MAX_PAYLOAD];
+    let payload = open(ring, REMEMBER_TAG, token, &mut buf)?;
+    let mut r = Reader(payload);
+    let expires = r.u64()?;
+    if expires <= now {
+        return Err(TokenError::Expired);
+    }
+    let user = std::str::from_utf8(r.0).map_err(|_| TokenError::Malformed)?;
+    if user.is_empty() {
+        return Err(TokenError::Malformed);
+    }
+    Ok(user.to_string())
 }
 
 /// The CSRF token of a session: a MAC of its random session id, so it is unguessable, tied to

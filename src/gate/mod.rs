@@ -93,6 +93,8 @@ pub struct Req {
     pub lang: crate::i18n::Lang,
     /// Where the request comes from, for per-IP bans.
     pub client_ip: Option<String>,
+    /// The user quick login remembers in this browser.
+    pub remembered: Option<String>,
 }
 
 impl Req {
@@ -325,7 +327,12 @@ impl Gate {
             ("GET", "/.mfa/login") if quick => {
                 let next = req.query_next();
                 let l = self.look(&req);
-                Decision::Respond(Response::page(&l, 200, pages::quick_login(&l, &next, self.cfg.login_url.as_deref())))
+                let forget = parse_form(&req.query).is_some_and(|f| form_get(&f, "forget") == Some("1"));
+                let remembered = if forget { None } else { req.remembered.as_deref() };
+                let page = pages::quick_login(&l, &next, self.cfg.login_url.as_deref(), remembered);
+                let r = Response::page(&l, 200, page);
+                // "Not me": forget the remembered user.
+                Decision::Respond(if forget { r.header("set-cookie", self.remembered_cookie("", 0)) } else { r })
             }
             ("POST", p) if quick && p.starts_with("/.mfa/") && self.cross_origin(&req) => Decision::Respond(message(
                 self.html(&req),
@@ -458,6 +465,13 @@ impl Gate {
             user_agent: h.get("user-agent"),
             lang: crate::i18n::negotiate(h.get("accept-language").as_deref()),
             client_ip: Self::client_ip(h.get("x-forwarded-for").as_deref()),
+            remembered: match (&cookies, mfa_endpoint && self.cfg.quick_login) {
+                (Some(c), true) => find_cookie(c, &self.cfg.remembered_cookie)
+                    .ok()
+                    .flatten()
+                    .and_then(|t| token::open_remembered(&self.keys.borrow(), t, now).ok()),
+                _ => None,
+            },
             trust: false,
             email: match (&self.cfg.email, &self.cfg.identity) {
                 (Some(e), IdentitySource::JwtPayload { header, .. }) if e.enforce => {
@@ -1175,7 +1189,14 @@ impl Gate {
                 &json!({"ok": true, "user": user, "method": method.as_str(), "next": next, "expires_at": s.expires}),
             )
         };
-        Decision::Respond(r.header("set-cookie", cookie))
+        let r = r.header("set-cookie", cookie);
+        if self.cfg.quick_login {
+            // Remember who verified here (15 days, as django-mfa2), for quick login next time.
+            if let Ok(t) = token::seal_remembered(&self.keys.borrow(), user, now + 15 * 86_400) {
+                return Decision::Respond(r.header("set-cookie", self.remembered_cookie(&t, 15 * 86_400)));
+            }
+        }
+        Decision::Respond(r)
     }
 
     fn cookie_attrs(&self) -> &'static str {
@@ -1184,6 +1205,10 @@ impl Gate {
         } else {
             "; Path=/; HttpOnly; SameSite=Lax"
         }
+    }
+
+    fn remembered_cookie(&self, value: &str, max_age: u64) -> String {
+        format!("{}={}{}; Max-Age={}", self.cfg.remembered_cookie, value, self.cookie_attrs(), max_age)
     }
 
     pub fn session_cookie(&self, tok: &str) -> String {

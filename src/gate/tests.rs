@@ -1057,3 +1057,44 @@ fn identity_cache_never_mixes_users() {
         ));
     }
 }
+
+#[test]
+fn quick_login_remembers_the_user_with_a_not_me_reset() {
+    let mut j = sample_json();
+    j["webauthn"] = json!({"rp_id": "app.test", "origins": ["https://app.test"]});
+    j["quick_login"] = json!(true);
+    let g = Gate::new(Config::parse(j.to_string().as_bytes()).unwrap());
+    // A verification remembers the user for 15 days.
+    let code = totp::code_at(&g.cfg.totp, SECRET, NOW);
+    let r = verify(&g, &code, "/", 0, ok_reply());
+    let remembered =
+        r.headers.iter().find(|(k, v)| k == "set-cookie" && v.starts_with("edge-mfa-user=")).map(|(_, v)| v.clone());
+    let remembered = remembered.expect("remembered-user cookie");
+    assert!(remembered.contains("Max-Age=1296000") && remembered.contains("HttpOnly"));
+    let c = remembered.split(';').next().unwrap().to_string();
+    // The passkey page greets them, offers "not me", and their own keys are asked for.
+    let r = respond(g.on_headers(
+        &req("GET", "/.mfa/login?next=/app", None, &[("cookie", &c), ("accept", "text/html")]),
+        NOW,
+        &mut FixedRng(1),
+    ));
+    let html = String::from_utf8_lossy(&r.body).to_string();
+    assert!(html.contains("<strong>alice</strong>") && html.contains("id=\"not-me\""), "{html}");
+    let h = req("POST", "/.mfa/webauthn/login/begin", None, &[("cookie", &c), ("content-type", "application/json")]);
+    let Decision::ReadBody(p) = g.on_headers(&h, NOW, &mut FixedRng(1)) else { panic!() };
+    let (r, _) = call(g.on_body(p, b"{}", NOW, &mut FixedRng(1)));
+    assert_eq!(r.path, "/v1/users/alice/factors");
+    // "Not me" forgets them.
+    let r = respond(g.on_headers(
+        &req("GET", "/.mfa/login?forget=1", None, &[("cookie", &c), ("accept", "text/html")]),
+        NOW,
+        &mut FixedRng(1),
+    ));
+    assert!(r.header_value("set-cookie").unwrap().starts_with("edge-mfa-user=;"));
+    assert!(!String::from_utf8_lossy(&r.body).contains("<strong>alice</strong>"));
+    // The remembered cookie is no identity: the app stays closed.
+    assert!(matches!(
+        g.on_headers(&req("GET", "/app", None, &[("cookie", &c)]), NOW, &mut FixedRng(1)),
+        Decision::Respond(_)
+    ));
+}

@@ -119,7 +119,15 @@ impl Gate {
         };
         // Without an identity only passkey quick login gets here (`Gate::anonymous`); its
         // ceremony is for "no one yet" and the credential will name the user.
-        let user = req.user.clone().unwrap_or_default();
+        let mut user = req.user.clone().unwrap_or_default();
+        if user.is_empty() {
+            if let Some(r) = req.remembered.clone() {
+                // A remembered user: their own keys are offered (non-discoverable ones too), and
+                // the session minted is a quick-login session.
+                user = r;
+                req.quick = true;
+            }
+        }
         if user.is_empty() && !matches!(kind, BodyKind::WebauthnLoginBegin | BodyKind::WebauthnLoginFinish) {
             return self.no_identity(&req);
         }
