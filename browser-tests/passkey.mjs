@@ -34,6 +34,19 @@ try {
   const context = await browser.newContext({ viewport: { width: 900, height: 900 } });
   const page = await context.newPage();
   page.on("console", (m) => console.log("  [page] " + m.text()));
+  // CAPTURE_DIR=...: keep what Chromium's authenticator really sent, as host-test fixtures.
+  if (process.env.CAPTURE_DIR) {
+    const { writeFileSync } = await import("node:fs");
+    let n = 0;
+    page.on("request", (r) => {
+      const u = r.url();
+      if (u.includes("/.mfa/webauthn/") && u.endsWith("/finish") && r.postData()) {
+        const kind = u.includes("/register/") ? "registration" : "assertion";
+        writeFileSync(`${process.env.CAPTURE_DIR}/chromium-${kind}-${n++}.json`,
+          JSON.stringify({ origin: new URL(u).origin, rp_id: "localhost", body: JSON.parse(r.postData()) }, null, 1));
+      }
+    });
+  }
   const cdp = await context.newCDPSession(page);
   await cdp.send("WebAuthn.enable");
   const { authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", {

@@ -909,3 +909,65 @@ fn mutations_never_panic() {
         let _ = wire::AttestationObject::parse(&b);
     }
 }
+
+/// Responses captured from Chromium's CTAP2 virtual authenticator (a real browser's WebAuthn
+/// stack, driven by the browser test with `CAPTURE_DIR`): a registration, then a sign-in from the
+/// challenge page and a passkey quick login with the same credential.
+mod captured {
+    use super::*;
+
+    const REGISTRATION: &str = include_str!("tests/fixtures/chromium-registration-0.json");
+    const ASSERTIONS: [&str; 2] = [
+        include_str!("tests/fixtures/chromium-assertion-1.json"),
+        include_str!("tests/fixtures/chromium-assertion-2.json"),
+    ];
+
+    fn fixture(text: &str) -> (RelyingParty, Vec<u8>) {
+        let v: serde_json::Value = serde_json::from_str(text).expect("fixture JSON");
+        let rp = RelyingParty {
+            id: v["rp_id"].as_str().unwrap().into(),
+            origins: vec![v["origin"].as_str().unwrap().into()],
+            user_verification: UserVerification::Preferred,
+            ..super::rp()
+        };
+        (rp, serde_json::to_vec(&v["body"]["credential"]).unwrap())
+    }
+
+    /// The challenge the browser signed, read back from its clientDataJSON.
+    fn challenge_of(client_data_json: &[u8]) -> Vec<u8> {
+        let cd: serde_json::Value = serde_json::from_slice(client_data_json).unwrap();
+        wire::b64url_decode(cd["challenge"].as_str().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn chromium_registration_and_sign_ins_verify() {
+        let (rp, body) = fixture(REGISTRATION);
+        let reg = RegistrationResponse::from_json(&body).unwrap();
+        let cred = verify_registration(&rp, &reg, &challenge_of(&reg.client_data_json)).expect("registration");
+        assert_eq!((cred.alg, cred.attestation_format.as_str()), (-7, "none"));
+        assert!(cred.user_verified);
+        let mut count = cred.sign_count;
+        for text in ASSERTIONS {
+            let (rp, body) = fixture(text);
+            let a = AssertionResponse::from_json(&body).unwrap();
+            let stored = StoredCredential {
+                credential_id: &cred.credential_id,
+                public_key: &cred.public_key,
+                sign_count: count,
+                backup_eligible: cred.backup_eligible,
+            };
+            let out = verify_assertion(&rp, &a, &challenge_of(&a.client_data_json), &stored).expect("assertion");
+            assert!(out.sign_count > count && out.user_verified);
+            // Replaying it against the counter it set is a regression.
+            let stored = StoredCredential { sign_count: out.sign_count, ..stored };
+            assert_eq!(
+                verify_assertion(&rp, &a, &challenge_of(&a.client_data_json), &stored),
+                Err(E::CounterRegression)
+            );
+            // And under another origin it is refused.
+            let other = RelyingParty { origins: vec!["https://evil.example".into()], ..rp.clone() };
+            assert!(verify_assertion(&other, &a, &challenge_of(&a.client_data_json), &stored).is_err());
+            count = out.sign_count;
+        }
+    }
+}

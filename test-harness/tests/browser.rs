@@ -29,7 +29,11 @@ fn browser_ready(test: &str) -> bool {
 fn run_script(script: &str, stack: &Stack) {
     let root = repo_root();
     let base = format!("http://localhost:{}", stack.base.rsplit(':').next().unwrap());
-    let out = Command::new("node")
+    let mut cmd = Command::new("node");
+    if let Ok(dir) = std::env::var("CAPTURE_DIR") {
+        cmd.env("CAPTURE_DIR", dir);
+    }
+    let out = cmd
         .arg(script)
         .arg(&base)
         .arg(root.join("docs"))
