@@ -284,6 +284,17 @@ impl Gate {
         req.html.then(|| self.look(req))
     }
 
+    /// The store refused a new factor: the user has the most it allows.
+    pub(super) fn too_many_factors(&self, req: &Req) -> Decision {
+        Decision::Respond(message(
+            self.html(req),
+            409,
+            "too_many_factors",
+            "Too many methods",
+            "Remove a method before adding another.",
+        ))
+    }
+
     /// MFA_ENFORCE_RECOVERY_METHOD: after the first method, on to recovery codes.
     pub(super) fn after_first_factor(&self, next: &str) -> String {
         if self.cfg.enforce_recovery_method && self.cfg.method_allowed(Method::Recovery) {
@@ -860,13 +871,7 @@ impl Gate {
                 match store::parse_created(reply) {
                     Ok(()) => self.verified(&req, &user, Method::Totp, &next, now, rng),
                     Err(StoreError::Conflict(c)) if c == "user_has_factors" => self.verify_first(&req, &next),
-                    Err(StoreError::Conflict(_)) => Decision::Respond(message(
-                        self.html(&req),
-                        409,
-                        "too_many_factors",
-                        "Too many methods",
-                        "Remove a method before adding another.",
-                    )),
+                    Err(StoreError::Conflict(_)) => self.too_many_factors(&req),
                     Err(_) => self.unavailable(&req),
                 }
             }

@@ -321,13 +321,7 @@ impl Gate {
             },
             OtpPending::EnrollSaved { req } => match store::parse_created(reply) {
                 Ok(()) => self.registered(&req),
-                Err(StoreError::Conflict(_)) => Decision::Respond(message(
-                    self.html(&req),
-                    409,
-                    "too_many_factors",
-                    "Too many methods",
-                    "Remove a method before adding another.",
-                )),
+                Err(StoreError::Conflict(_)) => self.too_many_factors(&req),
                 Err(_) => self.unavailable(&req),
             },
         }

@@ -326,9 +326,7 @@ impl Gate {
                     Err(StoreError::Conflict(c)) if c == "credential_exists" => {
                         rejected(409, "credential_exists", "This key is already registered.")
                     }
-                    Err(StoreError::Conflict(_)) => {
-                        rejected(409, "too_many_factors", "Remove a method before adding another.")
-                    }
+                    Err(StoreError::Conflict(_)) => self.too_many_factors(&req),
                     Err(_) => self.unavailable(&req),
                 }
             }
