@@ -207,6 +207,10 @@ pub struct Stack {
     store: Option<Child>,
     upstream: Option<Child>,
     envoy: Option<Child>,
+    /// Envoys replaced by a hot restart, draining until they exit by themselves.
+    old_envoys: Vec<Child>,
+    /// Hot restart: the shared-memory base id and the current epoch (`None`: hot restart off).
+    hot: Option<(u32, u32)>,
 }
 
 static STACK_SEQ: AtomicU32 = AtomicU32::new(0);
@@ -257,6 +261,8 @@ impl Stack {
             store: None,
             upstream: None,
             envoy: None,
+            old_envoys: Vec::new(),
+            hot: None,
         };
         // Any panic from here on drops `stack`, which stops what was started.
         stack.start_store();
@@ -360,6 +366,41 @@ impl Stack {
         self.envoy.as_ref().map(|c| c.id())
     }
 
+    /// Envoy's own hot restart. The first call replaces the running Envoy by a hot-restartable
+    /// one (epoch 0); every later call starts the next epoch, which takes the listening sockets
+    /// over from its parent while the parent drains and exits.
+    pub fn hot_restart_envoy(&mut self) {
+        let wasm = wasm_path().canonicalize().expect("canonicalize wasm path");
+        match self.hot {
+            None => {
+                if let Some(c) = self.envoy.take() {
+                    stop_child(c);
+                }
+                self.hot = Some((unique_base_id(), 0));
+            }
+            Some((base, epoch)) => {
+                if let Some(c) = self.envoy.take() {
+                    self.old_envoys.push(c);
+                }
+                self.hot = Some((base, epoch + 1));
+            }
+        }
+        self.start_envoy(&wasm);
+        let want = self.hot.map(|h| h.1).unwrap_or(0);
+        let admin = self.admin.clone();
+        let deadline = Instant::now() + ENVOY_READY_TIMEOUT;
+        self.wait_until("the new Envoy epoch serves the admin port", deadline, |_| {
+            matches!(http::try_raw(&admin, "GET", "/server_info", &[], b""),
+                Ok(r) if serde_json::from_str::<serde_json::Value>(&r.body).ok()
+                    .and_then(|v| v["command_line_options"]["restart_epoch"].as_u64()) == Some(u64::from(want)))
+        });
+    }
+
+    /// Whether every Envoy replaced by a hot restart has exited.
+    pub fn old_envoys_exited(&mut self) -> bool {
+        self.old_envoys.iter_mut().all(|c| matches!(c.try_wait(), Ok(Some(_))))
+    }
+
     pub fn restart_envoy(&mut self) {
         if let Some(c) = self.envoy.take() {
             stop_child(c);
@@ -422,9 +463,19 @@ impl Stack {
             .arg(&cfg)
             .arg("--concurrency")
             .arg(self.concurrency.to_string())
-            .arg("--base-id")
-            .arg(unique_base_id().to_string())
-            .arg("--disable-hot-restart")
+            .args(match self.hot {
+                Some((base, epoch)) => vec![
+                    "--base-id".to_string(),
+                    base.to_string(),
+                    "--restart-epoch".into(),
+                    epoch.to_string(),
+                    "--parent-shutdown-time-s".into(),
+                    "4".into(),
+                    "--drain-time-s".into(),
+                    "1".into(),
+                ],
+                None => vec!["--base-id".to_string(), unique_base_id().to_string(), "--disable-hot-restart".into()],
+            })
             .arg("--log-level")
             .arg(env_or("EDGE_MFA_ENVOY_LOG_LEVEL", "warn"))
             .arg("--component-log-level")
@@ -517,6 +568,9 @@ impl Drop for Stack {
     fn drop(&mut self) {
         // Stop first (Envoy flushes its log on exit), then show the logs.
         for c in [self.envoy.take(), self.upstream.take(), self.store.take()].into_iter().flatten() {
+            stop_child(c);
+        }
+        for c in self.old_envoys.drain(..) {
             stop_child(c);
         }
         if std::thread::panicking() {

@@ -298,6 +298,30 @@ fn envoy_restart_keeps_sessions_valid() {
     assert_eq!(http::get(&s.url("/app"), &[("cookie", &fresh)]).status, 200);
 }
 
+/// Envoy's real hot restart (a new epoch takes the sockets over from its parent): sessions minted
+/// before stay valid through every epoch, and requests keep being answered during the handover.
+#[test]
+fn envoy_hot_restart_keeps_sessions_valid() {
+    let Some(mut s) = start("faults::envoy_hot_restart", json!({}), 2) else { return };
+    s.hot_restart_envoy(); // now a hot-restartable epoch 0
+    let (_, alice_session) = enroll(&s, "alice");
+    let alice = format!("{}; {alice_session}", s.login_cookie("alice"));
+    assert_eq!(http::get(&s.url("/app"), &[("cookie", &alice)]).status, 200);
+    for epoch in 1..=2 {
+        s.hot_restart_envoy();
+        let r = http::get(&s.url("/app"), &[("cookie", &alice)]);
+        assert_eq!(r.status, 200, "epoch {epoch}: session after a hot restart: {r:?}\n{}", s.log_tails());
+        assert_eq!(r.json()["headers"]["x-mfa-user"], "alice");
+    }
+    // The parents drain and leave by themselves.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !s.old_envoys_exited() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(s.old_envoys_exited(), "old epochs still running");
+    assert_eq!(http::get(&s.url("/app"), &[("cookie", &alice)]).status, 200);
+}
+
 /// `kill -9` of the store during a burst of enrollments, TOTP and recovery-code consumptions
 /// from several threads through a two-worker Envoy; the store restarts on the same database.
 #[test]
