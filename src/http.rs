@@ -34,8 +34,8 @@ pub fn percent_decode(s: &str, plus: bool) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
-    while i < b.len() {
-        match b[i] {
+    while let Some(&c) = b.get(i) {
+        match c {
             b'%' => {
                 let h = hex(*b.get(i + 1)?)?;
                 let l = hex(*b.get(i + 2)?)?;
@@ -55,6 +55,17 @@ pub fn percent_decode(s: &str, plus: bool) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+fn hex_digit(n: u8) -> char {
+    char::from(b"0123456789ABCDEF".get(usize::from(n & 15)).copied().unwrap_or(b'0'))
+}
+
+/// Sets `key` on a JSON object (no-op on anything else, where indexing would panic).
+pub fn json_set(v: &mut serde_json::Value, key: &str, value: serde_json::Value) {
+    if let Some(o) = v.as_object_mut() {
+        o.insert(key.to_string(), value);
+    }
+}
+
 /// Percent-encodes everything but RFC 3986 unreserved characters.
 pub fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -63,8 +74,8 @@ pub fn percent_encode(s: &str) -> String {
             out.push(c as char);
         } else {
             out.push('%');
-            out.push(char::from(b"0123456789ABCDEF"[(c >> 4) as usize]));
-            out.push(char::from(b"0123456789ABCDEF"[(c & 15) as usize]));
+            out.push(hex_digit(c >> 4));
+            out.push(hex_digit(c & 15));
         }
     }
     out
@@ -103,10 +114,10 @@ pub fn split_path(p: &str) -> (&str, &str) {
 /// yields `None` and the caller falls back to `/`.
 pub fn safe_next(next: &str) -> Option<&str> {
     let b = next.as_bytes();
-    if b.is_empty() || b.len() > 2048 || b[0] != b'/' {
+    if b.len() > 2048 || b.first() != Some(&b'/') {
         return None;
     }
-    if b.len() > 1 && (b[1] == b'/' || b[1] == b'\\') {
+    if matches!(b.get(1), Some(b'/' | b'\\')) {
         return None;
     }
     if b.iter().any(|&c| c < 0x21 || c == 0x7f || c == b'\\' || c >= 0x80) {

@@ -54,15 +54,17 @@ pub fn negotiate(accept_language: Option<&str>) -> Lang {
             if primary.eq_ignore_ascii_case(lang.code()) {
                 // A more specific range may weigh differently (`de;q=0.5, de-CH`): the
                 // language gets the best weight any range gives it.
-                if named[i].is_none_or(|(bq, _)| q > bq) {
-                    named[i] = Some((q, pos));
+                if let Some(slot) = named.get_mut(i) {
+                    if slot.is_none_or(|(bq, _)| q > bq) {
+                        *slot = Some((q, pos));
+                    }
                 }
             }
         }
     }
     let mut best: Option<(u16, usize, Lang)> = None;
     for (i, lang) in Lang::ALL.iter().enumerate() {
-        let Some((q, pos)) = named[i].or(any) else { continue };
+        let Some((q, pos)) = named.get(i).copied().flatten().or(any) else { continue };
         if q == 0 {
             continue;
         }
@@ -116,7 +118,7 @@ fn parse_qvalue(v: &str) -> Option<u16> {
     }
     let mut thousandths: u16 = 0;
     for (i, b) in frac.bytes().enumerate() {
-        thousandths += u16::from(b - b'0') * [100, 10, 1][i];
+        thousandths += u16::from(b - b'0') * [100u16, 10, 1].get(i).copied().unwrap_or(0);
     }
     match int {
         "0" => Some(thousandths),

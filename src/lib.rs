@@ -3,6 +3,10 @@
 //! Everything but `glue` is plain Rust with no proxy-wasm types, tested on the host; `glue`
 //! only moves headers, bodies and store calls between Envoy and `gate::Gate`.
 
+// A panic on request data would kill the Wasm VM (and with it every request on that worker):
+// outside tests, the crate does not unwrap, expect, panic or index unchecked.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+
 pub mod config;
 pub mod gate;
 pub mod http;

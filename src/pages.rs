@@ -116,7 +116,10 @@ pub struct Brand {
 
 impl Default for Brand {
     fn default() -> Brand {
-        Brand::new(None, None, None, None, None).expect("the default brand is valid")
+        let primary = Brand::DEFAULT_PRIMARY.to_string();
+        let background = Brand::DEFAULT_BACKGROUND.to_string();
+        let style = STYLE.replace("%PRIMARY%", &primary).replace("%BACKGROUND%", &background);
+        Brand { title: Brand::DEFAULT_TITLE.into(), logo_url: None, primary, background, base_template: None, style }
     }
 }
 

@@ -20,7 +20,7 @@ pub fn generate_code(random: &mut dyn FnMut() -> u8) -> String {
         if n > 0 && n % 4 == 0 {
             out.push('-');
         }
-        out.push(char::from(ALPHABET[(b % 31) as usize]));
+        out.push(char::from(ALPHABET.get((b % 31) as usize).copied().unwrap_or(b'a')));
         n += 1;
     }
     out

@@ -308,10 +308,10 @@ pub fn otp_send(
     let mut body =
         serde_json::json!({"channel": channel, "ttl_s": ttl_s, "show_code_in_subject": show_code_in_subject});
     if let Some(d) = destination {
-        body["destination"] = d.into();
+        crate::http::json_set(&mut body, "destination", d.into());
     }
     if let Some(s) = subject {
-        body["subject"] = s.into();
+        crate::http::json_set(&mut body, "subject", s.into());
     }
     StoreRequest::new(
         "POST",
@@ -344,7 +344,7 @@ pub fn parse_sent(reply: &StoreReply) -> Result<(String, u64), StoreError> {
 /// Saves a proven email address or phone number as a factor.
 pub fn create_address_factor(cfg: &StoreConfig, user: &str, channel: &str, name: &str, address: &str) -> StoreRequest {
     let mut body = serde_json::json!({"type": channel, "name": name});
-    body[channel] = serde_json::json!({ "address": address });
+    crate::http::json_set(&mut body, channel, serde_json::json!({ "address": address }));
     StoreRequest::new(
         "POST",
         format!("{}/users/{}/factors", cfg.path_prefix, percent_encode(user)),

@@ -194,7 +194,7 @@ fn open<'b>(ring: &KeyRing, tag: &str, token: &str, buf: &'b mut [u8; MAX_PAYLOA
         return Err(TokenError::Malformed);
     }
     let n = B64.decode_slice(payload_b64, &mut buf[..]).map_err(|_| TokenError::Malformed)?;
-    Ok(&buf[..n])
+    buf.get(..n).ok_or(TokenError::Malformed)
 }
 
 /// A cursor over a payload that never panics: every read is bounds-checked.
@@ -216,7 +216,7 @@ impl<'a> Reader<'a> {
         Ok(u64::from_be_bytes(a))
     }
     fn u8(&mut self) -> Result<u8, TokenError> {
-        Ok(self.take(1)?[0])
+        self.take(1)?.first().copied().ok_or(TokenError::Malformed)
     }
 }
 

@@ -1049,8 +1049,11 @@ impl Gate {
     fn enroll_endpoints(&self) -> serde_json::Value {
         let mut e = json!({"totp": "/.mfa/totp/enroll"});
         if self.webauthn_on() {
-            e["webauthn"] =
-                json!({"begin": "/.mfa/webauthn/register/begin", "finish": "/.mfa/webauthn/register/finish"});
+            crate::http::json_set(
+                &mut e,
+                "webauthn",
+                json!({"begin": "/.mfa/webauthn/register/begin", "finish": "/.mfa/webauthn/register/finish"}),
+            );
         }
         e
     }
@@ -1127,10 +1130,10 @@ impl Gate {
                 "algorithm": p.alg.as_str(), "next": next, "expires_at": e.expires,
             });
             if let Some(err) = error {
-                v["error"] = json!("wrong_code");
-                v["message"] = json!(err);
+                crate::http::json_set(&mut v, "error", json!("wrong_code"));
+                crate::http::json_set(&mut v, "message", json!(err));
             } else if status == 401 {
-                v["error"] = json!("mfa_enrollment_required");
+                crate::http::json_set(&mut v, "error", json!("mfa_enrollment_required"));
             }
             return Decision::Respond(Response::json(status, &v));
         }

@@ -41,7 +41,7 @@ impl Gate {
                         pos = 0;
                     }
                     pos += 1;
-                    buf[pos - 1]
+                    buf.get(pos - 1).copied().unwrap_or(0)
                 };
                 let codes: Vec<String> =
                     (0..self.cfg.recovery_count).map(|_| recovery::generate_code(&mut next_byte)).collect();
@@ -98,7 +98,7 @@ impl Gate {
                     }
                     Decision::Respond(mut r) => {
                         if let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&r.body) {
-                            v["remaining"] = json!(left);
+                            crate::http::json_set(&mut v, "remaining", json!(left));
                             r.body = v.to_string().into_bytes();
                         }
                         Decision::Respond(r)

@@ -203,12 +203,12 @@ pub fn creation_options(
         "userVerification": rp.user_verification.as_str(),
     });
     if let Some(a) = &rp.attachment {
-        selection["authenticatorAttachment"] = json!(a);
+        crate::http::json_set(&mut selection, "authenticatorAttachment", json!(a));
     }
     let mut extensions = json!({ "credProps": true });
     if let Some(appid) = &rp.appid {
         // Keeps a U2F key already registered under the AppID from registering twice.
-        extensions["appidExclude"] = json!(appid);
+        crate::http::json_set(&mut extensions, "appidExclude", json!(appid));
     }
     json!({
         "rp": { "id": rp.id, "name": rp.name },
@@ -239,19 +239,20 @@ pub fn request_options(rp: &RelyingParty, challenge: &[u8], allow: &[(Vec<u8>, V
         "userVerification": rp.user_verification.as_str(),
     });
     if !allow.is_empty() {
-        o["allowCredentials"] = allow
+        let list: Json = allow
             .iter()
             .map(|(id, transports)| {
                 let mut c = json!({ "type": "public-key", "id": b64url(id) });
                 if !transports.is_empty() {
-                    c["transports"] = json!(transports);
+                    crate::http::json_set(&mut c, "transports", json!(transports));
                 }
                 c
             })
             .collect();
+        crate::http::json_set(&mut o, "allowCredentials", list);
     }
     if let Some(appid) = &rp.appid {
-        o["extensions"] = json!({ "appid": appid });
+        crate::http::json_set(&mut o, "extensions", json!({ "appid": appid }));
     }
     o
 }
