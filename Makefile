@@ -21,7 +21,7 @@ DEMO_UPSTREAM_BIN ?= $(TARGET_DIR)/debug/demo-upstream
 # Test threads for `cargo test` (each e2e test starts its own stack).
 TEST_THREADS ?= 2
 
-.PHONY: deps wasm store envoy run test bench fmt clean browser-deps
+.PHONY: deps wasm store envoy run test bench fmt clean browser-deps fuzz soak
 
 deps:
 	@$(ROOT)/scripts/install-deps
@@ -46,6 +46,7 @@ test: deps wasm store browser-deps
 	echo "make test: envoy = $$ENVOY_BIN"; \
 	export ENVOY_BIN EDGE_MFA_E2E_REQUIRED=1 \
 	  EDGE_MFA_WASM="$(EDGE_MFA_WASM)" EDGE_MFA_STORE_BIN="$(EDGE_MFA_STORE_BIN)" DEMO_UPSTREAM_BIN="$(DEMO_UPSTREAM_BIN)"; \
+	$(CARGO) clippy -p edge-mfa --lib; \
 	$(CARGO) test --workspace -- --test-threads=$(TEST_THREADS)
 
 # make bench: the hot path (valid session) against baselines, see bench/README.md.
@@ -63,6 +64,19 @@ bench:
 	export ENVOY_BIN EDGE_MFA_WASM="$(EDGE_MFA_WASM)" EDGE_MFA_FLOOR_WASM="$(EDGE_MFA_FLOOR_WASM)" \
 	  EDGE_MFA_STORE_BIN="$(EDGE_MFA_STORE_BIN)" DEMO_UPSTREAM_BIN="$(DEMO_UPSTREAM_BIN)"; \
 	timeout -k 10 $(BENCH_TIMEOUT) $(TARGET_DIR)/debug/bench
+
+# Five minutes at saturation with valid sessions across 2 Envoy workers (SOAK_SECONDS overrides):
+# 0 errors, Envoy's memory flat, store healthy; writes bench/soak-results.md.
+soak: deps wasm store
+	@$(ROOT)/scripts/install-deps --bench
+	@ENVOY_BIN="$${ENVOY_BIN:-$$($(ROOT)/scripts/envoy-bin)}"; \
+	export ENVOY_BIN EDGE_MFA_WASM="$(EDGE_MFA_WASM)" EDGE_MFA_STORE_BIN="$(EDGE_MFA_STORE_BIN)" DEMO_UPSTREAM_BIN="$(DEMO_UPSTREAM_BIN)"; \
+	timeout -k 10 $$(( $${SOAK_SECONDS:-300} + 120 )) $(TARGET_DIR)/debug/soak
+
+# make fuzz: every cargo-fuzz target in fuzz/ for FUZZ_SECONDS (default 600) each, one after
+# another; corpus in fuzz/corpus (replayed by `make test`), logs in fuzz/logs. See scripts/fuzz.
+fuzz:
+	@$(ROOT)/scripts/fuzz
 
 fmt:
 	$(CARGO) fmt --all
