@@ -178,6 +178,24 @@ impl Headers for Filter {
     /// Bytes, then UTF-8 checked here: the SDK's string getter panics on a non-UTF-8 header,
     /// which one hostile request could use to kill the VM. Such a header counts as absent.
     fn get(&self, name: &str) -> Option<String> {
+        if name == "cookie" {
+            // Envoy hands a filter only the first of several `Cookie` lines: join them all, so a
+            // second line naming the session cookie again makes it ambiguous (and refused).
+            let mut joined: Option<String> = None;
+            for (k, v) in self.get_http_request_headers_bytes() {
+                if k == "cookie" {
+                    let v = String::from_utf8(v).ok()?;
+                    match &mut joined {
+                        Some(j) => {
+                            j.push_str("; ");
+                            j.push_str(&v);
+                        }
+                        None => joined = Some(v),
+                    }
+                }
+            }
+            return joined;
+        }
         self.get_http_request_header_bytes(name).and_then(|b| String::from_utf8(b).ok())
     }
 }

@@ -576,9 +576,6 @@ fn cookie_corpus_none_accepted() {
 /// inside one `Cookie` header, but the gate reads only the first `Cookie` header line, so a
 /// second line carrying another session cookie is not seen.
 #[test]
-#[ignore = "BUG (low): with the session cookie in two separate Cookie header lines the filter reads \
-            only the first line; [`id; edge-mfa=T`, `edge-mfa=garbage`] and [`id; edge-mfa=T`, `edge-mfa=T`] \
-            pass (200) instead of counting as two cookies (none)"]
 fn duplicate_session_cookies_in_separate_header_lines_count_as_none() {
     let Some(s) = start("attack_corpus::duplicate_lines", static_keys(), 1) else { return };
     let alice_id = s.login_cookie("alice");
