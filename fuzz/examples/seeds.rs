@@ -101,7 +101,11 @@ fn main() {
     write("cookie", "named", b"sid\0theme=dark;\tsid=abc ; sid2=x");
 
     // jwt_payload: the raw JSON (the harness also base64url-encodes it) and an encoded one.
-    write("jwt_payload", "json", br#"{"iss":"demo","sub":"alice","email":"alice@example.org","aud":["x"],"n":{"sub":1}}"#);
+    write(
+        "jwt_payload",
+        "json",
+        br#"{"iss":"demo","sub":"alice","email":"alice@example.org","aud":["x"],"n":{"sub":1}}"#,
+    );
     write("jwt_payload", "b64", b64url(br#"{"iss":"demo","sub":"alice"}"#).as_bytes());
 
     // forms: form strings and gate requests.
@@ -111,47 +115,99 @@ fn main() {
     const JSON: &str = "application/json";
     let f = F_IDENTITY | F_ORIGIN;
     let factors = format!(
-        r#"{{"user":"alice","factors":[{{"id":"f1","type":"totp","name":"Phone","enabled":true,"added_at":1,"totp":{{"secret":"GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ","digits":6,"period":30,"algorithm":"SHA1","last_step":0}}}},{{"id":"w1","type":"webauthn","name":"Key","enabled":true,"webauthn":{{"credential_id":"{}","public_key":"{}","sign_count":0,"backup_eligible":false,"transports":["usb"],"user_handle":"{}"}}}}]}}"#,
+        r#"{{"user":"alice","factors":[{{"id":"f1","type":"totp","name":"Phone","enabled":true,"added_at":1,"totp":{{"secret":"GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ","digits":6,"period":30,"algorithm":"SHA1","last_step":0}}}},{{"id":"w1","type":"webauthn","name":"Key","enabled":true,"webauthn":{{"credential_id":"{}","public_key":"{}","sign_count":0,"backup_eligible":true,"transports":["usb"],"user_handle":"{}"}}}}]}}"#,
         b64url(&hex(v.credential_id)),
         b64url(&cose_key(v)),
         b64url(&[7; 16]),
     );
     let ok: &[u8] = br#"{"ok":true}"#;
+    // The right TOTP codes at NOW, for the stored factor and for the seeded enrollment.
+    let params = edge_mfa::totp::Params { alg: edge_mfa::totp::Alg::Sha1, digits: 6, period: 30 };
+    let code = edge_mfa::totp::code_at(&params, b"12345678901234567890", NOW);
+    // The security page's CSRF token for the seeded session (same key and session id).
+    let csrf = edge_mfa::token::csrf_token(
+        &ring,
+        &edge_mfa::token::Session {
+            auth_time: NOW - 10,
+            expires: NOW + 3600,
+            recheck_at: 0,
+            session_id: [1; 16],
+            method: edge_mfa::token::Method::Totp,
+            quick: false,
+        },
+    )
+    .expect("csrf");
     write(
         "forms",
         "totp-verify",
-        &gate_input("/.mfa/totp/verify", f | F_HTML, FORM, b"code=123456&next=%2Fapp", &[(1, factors.as_bytes()), (1, ok)]),
+        &gate_input(
+            "/.mfa/totp/verify",
+            f | F_HTML,
+            FORM,
+            format!("code={code}&next=%2Fapp").as_bytes(),
+            &[(1, factors.as_bytes()), (1, ok)],
+        ),
     );
     write(
         "forms",
         "totp-verify-json",
-        &gate_input("/.mfa/totp/verify", f, "application/json; charset=utf-8", br#"{"code":"123456","next":"/app"}"#, &[(1, factors.as_bytes()), (6, br#"{"error":"replay"}"#)]),
+        &gate_input(
+            "/.mfa/totp/verify",
+            f,
+            "application/json; charset=utf-8",
+            format!(r#"{{"code":"{code}","next":"/app"}}"#).as_bytes(),
+            &[(1, factors.as_bytes()), (6, br#"{"error":"replay"}"#)],
+        ),
     );
     write(
         "forms",
         "recovery-verify",
-        &gate_input("/.mfa/recovery/verify", f, JSON, br#"{"code":"abcd-efgh-ijkl","next":"/app"}"#, &[(1, br#"{"remaining":9}"#)]),
+        &gate_input(
+            "/.mfa/recovery/verify",
+            f,
+            JSON,
+            br#"{"code":"abcd-efgh-jkmn","next":"/app"}"#,
+            &[(1, br#"{"remaining":9}"#)],
+        ),
     );
     write(
         "forms",
         "recovery-generate",
-        &gate_input("/.mfa/recovery/generate", f | F_SESSION, JSON, b"{}", &[(1, br#"{"id":"r1","remaining":10}"#)]),
+        &gate_input(
+            "/.mfa/recovery/generate",
+            f | F_SESSION,
+            JSON,
+            format!(r#"{{"csrf":"{csrf}"}}"#).as_bytes(),
+            &[(1, br#"{"id":"r1","remaining":10}"#)],
+        ),
     );
     write(
         "forms",
         "totp-enroll",
-        &gate_input("/.mfa/totp/enroll", f, FORM, format!("enroll_token={enrollment}&code=123456&name=Phone").as_bytes(), &[(1, br#"{"user":"alice","factors":[]}"#), (2, br#"{"id":"f2"}"#)]),
+        &gate_input(
+            "/.mfa/totp/enroll",
+            f,
+            FORM,
+            format!("enroll_token={enrollment}&code={code}&name=Phone").as_bytes(),
+            &[(1, br#"{"user":"alice","factors":[]}"#), (2, br#"{"id":"f2"}"#)],
+        ),
     );
     let wa_flags = f | F_CEREMONY | (1 << F_VARIANT_SHIFT);
     let login = format!(r#"{{"credential":{},"next":"/app"}}"#, assertion_json(v, None));
     write(
         "forms",
         "webauthn-login-finish",
-        &gate_input("/.mfa/webauthn/login/finish", wa_flags, JSON, login.as_bytes(), &[(1, ok), (1, factors.as_bytes()), (1, ok)]),
+        &gate_input(
+            "/.mfa/webauthn/login/finish",
+            wa_flags,
+            JSON,
+            login.as_bytes(),
+            &[(1, ok), (1, factors.as_bytes()), (1, ok)],
+        ),
     );
     let quick_login = format!(r#"{{"credential":{},"next":"/app"}}"#, assertion_json(v, Some(&[7; 16])));
     let credential = format!(
-        r#"{{"user":"alice","factor":{{"id":"w1","type":"webauthn","enabled":true,"webauthn":{{"credential_id":"{}","public_key":"{}","user_handle":"{}"}}}}}}"#,
+        r#"{{"user":"alice","factor":{{"id":"w1","type":"webauthn","enabled":true,"webauthn":{{"credential_id":"{}","public_key":"{}","backup_eligible":true,"user_handle":"{}"}}}}}}"#,
         b64url(&hex(v.credential_id)),
         b64url(&cose_key(v)),
         b64url(&[7; 16]),
@@ -159,23 +215,47 @@ fn main() {
     write(
         "forms",
         "webauthn-quick-login-finish",
-        &gate_input("/.mfa/webauthn/login/finish", F_ORIGIN | F_CEREMONY | (2 << F_VARIANT_SHIFT), JSON, quick_login.as_bytes(), &[(1, ok), (1, credential.as_bytes()), (1, ok)]),
+        &gate_input(
+            "/.mfa/webauthn/login/finish",
+            F_ORIGIN | F_CEREMONY | (2 << F_VARIANT_SHIFT),
+            JSON,
+            quick_login.as_bytes(),
+            &[(1, ok), (1, credential.as_bytes()), (1, ok)],
+        ),
     );
     let register = format!(r#"{{"credential":{},"name":"My key","next":"/app"}}"#, registration_json(v));
     write(
         "forms",
         "webauthn-register-finish",
-        &gate_input("/.mfa/webauthn/register/finish", wa_flags | F_SESSION, JSON, register.as_bytes(), &[(1, ok), (2, ok)]),
+        &gate_input(
+            "/.mfa/webauthn/register/finish",
+            wa_flags | F_SESSION,
+            JSON,
+            register.as_bytes(),
+            &[(1, ok), (2, ok)],
+        ),
     );
     write(
         "forms",
         "webauthn-register-begin",
-        &gate_input("/.mfa/webauthn/register/begin", f | F_SESSION | (1 << F_VARIANT_SHIFT), JSON, b"{}", &[(1, factors.as_bytes()), (2, b"{}")]),
+        &gate_input(
+            "/.mfa/webauthn/register/begin",
+            f | F_SESSION | (1 << F_VARIANT_SHIFT),
+            JSON,
+            b"{}",
+            &[(1, factors.as_bytes()), (2, b"{}")],
+        ),
     );
     write(
         "forms",
         "webauthn-login-begin",
-        &gate_input("/.mfa/webauthn/login/begin", f | (3 << F_VARIANT_SHIFT), JSON, br#"{"next":"/x"}"#, &[(1, factors.as_bytes()), (2, b"{}")]),
+        &gate_input(
+            "/.mfa/webauthn/login/begin",
+            f | (3 << F_VARIANT_SHIFT),
+            JSON,
+            br#"{"next":"/x"}"#,
+            &[(1, factors.as_bytes()), (2, b"{}")],
+        ),
     );
 
     // WebAuthn: every W3C vector in each shape.

@@ -165,7 +165,7 @@ const GATE_CONFIG: &str = r#"{
     WEBAUTHN
 }"#;
 
-fn gate_config(variant: u8) -> String {
+pub fn gate_config(variant: u8) -> String {
     let extra = match variant & 3 {
         0 => "",
         1 => r#", "webauthn": {"rp_id": "example.org", "origins": ["https://example.org"]}"#,
@@ -448,7 +448,7 @@ fn assert_with_stored(resp: &AssertionResponse) {
         .map(|(_, k)| k.as_slice())
         .unwrap_or_default();
     for rp in rps_static() {
-        for (sign_count, backup_eligible) in [(0, false), (5, true)] {
+        for (sign_count, backup_eligible) in [(0, false), (0, true), (5, true)] {
             let stored = wa::StoredCredential {
                 credential_id: &resp.credential_id,
                 public_key: key,
