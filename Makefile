@@ -6,6 +6,7 @@
 #   make run     demo on http://127.0.0.1:$${EDGE_MFA_PORT:-8080}/login (Ctrl-C stops)
 #   make test    all tests, including end-to-end through a real Envoy
 #   make bench   hot-path throughput vs. no filter / Wasm floor / jwt_authn (wrk)
+#   make screenshots  browser tests writing their screenshots into docs/
 #   make fmt | clean
 
 SHELL := /bin/bash
@@ -21,7 +22,7 @@ DEMO_UPSTREAM_BIN ?= $(TARGET_DIR)/debug/demo-upstream
 # Test threads for `cargo test` (each e2e test starts its own stack).
 TEST_THREADS ?= 2
 
-.PHONY: deps wasm store envoy run test bench fmt clean browser-deps fuzz soak
+.PHONY: deps wasm store envoy run test bench fmt clean browser-deps fuzz soak screenshots
 
 deps:
 	@$(ROOT)/scripts/install-deps
@@ -48,6 +49,14 @@ test: deps wasm store browser-deps
 	  EDGE_MFA_WASM="$(EDGE_MFA_WASM)" EDGE_MFA_STORE_BIN="$(EDGE_MFA_STORE_BIN)" DEMO_UPSTREAM_BIN="$(DEMO_UPSTREAM_BIN)"; \
 	$(CARGO) clippy -p edge-mfa --lib; \
 	$(CARGO) test --workspace -- --test-threads=$(TEST_THREADS)
+
+# make screenshots: the browser tests again, writing their screenshots into docs/ (tests alone
+# write them into a temp dir, so `make test` leaves the tree clean).
+screenshots: deps wasm store browser-deps
+	@ENVOY_BIN="$${ENVOY_BIN:-$$($(ROOT)/scripts/envoy-bin)}"; \
+	export ENVOY_BIN EDGE_MFA_E2E_REQUIRED=1 SCREENSHOT_DIR="$(ROOT)/docs" \
+	  EDGE_MFA_WASM="$(EDGE_MFA_WASM)" EDGE_MFA_STORE_BIN="$(EDGE_MFA_STORE_BIN)" DEMO_UPSTREAM_BIN="$(DEMO_UPSTREAM_BIN)"; \
+	$(CARGO) test -p test-harness --test browser -- --test-threads=1
 
 # make bench: the hot path (valid session) against baselines, see bench/README.md.
 # Knobs: BENCH_SECONDS BENCH_WARMUP BENCH_RUNS BENCH_CONFIGS BENCH_UPSTREAM

@@ -1,5 +1,6 @@
 //! Real-browser tests: headless Chromium (Debian's package) driven by playwright-core through
-//! the `/.mfa/` pages of a full stack. Screenshots land in `docs/`.
+//! the `/.mfa/` pages of a full stack. Screenshots land in a temp dir, or in `$SCREENSHOT_DIR`
+//! (`make screenshots` points it at `docs/`), so a test run never dirties the tree.
 
 use serde_json::json;
 use std::process::Command;
@@ -33,10 +34,15 @@ fn run_script(script: &str, stack: &Stack) {
     if let Ok(dir) = std::env::var("CAPTURE_DIR") {
         cmd.env("CAPTURE_DIR", dir);
     }
+    let shots = match std::env::var_os("SCREENSHOT_DIR") {
+        Some(d) => std::path::PathBuf::from(d),
+        None => std::env::temp_dir().join(format!("edge-mfa-screenshots-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&shots).expect("screenshot dir");
     let out = cmd
         .arg(script)
         .arg(&base)
-        .arg(root.join("docs"))
+        .arg(&shots)
         .current_dir(root.join("browser-tests"))
         .output()
         .expect("run node");
