@@ -259,6 +259,15 @@ mod tests {
     }
 
     #[test]
+    fn the_example_template_loads() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/email/mfa_email_token_template.html");
+        let t = EmailTemplate::load(&p).unwrap();
+        assert!(t.has_text());
+        let r = t.render(&values("alice", "Acme"));
+        assert!(r.html.unwrap().contains("<strong>012345</strong>") && r.text.unwrap().contains("Acme is 012345"));
+    }
+
+    #[test]
     fn unclosed_braces_and_unreadable_files_are_refused() {
         let d = Dir::new("broken");
         let p = d.write("m.html", "{{ otp }} {{ user");
