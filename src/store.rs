@@ -295,7 +295,9 @@ pub fn parse_devices(reply: &StoreReply) -> Result<Vec<Device>, StoreError> {
     serde_json::from_slice::<Ds>(&reply.body).map(|d| d.devices).map_err(|_| StoreError::Unavailable)
 }
 
-/// Asks the store to make, keep (hashed) and deliver a one-time code.
+/// Asks the store to make, keep (hashed) and deliver a one-time code. `site` (the branding
+/// title) fills the store's email template's `{{ site }}`.
+#[allow(clippy::too_many_arguments)]
 pub fn otp_send(
     cfg: &StoreConfig,
     user: &str,
@@ -304,6 +306,7 @@ pub fn otp_send(
     ttl_s: u64,
     subject: Option<&str>,
     show_code_in_subject: bool,
+    site: Option<&str>,
 ) -> StoreRequest {
     let mut body =
         serde_json::json!({"channel": channel, "ttl_s": ttl_s, "show_code_in_subject": show_code_in_subject});
@@ -312,6 +315,9 @@ pub fn otp_send(
     }
     if let Some(s) = subject {
         crate::http::json_set(&mut body, "subject", s.into());
+    }
+    if let Some(s) = site {
+        crate::http::json_set(&mut body, "site", s.into());
     }
     StoreRequest::new(
         "POST",

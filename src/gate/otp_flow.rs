@@ -91,6 +91,7 @@ impl Gate {
                 e.ttl_s,
                 Some(&e.subject),
                 e.show_code_in_subject,
+                Some(self.cfg.branding.title()),
             ),
             _ => store::otp_send(
                 &self.cfg.store,
@@ -100,6 +101,7 @@ impl Gate {
                 self.cfg.sms_ttl_s.unwrap_or(300),
                 None,
                 false,
+                None,
             ),
         }
     }

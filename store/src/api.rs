@@ -37,6 +37,8 @@ pub struct AppState {
     pub key: MasterKey,
     pub token: TokenCheck,
     pub transports: Transports,
+    /// The operator's email template (`--email-template`); `None`: the built-in texts.
+    pub email_template: Option<crate::email_template::EmailTemplate>,
 }
 
 pub(crate) type Shared = Arc<AppState>;

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::api;
 use crate::crypto::{MasterKey, TokenCheck};
 use crate::db::{self, Pool};
+use crate::email_template::EmailTemplate;
 use crate::transport::Transports;
 
 #[derive(Parser, Debug)]
@@ -100,6 +101,13 @@ pub struct ServeArgs {
     /// Bearer token the filter must send. Prefer the environment variable.
     #[arg(long, env = "EDGE_MFA_STORE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+
+    /// HTML template of the email carrying a one-time code (django-mfa2's
+    /// mfa_email_token_template.html); `X.txt` beside `X.html`, if present, is its
+    /// plain-text part. Placeholders: {{ user }}, {{ otp }}, {{ expires_in }}, {{ site }}.
+    /// Default: the built-in, localized plain-text message.
+    #[arg(long, env = "EDGE_MFA_STORE_EMAIL_TEMPLATE")]
+    pub email_template: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -236,6 +244,17 @@ fn serve(db_path: &Path, key: Option<&str>, args: ServeArgs) -> Result<(), Strin
         _ => return Err("EDGE_MFA_STORE_TOKEN is required (the bearer token the filter sends)".into()),
     };
     let transports = Transports::from_env()?;
+    // Checked now: a broken template stops the store at start, not at the first send.
+    let email_template = args
+        .email_template
+        .as_deref()
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| EmailTemplate::load(Path::new(p)))
+        .transpose()?;
+    if let Some(t) = &email_template {
+        let parts = if t.has_text() { "HTML + plain text" } else { "HTML" };
+        eprintln!("edge-mfa-store: email template {} ({parts})", t.source.display());
+    }
     let pool = open(db_path)?;
     pool.with(|c| db::verify_master_key(c, &key)).map_err(|e| e.to_string())?;
     if let Some(kid) = pool.with(|c| db::add_session_key(c, &key, true)).map_err(|e| e.to_string())? {
@@ -245,7 +264,7 @@ fn serve(db_path: &Path, key: Option<&str>, args: ServeArgs) -> Result<(), Strin
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start runtime: {e}"))?;
-    runtime.block_on(api::serve(api::AppState { pool, key, token, transports }, &args.listen))
+    runtime.block_on(api::serve(api::AppState { pool, key, token, transports, email_template }, &args.listen))
 }
 
 fn users(db_path: &Path, cmd: UsersCommand) -> Result<(), String> {

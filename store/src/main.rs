@@ -4,6 +4,7 @@ mod api;
 mod cli;
 mod crypto;
 mod db;
+mod email_template;
 mod transport;
 
 use clap::Parser;

@@ -44,12 +44,14 @@ impl Channel {
     }
 }
 
-/// One message to deliver. `subject` is only used for email.
+/// One message to deliver. `subject` and `html` are only used for email: an email has a
+/// plain-text `body`, an `html` part, or both (then it goes out as `multipart/alternative`).
 pub struct Message {
     pub channel: Channel,
     pub to: String,
     pub subject: String,
-    pub body: String,
+    pub body: Option<String>,
+    pub html: Option<String>,
     pub code: String,
 }
 
@@ -161,6 +163,7 @@ fn append_outbox(dir: &std::path::Path, msg: &Message) -> std::io::Result<()> {
         "channel": msg.channel.as_str(),
         "subject": msg.subject,
         "body": msg.body,
+        "html": msg.html,
         "code": msg.code,
     });
     let _guard = OUTBOX_LOCK.lock().unwrap_or_else(|e| e.into_inner());
@@ -228,20 +231,25 @@ fn send_smtp(cfg: &Smtp, msg: &Message) -> Result<(), String> {
     let domain = cfg.from.rsplit('@').next().unwrap_or("localhost");
     let mut data = format!(
         "From: <{from}>\r\nTo: <{to}>\r\nSubject: {subject}\r\nDate: {date}\r\n\
-         Message-ID: <{id}@{domain}>\r\nMIME-Version: 1.0\r\n\
-         Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n",
+         Message-ID: <{id}@{domain}>\r\nMIME-Version: 1.0\r\n",
         from = cfg.from,
         to = msg.to,
         subject = header_text(&msg.subject),
         date = rfc2822_date(crate::db::now()),
     );
-    for line in msg.body.lines() {
-        // Dot-stuffing (RFC 5321 4.5.2).
-        if line.starts_with('.') {
-            data.push('.');
+    match (&msg.body, &msg.html) {
+        (Some(text), Some(html)) => {
+            // `=_` never occurs in base64, and the random part is not guessable by a user name.
+            let boundary = format!("=_edge-mfa-{}", crate::crypto::random_hex::<12>()?);
+            data.push_str(&format!("Content-Type: multipart/alternative; boundary=\"{boundary}\"\r\n\r\n"));
+            data.push_str(&format!("--{boundary}\r\n"));
+            push_text_part(&mut data, text);
+            data.push_str(&format!("--{boundary}\r\n"));
+            push_html_part(&mut data, html);
+            data.push_str(&format!("--{boundary}--\r\n"));
         }
-        data.push_str(line);
-        data.push_str("\r\n");
+        (None, Some(html)) => push_html_part(&mut data, html),
+        (text, None) => push_text_part(&mut data, text.as_deref().unwrap_or_default()),
     }
     data.push_str(".\r\n");
     w.write_all(data.as_bytes()).map_err(|e| e.to_string())?;
@@ -251,8 +259,31 @@ fn send_smtp(cfg: &Smtp, msg: &Message) -> Result<(), String> {
     Ok(())
 }
 
+/// A `text/plain` part (headers, blank line, body), 8bit with dot-stuffing (RFC 5321 4.5.2).
+fn push_text_part(data: &mut String, text: &str) {
+    data.push_str("Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n");
+    for line in text.lines() {
+        if line.starts_with('.') {
+            data.push('.');
+        }
+        data.push_str(line);
+        data.push_str("\r\n");
+    }
+}
+
+/// A `text/html` part, base64 in 76-character lines: an operator's HTML may have lines longer
+/// than SMTP allows, and base64 needs no dot-stuffing.
+fn push_html_part(data: &mut String, html: &str) {
+    data.push_str("Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n");
+    let encoded = base64::engine::general_purpose::STANDARD.encode(html);
+    for chunk in encoded.as_bytes().chunks(76) {
+        data.push_str(&String::from_utf8_lossy(chunk));
+        data.push_str("\r\n");
+    }
+}
+
 fn send_webhook(cfg: &Webhook, msg: &Message) -> Result<(), String> {
-    let body = serde_json::json!({"to": msg.to, "body": msg.body}).to_string();
+    let body = serde_json::json!({"to": msg.to, "body": msg.body.as_deref().unwrap_or_default()}).to_string();
     let mut stream = connect(&cfg.addr).map_err(|e| e.to_string())?;
     let auth = cfg.token.as_deref().map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
     let req = format!(

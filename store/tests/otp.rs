@@ -387,3 +387,130 @@ fn malformed_transport_configuration_refuses_to_start() {
         assert!(err.contains("EDGE_MFA_STORE_"), "{err}");
     }
 }
+
+const TEMPLATE_HTML: &str = "<html><body><p>Hello {{ user }},</p>\n<p>your {{ site }} code is <b>{{ otp }}</b>, \
+                             valid {{ expires_in }} minutes.</p></body></html>\n";
+const TEMPLATE_TEXT: &str = "Hello {{ user }},\n.{{ otp }} is your {{ site }} code ({{ expires_in }} min).\n";
+
+/// The operator's template (HTML + text) replaces the built-in text: both parts in the outbox and
+/// a multipart/alternative message over SMTP; values are HTML-escaped in the HTML part only.
+#[test]
+fn email_template_renders_both_parts_escaped() {
+    let dir = TempDir::new();
+    let html = dir.0.join("mfa_email_token_template.html");
+    std::fs::write(&html, TEMPLATE_HTML).unwrap();
+    std::fs::write(dir.0.join("mfa_email_token_template.txt"), TEMPLATE_TEXT).unwrap();
+    let outbox = dir.0.join("outbox");
+    let (addr, rx) = smtp_server(false);
+    let url = format!("smtp://{addr}");
+    let srv = Server::start_with(
+        &dir,
+        &master_key(77),
+        &[
+            ("EDGE_MFA_STORE_OUTBOX", outbox.to_str().unwrap()),
+            ("EDGE_MFA_STORE_EMAIL_TEMPLATE", html.to_str().unwrap()),
+            ("EDGE_MFA_STORE_SMTP", &url),
+            ("EDGE_MFA_STORE_SMTP_FROM", "mfa@corp.example"),
+        ],
+    );
+    let r = srv.post(
+        "/v1/users/%3Cb%3Ex%3C%2Fb%3E/otp",
+        &json!({"channel": "email", "destination": "x@example.com", "ttl_s": 600, "site": "Acme & Co"}).to_string(),
+    );
+    assert_eq!(r.status, 202, "{}", r.body);
+    let m = outbox_lines(&dir).pop().unwrap();
+    let code = m["code"].as_str().unwrap().to_string();
+    assert_eq!(
+        m["html"].as_str().unwrap(),
+        format!(
+            "<html><body><p>Hello &lt;b&gt;x&lt;/b&gt;,</p>\n<p>your Acme &amp; Co code is <b>{code}</b>, valid 10 \
+             minutes.</p></body></html>\n"
+        )
+    );
+    assert_eq!(m["body"].as_str().unwrap(), format!("Hello <b>x</b>,\n.{code} is your Acme & Co code (10 min).\n"));
+
+    let t = rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+    let boundary = t
+        .split("Content-Type: multipart/alternative; boundary=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| panic!("not multipart/alternative: {t}"));
+    let parts: Vec<&str> = t.split(&format!("--{boundary}")).collect();
+    assert_eq!(parts.len(), 4, "preamble, text, html, end: {t}");
+    assert!(parts[1].contains("Content-Type: text/plain; charset=utf-8"), "{t}");
+    assert!(parts[1].contains(&format!("\r\n..{code} is your"))); // dot-stuffed
+    assert!(parts[2].contains("Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: base64"), "{t}");
+    let b64: String = parts[2].split("\r\n\r\n").nth(1).unwrap().split_whitespace().collect();
+    use base64::Engine as _;
+    let decoded = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b64).unwrap()).unwrap();
+    assert!(decoded.contains(&format!("<b>{code}</b>")) && decoded.contains("&lt;b&gt;x"), "{decoded}");
+    assert!(parts[3].starts_with("--\r\n"), "{t}");
+    assert_eq!(verify(&srv, "%3Cb%3Ex%3C%2Fb%3E", "email", &code).status, 200);
+}
+
+/// An HTML template alone: text/html only; SMS keeps its built-in text.
+#[test]
+fn email_template_html_only() {
+    let dir = TempDir::new();
+    let html = dir.0.join("code.html");
+    std::fs::write(&html, "<p>{{ otp }}</p>").unwrap();
+    let outbox = dir.0.join("outbox");
+    let srv = Server::start_with(
+        &dir,
+        &master_key(78),
+        &[
+            ("EDGE_MFA_STORE_OUTBOX", outbox.to_str().unwrap()),
+            ("EDGE_MFA_STORE_EMAIL_TEMPLATE", html.to_str().unwrap()),
+        ],
+    );
+    let r = srv.post("/v1/users/ann/otp", &json!({"channel": "email", "destination": "a@example.com"}).to_string());
+    assert_eq!(r.status, 202, "{}", r.body);
+    let m = outbox_lines(&dir).pop().unwrap();
+    assert_eq!(m["html"], format!("<p>{}</p>", m["code"].as_str().unwrap()));
+    assert!(m["body"].is_null());
+    let r = srv.post("/v1/users/ann/otp", &json!({"channel": "sms", "destination": "+15551234567"}).to_string());
+    assert_eq!(r.status, 202, "{}", r.body);
+    let m = outbox_lines(&dir).pop().unwrap();
+    assert!(m["body"].as_str().unwrap().contains("is your verification code") && m["html"].is_null(), "{m}");
+    // A site name with a control character is refused.
+    let r = srv.post(
+        "/v1/users/ann/otp",
+        &json!({"channel": "email", "destination": "a@example.com", "site": "a\nb"}).to_string(),
+    );
+    assert_eq!(r.status, 400);
+}
+
+/// Broken templates stop `serve` at start, naming the file (and the placeholder).
+#[test]
+fn email_template_refusals_stop_the_store_at_start() {
+    let dir = TempDir::new();
+    let start = |path: &std::path::Path| {
+        Server::try_start_with(&dir, &master_key(79), &[("EDGE_MFA_STORE_EMAIL_TEMPLATE", path.to_str().unwrap())])
+            .err()
+            .unwrap_or_else(|| panic!("{} was accepted", path.display()))
+    };
+    let unknown = dir.0.join("unknown.html");
+    std::fs::write(&unknown, "{{ otp }} {{ username }}").unwrap();
+    let e = start(&unknown);
+    assert!(e.contains(unknown.to_str().unwrap()) && e.contains("unknown placeholder {{ username }}"), "{e}");
+
+    let no_otp = dir.0.join("no-otp.html");
+    std::fs::write(&no_otp, "Hello {{ user }}").unwrap();
+    let e = start(&no_otp);
+    assert!(e.contains(no_otp.to_str().unwrap()) && e.contains("no {{ otp }}"), "{e}");
+
+    // The text part is checked too.
+    let html = dir.0.join("pair.html");
+    std::fs::write(&html, "{{ otp }}").unwrap();
+    let txt = dir.0.join("pair.txt");
+    std::fs::write(&txt, "Hello {{ user }}").unwrap();
+    let e = start(&html);
+    assert!(e.contains(txt.to_str().unwrap()) && e.contains("no {{ otp }}"), "{e}");
+
+    let missing = dir.0.join("missing.html");
+    let e = start(&missing);
+    assert!(e.contains(missing.to_str().unwrap()) && e.contains("cannot read"), "{e}");
+    // A directory cannot be read as a template either.
+    let e = start(&dir.0);
+    assert!(e.contains("cannot read"), "{e}");
+}

@@ -204,6 +204,8 @@ pub struct Stack {
     /// Where the store process listens: `store_port` unless a fault proxy
     /// took that port (see [`Stack::interpose_fault_proxy`]).
     store_listen_port: u16,
+    /// Extra environment for the store process (see [`Stack::restart_store_with_env`]).
+    store_env: Vec<(String, String)>,
     store: Option<Child>,
     upstream: Option<Child>,
     envoy: Option<Child>,
@@ -258,6 +260,7 @@ impl Stack {
             upstream_port,
             concurrency: opts.concurrency.max(1),
             store_listen_port: store_port,
+            store_env: Vec::new(),
             store: None,
             upstream: None,
             envoy: None,
@@ -326,6 +329,9 @@ impl Stack {
             .env("EDGE_MFA_STORE_LISTEN", format!("127.0.0.1:{}", self.store_listen_port))
             // Email/SMS codes go to a dev outbox file that tests read (see `Stack::outbox`).
             .env("EDGE_MFA_STORE_OUTBOX", self.dir.join("outbox"));
+        for (k, v) in &self.store_env {
+            cmd.env(k, v);
+        }
         let child = self.spawn_logged("store", cmd, &log);
         self.store = Some(child);
         let needle = format!("edge-mfa-store listening on 127.0.0.1:{}", self.store_listen_port);
@@ -337,6 +343,13 @@ impl Stack {
             matches!(http::try_raw(&s.store_url, "GET", "/v1/health", &[("authorization", &auth)], b""),
                 Ok(r) if r.status == 200)
         });
+    }
+
+    /// Restarts the store with extra environment variables (e.g. `EDGE_MFA_STORE_EMAIL_TEMPLATE`),
+    /// kept for later restarts; same DB, token and key.
+    pub fn restart_store_with_env(&mut self, env: &[(&str, &str)]) {
+        self.store_env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        self.start_store();
     }
 
     /// Messages (email/SMS codes) the store has "sent": one JSON object per line of its outbox.

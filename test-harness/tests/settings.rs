@@ -163,6 +163,64 @@ fn last_code(s: &Stack, to: &str) -> String {
     m["code"].as_str().unwrap().to_string()
 }
 
+/// Issue 13: the email carrying a code is the operator's template (django-mfa2's
+/// mfa_email_token_template.html), HTML + text, with the user's name (escaped in HTML), the code,
+/// the minutes and the site's branding title; sent through Envoy, read from the dev outbox.
+#[test]
+fn email_template_renders_the_operators_message() {
+    let config = json!({"email": {"ttl_s": 600}, "branding": {"title": "Acme & Co"}});
+    let Some(mut s) = stack("settings::email_template", config) else { return };
+    let html = s.dir.join("mfa_email_token_template.html");
+    std::fs::write(
+        &html,
+        "<p>Dear {{ user }},</p><p>your {{ site }} code is <b>{{ otp }}</b> ({{ expires_in }} minutes).</p>\n",
+    )
+    .unwrap();
+    std::fs::write(s.dir.join("mfa_email_token_template.txt"), "Dear {{ user }}, {{ otp }} is your {{ site }} code.\n")
+        .unwrap();
+    s.restart_store_with_env(&[("EDGE_MFA_STORE_EMAIL_TEMPLATE", html.to_str().unwrap())]);
+    assert!(s.store_log().contains("email template"), "{}", s.store_log());
+
+    let user = "<b>x</b>";
+    let (_, id, session) = enroll(&s, user);
+    let both = format!("{id}; {session}");
+    let h = home(&s, &both);
+    let r = http::post_json(
+        &s.url("/.mfa/otp/enroll"),
+        &json!({"channel": "email", "address": "x@example.com", "csrf": h["csrf"]}),
+        &[("cookie", &both), JSON],
+    );
+    assert_eq!(r.status, 200, "{r:?}\n{}", s.log_tails());
+    let state = r.json()["state"].as_str().unwrap().to_string();
+    let msg = s.outbox().pop().unwrap();
+    let code = msg["code"].as_str().unwrap().to_string();
+    assert_eq!(
+        msg["html"],
+        format!("<p>Dear &lt;b&gt;x&lt;/b&gt;,</p><p>your Acme &amp; Co code is <b>{code}</b> (10 minutes).</p>\n")
+    );
+    assert_eq!(msg["body"], format!("Dear <b>x</b>, {code} is your Acme & Co code.\n"));
+    // The code from the template's message works.
+    let r = http::post_json(
+        &s.url("/.mfa/otp/enroll/confirm"),
+        &json!({"channel": "email", "state": state, "code": code}),
+        &[("cookie", &both), JSON],
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+
+    // Signing in with an emailed code: the same template.
+    let r = http::post_json(&s.url("/.mfa/otp/send"), &json!({"channel": "email"}), &[("cookie", &id), JSON]);
+    assert_eq!(r.status, 200, "{r:?}");
+    let msg = s.outbox().pop().unwrap();
+    let code = msg["code"].as_str().unwrap().to_string();
+    assert!(msg["html"].as_str().unwrap().contains(&format!("<b>{code}</b>")), "{msg}");
+    let r = http::post_json(
+        &s.url("/.mfa/otp/verify"),
+        &json!({"channel": "email", "code": code}),
+        &[("cookie", &id), JSON],
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+}
+
 #[test]
 fn email_codes_enroll_sign_in_once_and_expire_after_wrong_tries() {
     // Regulation would ban after five failures; this test is about the code's own try limit.

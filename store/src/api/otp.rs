@@ -12,6 +12,7 @@ use super::factors::normalize_address;
 use super::{actor, blocking, check_user, mask_address, parse_body, path_error, ApiError, ApiResult, Shared};
 use crate::crypto::random_digits;
 use crate::db::{self, otp, StoreError};
+use crate::email_template::Values;
 use crate::transport::{utc_minute, Channel, Message};
 
 pub const CODE_DIGITS: u32 = 6;
@@ -64,7 +65,12 @@ struct SendBody {
     #[serde(default)]
     show_code_in_subject: bool,
     locale: Option<String>,
+    /// The site's name for the email template's `{{ site }}` (the filter sends its branding title).
+    site: Option<String>,
 }
+
+/// `{{ site }}` when the request names none: the filter's default branding title.
+const DEFAULT_SITE: &str = "edge-mfa";
 
 fn channel(s: &str) -> ApiResult<Channel> {
     Channel::parse(s).ok_or_else(|| ApiError::invalid("channel must be \"email\" or \"sms\""))
@@ -89,6 +95,10 @@ pub async fn send(
         if s.chars().count() > 200 || s.chars().any(char::is_control) {
             return Err(ApiError::invalid("subject must be at most 200 characters without control characters"));
         }
+    }
+    let site = body.site.unwrap_or_else(|| DEFAULT_SITE.into());
+    if site.is_empty() || site.chars().count() > 100 || site.chars().any(char::is_control) {
+        return Err(ApiError::invalid("site must be 1 to 100 characters without control characters"));
     }
     let locale = body.locale.unwrap_or_else(|| "en".into());
     if !(2..=16).contains(&locale.len()) || !locale.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
@@ -130,19 +140,23 @@ pub async fn send(
     .await?;
 
     let (subject_t, email_t, sms_t) = texts(&locale);
+    let minutes = ttl_s.div_ceil(60);
     let fill = |t: &str| {
         t.replace("{code}", &code)
-            .replace("{minutes}", &ttl_s.div_ceil(60).to_string())
+            .replace("{minutes}", &minutes.to_string())
             .replace("{until}", &utc_minute(expires_at))
     };
     let subject = render_subject(body.subject.as_deref().unwrap_or(subject_t), &code, body.show_code_in_subject);
-    let msg = Message {
-        channel: ch,
-        to: to.clone(),
-        subject,
-        body: fill(if ch == Channel::Email { email_t } else { sms_t }),
-        code: code.clone(),
+    // The operator's template (if any) replaces the built-in, localized email text.
+    let (text, html) = match (&state.email_template, ch) {
+        (Some(t), Channel::Email) => {
+            let r = t.render(&Values { user: &user, otp: &code, expires_in_minutes: minutes, site: &site });
+            (r.text, r.html)
+        }
+        (None, Channel::Email) => (Some(fill(email_t)), None),
+        (_, Channel::Sms) => (Some(fill(sms_t)), None),
     };
+    let msg = Message { channel: ch, to: to.clone(), subject, body: text, html, code: code.clone() };
     let st = state.clone();
     let delivered = tokio::task::spawn_blocking(move || st.transports.deliver(&msg))
         .await

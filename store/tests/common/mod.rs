@@ -97,6 +97,7 @@ impl Server {
             "EDGE_MFA_STORE_SMTP_FROM",
             "EDGE_MFA_STORE_SMS_WEBHOOK",
             "EDGE_MFA_STORE_SMS_WEBHOOK_TOKEN",
+            "EDGE_MFA_STORE_EMAIL_TEMPLATE",
         ] {
             cmd.env_remove(var);
         }
