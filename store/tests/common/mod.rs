@@ -101,6 +101,25 @@ impl TempDir {
         }
     }
 
+    /// Holds the lock that the store's writes for `user` take (SQLite: the
+    /// database write lock; PostgreSQL: the user's advisory lock) until dropped.
+    pub fn hold_write_lock(&self, user: &str) -> Box<dyn std::any::Any + Send> {
+        match &self.1 {
+            Some(pg) => {
+                let mut c = pg.client();
+                c.batch_execute("BEGIN").unwrap();
+                c.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&format!("edge-mfa:user:{user}")])
+                    .unwrap();
+                Box::new(c)
+            }
+            None => {
+                let c = self.sqlite().unwrap();
+                c.execute_batch("BEGIN IMMEDIATE").unwrap();
+                Box::new(c)
+            }
+        }
+    }
+
     /// The integer in the first column of every row of `sql`.
     pub fn sql_ints(&self, sql: &str) -> Vec<i64> {
         match &self.1 {
@@ -256,6 +275,13 @@ impl Server {
             return Err(std::fs::read_to_string(&log).unwrap_or_default());
         };
         Ok(Server { addr: addr.to_string(), child: Some(child), _stdout: reader.into_inner(), log })
+    }
+
+    /// Sends SIGTERM without waiting (see [`Server::stop`]).
+    pub fn sigterm(&self) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        }
     }
 
     /// Sends SIGTERM and returns whether the process exited successfully.
