@@ -4,7 +4,8 @@
 #   make store   build edge-mfa-store and demo-upstream (debug)
 #   make envoy   make sure an Envoy is available (scripts/envoy-bin)
 #   make run     demo on http://127.0.0.1:$${EDGE_MFA_PORT:-8080}/login (Ctrl-C stops)
-#   make test    all tests, including end-to-end through a real Envoy
+#   make test    all tests, including end-to-end through a real Envoy, then the
+#                store suite + replica test again on PostgreSQL (scripts/test-postgres)
 #   make bench   hot-path throughput vs. no filter / Wasm floor / jwt_authn (wrk)
 #   make screenshots  browser tests writing their screenshots into docs/
 #   make fmt | clean
@@ -48,7 +49,8 @@ test: deps wasm store browser-deps
 	export ENVOY_BIN EDGE_MFA_E2E_REQUIRED=1 \
 	  EDGE_MFA_WASM="$(EDGE_MFA_WASM)" EDGE_MFA_STORE_BIN="$(EDGE_MFA_STORE_BIN)" DEMO_UPSTREAM_BIN="$(DEMO_UPSTREAM_BIN)"; \
 	$(CARGO) clippy -p edge-mfa --lib; \
-	$(CARGO) test --workspace -- --test-threads=$(TEST_THREADS)
+	env -u EDGE_MFA_TEST_PG_URL $(CARGO) test --workspace -- --test-threads=$(TEST_THREADS); \
+	CARGO="$(CARGO)" TEST_THREADS=$(TEST_THREADS) $(ROOT)/scripts/test-postgres
 
 # make screenshots: the browser tests again, writing their screenshots into docs/ (tests alone
 # write them into a temp dir, so `make test` leaves the tree clean).

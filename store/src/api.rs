@@ -125,6 +125,7 @@ pub(crate) type ApiResult<T> = Result<T, ApiError>;
 pub fn router(state: Shared) -> Router {
     Router::new()
         .route("/v1/health", get(health))
+        .route("/healthz", get(healthz))
         .route("/v1/keys", get(keys))
         .route("/v1/users/:user/factors", get(factors::list).post(factors::create))
         .route("/v1/users/:user/factors/:id", axum::routing::delete(factors::delete).patch(factors::patch))
@@ -167,7 +168,7 @@ async fn log_request(req: Request, next: Next) -> Response {
 /// Everything except health needs the bearer token, including unknown
 /// routes, so unauthenticated callers learn nothing about the API surface.
 async fn require_auth(State(state): State<Shared>, req: Request, next: Next) -> Response {
-    if req.uri().path() == "/v1/health" {
+    if matches!(req.uri().path(), "/v1/health" | "/healthz") {
         return next.run(req).await;
     }
     let presented = req.headers().get(header::AUTHORIZATION).and_then(|v| bearer_token(v.as_bytes()));
@@ -336,14 +337,28 @@ async fn health() -> Json<Value> {
     Json(json!({"ok": true}))
 }
 
+/// Readiness for load balancers and orchestrators: 200 only if the database
+/// answers a query within 5 s (a replica whose database is gone stops
+/// getting traffic), else 503. Unauthenticated like `/v1/health`.
+async fn healthz(State(state): State<Shared>) -> Response {
+    let check = blocking(&state, |s| s.pool.with(|c| db::ping(c)));
+    match tokio::time::timeout(std::time::Duration::from_secs(5), check).await {
+        Ok(Ok(())) => (StatusCode::OK, Json(json!({"ok": true, "database": "ok"}))).into_response(),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"ok": false, "database": "unavailable"}))).into_response(),
+    }
+}
+
 async fn keys(State(state): State<Shared>) -> ApiResult<Json<Value>> {
     let keys = blocking(&state, |s| s.pool.with(|c| db::list_keys(c, &s.key))).await?;
     let keys: Vec<Value> = keys.iter().map(|(kid, secret)| json!({"kid": kid, "secret": b64url(secret)})).collect();
     Ok(Json(json!({ "keys": keys })))
 }
 
-/// Binds, announces the address on stdout, and serves until SIGTERM/SIGINT.
-pub async fn serve(state: AppState, listen: &str) -> Result<(), String> {
+/// Binds, announces the address on stdout, and serves until SIGTERM/SIGINT;
+/// then stops accepting and lets in-flight requests finish. The caller keeps
+/// a reference to `state` and drops it outside the runtime (PostgreSQL
+/// clients own a runtime of their own, which cannot be dropped inside one).
+pub async fn serve(state: Shared, listen: &str) -> Result<(), String> {
     use tokio::signal::unix::{signal, SignalKind};
     // Install handlers before announcing readiness: a signal that arrives
     // right after the announcement must still shut down gracefully.
@@ -364,7 +379,7 @@ pub async fn serve(state: AppState, listen: &str) -> Result<(), String> {
             _ = int.recv() => {}
         }
     };
-    axum::serve(listener, router(Arc::new(state)))
+    axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| format!("server error: {e}"))?;

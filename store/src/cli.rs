@@ -1,7 +1,6 @@
 //! Command line: `serve` plus the admin commands that operate on the database
-//! directly (they are safe to run next to a live server; SQLite serializes).
-
-use std::path::{Path, PathBuf};
+//! directly (they are safe to run next to live servers: writes are transactions
+//! that serialize like the server's own).
 
 use clap::{Args, Parser, Subcommand};
 
@@ -18,9 +17,10 @@ use crate::transport::Transports;
     about = "Reference store for edge-mfa: MFA factors, replay state, trusted devices, bans and session keys"
 )]
 pub struct Cli {
-    /// SQLite database file.
-    #[arg(long, global = true, env = "EDGE_MFA_STORE_DB", default_value = "edge-mfa-store.db")]
-    pub db: PathBuf,
+    /// Database: a SQLite file path (created if missing) or a
+    /// `postgres://user:password@host:port/dbname` URL shared by several store replicas.
+    #[arg(long, global = true, env = "EDGE_MFA_STORE_DB", default_value = "edge-mfa-store.db", hide_env_values = true)]
+    pub db: String,
 
     /// Master key: base64 of 32 bytes. Needed by `serve` and `keys rotate`.
     /// Prefer the environment variable; flags are visible in process lists.
@@ -135,8 +135,8 @@ fn master_key(key: Option<&str>) -> Result<MasterKey, String> {
     }
 }
 
-fn open(path: &Path) -> Result<Pool, String> {
-    Pool::open(path).map_err(|e| e.to_string())
+fn open(db: &str) -> Result<Pool, String> {
+    Pool::open(db).map_err(|e| e.to_string())
 }
 
 /// Renders a user name for a terminal: control characters escaped.
@@ -156,8 +156,8 @@ pub fn run(cli: Cli) -> Result<(), String> {
     }
 }
 
-fn factors(db_path: &Path, cmd: FactorsCommand) -> Result<(), String> {
-    let pool = open(db_path)?;
+fn factors(db: &str, cmd: FactorsCommand) -> Result<(), String> {
+    let pool = open(db)?;
     match cmd {
         FactorsCommand::Enterprise { user, id, state } => {
             let on = state == "on";
@@ -177,11 +177,11 @@ fn factors(db_path: &Path, cmd: FactorsCommand) -> Result<(), String> {
     Ok(())
 }
 
-fn audit(db_path: &Path, user: &str, limit: i64) -> Result<(), String> {
+fn audit(db: &str, user: &str, limit: i64) -> Result<(), String> {
     if !(1..=10_000).contains(&limit) {
         return Err("--limit must be 1..=10000".into());
     }
-    let pool = open(db_path)?;
+    let pool = open(db)?;
     let rows = pool.with(|c| db::audit::list(c, user, limit)).map_err(|e| e.to_string())?;
     for r in rows {
         println!(
@@ -196,8 +196,8 @@ fn audit(db_path: &Path, user: &str, limit: i64) -> Result<(), String> {
     Ok(())
 }
 
-fn devices(db_path: &Path, cmd: DevicesCommand) -> Result<(), String> {
-    let pool = open(db_path)?;
+fn devices(db: &str, cmd: DevicesCommand) -> Result<(), String> {
+    let pool = open(db)?;
     match cmd {
         DevicesCommand::List { user } => {
             let list = pool.with(|c| db::devices::list(c, &user)).map_err(|e| e.to_string())?;
@@ -220,8 +220,8 @@ fn devices(db_path: &Path, cmd: DevicesCommand) -> Result<(), String> {
     Ok(())
 }
 
-fn bans(db_path: &Path, cmd: BansCommand) -> Result<(), String> {
-    let pool = open(db_path)?;
+fn bans(db: &str, cmd: BansCommand) -> Result<(), String> {
+    let pool = open(db)?;
     match cmd {
         BansCommand::List => {
             let list = pool.with(|c| db::bans::list(c)).map_err(|e| e.to_string())?;
@@ -237,7 +237,7 @@ fn bans(db_path: &Path, cmd: BansCommand) -> Result<(), String> {
     Ok(())
 }
 
-fn serve(db_path: &Path, key: Option<&str>, args: ServeArgs) -> Result<(), String> {
+fn serve(db: &str, key: Option<&str>, args: ServeArgs) -> Result<(), String> {
     let key = master_key(key)?;
     let token = match args.token.as_deref() {
         Some(t) if !t.is_empty() => TokenCheck::new(t),
@@ -249,13 +249,14 @@ fn serve(db_path: &Path, key: Option<&str>, args: ServeArgs) -> Result<(), Strin
         .email_template
         .as_deref()
         .filter(|p| !p.trim().is_empty())
-        .map(|p| EmailTemplate::load(Path::new(p)))
+        .map(|p| EmailTemplate::load(std::path::Path::new(p)))
         .transpose()?;
     if let Some(t) = &email_template {
         let parts = if t.has_text() { "HTML + plain text" } else { "HTML" };
         eprintln!("edge-mfa-store: email template {} ({parts})", t.source.display());
     }
-    let pool = open(db_path)?;
+    let pool = open(db)?;
+    eprintln!("edge-mfa-store: database: {}", pool.target().describe());
     pool.with(|c| db::verify_master_key(c, &key)).map_err(|e| e.to_string())?;
     if let Some(kid) = pool.with(|c| db::add_session_key(c, &key, true)).map_err(|e| e.to_string())? {
         eprintln!("edge-mfa-store: created session key {kid}");
@@ -264,11 +265,15 @@ fn serve(db_path: &Path, key: Option<&str>, args: ServeArgs) -> Result<(), Strin
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start runtime: {e}"))?;
-    runtime.block_on(api::serve(api::AppState { pool, key, token, transports, email_template }, &args.listen))
+    let state = std::sync::Arc::new(api::AppState { pool, key, token, transports, email_template });
+    let served = runtime.block_on(api::serve(state.clone(), &args.listen));
+    runtime.shutdown_timeout(std::time::Duration::from_secs(10));
+    drop(state);
+    served
 }
 
-fn users(db_path: &Path, cmd: UsersCommand) -> Result<(), String> {
-    let pool = open(db_path)?;
+fn users(db: &str, cmd: UsersCommand) -> Result<(), String> {
+    let pool = open(db)?;
     match cmd {
         UsersCommand::List => {
             let users = pool.with(|c| db::list_users(c)).map_err(|e| e.to_string())?;
@@ -307,10 +312,10 @@ fn users(db_path: &Path, cmd: UsersCommand) -> Result<(), String> {
     Ok(())
 }
 
-fn keys(db_path: &Path, key: Option<&str>, cmd: KeysCommand) -> Result<(), String> {
+fn keys(db: &str, key: Option<&str>, cmd: KeysCommand) -> Result<(), String> {
     match cmd {
         KeysCommand::List => {
-            let pool = open(db_path)?;
+            let pool = open(db)?;
             let kids = pool.with(|c| db::list_kids(c)).map_err(|e| e.to_string())?;
             for (i, kid) in kids.iter().enumerate() {
                 println!("{kid}\t{}", if i == 0 { "signing" } else { "verify" });
@@ -318,7 +323,7 @@ fn keys(db_path: &Path, key: Option<&str>, cmd: KeysCommand) -> Result<(), Strin
         }
         KeysCommand::Rotate => {
             let key = master_key(key)?;
-            let pool = open(db_path)?;
+            let pool = open(db)?;
             pool.with(|c| db::verify_master_key(c, &key)).map_err(|e| e.to_string())?;
             let kid = pool
                 .with(|c| db::add_session_key(c, &key, false))

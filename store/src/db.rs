@@ -1,16 +1,15 @@
-//! SQLite persistence: schema, migrations and the atomic operations the
-//! protocol relies on (single-use TOTP steps, WebAuthn signature counters,
-//! race-free first enrollment). Feature-specific tables live in submodules.
+//! Persistence on SQLite or PostgreSQL (see [`sql`]): schema, migrations and
+//! the atomic operations the protocol relies on (single-use TOTP steps,
+//! WebAuthn signature counters, race-free first enrollment). Feature-specific
+//! tables live in submodules.
 //!
-//! Every multi-statement write runs in a `BEGIN IMMEDIATE` transaction so that
-//! concurrent requests (or an admin CLI next to the server) serialize on the
-//! database write lock instead of racing between a check and an insert.
+//! Every multi-statement write runs in [`Connection::transaction`], which
+//! serializes it against concurrent requests, other store replicas and the
+//! admin CLI (SQLite: the database write lock; PostgreSQL: advisory locks on
+//! the user or subject concerned), so nothing races between a check and a
+//! write. One-time operations are single conditional statements on top.
 
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::crypto::{random_array, random_hex, MasterKey};
 
@@ -20,6 +19,10 @@ pub mod challenges;
 pub mod devices;
 pub mod otp;
 pub mod recovery;
+pub mod sql;
+
+use sql::args;
+pub use sql::{Connection, Pool, Target};
 
 /// Latest schema version this binary understands.
 const SCHEMA_VERSION: i64 = 2;
@@ -27,13 +30,19 @@ const SCHEMA_VERSION: i64 = 2;
 pub const MAX_FACTORS_PER_USER: i64 = 20;
 /// How many session keys are kept: the signing key plus verify-only ones.
 pub const MAX_SESSION_KEYS: i64 = 3;
-/// Idle connections kept for reuse; more are opened on demand.
-const MAX_IDLE_CONNECTIONS: usize = 8;
 
 /// Known plaintext sealed once per database, used to detect a wrong master key
 /// at startup instead of failing later on individual secrets.
 const KEY_CHECK_AAD: &[u8] = b"edge-mfa-store:v1:key-check";
 const KEY_CHECK_PLAINTEXT: &[u8] = b"edge-mfa-store master key check";
+
+/// Advisory-lock key for everything about one user (see [`sql`]).
+pub fn user_lock(user: &str) -> String {
+    format!("user:{user}")
+}
+
+/// Lock key for database-wide changes (migrations, master key, session keys).
+const GLOBAL_LOCK: &str = "global";
 
 #[derive(Debug)]
 pub enum StoreError {
@@ -60,6 +69,10 @@ pub enum StoreError {
     TooManyDevices,
     /// A stored secret could not be decrypted (wrong master key or tampering).
     Decrypt(String),
+    /// Deadlock or serialization failure: the whole operation is retried.
+    Conflict(String),
+    /// A unique constraint refused a row.
+    Duplicate(String),
     Other(String),
 }
 
@@ -79,6 +92,8 @@ impl std::fmt::Display for StoreError {
             StoreError::NoSuchCode | StoreError::WrongCode => write!(f, "invalid code"),
             StoreError::TooManyDevices => write!(f, "too many trusted devices"),
             StoreError::Decrypt(what) => write!(f, "cannot decrypt {what}"),
+            StoreError::Conflict(msg) => write!(f, "transaction conflict: {msg}"),
+            StoreError::Duplicate(msg) => write!(f, "duplicate: {msg}"),
             StoreError::Other(msg) => write!(f, "{msg}"),
         }
     }
@@ -86,7 +101,15 @@ impl std::fmt::Display for StoreError {
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Other(format!("database error: {e}"))
+        match &e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+            {
+                StoreError::Duplicate(e.to_string())
+            }
+            _ => StoreError::Other(format!("database error: {e}")),
+        }
     }
 }
 
@@ -96,53 +119,37 @@ pub fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
-/// A small connection pool: SQLite connections are cheap but not free, and
-/// each request runs on a blocking thread with its own connection.
-pub struct Pool {
-    path: PathBuf,
-    idle: Mutex<Vec<Connection>>,
-}
-
 impl Pool {
-    /// Opens (creating if needed) and migrates the database.
-    pub fn open(path: &Path) -> Result<Pool> {
-        let mut conn = connect(path)?;
+    /// Opens `db` (a SQLite file path, created if needed, or a `postgres://`
+    /// URL), migrates it and keeps up to `EDGE_MFA_STORE_DB_POOL` connections
+    /// (default [`sql::DEFAULT_POOL_SIZE`]).
+    pub fn open(db: &str) -> Result<Pool> {
+        let target = Target::parse(db)?;
+        let mut conn = target.connect()?;
         migrate(&mut conn)?;
-        Ok(Pool { path: path.to_path_buf(), idle: Mutex::new(vec![conn]) })
-    }
-
-    /// Runs `f` with a pooled connection. A connection is only returned to the
-    /// pool if `f` did not leave a transaction open.
-    pub fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
-        let pooled = self.idle.lock().ok().and_then(|mut v| v.pop());
-        let mut conn = match pooled {
-            Some(c) => c,
-            None => connect(&self.path)?,
-        };
-        let out = f(&mut conn);
-        if conn.is_autocommit() {
-            if let Ok(mut idle) = self.idle.lock() {
-                if idle.len() < MAX_IDLE_CONNECTIONS {
-                    idle.push(conn);
-                }
-            }
-        }
-        out
+        let size = std::env::var("EDGE_MFA_STORE_DB_POOL")
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .filter(|n| (1..=1000).contains(n))
+            .unwrap_or(sql::DEFAULT_POOL_SIZE);
+        Ok(Pool::new(target, size, conn))
     }
 }
 
-fn connect(path: &Path) -> Result<Connection> {
-    let conn = Connection::open(path)
-        .map_err(|e| StoreError::Other(format!("cannot open database {}: {e}", path.display())))?;
-    conn.busy_timeout(Duration::from_secs(5))?;
-    // WAL lets readers proceed during writes; FULL sync so an acknowledged
-    // "step used" survives power loss (otherwise a code could be replayed).
-    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::Other(format!("cannot enable WAL journal mode (got {mode})")));
+/// The schema is written once, in SQLite's dialect; PostgreSQL gets the same
+/// tables with its type names, identity columns for AUTOINCREMENT and an
+/// explicit `rowid` (insertion order) where queries order by it.
+fn ddl(conn: &Connection, sqlite: &str) -> String {
+    if !conn.is_postgres() {
+        return sqlite.to_string();
     }
-    conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
-    Ok(conn)
+    sqlite
+        .replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY")
+        .replace("INTEGER", "BIGINT")
+        .replace("BLOB", "BYTEA")
+        .replace(") WITHOUT ROWID", ")")
+        .replace("CREATE TABLE factors (", "CREATE TABLE factors (\n rowid BIGINT GENERATED BY DEFAULT AS IDENTITY,")
+        .replace("CREATE TABLE devices (", "CREATE TABLE devices (\n rowid BIGINT GENERATED BY DEFAULT AS IDENTITY,")
 }
 
 /// Brings the schema to [`SCHEMA_VERSION`]; refuses databases from a newer binary.
@@ -150,12 +157,12 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
     migrate_to(conn, SCHEMA_VERSION)
 }
 
-/// Applies the migration steps up to and including `target`, each at most once.
+/// Applies the migration steps up to and including `target`, each at most
+/// once, even with several replicas starting at the same time.
 fn migrate_to(conn: &mut Connection, target: i64) -> Result<()> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
-    let current: Option<i64> =
-        tx.query_row("SELECT max(version) FROM schema_version", [], |r| r.get(0)).optional()?.flatten();
+    let tx = conn.transaction(&[GLOBAL_LOCK])?;
+    tx.batch(&ddl(&tx, "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"))?;
+    let current: Option<i64> = tx.query_one("SELECT max(version) FROM schema_version", args![])?.get(0)?;
     let current = current.unwrap_or(0);
     if current > SCHEMA_VERSION {
         return Err(StoreError::Other(format!(
@@ -165,7 +172,8 @@ fn migrate_to(conn: &mut Connection, target: i64) -> Result<()> {
     if current < 1 && target >= 1 {
         // Generic factor table: type-specific, non-secret settings live in
         // `params` (JSON), the one secret per factor in `secret_enc`.
-        tx.execute_batch(
+        tx.batch(&ddl(
+            &tx,
             "CREATE TABLE meta (
                 name  TEXT PRIMARY KEY,
                 value BLOB NOT NULL
@@ -178,7 +186,7 @@ fn migrate_to(conn: &mut Connection, target: i64) -> Result<()> {
             );
             CREATE TABLE factors (
                 id           TEXT PRIMARY KEY,
-                user         TEXT NOT NULL,
+                \"user\"       TEXT NOT NULL,
                 type         TEXT NOT NULL,
                 name         TEXT NOT NULL,
                 enabled      INTEGER NOT NULL DEFAULT 1,
@@ -188,16 +196,17 @@ fn migrate_to(conn: &mut Connection, target: i64) -> Result<()> {
                 params       TEXT NOT NULL DEFAULT '{}',
                 last_step    INTEGER NOT NULL DEFAULT 0
             );
-            CREATE INDEX factors_by_user ON factors(user);
+            CREATE INDEX factors_by_user ON factors(\"user\");
             DELETE FROM schema_version;
             INSERT INTO schema_version(version) VALUES (1);",
-        )?;
+        ))?;
     }
     if current < 2 && target >= 2 {
         // v2: WebAuthn (unique credential ids, signature counters), enterprise
         // ownership, recovery codes, challenges, emailed/texted codes,
         // trusted devices, failure counting and bans, and the audit log.
-        tx.execute_batch(
+        tx.batch(&ddl(
+            &tx,
             "ALTER TABLE factors ADD COLUMN owned_by_enterprise INTEGER NOT NULL DEFAULT 0;
             ALTER TABLE factors ADD COLUMN sign_count INTEGER NOT NULL DEFAULT 0;
             ALTER TABLE factors ADD COLUMN credential_id TEXT;
@@ -210,30 +219,30 @@ fn migrate_to(conn: &mut Connection, target: i64) -> Result<()> {
             ) WITHOUT ROWID;
             CREATE TABLE challenges (
                 id         TEXT PRIMARY KEY,
-                user       TEXT,
+                \"user\"       TEXT,
                 purpose    TEXT NOT NULL,
                 created_at INTEGER NOT NULL,
                 expires_at INTEGER NOT NULL
             );
             CREATE INDEX challenges_by_expiry ON challenges(expires_at);
             CREATE TABLE otp_codes (
-                user       TEXT NOT NULL,
+                \"user\"       TEXT NOT NULL,
                 channel    TEXT NOT NULL,
                 hash       BLOB NOT NULL,
                 created_at INTEGER NOT NULL,
                 expires_at INTEGER NOT NULL,
                 tries      INTEGER NOT NULL DEFAULT 0,
-                PRIMARY KEY (user, channel)
+                PRIMARY KEY (\"user\", channel)
             );
             CREATE TABLE devices (
                 id           TEXT PRIMARY KEY,
-                user         TEXT NOT NULL,
+                \"user\"         TEXT NOT NULL,
                 user_agent   TEXT NOT NULL,
                 added_at     INTEGER NOT NULL,
                 last_used_at INTEGER,
                 expires_at   INTEGER NOT NULL
             );
-            CREATE INDEX devices_by_user ON devices(user, expires_at);
+            CREATE INDEX devices_by_user ON devices(\"user\", expires_at);
             CREATE TABLE failures (
                 seq     INTEGER PRIMARY KEY AUTOINCREMENT,
                 kind    TEXT NOT NULL,
@@ -252,16 +261,16 @@ fn migrate_to(conn: &mut Connection, target: i64) -> Result<()> {
             CREATE TABLE audit (
                 seq       INTEGER PRIMARY KEY AUTOINCREMENT,
                 at        INTEGER NOT NULL,
-                user      TEXT,
+                \"user\"      TEXT,
                 actor     TEXT NOT NULL,
                 event     TEXT NOT NULL,
                 factor_id TEXT,
                 detail    TEXT
             );
-            CREATE INDEX audit_by_user ON audit(user, seq);
+            CREATE INDEX audit_by_user ON audit(\"user\", seq);
             DELETE FROM schema_version;
             INSERT INTO schema_version(version) VALUES (2);",
-        )?;
+        ))?;
     }
     tx.commit()?;
     Ok(())
@@ -271,9 +280,9 @@ fn migrate_to(conn: &mut Connection, target: i64) -> Result<()> {
 /// the record on first use. Also opens every session key, so a wrong key or
 /// corrupted secret is reported at startup, not on the first request.
 pub fn verify_master_key(conn: &mut Connection, key: &MasterKey) -> Result<()> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = conn.transaction(&[GLOBAL_LOCK])?;
     let existing: Option<Vec<u8>> =
-        tx.query_row("SELECT value FROM meta WHERE name='key_check'", [], |r| r.get(0)).optional()?;
+        tx.query_opt("SELECT value FROM meta WHERE name='key_check'", args![])?.map(|r| r.get(0)).transpose()?;
     match existing {
         Some(blob) => match key.open(KEY_CHECK_AAD, &blob) {
             Ok(pt) if pt == KEY_CHECK_PLAINTEXT => {}
@@ -283,7 +292,7 @@ pub fn verify_master_key(conn: &mut Connection, key: &MasterKey) -> Result<()> {
         },
         None => {
             let blob = key.seal(KEY_CHECK_AAD, KEY_CHECK_PLAINTEXT).map_err(StoreError::Other)?;
-            tx.execute("INSERT INTO meta(name, value) VALUES ('key_check', ?1)", params![blob])?;
+            tx.execute("INSERT INTO meta(name, value) VALUES ('key_check', $1)", args![blob])?;
         }
     }
     tx.commit()?;
@@ -301,11 +310,10 @@ fn factor_aad(id: &str, user: &str) -> Vec<u8> {
 
 /// Session keys, newest (the signing key) first, decrypted.
 pub fn list_keys(conn: &Connection, key: &MasterKey) -> Result<Vec<(String, Vec<u8>)>> {
-    let mut stmt = conn.prepare("SELECT kid, secret_enc FROM session_keys ORDER BY seq DESC")?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+    let rows = conn.query("SELECT kid, secret_enc FROM session_keys ORDER BY seq DESC", args![])?;
     let mut out = Vec::new();
     for row in rows {
-        let (kid, blob) = row?;
+        let (kid, blob): (String, Vec<u8>) = (row.get(0)?, row.get(1)?);
         let secret = key
             .open(&key_aad(&kid), &blob)
             .map_err(|_| StoreError::Decrypt(format!("session key {kid} (wrong master key?)")))?;
@@ -316,9 +324,7 @@ pub fn list_keys(conn: &Connection, key: &MasterKey) -> Result<Vec<(String, Vec<
 
 /// Key ids only, newest first; needs no master key.
 pub fn list_kids(conn: &Connection) -> Result<Vec<String>> {
-    let mut stmt = conn.prepare("SELECT kid FROM session_keys ORDER BY seq DESC")?;
-    let kids = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
-    Ok(kids)
+    conn.query("SELECT kid FROM session_keys ORDER BY seq DESC", args![])?.iter().map(|r| r.get(0)).collect()
 }
 
 /// Adds a new random signing key; with `only_if_empty` does nothing if any key
@@ -327,18 +333,18 @@ pub fn add_session_key(conn: &mut Connection, key: &MasterKey, only_if_empty: bo
     let secret: [u8; 32] = random_array().map_err(StoreError::Other)?;
     let kid = format!("k{}", random_hex::<4>().map_err(StoreError::Other)?);
     let blob = key.seal(&key_aad(&kid), &secret).map_err(StoreError::Other)?;
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = conn.transaction(&[GLOBAL_LOCK])?;
     if only_if_empty {
-        let n: i64 = tx.query_row("SELECT count(*) FROM session_keys", [], |r| r.get(0))?;
+        let n: i64 = tx.query_one("SELECT count(*) FROM session_keys", args![])?.get(0)?;
         if n > 0 {
             return Ok(None);
         }
     }
-    tx.execute("INSERT INTO session_keys(kid, secret_enc, created_at) VALUES (?1, ?2, ?3)", params![kid, blob, now()])?;
+    tx.execute("INSERT INTO session_keys(kid, secret_enc, created_at) VALUES ($1, $2, $3)", args![&kid, blob, now()])?;
     tx.execute(
         "DELETE FROM session_keys WHERE seq NOT IN
-            (SELECT seq FROM session_keys ORDER BY seq DESC LIMIT ?1)",
-        params![MAX_SESSION_KEYS],
+            (SELECT seq FROM session_keys ORDER BY seq DESC LIMIT $1)",
+        args![MAX_SESSION_KEYS],
     )?;
     tx.commit()?;
     Ok(Some(kid))
@@ -364,43 +370,33 @@ pub struct Factor {
     pub secret: Option<Vec<u8>>,
 }
 
-const FACTOR_COLUMNS: &str = "id, user, type, name, enabled, added_at, last_used_at, params,
+const FACTOR_COLUMNS: &str = "id, \"user\", type, name, enabled, added_at, last_used_at, params,
      last_step, owned_by_enterprise, sign_count,
      (SELECT count(*) FROM recovery_codes rc WHERE rc.factor_id = factors.id),
      secret_enc";
 
 /// Runs `SELECT <factor columns> FROM factors <clause>` and decrypts secrets if
 /// `key` is given.
-fn query_factors(
-    conn: &Connection,
-    clause: &str,
-    args: &[&dyn rusqlite::ToSql],
-    key: Option<&MasterKey>,
-) -> Result<Vec<Factor>> {
-    let mut stmt = conn.prepare(&format!("SELECT {FACTOR_COLUMNS} FROM factors {clause}"))?;
-    let rows = stmt.query_map(args, |r| {
-        Ok((
-            Factor {
-                id: r.get(0)?,
-                user: r.get(1)?,
-                kind: r.get(2)?,
-                name: r.get(3)?,
-                enabled: r.get::<_, i64>(4)? != 0,
-                added_at: r.get(5)?,
-                last_used_at: r.get(6)?,
-                params: serde_json::from_str(&r.get::<_, String>(7)?).unwrap_or(serde_json::Value::Null),
-                last_step: r.get(8)?,
-                owned_by_enterprise: r.get::<_, i64>(9)? != 0,
-                sign_count: r.get(10)?,
-                recovery_remaining: r.get(11)?,
-                secret: None,
-            },
-            r.get::<_, Option<Vec<u8>>>(12)?,
-        ))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (mut factor, blob) = row?;
+fn query_factors(conn: &Connection, clause: &str, args: &[sql::Value], key: Option<&MasterKey>) -> Result<Vec<Factor>> {
+    let rows = conn.query(&format!("SELECT {FACTOR_COLUMNS} FROM factors {clause}"), args)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let mut factor = Factor {
+            id: r.get(0)?,
+            user: r.get(1)?,
+            kind: r.get(2)?,
+            name: r.get(3)?,
+            enabled: r.get(4)?,
+            added_at: r.get(5)?,
+            last_used_at: r.get(6)?,
+            params: serde_json::from_str(&r.get::<String>(7)?).unwrap_or(serde_json::Value::Null),
+            last_step: r.get(8)?,
+            owned_by_enterprise: r.get(9)?,
+            sign_count: r.get(10)?,
+            recovery_remaining: r.get(11)?,
+            secret: None,
+        };
+        let blob: Option<Vec<u8>> = r.get(12)?;
         if let (Some(key), Some(blob)) = (key, blob) {
             let secret = key
                 .open(&factor_aad(&factor.id, &factor.user), &blob)
@@ -414,22 +410,25 @@ fn query_factors(
 
 /// A user's factors in enrollment order; decrypts secrets if `key` is given.
 pub fn list_factors(conn: &Connection, user: &str, key: Option<&MasterKey>) -> Result<Vec<Factor>> {
-    query_factors(conn, "WHERE user = ?1 ORDER BY added_at, rowid", &[&user], key)
+    query_factors(conn, "WHERE \"user\" = $1 ORDER BY added_at, rowid", args![user], key)
 }
 
 /// One factor of `user`, or `NotFound`.
 pub fn get_factor(conn: &Connection, user: &str, id: &str, key: Option<&MasterKey>) -> Result<Factor> {
-    query_factors(conn, "WHERE user = ?1 AND id = ?2", &[&user, &id], key)?.pop().ok_or(StoreError::NotFound("factor"))
+    query_factors(conn, "WHERE \"user\" = $1 AND id = $2", args![user, id], key)?
+        .pop()
+        .ok_or(StoreError::NotFound("factor"))
 }
 
 /// The enabled WebAuthn factor holding `credential_id` (canonical base64url).
 pub fn find_credential(conn: &Connection, credential_id: &str) -> Result<Factor> {
-    query_factors(conn, "WHERE credential_id = ?1 AND type = 'webauthn' AND enabled = 1", &[&credential_id], None)?
+    query_factors(conn, "WHERE credential_id = $1 AND type = 'webauthn' AND enabled = 1", args![credential_id], None)?
         .pop()
         .ok_or(StoreError::NotFound("credential"))
 }
 
 /// What the API validated and wants stored.
+#[derive(Debug, Clone)]
 pub struct NewFactor {
     pub kind: String,
     pub name: String,
@@ -443,10 +442,11 @@ pub struct NewFactor {
     pub sign_count: i64,
 }
 
-/// Inserts a factor. The "no enabled factor yet" check (for `only_if_none`),
-/// the per-user cap and the credential-id uniqueness check are evaluated in
-/// the same write transaction as the insert, so two concurrent first
-/// enrollments cannot both succeed.
+/// Inserts a factor. The "no enabled factor yet" check (for `only_if_none`)
+/// and the per-user cap are evaluated in the same transaction as the insert,
+/// under the user's lock, so two concurrent first enrollments (on any
+/// replicas) cannot both succeed. Credential ids are unique across users by
+/// a unique index.
 pub fn create_factor(
     conn: &mut Connection,
     key: &MasterKey,
@@ -459,12 +459,12 @@ pub fn create_factor(
     let blob =
         f.secret.as_deref().map(|s| key.seal(&factor_aad(&id, user), s)).transpose().map_err(StoreError::Other)?;
     let now = now();
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let (total, enabled): (i64, i64) = tx.query_row(
-        "SELECT count(*), coalesce(sum(enabled != 0), 0) FROM factors WHERE user = ?1",
-        params![user],
-        |r| Ok((r.get(0)?, r.get(1)?)),
+    let tx = conn.transaction(&[&user_lock(user)])?;
+    let counts = tx.query_one(
+        "SELECT count(*), count(CASE WHEN enabled != 0 THEN 1 END) FROM factors WHERE \"user\" = $1",
+        args![user],
     )?;
+    let (total, enabled): (i64, i64) = (counts.get(0)?, counts.get(1)?);
     if only_if_none && enabled > 0 {
         return Err(StoreError::UserHasFactors);
     }
@@ -472,32 +472,35 @@ pub fn create_factor(
         return Err(StoreError::TooManyFactors);
     }
     if let Some(cred) = &f.credential_id {
-        let taken: Option<i64> =
-            tx.query_row("SELECT 1 FROM factors WHERE credential_id = ?1", params![cred], |r| r.get(0)).optional()?;
-        if taken.is_some() {
+        if tx.query_opt("SELECT 1 FROM factors WHERE credential_id = $1", args![cred])?.is_some() {
             return Err(StoreError::CredentialExists);
         }
     }
-    tx.execute(
+    let inserted = tx.execute(
         "INSERT INTO factors
-            (id, user, type, name, enabled, added_at, last_used_at, secret_enc, params, last_step,
+            (id, \"user\", type, name, enabled, added_at, last_used_at, secret_enc, params, last_step,
              owned_by_enterprise, credential_id, sign_count)
-         VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-        params![
-            id,
+         VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $8, $9, $10, $11, $12)",
+        args![
+            &id,
             user,
-            f.kind,
-            f.name,
+            &f.kind,
+            &f.name,
             now,
             f.used_step.map(|_| now),
             blob,
             f.params.to_string(),
             f.used_step.unwrap_or(0),
             f.owned_by_enterprise,
-            f.credential_id,
+            f.credential_id.as_deref(),
             f.sign_count,
         ],
-    )?;
+    );
+    match inserted {
+        // Another user registered the same credential id concurrently.
+        Err(StoreError::Duplicate(_)) if f.credential_id.is_some() => return Err(StoreError::CredentialExists),
+        other => other?,
+    };
     audit::record(
         &tx,
         audit::Event {
@@ -517,26 +520,24 @@ pub fn create_factor(
 }
 
 /// Marks TOTP time step `step` as used. The single conditional UPDATE is the
-/// replay guard: only one caller can move `last_step` past a given value.
+/// replay guard: only one caller (on any replica) can move `last_step` past a
+/// given value.
 pub fn use_totp_step(conn: &mut Connection, user: &str, id: &str, step: i64, actor: &str) -> Result<()> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = conn.transaction(&[])?;
     let changed = tx.execute(
-        "UPDATE factors SET last_step = ?1, last_used_at = ?2
-         WHERE id = ?3 AND user = ?4 AND type = 'totp' AND enabled = 1 AND last_step < ?1",
-        params![step, now(), id, user],
+        "UPDATE factors SET last_step = $1, last_used_at = $2
+         WHERE id = $3 AND \"user\" = $4 AND type = 'totp' AND enabled = 1 AND last_step < $1",
+        args![step, now(), id, user],
     )?;
     if changed == 1 {
         record_use(&tx, user, id, actor, "totp")?;
         tx.commit()?;
         return Ok(());
     }
-    let exists: Option<i64> = tx
-        .query_row(
-            "SELECT 1 FROM factors WHERE id = ?1 AND user = ?2 AND type = 'totp' AND enabled = 1",
-            params![id, user],
-            |r| r.get(0),
-        )
-        .optional()?;
+    let exists = tx.query_opt(
+        "SELECT 1 FROM factors WHERE id = $1 AND \"user\" = $2 AND type = 'totp' AND enabled = 1",
+        args![id, user],
+    )?;
     match exists {
         Some(_) => Err(StoreError::Replay),
         None => Err(StoreError::NotFound("factor")),
@@ -560,7 +561,7 @@ fn record_use(conn: &Connection, user: &str, id: &str, actor: &str, kind: &str) 
 /// (so concurrent assertions with the same counter cannot both pass): the
 /// counter must grow, except that an authenticator which never counts
 /// (stored 0, presented 0) is accepted. `backup_state`, if given, is stored
-/// with it.
+/// with it (the row is already locked by the UPDATE).
 pub fn use_webauthn(
     conn: &mut Connection,
     user: &str,
@@ -569,30 +570,35 @@ pub fn use_webauthn(
     backup_state: Option<bool>,
     actor: &str,
 ) -> Result<()> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let changed = tx.execute(
-        "UPDATE factors SET sign_count = ?1, last_used_at = ?2,
-             params = CASE WHEN ?5 IS NULL THEN params
-                      ELSE json_set(params, '$.backup_state',
-                                    json(CASE WHEN ?5 THEN 'true' ELSE 'false' END))
-                      END
-         WHERE id = ?3 AND user = ?4 AND type = 'webauthn' AND enabled = 1
-           AND (sign_count < ?1 OR (sign_count = 0 AND ?1 = 0))",
-        params![sign_count, now(), id, user, backup_state],
+    let tx = conn.transaction(&[])?;
+    let updated = tx.query_opt(
+        "UPDATE factors SET sign_count = $1, last_used_at = $2
+         WHERE id = $3 AND \"user\" = $4 AND type = 'webauthn' AND enabled = 1
+           AND (sign_count < $1 OR (sign_count = 0 AND $1 = 0))
+         RETURNING params",
+        args![sign_count, now(), id, user],
     )?;
-    if changed == 1 {
+    if let Some(row) = updated {
+        if let Some(b) = backup_state {
+            let mut params: serde_json::Value =
+                serde_json::from_str(&row.get::<String>(0)?).unwrap_or_else(|_| serde_json::json!({}));
+            if let Some(obj) = params.as_object_mut() {
+                obj.insert("backup_state".into(), serde_json::Value::Bool(b));
+            }
+            tx.execute("UPDATE factors SET params = $1 WHERE id = $2", args![params.to_string(), id])?;
+        }
         record_use(&tx, user, id, actor, "webauthn")?;
         tx.commit()?;
         return Ok(());
     }
     let stored: Option<i64> = tx
-        .query_row(
+        .query_opt(
             "SELECT sign_count FROM factors
-             WHERE id = ?1 AND user = ?2 AND type = 'webauthn' AND enabled = 1",
-            params![id, user],
-            |r| r.get(0),
-        )
-        .optional()?;
+             WHERE id = $1 AND \"user\" = $2 AND type = 'webauthn' AND enabled = 1",
+            args![id, user],
+        )?
+        .map(|r| r.get(0))
+        .transpose()?;
     let Some(stored) = stored else {
         return Err(StoreError::NotFound("factor"));
     };
@@ -623,13 +629,13 @@ pub fn update_factor(
     enabled: Option<bool>,
     actor: &str,
 ) -> Result<Factor> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = conn.transaction(&[&user_lock(user)])?;
     let before = get_factor(&tx, user, id, None)?;
     if enabled == Some(false) && before.owned_by_enterprise && actor == ACTOR_USER {
         return Err(StoreError::EnterpriseOwned);
     }
     if let Some(name) = name.filter(|n| *n != before.name) {
-        tx.execute("UPDATE factors SET name = ?1 WHERE id = ?2 AND user = ?3", params![name, id, user])?;
+        tx.execute("UPDATE factors SET name = $1 WHERE id = $2 AND \"user\" = $3", args![name, id, user])?;
         audit::record(
             &tx,
             audit::Event {
@@ -642,7 +648,7 @@ pub fn update_factor(
         )?;
     }
     if let Some(enabled) = enabled.filter(|e| *e != before.enabled) {
-        tx.execute("UPDATE factors SET enabled = ?1 WHERE id = ?2 AND user = ?3", params![enabled, id, user])?;
+        tx.execute("UPDATE factors SET enabled = $1 WHERE id = $2 AND \"user\" = $3", args![enabled, id, user])?;
         audit::record(
             &tx,
             audit::Event {
@@ -661,9 +667,11 @@ pub fn update_factor(
 
 /// Sets or clears enterprise ownership (administrators only).
 pub fn set_enterprise(conn: &mut Connection, user: &str, id: &str, owned: bool, actor: &str) -> Result<()> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let n = tx
-        .execute("UPDATE factors SET owned_by_enterprise = ?1 WHERE id = ?2 AND user = ?3", params![owned, id, user])?;
+    let tx = conn.transaction(&[&user_lock(user)])?;
+    let n = tx.execute(
+        "UPDATE factors SET owned_by_enterprise = $1 WHERE id = $2 AND \"user\" = $3",
+        args![owned, id, user],
+    )?;
     if n == 0 {
         return Err(StoreError::NotFound("factor"));
     }
@@ -688,12 +696,12 @@ pub const ACTOR_USER: &str = "user";
 /// Deletes one factor; `NotFound` if it is not this user's. With
 /// `actor == "user"`, enterprise-owned factors are refused.
 pub fn delete_factor(conn: &mut Connection, user: &str, id: &str, actor: &str) -> Result<()> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = conn.transaction(&[&user_lock(user)])?;
     let f = get_factor(&tx, user, id, None)?;
     if f.owned_by_enterprise && actor == ACTOR_USER {
         return Err(StoreError::EnterpriseOwned);
     }
-    tx.execute("DELETE FROM factors WHERE id = ?1 AND user = ?2", params![id, user])?;
+    tx.execute("DELETE FROM factors WHERE id = $1 AND \"user\" = $2", args![id, user])?;
     audit::record(
         &tx,
         audit::Event {
@@ -710,18 +718,19 @@ pub fn delete_factor(conn: &mut Connection, user: &str, id: &str, actor: &str) -
 
 /// Users that have at least one factor, with their factor counts.
 pub fn list_users(conn: &Connection) -> Result<Vec<(String, i64)>> {
-    let mut stmt = conn.prepare("SELECT user, count(*) FROM factors GROUP BY user ORDER BY user")?;
-    let users = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(users)
+    conn.query("SELECT \"user\", count(*) FROM factors GROUP BY \"user\" ORDER BY \"user\"", args![])?
+        .iter()
+        .map(|r| Ok((r.get(0)?, r.get(1)?)))
+        .collect()
 }
 
 /// Deletes all of a user's factors (recovery codes go with them), trusted
 /// devices and pending one-time codes; returns how many factors were removed.
 pub fn reset_user(conn: &mut Connection, user: &str, actor: &str) -> Result<usize> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let n = tx.execute("DELETE FROM factors WHERE user = ?1", params![user])?;
-    tx.execute("DELETE FROM devices WHERE user = ?1", params![user])?;
-    tx.execute("DELETE FROM otp_codes WHERE user = ?1", params![user])?;
+    let tx = conn.transaction(&[&user_lock(user)])?;
+    let n = tx.execute("DELETE FROM factors WHERE \"user\" = $1", args![user])?;
+    tx.execute("DELETE FROM devices WHERE \"user\" = $1", args![user])?;
+    tx.execute("DELETE FROM otp_codes WHERE \"user\" = $1", args![user])?;
     audit::record(
         &tx,
         audit::Event {
@@ -736,14 +745,19 @@ pub fn reset_user(conn: &mut Connection, user: &str, actor: &str) -> Result<usiz
     Ok(n)
 }
 
+/// A cheap round trip for health checks.
+pub fn ping(conn: &Connection) -> Result<()> {
+    conn.query_one("SELECT 1", args![])?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::crypto::b64url;
 
     fn setup() -> (Connection, MasterKey) {
-        let mut conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch("PRAGMA foreign_keys=ON").unwrap();
+        let mut conn = Connection::sqlite_in_memory().unwrap();
         migrate(&mut conn).unwrap();
         migrate(&mut conn).unwrap(); // idempotent
         (conn, MasterKey::from_base64(&b64url(&[9u8; 32])).unwrap())
@@ -853,16 +867,16 @@ mod tests {
 
     #[test]
     fn v1_database_is_migrated_in_place() {
-        let mut conn = Connection::open_in_memory().unwrap();
+        let mut conn = Connection::sqlite_in_memory().unwrap();
         migrate_to(&mut conn, 1).unwrap();
         conn.execute(
-            "INSERT INTO factors (id, user, type, name, added_at, params, last_step)
+            "INSERT INTO factors (id, \"user\", type, name, added_at, params, last_step)
              VALUES ('f1', 'old', 'totp', 'Phone', 1, '{}', 7)",
-            [],
+            args![],
         )
         .unwrap();
         migrate(&mut conn).unwrap();
-        let v: i64 = conn.query_row("SELECT version FROM schema_version", [], |r| r.get(0)).unwrap();
+        let v: i64 = conn.query_one("SELECT version FROM schema_version", args![]).unwrap().get(0).unwrap();
         assert_eq!(v, SCHEMA_VERSION);
         let f = get_factor(&conn, "old", "f1", None).unwrap();
         assert_eq!(f.last_step, 7);

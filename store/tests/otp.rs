@@ -57,9 +57,8 @@ fn email_code_via_outbox() {
     assert!(m["body"].as_str().unwrap().contains("5 minutes"));
 
     // The code is stored only as a keyed hash.
-    let conn = rusqlite::Connection::open(dir.db()).unwrap();
-    let (hash, tries): (Vec<u8>, i64) =
-        conn.query_row("SELECT hash, tries FROM otp_codes", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    let hash = dir.sql_blobs("SELECT hash FROM otp_codes").remove(0);
+    let tries = dir.sql_int("SELECT tries FROM otp_codes");
     assert_eq!((hash.len(), tries), (32, 0));
     assert!(!hash.windows(6).any(|w| w == code.as_bytes()));
 
@@ -140,9 +139,7 @@ fn wrong_tries_void_the_code_and_expiry() {
 
     // Expiry (moved into the past directly in the database).
     let code = send("carol");
-    let conn = rusqlite::Connection::open(dir.db()).unwrap();
-    conn.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
-    conn.execute("UPDATE otp_codes SET expires_at = 1 WHERE user = 'carol'", []).unwrap();
+    dir.sql_execute("UPDATE otp_codes SET expires_at = 1 WHERE \"user\" = 'carol'");
     let r = verify(&srv, "carol", "sms", &code);
     assert_eq!((r.status, r.error()), (410, "expired".into()));
     assert_eq!(verify(&srv, "carol", "sms", &code).status, 404, "expired code is deleted");

@@ -103,18 +103,12 @@ fn codes_are_stored_as_keyed_hashes_only() {
     let code = "plaintext-recovery-code";
     srv.put("/v1/users/erin/recovery", &json!({ "codes": [code] }).to_string());
     assert!(srv.stop());
-    let bytes = std::fs::read(dir.db()).unwrap();
-    for needle in [code, "plaintextrecoverycode"] {
-        assert!(!bytes.windows(needle.len()).any(|w| w == needle.as_bytes()));
+    for (name, bytes) in dir.stored_bytes() {
+        for needle in [code, "plaintextrecoverycode"] {
+            assert!(!bytes.windows(needle.len()).any(|w| w == needle.as_bytes()), "{needle} in {name}");
+        }
     }
-    let conn = rusqlite::Connection::open(dir.db()).unwrap();
-    let hashes: Vec<Vec<u8>> = conn
-        .prepare("SELECT hash FROM recovery_codes")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let hashes = dir.sql_blobs("SELECT hash FROM recovery_codes");
     assert_eq!(hashes.len(), 1);
     assert_eq!(hashes[0].len(), 32);
     // A plain (unkeyed) SHA-256 of the code is not what is stored.
@@ -127,9 +121,6 @@ fn codes_are_stored_as_keyed_hashes_only() {
     let srv2 = Server::start(&dir2, &master_key(43));
     srv2.put("/v1/users/erin/recovery", &json!({ "codes": [code] }).to_string());
     assert!(srv2.stop());
-    let other: Vec<u8> = rusqlite::Connection::open(dir2.db())
-        .unwrap()
-        .query_row("SELECT hash FROM recovery_codes", [], |r| r.get(0))
-        .unwrap();
+    let other = dir2.sql_blobs("SELECT hash FROM recovery_codes").remove(0);
     assert_ne!(hashes[0], other);
 }

@@ -28,6 +28,7 @@ pub mod authenticator;
 pub mod demo;
 pub mod fault_proxy;
 pub mod http;
+pub mod pg;
 mod stack;
 
 pub use demo::{demo_jwt, DEMO_JWT_SECRET};

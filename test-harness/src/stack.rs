@@ -188,8 +188,13 @@ pub struct Stack {
     pub store_token: String,
     /// `EDGE_MFA_STORE_KEY` (random base64 of 32 bytes, per stack).
     pub store_key: String,
-    /// `EDGE_MFA_STORE_DB`.
+    /// The SQLite file in `dir` (unused when the store runs on PostgreSQL).
     pub db_path: PathBuf,
+    /// `EDGE_MFA_STORE_DB` given to every store replica: `db_path`, or a
+    /// `postgres://` URL (see [`Stack::start_replicated`]).
+    pub store_db: String,
+    /// `http://127.0.0.1:PORT` of each store replica after the first (`store_url`).
+    pub replica_urls: Vec<String>,
     /// The effective plugin config (demo config with the overrides merged).
     pub plugin_config: serde_json::Value,
     /// The HS256 secret of identity JWTs (Envoy's JWKS is derived from it).
@@ -207,6 +212,8 @@ pub struct Stack {
     /// Extra environment for the store process (see [`Stack::restart_store_with_env`]).
     store_env: Vec<(String, String)>,
     store: Option<Child>,
+    /// Store replicas after the first: (port, process).
+    replicas: Vec<(u16, Option<Child>)>,
     upstream: Option<Child>,
     envoy: Option<Child>,
     /// Envoys replaced by a hot restart, draining until they exit by themselves.
@@ -222,6 +229,17 @@ impl Stack {
     /// request through Envoy's listener gets a non-5xx answer. Panics with the
     /// children's log tails on failure.
     pub fn start(opts: StackOptions) -> Stack {
+        Self::start_with(opts, None, 1)
+    }
+
+    /// Like [`Stack::start`], but with `replicas` store processes sharing the
+    /// database `db` (a `postgres://` URL), all in Envoy's store cluster
+    /// (round robin). `store_url` is the first replica, `replica_urls` the rest.
+    pub fn start_replicated(opts: StackOptions, db: &str, replicas: u32) -> Stack {
+        Self::start_with(opts, Some(db.to_string()), replicas.max(1))
+    }
+
+    fn start_with(opts: StackOptions, db: Option<String>, replicas: u32) -> Stack {
         let wasm = wasm_path();
         assert!(wasm.is_file(), "wasm filter {} not found: run `make wasm` or set EDGE_MFA_WASM", wasm.display());
         let wasm = wasm.canonicalize().expect("canonicalize wasm path");
@@ -243,6 +261,8 @@ impl Stack {
         let plugin_config: serde_json::Value =
             serde_json::from_str(&plugin_config.to_string().replace("{LISTEN_PORT}", &listen_port.to_string()))
                 .expect("plugin config stays JSON");
+        let replica_ports: Vec<u16> = (1..replicas).map(|_| free_port()).collect();
+        let db_path = dir.join("store.db");
         let mut stack = Stack {
             base: format!("http://127.0.0.1:{listen_port}"),
             admin: format!("http://127.0.0.1:{admin_port}"),
@@ -250,7 +270,9 @@ impl Stack {
             upstream_url: format!("http://127.0.0.1:{upstream_port}"),
             store_token,
             store_key,
-            db_path: dir.join("store.db"),
+            store_db: db.unwrap_or_else(|| db_path.to_string_lossy().into_owned()),
+            replica_urls: replica_ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect(),
+            db_path,
             plugin_config,
             jwt_secret: demo::DEMO_JWT_SECRET.to_string(),
             dir,
@@ -262,6 +284,7 @@ impl Stack {
             store_listen_port: store_port,
             store_env: Vec::new(),
             store: None,
+            replicas: replica_ports.iter().map(|p| (*p, None)).collect(),
             upstream: None,
             envoy: None,
             old_envoys: Vec::new(),
@@ -269,6 +292,9 @@ impl Stack {
         };
         // Any panic from here on drops `stack`, which stops what was started.
         stack.start_store();
+        for i in 0..stack.replicas.len() {
+            stack.start_replica(i);
+        }
         stack.start_upstream();
         stack.start_envoy(&wasm);
         stack
@@ -325,7 +351,7 @@ impl Stack {
             .arg("serve")
             .env("EDGE_MFA_STORE_TOKEN", &self.store_token)
             .env("EDGE_MFA_STORE_KEY", &self.store_key)
-            .env("EDGE_MFA_STORE_DB", &self.db_path)
+            .env("EDGE_MFA_STORE_DB", &self.store_db)
             .env("EDGE_MFA_STORE_LISTEN", format!("127.0.0.1:{}", self.store_listen_port))
             // Email/SMS codes go to a dev outbox file that tests read (see `Stack::outbox`).
             .env("EDGE_MFA_STORE_OUTBOX", self.dir.join("outbox"));
@@ -350,6 +376,36 @@ impl Stack {
     pub fn restart_store_with_env(&mut self, env: &[(&str, &str)]) {
         self.store_env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         self.start_store();
+    }
+
+    /// Starts store replica `i` (after the first) on its port with the same
+    /// database, token and key; waits until it answers `GET /v1/health`.
+    fn start_replica(&mut self, i: usize) {
+        let port = self.replicas[i].0;
+        let log = self.dir.join(format!("store-{}.log", i + 1));
+        let mut cmd = Command::new(store_bin());
+        cmd.current_dir(&self.dir)
+            .arg("serve")
+            .env("EDGE_MFA_STORE_TOKEN", &self.store_token)
+            .env("EDGE_MFA_STORE_KEY", &self.store_key)
+            .env("EDGE_MFA_STORE_DB", &self.store_db)
+            .env("EDGE_MFA_STORE_LISTEN", format!("127.0.0.1:{port}"))
+            .env("EDGE_MFA_STORE_OUTBOX", self.dir.join("outbox"));
+        let child = self.spawn_logged("store replica", cmd, &log);
+        self.replicas[i].1 = Some(child);
+        let url = format!("http://127.0.0.1:{port}");
+        self.wait_until(
+            &format!("store replica {} GET /v1/health -> 200", i + 1),
+            Instant::now() + STORE_READY_TIMEOUT,
+            |_| matches!(http::try_raw(&url, "GET", "/v1/health", &[], b""), Ok(r) if r.status == 200),
+        );
+    }
+
+    /// Each store replica's log, the first replica's (`store.log`) first.
+    pub fn store_logs(&self) -> Vec<String> {
+        let mut out = vec![self.store_log()];
+        out.extend((1..=self.replicas.len()).map(|i| read_lossy(&self.dir.join(format!("store-{i}.log")))));
+        out
     }
 
     /// Messages (email/SMS codes) the store has "sent": one JSON object per line of its outbox.
@@ -464,7 +520,11 @@ impl Stack {
             store: self.store_port,
             upstream: self.upstream_port,
         };
-        let yaml = render_envoy_config(ports, wasm, &self.plugin_config, &self.jwt_secret);
+        let mut yaml = render_envoy_config(ports, wasm, &self.plugin_config, &self.jwt_secret);
+        if !self.replicas.is_empty() {
+            let ports: Vec<u16> = self.replicas.iter().map(|r| r.0).collect();
+            yaml = add_store_endpoints(&yaml, self.store_port, &ports);
+        }
         let cfg = self.dir.join("envoy.yaml");
         fs::write(&cfg, yaml).expect("write envoy.yaml");
         let log = self.dir.join("envoy.log");
@@ -569,7 +629,10 @@ impl Stack {
     /// The last few KiB of every child's log, for failure messages.
     pub fn log_tails(&self) -> String {
         let mut s = format!("---- stack dir: {}\n", self.dir.display());
-        for name in ["store.log", "upstream.log", "envoy.log"] {
+        let replica_logs: Vec<String> = (1..=self.replicas.len()).map(|i| format!("store-{i}.log")).collect();
+        for name in
+            ["store.log", "upstream.log", "envoy.log"].into_iter().chain(replica_logs.iter().map(String::as_str))
+        {
             let p = self.dir.join(name);
             s.push_str(&format!("---- tail of {name}:\n{}\n", tail(&p, LOG_TAIL_BYTES)));
         }
@@ -580,7 +643,8 @@ impl Stack {
 impl Drop for Stack {
     fn drop(&mut self) {
         // Stop first (Envoy flushes its log on exit), then show the logs.
-        for c in [self.envoy.take(), self.upstream.take(), self.store.take()].into_iter().flatten() {
+        let replicas: Vec<Child> = self.replicas.iter_mut().filter_map(|r| r.1.take()).collect();
+        for c in [self.envoy.take(), self.upstream.take(), self.store.take()].into_iter().flatten().chain(replicas) {
             stop_child(c);
         }
         for c in self.old_envoys.drain(..) {
@@ -599,6 +663,23 @@ impl Drop for Stack {
 }
 
 const DIR_PREFIX: &str = "edge-mfa-e2e-";
+
+/// Adds an endpoint for each of `extra` next to the store cluster's endpoint
+/// on `store_port` (Envoy's default load balancing is round robin).
+pub fn add_store_endpoints(yaml: &str, store_port: u16, extra: &[u16]) -> String {
+    let endpoint = |port: u16| {
+        format!(
+            "        - endpoint:\n            address:\n              socket_address: {{ address: 127.0.0.1, port_value: {port} }}\n"
+        )
+    };
+    let first = endpoint(store_port);
+    assert!(yaml.contains(&first), "store endpoint not found in the rendered Envoy config");
+    let mut all = first.clone();
+    for p in extra {
+        all.push_str(&endpoint(*p));
+    }
+    yaml.replacen(&first, &all, 1)
+}
 
 /// Removes temp dirs left by test processes that no longer exist (killed
 /// before their stacks were dropped). Once per process.

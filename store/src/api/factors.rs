@@ -314,9 +314,10 @@ pub async fn create(
     let body: CreateBody = parse_body(body)?;
     let only_if_none = body.only_if_none;
     let factor = validate_new_factor(body)?;
-    let id =
-        blocking(&state, move |s| s.pool.with(|c| db::create_factor(c, &s.key, &user, factor, only_if_none, &actor)))
-            .await?;
+    let id = blocking(&state, move |s| {
+        s.pool.with(|c| db::create_factor(c, &s.key, &user, factor.clone(), only_if_none, &actor))
+    })
+    .await?;
     Ok((StatusCode::CREATED, Json(json!({ "id": id }))))
 }
 

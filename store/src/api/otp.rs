@@ -118,7 +118,7 @@ pub async fn send(
     let (u, c, a) = (user.clone(), code.clone(), actor.clone());
     let (to, expires_at) = blocking(&state, move |s| {
         s.pool.with(|conn| {
-            let to = match destination {
+            let to = match destination.clone() {
                 Some(d) => d,
                 None => db::list_factors(conn, &u, Some(&s.key))?
                     .into_iter()

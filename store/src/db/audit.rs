@@ -2,10 +2,10 @@
 //! which factor, plus a small non-secret detail object. Codes, secrets and
 //! full addresses are never written here.
 
-use rusqlite::{params, Connection};
 use serde_json::Value;
 
-use super::{now, Result};
+use super::sql::args;
+use super::{now, Connection, Result};
 
 /// Rows kept per user; older ones are pruned as new ones arrive.
 pub const MAX_EVENTS_PER_USER: i64 = 1000;
@@ -32,15 +32,15 @@ pub struct Row {
 /// log and the state cannot disagree.
 pub fn record(conn: &Connection, e: Event<'_>) -> Result<()> {
     conn.execute(
-        "INSERT INTO audit(at, user, actor, event, factor_id, detail)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![now(), e.user, e.actor, e.event, e.factor_id, e.detail.map(|d| d.to_string()),],
+        "INSERT INTO audit(at, \"user\", actor, event, factor_id, detail)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        args![now(), e.user, e.actor, e.event, e.factor_id, e.detail.map(|d| d.to_string())],
     )?;
     if let Some(user) = e.user {
         conn.execute(
-            "DELETE FROM audit WHERE user = ?1 AND seq <=
-                (SELECT seq FROM audit WHERE user = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
-            params![user, MAX_EVENTS_PER_USER],
+            "DELETE FROM audit WHERE \"user\" = $1 AND seq <=
+                (SELECT seq FROM audit WHERE \"user\" = $1 ORDER BY seq DESC LIMIT 1 OFFSET $2)",
+            args![user, MAX_EVENTS_PER_USER],
         )?;
     }
     Ok(())
@@ -48,20 +48,20 @@ pub fn record(conn: &Connection, e: Event<'_>) -> Result<()> {
 
 /// A user's events, newest first.
 pub fn list(conn: &Connection, user: &str, limit: i64) -> Result<Vec<Row>> {
-    let mut stmt = conn.prepare(
+    conn.query(
         "SELECT at, event, actor, factor_id, detail FROM audit
-         WHERE user = ?1 ORDER BY seq DESC LIMIT ?2",
-    )?;
-    let rows = stmt
-        .query_map(params![user, limit], |r| {
-            Ok(Row {
-                at: r.get(0)?,
-                event: r.get(1)?,
-                actor: r.get(2)?,
-                factor_id: r.get(3)?,
-                detail: r.get::<_, Option<String>>(4)?.and_then(|d| serde_json::from_str(&d).ok()),
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(rows)
+         WHERE \"user\" = $1 ORDER BY seq DESC LIMIT $2",
+        args![user, limit],
+    )?
+    .iter()
+    .map(|r| {
+        Ok(Row {
+            at: r.get(0)?,
+            event: r.get(1)?,
+            actor: r.get(2)?,
+            factor_id: r.get(3)?,
+            detail: r.get::<Option<String>>(4)?.and_then(|d| serde_json::from_str(&d).ok()),
+        })
+    })
+    .collect()
 }

@@ -3,9 +3,8 @@
 //! and store replicas); reaching `max_retries` within `find_time_s` bans the
 //! subject for `ban_time_s`.
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-
-use super::{audit, now, Result};
+use super::sql::args;
+use super::{audit, now, Connection, Result};
 
 /// Failures older than this are never counted and are purged.
 pub const MAX_FIND_TIME_S: i64 = 86_400;
@@ -30,22 +29,31 @@ pub struct Outcome {
 }
 
 fn active_ban(conn: &Connection, kind: &str, subject: &str, now: i64) -> Result<Option<i64>> {
-    Ok(conn
-        .query_row(
-            "SELECT until FROM bans WHERE kind = ?1 AND subject = ?2 AND until > ?3",
-            params![kind, subject, now],
-            |r| r.get(0),
-        )
-        .optional()?)
+    conn.query_opt("SELECT until FROM bans WHERE kind = $1 AND subject = $2 AND until > $3", args![kind, subject, now])?
+        .map(|r| r.get(0))
+        .transpose()
+}
+
+/// Lock key for one regulated subject.
+fn subject_lock(kind: &str, subject: &str) -> String {
+    format!("ban:{kind}:{subject}")
 }
 
 /// Records one failure for the user and for the IP and starts bans where the
-/// threshold is reached. Returns the active bans of both subjects.
+/// threshold is reached. Returns the active bans of both subjects. Counting
+/// and banning run under both subjects' locks, so parallel failures on any
+/// number of replicas are each counted once and the ban starts exactly when
+/// the threshold is reached.
 pub fn record_failure(conn: &mut Connection, f: &Failure<'_>, actor: &str) -> Result<Outcome> {
     let now = now();
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.execute("DELETE FROM failures WHERE at <= ?1", params![now - MAX_FIND_TIME_S])?;
-    tx.execute("DELETE FROM bans WHERE until <= ?1", params![now])?;
+    let locks: Vec<String> = [(KIND_USER, f.user), (KIND_IP, f.ip)]
+        .iter()
+        .filter_map(|(kind, s)| s.map(|s| subject_lock(kind, s)))
+        .collect();
+    let lock_refs: Vec<&str> = locks.iter().map(String::as_str).collect();
+    let tx = conn.transaction(&lock_refs)?;
+    tx.execute("DELETE FROM failures WHERE at <= $1", args![now - MAX_FIND_TIME_S])?;
+    tx.execute("DELETE FROM bans WHERE until <= $1", args![now])?;
     audit::record(
         &tx,
         audit::Event {
@@ -62,23 +70,24 @@ pub fn record_failure(conn: &mut Connection, f: &Failure<'_>, actor: &str) -> Re
         let mut until = active_ban(&tx, kind, subject, now)?;
         if until.is_none() {
             tx.execute(
-                "INSERT INTO failures(kind, subject, at, method) VALUES (?1, ?2, ?3, ?4)",
-                params![kind, subject, now, f.method],
+                "INSERT INTO failures(kind, subject, at, method) VALUES ($1, $2, $3, $4)",
+                args![kind, subject, now, f.method],
             )?;
-            let count: i64 = tx.query_row(
-                "SELECT count(*) FROM failures WHERE kind = ?1 AND subject = ?2 AND at > ?3",
-                params![kind, subject, now - f.find_time_s],
-                |r| r.get(0),
-            )?;
+            let count: i64 = tx
+                .query_one(
+                    "SELECT count(*) FROM failures WHERE kind = $1 AND subject = $2 AND at > $3",
+                    args![kind, subject, now - f.find_time_s],
+                )?
+                .get(0)?;
             if count >= f.max_retries {
                 let t = now + f.ban_time_s;
                 tx.execute(
-                    "INSERT INTO bans(kind, subject, started_at, until) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT(kind, subject) DO UPDATE SET started_at = ?3, until = ?4",
-                    params![kind, subject, now, t],
+                    "INSERT INTO bans(kind, subject, started_at, until) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT(kind, subject) DO UPDATE SET started_at = excluded.started_at, until = excluded.until",
+                    args![kind, subject, now, t],
                 )?;
                 // Counting starts afresh once the ban is served.
-                tx.execute("DELETE FROM failures WHERE kind = ?1 AND subject = ?2", params![kind, subject])?;
+                tx.execute("DELETE FROM failures WHERE kind = $1 AND subject = $2", args![kind, subject])?;
                 audit::record(
                     &tx,
                     audit::Event {
@@ -118,26 +127,23 @@ pub fn banned_until(conn: &Connection, user: Option<&str>, ip: Option<&str>) -> 
 
 /// Active bans: (kind, subject, until), soonest to end first.
 pub fn list(conn: &Connection) -> Result<Vec<(String, String, i64)>> {
-    let mut stmt =
-        conn.prepare("SELECT kind, subject, until FROM bans WHERE until > ?1 ORDER BY until, kind, subject")?;
-    let rows = stmt
-        .query_map(params![now()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(rows)
+    conn.query("SELECT kind, subject, until FROM bans WHERE until > $1 ORDER BY until, kind, subject", args![now()])?
+        .iter()
+        .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .collect()
 }
 
 /// Lifts every ban on `subject` (a user name or an IP) and forgets its
 /// failures. Returns how many active bans were lifted.
 pub fn lift(conn: &mut Connection, subject: &str, actor: &str) -> Result<usize> {
     let now = now();
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let kinds: Vec<(String, i64)> = {
-        let mut stmt = tx.prepare("DELETE FROM bans WHERE subject = ?1 RETURNING kind, until")?;
-        let rows =
-            stmt.query_map(params![subject], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<Vec<_>>>()?;
-        rows
-    };
-    tx.execute("DELETE FROM failures WHERE subject = ?1", params![subject])?;
+    let tx = conn.transaction(&[&subject_lock(KIND_USER, subject), &subject_lock(KIND_IP, subject)])?;
+    let kinds: Vec<(String, i64)> = tx
+        .query("DELETE FROM bans WHERE subject = $1 RETURNING kind, until", args![subject])?
+        .iter()
+        .map(|r| Ok((r.get(0)?, r.get(1)?)))
+        .collect::<Result<_>>()?;
+    tx.execute("DELETE FROM failures WHERE subject = $1", args![subject])?;
     let mut lifted = 0;
     for (kind, until) in kinds {
         if until <= now {

@@ -2,9 +2,8 @@
 //! `DELETE ... RETURNING` statement, so a challenge can be redeemed at most
 //! once no matter how many workers race for it.
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-
-use super::{audit, now, Result, StoreError};
+use super::sql::args;
+use super::{audit, now, Connection, Result, StoreError};
 
 pub struct Challenge {
     pub user: Option<String>,
@@ -21,11 +20,11 @@ pub fn create(
     actor: &str,
 ) -> Result<()> {
     let now = now();
-    conn.execute("DELETE FROM challenges WHERE expires_at <= ?1", params![now])?;
+    conn.execute("DELETE FROM challenges WHERE expires_at <= $1", args![now])?;
     let n = conn.execute(
-        "INSERT INTO challenges(id, user, purpose, created_at, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(id) DO NOTHING",
-        params![id, user, purpose, now, expires_at],
+        "INSERT INTO challenges(id, \"user\", purpose, created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT(id) DO NOTHING",
+        args![id, user, purpose, now, expires_at],
     )?;
     if n == 0 {
         return Err(StoreError::Exists("challenge"));
@@ -47,13 +46,11 @@ pub fn create(
 /// (expired and mismatched challenges are burnt too), in the same
 /// transaction as the audit row.
 pub fn consume(conn: &mut Connection, id: &str, purpose: &str, actor: &str) -> Result<Challenge> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let row: Option<(Option<String>, String, i64)> = tx
-        .query_row("DELETE FROM challenges WHERE id = ?1 RETURNING user, purpose, expires_at", params![id], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
-        .optional()?;
-    let (user, stored_purpose, expires_at) = row.ok_or(StoreError::NotFound("challenge"))?;
+    let tx = conn.transaction(&[])?;
+    let row = tx
+        .query_opt("DELETE FROM challenges WHERE id = $1 RETURNING \"user\", purpose, expires_at", args![id])?
+        .ok_or(StoreError::NotFound("challenge"))?;
+    let (user, stored_purpose, expires_at): (Option<String>, String, i64) = (row.get(0)?, row.get(1)?, row.get(2)?);
     let outcome = if expires_at <= now() {
         Err(StoreError::Expired)
     } else if stored_purpose != purpose {

@@ -1,9 +1,8 @@
 //! Trusted devices ("remember this browser"): per-user rows with an expiry.
 //! The per-user cap is checked in the same write transaction as the insert.
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-
-use super::{audit, now, Result, StoreError};
+use super::sql::args;
+use super::{audit, now, user_lock, Connection, Result, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct Device {
@@ -23,25 +22,27 @@ fn id_prefix(id: &str) -> String {
 /// Adds a device unless the user already has `max_devices` live ones.
 pub fn add(conn: &mut Connection, user: &str, d: &Device, max_devices: i64, actor: &str) -> Result<()> {
     let now = now();
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.execute("DELETE FROM devices WHERE expires_at <= ?1", params![now])?;
-    let taken: Option<i64> =
-        tx.query_row("SELECT 1 FROM devices WHERE id = ?1", params![d.id], |r| r.get(0)).optional()?;
-    if taken.is_some() {
+    let tx = conn.transaction(&[&user_lock(user)])?;
+    tx.execute("DELETE FROM devices WHERE \"user\" = $1 AND expires_at <= $2", args![user, now])?;
+    if tx.query_opt("SELECT 1 FROM devices WHERE id = $1", args![&d.id])?.is_some() {
         return Err(StoreError::Exists("device"));
     }
-    let live: i64 =
-        tx.query_row("SELECT count(*) FROM devices WHERE user = ?1 AND expires_at > ?2", params![user, now], |r| {
-            r.get(0)
-        })?;
+    let live: i64 = tx
+        .query_one("SELECT count(*) FROM devices WHERE \"user\" = $1 AND expires_at > $2", args![user, now])?
+        .get(0)?;
     if live >= max_devices {
         return Err(StoreError::TooManyDevices);
     }
-    tx.execute(
-        "INSERT INTO devices(id, user, user_agent, added_at, last_used_at, expires_at)
-         VALUES (?1, ?2, ?3, ?4, NULL, ?5)",
-        params![d.id, user, d.user_agent, now, d.expires_at],
-    )?;
+    let inserted = tx.execute(
+        "INSERT INTO devices(id, \"user\", user_agent, added_at, last_used_at, expires_at)
+         VALUES ($1, $2, $3, $4, NULL, $5)",
+        args![&d.id, user, &d.user_agent, now, d.expires_at],
+    );
+    match inserted {
+        // The same id added concurrently for another user.
+        Err(StoreError::Duplicate(_)) => return Err(StoreError::Exists("device")),
+        other => other?,
+    };
     audit::record(
         &tx,
         audit::Event {
@@ -58,31 +59,31 @@ pub fn add(conn: &mut Connection, user: &str, d: &Device, max_devices: i64, acto
 
 /// The user's live (unexpired) devices, oldest first.
 pub fn list(conn: &Connection, user: &str) -> Result<Vec<Device>> {
-    let mut stmt = conn.prepare(
+    conn.query(
         "SELECT id, user_agent, added_at, last_used_at, expires_at FROM devices
-         WHERE user = ?1 AND expires_at > ?2 ORDER BY added_at, rowid",
-    )?;
-    let rows = stmt
-        .query_map(params![user, now()], |r| {
-            Ok(Device {
-                id: r.get(0)?,
-                user_agent: r.get(1)?,
-                added_at: r.get(2)?,
-                last_used_at: r.get(3)?,
-                expires_at: r.get(4)?,
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(rows)
+         WHERE \"user\" = $1 AND expires_at > $2 ORDER BY added_at, rowid",
+        args![user, now()],
+    )?
+    .iter()
+    .map(|r| {
+        Ok(Device {
+            id: r.get(0)?,
+            user_agent: r.get(1)?,
+            added_at: r.get(2)?,
+            last_used_at: r.get(3)?,
+            expires_at: r.get(4)?,
+        })
+    })
+    .collect()
 }
 
 /// Marks a live device as used now; `NotFound` if unknown, expired or revoked.
 pub fn touch(conn: &mut Connection, user: &str, id: &str, actor: &str) -> Result<()> {
     let now = now();
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = conn.transaction(&[&user_lock(user)])?;
     let n = tx.execute(
-        "UPDATE devices SET last_used_at = ?1 WHERE id = ?2 AND user = ?3 AND expires_at > ?1",
-        params![now, id, user],
+        "UPDATE devices SET last_used_at = $1 WHERE id = $2 AND \"user\" = $3 AND expires_at > $1",
+        args![now, id, user],
     )?;
     if n == 0 {
         return Err(StoreError::NotFound("device"));
@@ -103,8 +104,8 @@ pub fn touch(conn: &mut Connection, user: &str, id: &str, actor: &str) -> Result
 
 /// Revokes (deletes) a device.
 pub fn revoke(conn: &mut Connection, user: &str, id: &str, actor: &str) -> Result<()> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let n = tx.execute("DELETE FROM devices WHERE id = ?1 AND user = ?2", params![id, user])?;
+    let tx = conn.transaction(&[&user_lock(user)])?;
+    let n = tx.execute("DELETE FROM devices WHERE id = $1 AND \"user\" = $2", args![id, user])?;
     if n == 0 {
         return Err(StoreError::NotFound("device"));
     }

@@ -2,9 +2,8 @@
 //! as a keyed hash with an expiry and a count of wrong tries. A code is
 //! voided after [`MAX_TRIES`] wrong guesses.
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-
-use super::{audit, now, Result, StoreError};
+use super::sql::args;
+use super::{audit, now, user_lock, Connection, Result, StoreError};
 use crate::crypto::{ct_eq, MasterKey, Pepper};
 
 /// Wrong guesses allowed per code; a 6-digit code then has a 5 in 10^6 chance.
@@ -29,14 +28,14 @@ pub fn issue(conn: &mut Connection, key: &MasterKey, user: &str, new: &NewCode<'
     let hash = code_hash(key, user, channel, code);
     let now = now();
     let expires_at = now + ttl_s;
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.execute("DELETE FROM otp_codes WHERE expires_at <= ?1", params![now])?;
+    let tx = conn.transaction(&[&user_lock(user)])?;
+    tx.execute("DELETE FROM otp_codes WHERE expires_at <= $1", args![now])?;
     tx.execute(
-        "INSERT INTO otp_codes(user, channel, hash, created_at, expires_at, tries)
-         VALUES (?1, ?2, ?3, ?4, ?5, 0)
-         ON CONFLICT(user, channel) DO UPDATE
-            SET hash = ?3, created_at = ?4, expires_at = ?5, tries = 0",
-        params![user, channel, &hash[..], now, expires_at],
+        "INSERT INTO otp_codes(\"user\", channel, hash, created_at, expires_at, tries)
+         VALUES ($1, $2, $3, $4, $5, 0)
+         ON CONFLICT(\"user\", channel) DO UPDATE
+            SET hash = excluded.hash, created_at = excluded.created_at, expires_at = excluded.expires_at, tries = 0",
+        args![user, channel, &hash[..], now, expires_at],
     )?;
     audit::record(
         &tx,
@@ -62,10 +61,10 @@ pub fn withdraw(
     actor: &str,
 ) -> Result<()> {
     let hash = code_hash(key, user, channel, code);
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = conn.transaction(&[&user_lock(user)])?;
     tx.execute(
-        "DELETE FROM otp_codes WHERE user = ?1 AND channel = ?2 AND hash = ?3",
-        params![user, channel, &hash[..]],
+        "DELETE FROM otp_codes WHERE \"user\" = $1 AND channel = $2 AND hash = $3",
+        args![user, channel, &hash[..]],
     )?;
     audit::record(
         &tx,
@@ -93,22 +92,23 @@ pub fn verify(
 ) -> Result<()> {
     let presented = code_hash(key, user, channel, code);
     let now = now();
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let row: Option<(Vec<u8>, i64, i64)> = tx
-        .query_row(
-            "SELECT hash, expires_at, tries FROM otp_codes WHERE user = ?1 AND channel = ?2",
-            params![user, channel],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()?;
-    let (stored, expires_at, tries) = row.ok_or(StoreError::NotFound("code"))?;
+    // The user's lock makes read-check-update one step: each guess counts
+    // once and a code verifies at most once, on any replica.
+    let tx = conn.transaction(&[&user_lock(user)])?;
+    let row = tx
+        .query_opt(
+            "SELECT hash, expires_at, tries FROM otp_codes WHERE \"user\" = $1 AND channel = $2",
+            args![user, channel],
+        )?
+        .ok_or(StoreError::NotFound("code"))?;
+    let (stored, expires_at, tries): (Vec<u8>, i64, i64) = (row.get(0)?, row.get(1)?, row.get(2)?);
     let outcome = if expires_at <= now {
-        tx.execute("DELETE FROM otp_codes WHERE user = ?1 AND channel = ?2", params![user, channel])?;
+        tx.execute("DELETE FROM otp_codes WHERE \"user\" = $1 AND channel = $2", args![user, channel])?;
         Err(StoreError::Expired)
     } else if tries >= MAX_TRIES {
         Err(StoreError::Expired)
     } else if ct_eq(&stored, &presented) {
-        tx.execute("DELETE FROM otp_codes WHERE user = ?1 AND channel = ?2", params![user, channel])?;
+        tx.execute("DELETE FROM otp_codes WHERE \"user\" = $1 AND channel = $2", args![user, channel])?;
         audit::record(
             &tx,
             audit::Event {
@@ -121,7 +121,10 @@ pub fn verify(
         )?;
         Ok(())
     } else {
-        tx.execute("UPDATE otp_codes SET tries = tries + 1 WHERE user = ?1 AND channel = ?2", params![user, channel])?;
+        tx.execute(
+            "UPDATE otp_codes SET tries = tries + 1 WHERE \"user\" = $1 AND channel = $2",
+            args![user, channel],
+        )?;
         audit::record(
             &tx,
             audit::Event {

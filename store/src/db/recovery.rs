@@ -3,9 +3,8 @@
 //! hanging off one factor of type "recovery" per user. Consumption is a
 //! single DELETE of the matching hash, so a code works at most once.
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-
-use super::{audit, now, Result, StoreError, MAX_FACTORS_PER_USER};
+use super::sql::args;
+use super::{audit, now, user_lock, Connection, Result, StoreError, MAX_FACTORS_PER_USER};
 use crate::crypto::{random_hex, MasterKey, Pepper};
 
 pub const FACTOR_NAME: &str = "Recovery codes";
@@ -30,39 +29,38 @@ pub fn replace(
     actor: &str,
 ) -> Result<(String, i64)> {
     let hashes: Vec<[u8; 32]> = normalized_codes.iter().map(|c| code_hash(key, user, c)).collect();
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = conn.transaction(&[&user_lock(user)])?;
     let existing: Option<String> = tx
-        .query_row(
-            "SELECT id FROM factors WHERE user = ?1 AND type = 'recovery'
+        .query_opt(
+            "SELECT id FROM factors WHERE \"user\" = $1 AND type = 'recovery'
              ORDER BY added_at, rowid LIMIT 1",
-            params![user],
-            |r| r.get(0),
-        )
-        .optional()?;
+            args![user],
+        )?
+        .map(|r| r.get(0))
+        .transpose()?;
     let id = match existing {
         Some(id) => id,
         None => {
-            let total: i64 =
-                tx.query_row("SELECT count(*) FROM factors WHERE user = ?1", params![user], |r| r.get(0))?;
+            let total: i64 = tx.query_one("SELECT count(*) FROM factors WHERE \"user\" = $1", args![user])?.get(0)?;
             if total >= MAX_FACTORS_PER_USER {
                 return Err(StoreError::TooManyFactors);
             }
             let id = format!("f{}", random_hex::<8>().map_err(StoreError::Other)?);
             tx.execute(
-                "INSERT INTO factors (id, user, type, name, enabled, added_at, params)
-                 VALUES (?1, ?2, 'recovery', ?3, 1, ?4, '{}')",
-                params![id, user, FACTOR_NAME, now()],
+                "INSERT INTO factors (id, \"user\", type, name, enabled, added_at, params)
+                 VALUES ($1, $2, 'recovery', $3, 1, $4, '{}')",
+                args![&id, user, FACTOR_NAME, now()],
             )?;
             id
         }
     };
-    tx.execute("DELETE FROM recovery_codes WHERE factor_id = ?1", params![id])?;
+    tx.execute("DELETE FROM recovery_codes WHERE factor_id = $1", args![&id])?;
     let mut n = 0i64;
-    {
-        let mut insert = tx.prepare("INSERT OR IGNORE INTO recovery_codes(factor_id, hash) VALUES (?1, ?2)")?;
-        for h in &hashes {
-            n += insert.execute(params![id, &h[..]])? as i64;
-        }
+    for h in &hashes {
+        n += tx.execute(
+            "INSERT INTO recovery_codes(factor_id, hash) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            args![&id, &h[..]],
+        )? as i64;
     }
     audit::record(
         &tx,
@@ -82,20 +80,20 @@ pub fn replace(
 /// no enabled recovery factor holds it.
 pub fn consume(conn: &mut Connection, key: &MasterKey, user: &str, code: &str, actor: &str) -> Result<(String, i64)> {
     let hash = code_hash(key, user, &normalize(code));
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = conn.transaction(&[])?;
     let id: Option<String> = tx
-        .query_row(
-            "DELETE FROM recovery_codes WHERE hash = ?1 AND factor_id IN
-                (SELECT id FROM factors WHERE user = ?2 AND type = 'recovery' AND enabled = 1)
+        .query_opt(
+            "DELETE FROM recovery_codes WHERE hash = $1 AND factor_id IN
+                (SELECT id FROM factors WHERE \"user\" = $2 AND type = 'recovery' AND enabled = 1)
              RETURNING factor_id",
-            params![&hash[..], user],
-            |r| r.get(0),
-        )
-        .optional()?;
+            args![&hash[..], user],
+        )?
+        .map(|r| r.get(0))
+        .transpose()?;
     let id = id.ok_or(StoreError::NoSuchCode)?;
-    tx.execute("UPDATE factors SET last_used_at = ?1 WHERE id = ?2", params![now(), id])?;
+    tx.execute("UPDATE factors SET last_used_at = $1 WHERE id = $2", args![now(), &id])?;
     let remaining: i64 =
-        tx.query_row("SELECT count(*) FROM recovery_codes WHERE factor_id = ?1", params![id], |r| r.get(0))?;
+        tx.query_one("SELECT count(*) FROM recovery_codes WHERE factor_id = $1", args![&id])?.get(0)?;
     audit::record(
         &tx,
         audit::Event {

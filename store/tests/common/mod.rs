@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -19,35 +19,192 @@ pub fn master_key(byte: u8) -> String {
     base64::engine::general_purpose::STANDARD.encode([byte; 32])
 }
 
-/// A unique directory under the system temp dir, removed on drop.
-pub struct TempDir(pub PathBuf);
+/// A unique directory under the system temp dir, removed on drop, and the
+/// store database of one test: `store.db` in that directory, or, when
+/// `EDGE_MFA_TEST_PG_URL` is set, a fresh schema of its own on that
+/// PostgreSQL server (dropped on drop), so the same tests cover both backends.
+pub struct TempDir(pub PathBuf, Option<PgSchema>);
+
+/// One test's schema on the shared test server.
+pub struct PgSchema {
+    base_url: String,
+    name: String,
+}
+
+/// The PostgreSQL server for the tests, if any.
+pub fn pg_url() -> Option<String> {
+    std::env::var("EDGE_MFA_TEST_PG_URL").ok().filter(|u| !u.trim().is_empty())
+}
+
+/// `url` with the connection's search path set to `schema`.
+pub fn pg_url_with_schema(url: &str, schema: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}options=-csearch_path%3D{schema}")
+}
+
+impl PgSchema {
+    fn create(base_url: &str, tag: &str) -> PgSchema {
+        let name = format!("t_{tag}");
+        let mut client = postgres::Client::connect(base_url, postgres::NoTls)
+            .unwrap_or_else(|e| panic!("EDGE_MFA_TEST_PG_URL is set but the server is unreachable: {e}"));
+        client.batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}")).unwrap();
+        PgSchema { base_url: base_url.to_string(), name }
+    }
+
+    fn client(&self) -> postgres::Client {
+        postgres::Client::connect(&pg_url_with_schema(&self.base_url, &self.name), postgres::NoTls).unwrap()
+    }
+}
 
 impl TempDir {
     pub fn new() -> TempDir {
         static N: AtomicU32 = AtomicU32::new(0);
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "edge-mfa-store-test-{}-{}-{nanos}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
+        let n = N.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("edge-mfa-store-test-{}-{n}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
+        let pg = pg_url().map(|url| PgSchema::create(&url, &format!("{}_{n}_{nanos}", std::process::id())));
+        TempDir(dir, pg)
     }
 
-    pub fn db(&self) -> PathBuf {
-        self.0.join("store.db")
+    /// The store's `--db` value for this test.
+    pub fn db(&self) -> String {
+        match &self.1 {
+            Some(pg) => pg_url_with_schema(&pg.base_url, &pg.name),
+            None => self.0.join("store.db").to_string_lossy().into_owned(),
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.1.is_some()
+    }
+
+    /// A direct SQLite connection (None on PostgreSQL).
+    pub fn sqlite(&self) -> Option<rusqlite::Connection> {
+        if self.is_postgres() {
+            return None;
+        }
+        let conn = rusqlite::Connection::open(self.db()).unwrap();
+        conn.busy_timeout(Duration::from_secs(5)).unwrap();
+        Some(conn)
+    }
+
+    /// Runs one statement directly on the database (test setup, e.g. expiry).
+    pub fn sql_execute(&self, sql: &str) {
+        match &self.1 {
+            Some(pg) => {
+                pg.client().batch_execute(sql).unwrap();
+            }
+            None => {
+                self.sqlite().unwrap().execute_batch(sql).unwrap();
+            }
+        }
+    }
+
+    /// Holds the lock that the store's writes for `user` take (SQLite: the
+    /// database write lock; PostgreSQL: the user's advisory lock) until dropped.
+    pub fn hold_write_lock(&self, user: &str) -> Box<dyn std::any::Any + Send> {
+        match &self.1 {
+            Some(pg) => {
+                let mut c = pg.client();
+                c.batch_execute("BEGIN").unwrap();
+                c.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&format!("edge-mfa:user:{user}")])
+                    .unwrap();
+                Box::new(c)
+            }
+            None => {
+                let c = self.sqlite().unwrap();
+                c.execute_batch("BEGIN IMMEDIATE").unwrap();
+                Box::new(c)
+            }
+        }
+    }
+
+    /// The integer in the first column of every row of `sql`.
+    pub fn sql_ints(&self, sql: &str) -> Vec<i64> {
+        match &self.1 {
+            Some(pg) => pg.client().query(sql, &[]).unwrap().iter().map(|r| r.get::<_, i64>(0)).collect(),
+            None => {
+                let conn = self.sqlite().unwrap();
+                let mut stmt = conn.prepare(sql).unwrap();
+                let rows = stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+                rows
+            }
+        }
+    }
+
+    pub fn sql_int(&self, sql: &str) -> i64 {
+        self.sql_ints(sql)[0]
+    }
+
+    /// The bytes in the first column of every row of `sql`.
+    pub fn sql_blobs(&self, sql: &str) -> Vec<Vec<u8>> {
+        match &self.1 {
+            Some(pg) => pg.client().query(sql, &[]).unwrap().iter().map(|r| r.get::<_, Vec<u8>>(0)).collect(),
+            None => {
+                let conn = self.sqlite().unwrap();
+                let mut stmt = conn.prepare(sql).unwrap();
+                let rows = stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+                rows
+            }
+        }
+    }
+
+    /// Everything the database holds at rest, as (name, bytes): the SQLite
+    /// file and its WAL, or every column of every table of the schema
+    /// (`bytea` as raw bytes, the rest as text), to check that no plaintext
+    /// secret is stored.
+    pub fn stored_bytes(&self) -> Vec<(String, Vec<u8>)> {
+        let Some(pg) = &self.1 else {
+            let mut out = Vec::new();
+            for entry in std::fs::read_dir(&self.0).unwrap() {
+                let path = entry.unwrap().path();
+                if path.to_string_lossy().contains("store.db") {
+                    out.push((path.display().to_string(), std::fs::read(&path).unwrap()));
+                }
+            }
+            return out;
+        };
+        let mut client = pg.client();
+        let cols = client
+            .query(
+                "SELECT table_name::text, column_name::text, data_type::text FROM information_schema.columns
+                 WHERE table_schema = $1",
+                &[&pg.name],
+            )
+            .unwrap();
+        let mut out = Vec::new();
+        for c in cols {
+            let (table, column, ty): (String, String, String) = (c.get(0), c.get(1), c.get(2));
+            let mut bytes = Vec::new();
+            let sql = if ty == "bytea" {
+                format!("SELECT \"{column}\" FROM \"{table}\" WHERE \"{column}\" IS NOT NULL")
+            } else {
+                format!("SELECT convert_to(\"{column}\"::text, 'UTF8') FROM \"{table}\" WHERE \"{column}\" IS NOT NULL")
+            };
+            for r in client.query(&sql, &[]).unwrap() {
+                bytes.extend_from_slice(&r.get::<_, Vec<u8>>(0));
+                bytes.push(0);
+            }
+            out.push((format!("{table}.{column}"), bytes));
+        }
+        out
     }
 }
 
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+        if let Some(pg) = &self.1 {
+            if let Ok(mut c) = postgres::Client::connect(&pg.base_url, postgres::NoTls) {
+                let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", pg.name));
+            }
+        }
     }
 }
 
 /// Runs an admin command against `db`; `key` sets EDGE_MFA_STORE_KEY.
-pub fn cli(db: &Path, key: Option<&str>, args: &[&str]) -> Output {
+pub fn cli(db: &str, key: Option<&str>, args: &[&str]) -> Output {
     let mut cmd = Command::new(BIN);
     cmd.args(args)
         .env_remove("EDGE_MFA_STORE_KEY")
@@ -119,6 +276,13 @@ impl Server {
             return Err(std::fs::read_to_string(&log).unwrap_or_default());
         };
         Ok(Server { addr: addr.to_string(), child: Some(child), _stdout: reader.into_inner(), log })
+    }
+
+    /// Sends SIGTERM without waiting (see [`Server::stop`]).
+    pub fn sigterm(&self) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        }
     }
 
     /// Sends SIGTERM and returns whether the process exited successfully.

@@ -1,0 +1,301 @@
+//! A fleet: TWO store replicas on one PostgreSQL, behind one Envoy cluster (round robin), Envoy
+//! with two workers. The same TOTP code, recovery code, WebAuthn assertion and emailed code is
+//! fired at the gate by 16 racers at once, many times: exactly one success each time, whichever
+//! replica each racer's store calls land on. Parallel wrong guesses are counted across replicas:
+//! the ban starts exactly at the threshold.
+//!
+//! Needs `EDGE_MFA_TEST_PG_URL` (skips with a printed reason without it; `scripts/test-postgres`,
+//! run by `make test`, provides one).
+
+use std::sync::{Arc, Barrier};
+
+use edge_mfa::totp::{self, Alg, Params};
+use serde_json::{json, Value};
+use test_harness::authenticator::{Attestation, SoftAuthenticator};
+use test_harness::pg::{fresh_schema, PgSchema};
+use test_harness::{http, Stack, StackOptions};
+
+const COOKIE: &str = "edge-mfa";
+const CEREMONY: &str = "edge-mfa-wa";
+const JSON: (&str, &str) = ("accept", "application/json");
+const RACERS: usize = 16;
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+fn params() -> Params {
+    Params { alg: Alg::Sha1, digits: 6, period: 30 }
+}
+
+/// Two replicas on a fresh schema, Envoy with two workers; `None` (skipped) without PostgreSQL
+/// or without the e2e artifacts.
+fn start(name: &str, cfg: Value) -> Option<(Stack, PgSchema)> {
+    if !test_harness::e2e_enabled(name) {
+        return None;
+    }
+    let pg = fresh_schema(name)?;
+    let mut plugin_config = json!({"store": {"timeout_ms": 10_000}});
+    test_harness::merge_json(&mut plugin_config, &cfg);
+    let s = Stack::start_replicated(StackOptions { plugin_config, concurrency: 2 }, &pg.url, 2);
+    Some((s, pg))
+}
+
+fn json_h(cookie: &str) -> Vec<(String, String)> {
+    vec![
+        ("cookie".into(), cookie.into()),
+        ("content-type".into(), "application/json".into()),
+        ("accept".into(), "application/json".into()),
+    ]
+}
+
+fn post(s: &Stack, cookie: &str, path: &str, body: &Value) -> http::Response {
+    http::raw(
+        &s.base,
+        "POST",
+        path,
+        &[("cookie", cookie), ("content-type", "application/json"), JSON],
+        body.to_string().as_bytes(),
+    )
+}
+
+/// Enrolls TOTP for `user`; returns the secret and the session cookie.
+fn enroll(s: &Stack, user: &str) -> (Vec<u8>, String) {
+    let id = s.login_cookie(user);
+    let r = http::get(&s.url("/.mfa/totp/enroll?next=/app"), &[("cookie", &id), JSON]);
+    assert_eq!(r.status, 200, "{r:?}\n{}", s.log_tails());
+    let v = r.json();
+    let secret = totp::secret_from_base32(v["secret"].as_str().unwrap()).unwrap();
+    let code = totp::code_at(&params(), &secret, now());
+    let r =
+        post(s, &id, "/.mfa/totp/enroll", &json!({"enroll_token": v["enroll_token"], "code": code, "name": "Phone"}));
+    assert_eq!(r.status, 200, "{r:?}\n{}", s.log_tails());
+    (secret, r.cookie(COOKIE).expect("session cookie"))
+}
+
+/// The same request from `RACERS` threads at once, each on its own open keep-alive connection
+/// (so they spread over both Envoy workers, and the filter's store calls over both replicas).
+fn race(base: &str, path: &str, headers: &[(String, String)], body: &[u8]) -> Vec<http::Response> {
+    let barrier = Arc::new(Barrier::new(RACERS));
+    std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..RACERS)
+            .map(|_| {
+                let barrier = barrier.clone();
+                sc.spawn(move || {
+                    let mut conn = http::Conn::new(base);
+                    // Warm up the connection (answered by the filter itself: no identity, 401).
+                    let warm = conn.send("GET", "/app", &[JSON], b"").map(|r| r.status);
+                    let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                    barrier.wait();
+                    assert_eq!(warm.ok(), Some(401), "warm-up request");
+                    conn.send("POST", path, &h, body).expect("racer")
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().expect("racer thread")).collect()
+    })
+}
+
+fn successes(rs: &[http::Response]) -> usize {
+    rs.iter().filter(|r| r.status == 200 || r.status == 303).count()
+}
+
+/// How many log lines of each replica contain `needle` (the store logs every request's path).
+fn per_replica(s: &Stack, needle: &str) -> Vec<usize> {
+    s.store_logs().iter().map(|log| log.lines().filter(|l| l.contains(needle)).count()).collect()
+}
+
+#[test]
+fn two_replicas_one_time_codes_succeed_exactly_once() {
+    // Regulation all but off (as in attack_corpus.rs): 15 losers per round are failures.
+    let cfg = json!({
+        "recovery": {"count": 20},
+        "email": {},
+        "regulation": {"max_retries": 100, "find_time_s": 1, "ban_time_s": 1},
+        "webauthn": {"rp_id": "localhost", "origins": ["http://localhost:{LISTEN_PORT}"]}
+    });
+    let Some((s, _pg)) = start("replicas::exactly_once", cfg) else { return };
+
+    // TOTP: one code raced by 16, for six users.
+    let mut totp_rounds = Vec::new();
+    for i in 0..6 {
+        let user = format!("racer{i}");
+        let (secret, _) = enroll(&s, &user);
+        let code = totp::code_at(&params(), &secret, now() + 30);
+        let rs = race(
+            &s.base,
+            "/.mfa/totp/verify",
+            &json_h(&s.login_cookie(&user)),
+            json!({"code": code}).to_string().as_bytes(),
+        );
+        let statuses: Vec<u16> = rs.iter().map(|r| r.status).collect();
+        assert_eq!(successes(&rs), 1, "TOTP code raced by {RACERS} over two replicas: {statuses:?}\n{}", s.log_tails());
+        for r in rs.iter().filter(|r| r.status != 200) {
+            assert_eq!((r.status, r.json()["error"].as_str()), (401, Some("code_used")), "{r:?}");
+            assert!(r.cookie(COOKIE).is_none());
+        }
+        totp_rounds.push(statuses);
+    }
+
+    // Recovery codes: one success per code; the remaining count goes down by exactly one.
+    let (_, session) = enroll(&s, "dora");
+    let dora = s.login_cookie("dora");
+    let both = format!("{dora}; {session}");
+    let csrf = http::get(&s.url("/.mfa/"), &[("cookie", &both), JSON]).json()["csrf"].as_str().unwrap().to_string();
+    let r = post(&s, &both, "/.mfa/recovery/generate", &json!({"csrf": csrf}));
+    assert_eq!(r.status, 200, "{r:?}");
+    let codes: Vec<String> =
+        r.json()["codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
+    for (round, c) in codes.iter().take(4).enumerate() {
+        let rs = race(&s.base, "/.mfa/recovery/verify", &json_h(&dora), json!({"code": c}).to_string().as_bytes());
+        let statuses: Vec<u16> = rs.iter().map(|r| r.status).collect();
+        assert_eq!(successes(&rs), 1, "recovery code raced by {RACERS}: {statuses:?}");
+        let winner = rs.iter().find(|r| r.status == 200).unwrap();
+        assert_eq!(winner.json()["remaining"].as_u64(), Some(19 - round as u64), "{winner:?}");
+        for r in rs.iter().filter(|r| r.status != 200) {
+            assert_eq!(r.status, 401, "{r:?}");
+            assert!(r.cookie(COOKIE).is_none());
+        }
+    }
+
+    // WebAuthn: one assertion (one challenge, one counter value) raced by 16.
+    let web_origin = format!("http://localhost:{}", s.listen_port);
+    let mut key = SoftAuthenticator::new(Attestation::None);
+    let erin = s.login_cookie("erin");
+    let r = post(&s, &erin, "/.mfa/webauthn/register/begin", &json!({}));
+    assert_eq!(r.status, 200, "{r:?}");
+    let wa = r.cookie(CEREMONY).unwrap();
+    let cred = key.register(&r.json(), &web_origin).unwrap();
+    let r = post(
+        &s,
+        &format!("{erin}; {wa}"),
+        "/.mfa/webauthn/register/finish",
+        &json!({"credential": serde_json::from_str::<Value>(&cred).unwrap(), "name": "k"}),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let mut wa_rounds = Vec::new();
+    for _ in 0..3 {
+        let r = post(&s, &erin, "/.mfa/webauthn/login/begin", &json!({"next": "/app"}));
+        assert_eq!(r.status, 200, "{r:?}");
+        let jar = format!("{erin}; {}", r.cookie(CEREMONY).unwrap());
+        let a = key.assert(&r.json(), &web_origin).unwrap();
+        let body = json!({"credential": serde_json::from_str::<Value>(&a).unwrap(), "next": "/app"}).to_string();
+        let rs = race(&s.base, "/.mfa/webauthn/login/finish", &json_h(&jar), body.as_bytes());
+        let statuses: Vec<u16> = rs.iter().map(|r| r.status).collect();
+        assert_eq!(successes(&rs), 1, "WebAuthn assertion raced by {RACERS}: {statuses:?}");
+        for r in rs.iter().filter(|r| r.status != 200) {
+            assert!(matches!(r.status, 400 | 401) && r.cookie(COOKIE).is_none(), "{r:?}");
+        }
+        wa_rounds.push(statuses);
+    }
+
+    // Emailed codes: enroll an address, then race sign-in codes.
+    let (_, fay_session) = enroll(&s, "fay");
+    let fay = s.login_cookie("fay");
+    let fay_both = format!("{fay}; {fay_session}");
+    let csrf = http::get(&s.url("/.mfa/"), &[("cookie", &fay_both), JSON]).json()["csrf"].as_str().unwrap().to_string();
+    let r = post(
+        &s,
+        &fay_both,
+        "/.mfa/otp/enroll",
+        &json!({"channel": "email", "address": "fay@example.com", "csrf": csrf}),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let state = r.json()["state"].as_str().unwrap().to_string();
+    let last_code = || {
+        let msgs = s.outbox();
+        let m = msgs.iter().rev().find(|m| m["to"] == "fay@example.com").expect("an email to fay").clone();
+        m["code"].as_str().unwrap().to_string()
+    };
+    let r = post(
+        &s,
+        &fay_both,
+        "/.mfa/otp/enroll/confirm",
+        &json!({"channel": "email", "state": state, "code": last_code()}),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let mut email_rounds = Vec::new();
+    for _ in 0..3 {
+        let r = post(&s, &fay, "/.mfa/otp/send", &json!({"channel": "email"}));
+        assert_eq!(r.status, 200, "{r:?}");
+        let body = json!({"channel": "email", "code": last_code()}).to_string();
+        let rs = race(&s.base, "/.mfa/otp/verify", &json_h(&fay), body.as_bytes());
+        let statuses: Vec<u16> = rs.iter().map(|r| r.status).collect();
+        assert_eq!(successes(&rs), 1, "email code raced by {RACERS}: {statuses:?}");
+        for r in rs.iter().filter(|r| r.status != 200) {
+            assert_eq!(r.status, 401, "{r:?}");
+            assert!(r.cookie(COOKIE).is_none());
+        }
+        email_rounds.push(statuses);
+    }
+
+    // Both replicas did the one-time work (round robin), so the guarantees above held across them.
+    // (WebAuthn racers meet first at the challenge, `/consume`: only the one that redeemed it
+    // goes on to `/webauthn/use`, so that path sees one call per round, on either replica.)
+    let spread: Vec<(&str, Vec<usize>)> = ["/totp/use", "/recovery/consume", "/consume", "/otp/verify"]
+        .into_iter()
+        .map(|p| (p, per_replica(&s, p)))
+        .collect();
+    eprintln!(
+        "replicas: TOTP rounds {totp_rounds:?}; WebAuthn rounds {wa_rounds:?}; email rounds {email_rounds:?}; \
+         store calls per replica {spread:?}"
+    );
+    for (path, counts) in &spread {
+        assert!(counts.len() == 2 && counts.iter().all(|&n| n > 0), "both replicas served {path}: {counts:?}");
+    }
+}
+
+#[test]
+fn two_replicas_count_parallel_wrong_guesses_together() {
+    // Half the racers' worth of failures starts the ban.
+    const MAX: usize = RACERS / 2;
+    let cfg = json!({"regulation": {"max_retries": MAX, "find_time_s": 600, "ban_time_s": 600}});
+    let Some((s, pg)) = start("replicas::bans", cfg) else { return };
+    let (secret, _) = enroll(&s, "gus");
+    let gus = s.login_cookie("gus");
+    let right = totp::code_at(&params(), &secret, now() + 30);
+    let wrong = if right == "000000" { "111111" } else { "000000" };
+
+    // RACERS wrong guesses at once, over both workers and both replicas. Counted one at a time
+    // across replicas, failures 1..MAX-1 are plain 401s, the MAX-th starts the ban and every
+    // later one finds it: exactly MAX-1 racers see 401, the rest 429. (Counts that missed each
+    // other would let more than MAX-1 guesses through as 401s, or start the ban twice.)
+    let rs = race(&s.base, "/.mfa/totp/verify", &json_h(&gus), json!({"code": wrong}).to_string().as_bytes());
+    let statuses: Vec<u16> = rs.iter().map(|r| r.status).collect();
+    let plain = statuses.iter().filter(|&&st| st == 401).count();
+    let banned = statuses.iter().filter(|&&st| st == 429).count();
+    assert_eq!(
+        (plain, banned),
+        (MAX - 1, RACERS - MAX + 1),
+        "{RACERS} parallel wrong guesses, limit {MAX}: {statuses:?}"
+    );
+    let counted = per_replica(&s, "POST /v1/failures");
+    eprintln!("bans: statuses {statuses:?}; failures reported per replica {counted:?}");
+    assert!(counted.len() == 2 && counted.iter().all(|&n| n > 0), "both replicas counted failures: {counted:?}");
+
+    // The ban started once (user and client address each), not once per replica.
+    let store_bin = std::env::var("EDGE_MFA_STORE_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| test_harness::repo_root().join("target/debug/edge-mfa-store"));
+    let out = std::process::Command::new(&store_bin).args(["audit", "gus", "--db", &pg.url]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let audit = String::from_utf8_lossy(&out.stdout).to_string();
+    let starts = |subject: &str| {
+        audit
+            .lines()
+            .filter(|l| l.contains("\tban.started\t") && l.contains(&format!("\"subject\":\"{subject}\"")))
+            .count()
+    };
+    assert_eq!((starts("user"), starts("ip")), (1, 1), "{audit}");
+
+    let r = post(&s, &gus, "/.mfa/totp/verify", &json!({"code": right}));
+    assert_eq!(r.status, 429, "a correct code is refused while banned: {r:?}");
+    assert!(r.cookie(COOKIE).is_none());
+    // Every replica enforces the ban.
+    for url in std::iter::once(&s.store_url).chain(&s.replica_urls) {
+        let auth = format!("Bearer {}", s.store_token);
+        let r = http::get(&format!("{url}/v1/bans?user=gus"), &[("authorization", &auth)]);
+        assert_eq!(r.status, 200, "{r:?}");
+        assert!(r.json()["banned_until"].as_i64().is_some(), "replica {url} sees the ban: {r:?}");
+    }
+}
