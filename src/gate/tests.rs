@@ -13,6 +13,10 @@ impl Headers for H {
     fn get(&self, name: &str) -> Option<String> {
         self.0.get(name).cloned()
     }
+    /// Envoy's `source.address`, given in tests as the pseudo-header `~source`.
+    fn source_address(&self) -> Option<String> {
+        self.0.get("~source").cloned()
+    }
 }
 
 struct FixedRng(u8);
@@ -50,8 +54,18 @@ fn gate() -> Gate {
 }
 
 fn session_cookie(g: &Gate, user: &str, method: Method, auth_time: u64) -> String {
-    let s = Session { auth_time, expires: auth_time + 3600, recheck_at: 0, session_id: [1; 16], method, quick: false };
-    format!("edge-mfa={}", token::seal_session(&g.keys.borrow(), user, &s).unwrap())
+    let s = Session {
+        auth_time,
+        issued_at: auth_time,
+        expires: auth_time + 3600,
+        recheck_at: 0,
+        session_id: [1; 16],
+        method,
+        quick: false,
+        phishing_resistant: method == Method::Webauthn,
+        user_verified: false,
+    };
+    format!("edge-mfa={}", token::seal_session(&g.keys.borrow(), user, &s, "").unwrap())
 }
 
 const SECRET: &[u8] = b"12345678901234567890";
@@ -90,7 +104,17 @@ fn hot_path_passes_valid_session() {
     let c = session_cookie(&g, "alice", Method::Totp, NOW - 10);
     let d = g.on_headers(&req("GET", "/app", Some("alice"), &[("cookie", &c)]), NOW, &mut FixedRng(1));
     match d {
-        Decision::Pass(p) => assert_eq!(p, Pass { user: "alice".into(), method: "totp", auth_time: Some(NOW - 10) }),
+        Decision::Pass(p) => {
+            assert_eq!(
+                p,
+                Pass {
+                    user: "alice".into(),
+                    method: "totp",
+                    auth_time: Some(NOW - 10),
+                    cookie: Some(CookieEdit::Remove)
+                }
+            )
+        }
         other => panic!("{other:?}"),
     }
 }
@@ -118,8 +142,11 @@ fn no_identity_redirects_browsers_and_401s_apis() {
 #[test]
 fn bypass_paths_pass_without_identity() {
     let g = gate();
-    assert!(matches!(g.on_headers(&req("GET", "/login", None, &[]), NOW, &mut FixedRng(1)), Decision::Bypass));
-    assert!(!matches!(g.on_headers(&req("GET", "/login/../app", None, &[]), NOW, &mut FixedRng(1)), Decision::Bypass));
+    assert!(matches!(g.on_headers(&req("GET", "/login", None, &[]), NOW, &mut FixedRng(1)), Decision::Bypass(_)));
+    assert!(!matches!(
+        g.on_headers(&req("GET", "/login/../app", None, &[]), NOW, &mut FixedRng(1)),
+        Decision::Bypass(_)
+    ));
 }
 
 #[test]
@@ -203,7 +230,7 @@ fn verify_mints_a_session_and_redirects() {
     assert_eq!(r.status, 303);
     assert_eq!(r.header_value("location"), Some("/app?x=1"));
     let cookie = r.header_value("set-cookie").unwrap();
-    assert!(cookie.starts_with("edge-mfa=s1.k1."));
+    assert!(cookie.starts_with("edge-mfa=s2.k1."));
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Path=/"));
     // The minted cookie passes the hot path for alice.
     let c = cookie.split(';').next().unwrap();
@@ -293,7 +320,7 @@ fn enrollment_flow() {
         &mut FixedRng(1),
     ));
     assert_eq!(r.status, 200);
-    assert!(r.header_value("set-cookie").unwrap().starts_with("edge-mfa=s1."));
+    assert!(r.header_value("set-cookie").unwrap().starts_with("edge-mfa=s2."));
     // A forged or foreign enrollment token is refused.
     let r = respond(enroll_post(&code, "e1.k1.AAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"));
     assert_eq!(r.status, 400);
@@ -358,7 +385,7 @@ fn recheck_deadline_forces_a_challenge() {
     let r = verify(&g, &code, "/", 0, ok_reply());
     let c = r.header_value("set-cookie").unwrap().split(';').next().unwrap().to_string();
     let tok = c.strip_prefix("edge-mfa=").unwrap();
-    let s = token::open_session(&g.keys.borrow(), tok, "alice", NOW).unwrap();
+    let s = token::open_session(&g.keys.borrow(), tok, "alice", None, NOW).unwrap();
     assert!((NOW + 60..=NOW + 120).contains(&s.recheck_at));
     assert!(matches!(
         g.on_headers(&req("GET", "/app", Some("alice"), &[("cookie", &c)]), NOW + 59, &mut FixedRng(1)),
@@ -667,13 +694,16 @@ fn quick_login_sends_browsers_without_identity_to_the_passkey_page() {
     // A quick session is the identity; a normal session without identity is not.
     let quick = Session {
         auth_time: NOW,
+        issued_at: NOW,
         expires: NOW + 60,
         recheck_at: 0,
         session_id: [0; 16],
         method: Method::Webauthn,
         quick: true,
+        phishing_resistant: true,
+        user_verified: true,
     };
-    let c = format!("edge-mfa={}", token::seal_session(&g.keys.borrow(), "alice", &quick).unwrap());
+    let c = format!("edge-mfa={}", token::seal_session(&g.keys.borrow(), "alice", &quick, "").unwrap());
     match g.on_headers(&req("GET", "/app", None, &[("cookie", &c)]), NOW, &mut FixedRng(1)) {
         Decision::Pass(p) => assert_eq!((p.user.as_str(), p.method), ("alice", "webauthn")),
         other => panic!("{other:?}"),
@@ -694,8 +724,17 @@ fn quick_login_sends_browsers_without_identity_to_the_passkey_page() {
 
 /// The CSRF token of the sessions `session_cookie` mints (session id [1; 16]).
 fn csrf(g: &Gate) -> String {
-    let s =
-        Session { auth_time: 0, expires: 0, recheck_at: 0, session_id: [1; 16], method: Method::Totp, quick: false };
+    let s = Session {
+        auth_time: 0,
+        issued_at: 0,
+        expires: 0,
+        recheck_at: 0,
+        session_id: [1; 16],
+        method: Method::Totp,
+        quick: false,
+        phishing_resistant: false,
+        user_verified: false,
+    };
     token::csrf_token(&g.keys.borrow(), &s).unwrap()
 }
 
@@ -811,7 +850,11 @@ fn failures_are_recorded_and_bans_refuse_even_right_codes() {
             "POST",
             "/.mfa/totp/verify",
             Some("alice"),
-            &[("content-type", "application/json"), ("x-forwarded-for", "198.51.100.9, 203.0.113.7")],
+            &[
+                ("content-type", "application/json"),
+                ("x-forwarded-for", "198.51.100.9"),
+                ("~source", "203.0.113.7:40123"),
+            ],
         );
         let Decision::ReadBody(p) = g.on_headers(&h, NOW, &mut FixedRng(1)) else { panic!() };
         g.on_body(p, json!({"code": code}).to_string().as_bytes(), NOW, &mut FixedRng(1))

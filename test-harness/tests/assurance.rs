@@ -98,7 +98,8 @@ fn store_keys(s: &Stack) -> KeyRing {
         .unwrap()
         .iter()
         .map(|k| {
-            let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(k["secret"].as_str().unwrap()).unwrap();
+            let secret =
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(k["secret"].as_str().unwrap()).unwrap();
             Key::new(k["kid"].as_str().unwrap(), &secret).unwrap()
         })
         .collect();
@@ -109,13 +110,16 @@ fn store_keys(s: &Stack) -> KeyRing {
 fn old_session(s: &Stack, user: &str, method: Method, auth_time: u64) -> String {
     let session = Session {
         auth_time,
+        issued_at: auth_time,
         expires: now() + 3600,
         recheck_at: 0,
         session_id: [9; 16],
         method,
         quick: false,
+        phishing_resistant: method == Method::Webauthn,
+        user_verified: false,
     };
-    format!("{SESSION}={}", token::seal_session(&store_keys(s), user, &session).unwrap())
+    format!("{SESSION}={}", token::seal_session(&store_keys(s), user, &session, "").unwrap())
 }
 
 fn csrf(s: &Stack, cookies: &str) -> String {
@@ -255,10 +259,8 @@ fn factor_changes_need_a_recent_second_factor() {
     );
     assert_eq!(r.status, 200, "{r:?}");
     let state = r.json()["state"].as_str().unwrap().to_string();
-    let code = s.outbox().iter().rev().find(|m| m["to"] == "sam@example.com").unwrap()["code"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let code =
+        s.outbox().iter().rev().find(|m| m["to"] == "sam@example.com").unwrap()["code"].as_str().unwrap().to_string();
     let r = http::post_json(
         &s.url("/.mfa/otp/enroll/confirm"),
         &json!({"channel": "email", "state": state, "code": code}),
@@ -317,8 +319,11 @@ fn enforced_email_must_be_presented_before_the_first_enrollment() {
     let r = http::post_json(&s.url("/.mfa/otp/send"), &json!({"channel": "email"}), &[("cookie", &id), JSON]);
     assert_eq!(r.status, 200, "{r:?}");
     let code = s.outbox().last().unwrap()["code"].as_str().unwrap().to_string();
-    let r =
-        http::post_json(&s.url("/.mfa/otp/verify"), &json!({"channel": "email", "code": code}), &[("cookie", &id), JSON]);
+    let r = http::post_json(
+        &s.url("/.mfa/otp/verify"),
+        &json!({"channel": "email", "code": code}),
+        &[("cookie", &id), JSON],
+    );
     assert_eq!(r.status, 200, "{r:?}");
     let both = format!("{id}; {}", r.cookie(SESSION).unwrap());
     let r = http::get(&s.url("/.mfa/totp/enroll"), &[("cookie", &both), JSON]);
@@ -342,7 +347,11 @@ fn quick_login_needs_user_verification_on_every_path() {
     assert_eq!(r.status, 200, "{r:?}");
     key.user_verified = false;
     let a = key.assert(&r.json(), &origin(&s)).unwrap();
-    let r = other.post(&s, "/.mfa/webauthn/login/finish", json!({"credential": serde_json::from_str::<Value>(&a).unwrap()}));
+    let r = other.post(
+        &s,
+        "/.mfa/webauthn/login/finish",
+        json!({"credential": serde_json::from_str::<Value>(&a).unwrap()}),
+    );
     assert_eq!((r.status, r.json()["error"].as_str()), (401, Some("user_verification_required")), "{r:?}");
     assert!(other.get(SESSION).is_none());
     // With user verification the same path signs in.
@@ -387,7 +396,8 @@ fn edge_mfa_cookies_never_reach_the_app() {
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.json()["headers"]["cookie"], want);
     // The session named twice across lines still counts as none.
-    let r = http::raw(&s.base, "GET", "/app", &[("cookie", &format!("{id}; {session}")), ("cookie", &session), JSON], b"");
+    let r =
+        http::raw(&s.base, "GET", "/app", &[("cookie", &format!("{id}; {session}")), ("cookie", &session), JSON], b"");
     assert_eq!(r.status, 401, "{r:?}");
     // Only edge-mfa cookies on a bypass path: no Cookie header at all.
     let r = http::get(&s.url("/healthz"), &[("cookie", &ours)]);
@@ -470,7 +480,7 @@ fn secrets_stay_out_of_the_config_dump() {
     let session = jar.get(SESSION).unwrap();
     let ring = KeyRing::new(vec![Key::new("envk", &[7u8; 32]).unwrap()]);
     let tok = session.split_once('=').unwrap().1;
-    assert!(token::open_session(&ring, tok, "zoe", now()).is_ok(), "signed with the key from the environment");
+    assert!(token::open_session(&ring, tok, "zoe", None, now()).is_ok(), "signed with the key from the environment");
     let dump = http::get(&format!("{}/config_dump", s.admin), &[]);
     assert_eq!(dump.status, 200);
     assert!(!dump.body.contains(&s.store_token), "the store token is in /config_dump");
