@@ -1,7 +1,7 @@
 //! Regulation: failed second-factor attempts (every method) are counted per user and per client
-//! IP (Envoy's `source.address`) in the store, so the count holds across Envoy workers and replicas; past `max_retries`
-//! within `find_time_s` the user (or IP) is banned for `ban_time_s`, and while banned even a
-//! correct code is refused. Authelia bans only first-factor failures; django-mfa2 has no limit.
+//! IP (Envoy's `source.address`) in the store, so the count holds across Envoy workers and
+//! replicas; past `max_retries` within `find_time_s` the user (or IP) is banned for
+//! `ban_time_s`, and while banned even a correct code is refused. Authelia bans only first-factor failures; django-mfa2 has no limit.
 
 use super::{Decision, Gate, Pending, Req};
 use crate::pages::Response;
