@@ -88,15 +88,26 @@ impl Gate {
             }
             DevicePending::Use { req, user, device } => match store::parse_ok(reply) {
                 Ok(()) => match self.mint(&req, &user, &Assurance::device(&device), now, rng) {
-                    Some((s, cookie)) => Decision::PassSetCookie(
-                        Pass {
-                            user,
-                            method: Method::TrustedDevice.as_str(),
-                            auth_time: Some(s.auth_time),
-                            cookie: req.cookie_edit.clone(),
-                        },
-                        cookie,
-                    ),
+                    // The device session is held to the path's rules like any other: it opens
+                    // plain pages, not step-up or method-restricted ones.
+                    Some((s, cookie)) => match self.admits(&req.path, &s, now) {
+                        Ok(()) => Decision::PassSetCookie(
+                            Pass {
+                                user,
+                                method: Method::TrustedDevice.as_str(),
+                                auth_time: Some(s.auth_time),
+                                cookie: req.cookie_edit.clone(),
+                            },
+                            cookie,
+                        ),
+                        Err((reason, allowed)) => {
+                            let next = req.target();
+                            Decision::Call(
+                                store::factors(&self.cfg.store, &user),
+                                Pending::Challenge { req, reason, next, allowed },
+                            )
+                        }
+                    },
                     None => self.unavailable(&req),
                 },
                 // Revoked or expired: forget the cookie and ask for the second factor.

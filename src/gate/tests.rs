@@ -1310,3 +1310,33 @@ fn sessions_bound_to_a_host_pass_only_there() {
     let unbound = session_cookie(&g, "alice", Method::Totp, NOW - 10);
     assert!(matches!(on("app.test", &unbound), Decision::Call(..)), "a session bound to no host");
 }
+
+/// A device cookie alone: plain pages open with a session carrying the original verification;
+/// a step-up or method-restricted page gets the challenge, even on the device's first request.
+#[test]
+fn a_trusted_device_opens_plain_pages_only() {
+    let mut j = sample_json();
+    j["trusted_devices"] = json!({"days": 30});
+    j["policy"]["rules"] =
+        json!([{"prefix": "/admin", "max_age_s": 300}, {"prefix": "/keys", "methods": ["webauthn", "totp"]}]);
+    let g = Gate::new(Config::parse(j.to_string().as_bytes()).unwrap());
+    let d = token::DeviceClaims { id: "dev1".into(), method: Method::Totp, auth_time: NOW - 3000 };
+    let c = format!("edge-mfa-device={}", token::seal_device(&g.keys.borrow(), "alice", &d, NOW + 86_400).unwrap());
+    let visit = |path: &str| {
+        let (r, p) = call(g.on_headers(&req("GET", path, Some("alice"), &[("cookie", &c)]), NOW, &mut FixedRng(1)));
+        assert!(r.path.contains("/devices/dev1"), "{}", r.path);
+        g.on_store_reply(p, &ok_reply(), NOW, &mut FixedRng(1))
+    };
+    match visit("/app") {
+        Decision::PassSetCookie(p, _) => {
+            assert_eq!((p.method, p.auth_time), ("trusted_device", Some(NOW - 3000)), "the original verification")
+        }
+        other => panic!("{other:?}"),
+    }
+    for (path, want) in [("/admin", Reason::StepUp), ("/keys", Reason::Method)] {
+        match visit(path) {
+            Decision::Call(_, Pending::Challenge { reason, .. }) => assert_eq!(reason, want, "{path}"),
+            other => panic!("{path}: {other:?}"),
+        }
+    }
+}

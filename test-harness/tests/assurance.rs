@@ -198,7 +198,14 @@ fn trusted_device_is_a_convenience_not_a_fresh_factor() {
     let device = r.cookie(DEVICE).expect("device cookie");
     std::thread::sleep(std::time::Duration::from_millis(2100));
 
-    // The thief: the identity (stolen first factor) and the device cookie, nothing else.
+    // The thief: the identity (stolen first factor) and the device cookie, nothing else. Straight
+    // to a step-up or method-restricted page, the device does not stand in.
+    let first = |path: &str| http::get(&s.url(path), &[("cookie", &format!("{id}; {device}")), JSON]);
+    let r = first("/admin");
+    assert_eq!((r.status, r.json()["reason"].as_str()), (401, Some("step_up")), "device straight to max_age_s: {r:?}");
+    let r = first("/keys");
+    assert_eq!((r.status, r.json()["reason"].as_str()), (401, Some("method_required")), "device to methods: {r:?}");
+    assert_eq!(first("/kiosk").status, 200, "a rule that names trusted_device accepts it");
     let mut thief = Jar(vec![id.clone(), device]);
     let r = http::get(&s.url("/app"), &[("cookie", &thief.header())]);
     assert_eq!(r.status, 200, "plain pages open: {r:?}\n{}", s.log_tails());
