@@ -203,7 +203,8 @@ struct Filter {
 
 impl Headers for Filter {
     /// Bytes, then UTF-8 checked here: the SDK's string getter panics on a non-UTF-8 header,
-    /// which one hostile request could use to kill the VM. Such a header counts as absent.
+    /// which one hostile request could use to kill the VM. Such a header counts as absent
+    /// (`Cookie` lines excepted: see below).
     fn get(&self, name: &str) -> Option<String> {
         if name == "cookie" {
             // No Cookie line at all (the common case for APIs): no need to read the whole map.
@@ -214,7 +215,10 @@ impl Headers for Filter {
             let mut joined: Option<String> = None;
             for (k, v) in self.get_http_request_headers_bytes() {
                 if k == "cookie" {
-                    let v = String::from_utf8(v).ok()?;
+                    // An app cookie with a stray non-UTF-8 byte must neither hide edge-mfa's
+                    // cookies from stripping nor lock its user out: such bytes become U+FFFD
+                    // (never `;` or `=`, so cookie boundaries hold; a token with one fails its MAC).
+                    let v = String::from_utf8(v).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
                     match &mut joined {
                         Some(j) => {
                             j.push_str("; ");
