@@ -308,7 +308,11 @@ struct RawStore {
     authority: String,
     #[serde(default = "default_timeout_ms")]
     timeout_ms: u64,
-    token: String,
+    #[serde(default)]
+    token: Option<String>,
+    /// The token from this environment variable of the VM (so `/config_dump` never shows it).
+    #[serde(default)]
+    token_env: Option<String>,
     #[serde(default = "default_prefix")]
     path_prefix: String,
 }
@@ -317,7 +321,11 @@ struct RawStore {
 #[serde(deny_unknown_fields)]
 struct RawKey {
     kid: String,
-    secret: String,
+    #[serde(default)]
+    secret: Option<String>,
+    /// The secret from this environment variable of the VM.
+    #[serde(default)]
+    secret_env: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -335,6 +343,8 @@ struct RawSession {
     keys_from_store: bool,
     #[serde(default = "default_refresh")]
     key_refresh_s: u64,
+    #[serde(default)]
+    bind_to_host: bool,
 }
 
 impl Default for RawSession {
@@ -346,6 +356,7 @@ impl Default for RawSession {
             keys: vec![],
             keys_from_store: false,
             key_refresh_s: default_refresh(),
+            bind_to_host: false,
         }
     }
 }
@@ -519,6 +530,9 @@ pub struct Config {
     pub email: Option<EmailSettings>,
     /// SMS codes' lifetime; `None` when SMS codes are off.
     pub sms_ttl_s: Option<u64>,
+    /// A session passes only on the host (`:authority` without port) it was minted for, where
+    /// several hosts share a gate (`session.bind_to_host`, default off).
+    pub bind_to_host: bool,
     /// Page title, logo, colours and base template (django-mfa2's mfa_base.html).
     pub branding: crate::pages::Brand,
     pub regulation: Option<Regulation>,
@@ -559,8 +573,41 @@ pub fn decode_b64(s: &str) -> Option<Vec<u8>> {
     [URL_SAFE_NO_PAD, URL_SAFE, STANDARD, STANDARD_NO_PAD].iter().find_map(|e| e.decode(s.trim()).ok())
 }
 
+/// A secret given either inline (`value`) or as the name of an environment variable of the VM
+/// (`env`), never both: env values stay out of the plugin configuration and `/config_dump`.
+fn secret_from(
+    what: &str,
+    value: Option<String>,
+    env_name: Option<String>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, String> {
+    match (value, env_name) {
+        (Some(v), None) if !v.is_empty() => Ok(v),
+        (None, Some(name)) => {
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                return Err(format!("{what}_env must name an environment variable ([A-Za-z0-9_]+)"));
+            }
+            match env(&name) {
+                Some(v) if !v.trim().is_empty() => Ok(v.trim().to_string()),
+                _ => Err(format!(
+                    "{what}_env: the VM has no environment variable {name} (Envoy vm_config.environment_variables)"
+                )),
+            }
+        }
+        (Some(_), Some(_)) => Err(format!("{what}: give {what} or {what}_env, not both")),
+        _ => Err(format!("{what} (or {what}_env) is required")),
+    }
+}
+
 impl Config {
+    /// Parses a configuration whose secrets are all inline (no environment).
     pub fn parse(bytes: &[u8]) -> Result<Config, String> {
+        Config::parse_with_env(bytes, &|_| None)
+    }
+
+    /// Parses the plugin configuration; `*_env` secrets are read through `env` (the VM's
+    /// environment, which Envoy fills from `vm_config.environment_variables`), once, here.
+    pub fn parse_with_env(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Config, String> {
         let raw: RawConfig = serde_json::from_slice(bytes).map_err(|e| format!("invalid edge-mfa config: {e}"))?;
         let identity = match (raw.identity.header, raw.identity.jwt_payload_header, raw.identity.claim) {
             (Some(h), None, None) => IdentitySource::Header(h.to_ascii_lowercase()),
@@ -578,15 +625,18 @@ impl Config {
                 return Err("login_url must be a path or an http(s) URL".into());
             }
         }
-        if raw.store.cluster.is_empty() || raw.store.token.is_empty() {
-            return Err("store.cluster and store.token are required".into());
+        if raw.store.cluster.is_empty() {
+            return Err("store.cluster is required".into());
         }
+        let store_token = secret_from("store.token", raw.store.token, raw.store.token_env, env)?;
         if !(50..=60_000).contains(&raw.store.timeout_ms) {
             return Err("store.timeout_ms must be 50..=60000".into());
         }
         let mut keys = Vec::new();
-        for k in &raw.session.keys {
-            let secret = decode_b64(&k.secret).ok_or_else(|| format!("session key {}: secret is not base64", k.kid))?;
+        for k in raw.session.keys {
+            let what = format!("session key {} secret", k.kid);
+            let secret = secret_from(&what, k.secret, k.secret_env, env)?;
+            let secret = decode_b64(&secret).ok_or_else(|| format!("session key {}: secret is not base64", k.kid))?;
             keys.push(Key::new(&k.kid, &secret).map_err(|e| format!("session key {}: {e}", k.kid))?);
         }
         if keys.is_empty() && !raw.session.keys_from_store {
@@ -715,6 +765,7 @@ impl Config {
             regulation: raw.regulation,
             email,
             sms_ttl_s,
+            bind_to_host: raw.session.bind_to_host,
             device_cookie,
             methods,
             method_labels: raw.method_labels,
@@ -737,7 +788,7 @@ impl Config {
                 cluster: raw.store.cluster,
                 authority: raw.store.authority,
                 timeout_ms: raw.store.timeout_ms,
-                authorization: format!("Bearer {}", raw.store.token),
+                authorization: format!("Bearer {store_token}"),
                 path_prefix: raw.store.path_prefix.trim_end_matches('/').to_string(),
             },
             session_ttl_s: raw.session.ttl_s,
@@ -815,6 +866,34 @@ pub(crate) mod tests {
             assert!(Config::parse(j.to_string().as_bytes()).is_err(), "{name} should be refused");
         }
         assert!(Config::parse(b"not json").is_err());
+    }
+
+    #[test]
+    fn secrets_from_the_environment() {
+        let env = |name: &str| match name {
+            "EDGE_MFA_STORE_TOKEN" => Some("from-env".to_string()),
+            "EDGE_MFA_SESSION_KEY" => Some("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8".to_string()),
+            _ => None,
+        };
+        let mut j = sample_json();
+        j["store"] = serde_json::json!({"cluster": "c", "token_env": "EDGE_MFA_STORE_TOKEN"});
+        j["session"]["keys"] = serde_json::json!([{"kid": "k1", "secret_env": "EDGE_MFA_SESSION_KEY"}]);
+        let c = Config::parse_with_env(j.to_string().as_bytes(), &env).unwrap();
+        assert_eq!(c.store.authorization, "Bearer from-env");
+        assert_eq!(c.static_keys.kids().collect::<Vec<_>>(), ["k1"]);
+        // Missing variable, both forms, neither, a bad name: refused.
+        assert!(Config::parse(j.to_string().as_bytes()).is_err(), "no such variable");
+        for store in [
+            serde_json::json!({"cluster": "c", "token": "t", "token_env": "EDGE_MFA_STORE_TOKEN"}),
+            serde_json::json!({"cluster": "c"}),
+            serde_json::json!({"cluster": "c", "token": ""}),
+            serde_json::json!({"cluster": "c", "token_env": "A-B"}),
+        ] {
+            let mut j = sample_json();
+            j["store"] = store.clone();
+            assert!(Config::parse_with_env(j.to_string().as_bytes(), &env).is_err(), "{store}");
+        }
+        assert!(!sample().bind_to_host, "host binding is off unless asked for");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use crate::config::Config;
 use crate::gate::{Decision, Gate, Headers, Pending, Rng, IDENTITY_HEADERS};
+use crate::http::CookieEdit;
 use crate::store::{self, StoreReply, StoreRequest};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
@@ -16,6 +17,30 @@ proxy_wasm::main! {{
 #[link(wasm_import_module = "wasi_snapshot_preview1")]
 extern "C" {
     fn random_get(buf: *mut u8, len: usize) -> u16;
+    fn environ_sizes_get(count: *mut usize, buf_size: *mut usize) -> u16;
+    fn environ_get(environ: *mut *mut u8, environ_buf: *mut u8) -> u16;
+}
+
+/// The VM's environment (WASI `environ_get`; Envoy fills it from
+/// `vm_config.environment_variables`), read once per configuration, never per request.
+fn vm_environment() -> Vec<(String, String)> {
+    let (mut count, mut size) = (0usize, 0usize);
+    // SAFETY: both pointers are valid, writable usizes.
+    if unsafe { environ_sizes_get(&mut count, &mut size) } != 0 || count == 0 || size == 0 || size > 1 << 20 {
+        return Vec::new();
+    }
+    let mut ptrs: Vec<*mut u8> = vec![std::ptr::null_mut(); count];
+    let mut buf = vec![0u8; size];
+    // SAFETY: the host writes `count` pointers into `ptrs` and `size` bytes into `buf`, the sizes
+    // it just gave; the pointers are not used, only the NUL-separated `buf`.
+    if unsafe { environ_get(ptrs.as_mut_ptr(), buf.as_mut_ptr()) } != 0 {
+        return Vec::new();
+    }
+    buf.split(|b| *b == 0)
+        .filter_map(|entry| std::str::from_utf8(entry).ok())
+        .filter_map(|e| e.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// Randomness from the host (Envoy implements WASI `random_get` with its CSPRNG).
@@ -130,7 +155,9 @@ impl RootContext for Root {
             log::error!("edge-mfa: no plugin configuration");
             return false;
         };
-        match Config::parse(&bytes) {
+        let env = vm_environment();
+        let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        match Config::parse_with_env(&bytes, &lookup) {
             Ok(cfg) => {
                 let gate = Rc::new(Gate::new(cfg));
                 let from_store = gate.needs_store_keys();
@@ -176,15 +203,22 @@ struct Filter {
 
 impl Headers for Filter {
     /// Bytes, then UTF-8 checked here: the SDK's string getter panics on a non-UTF-8 header,
-    /// which one hostile request could use to kill the VM. Such a header counts as absent.
+    /// which one hostile request could use to kill the VM. Such a header counts as absent
+    /// (`Cookie` lines excepted: see below).
     fn get(&self, name: &str) -> Option<String> {
         if name == "cookie" {
+            // No Cookie line at all (the common case for APIs): no need to read the whole map.
+            self.get_http_request_header_bytes("cookie")?;
             // Envoy hands a filter only the first of several `Cookie` lines: join them all, so a
-            // second line naming the session cookie again makes it ambiguous (and refused).
+            // second line naming the session cookie again makes it ambiguous (and refused), and
+            // edge-mfa's cookies are stripped from every line.
             let mut joined: Option<String> = None;
             for (k, v) in self.get_http_request_headers_bytes() {
                 if k == "cookie" {
-                    let v = String::from_utf8(v).ok()?;
+                    // An app cookie with a stray non-UTF-8 byte must neither hide edge-mfa's
+                    // cookies from stripping nor lock its user out: such bytes become U+FFFD
+                    // (never `;` or `=`, so cookie boundaries hold; a token with one fails its MAC).
+                    let v = String::from_utf8(v).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
                     match &mut joined {
                         Some(j) => {
                             j.push_str("; ");
@@ -198,13 +232,32 @@ impl Headers for Filter {
         }
         self.get_http_request_header_bytes(name).and_then(|b| String::from_utf8(b).ok())
     }
+
+    /// Envoy's `source.address` property: the downstream peer, or the address Envoy itself
+    /// trusted from `x-forwarded-for` (`use_remote_address`, `xff_num_trusted_hops`).
+    fn source_address(&self) -> Option<String> {
+        self.get_property(vec!["source", "address"]).and_then(|b| String::from_utf8(b).ok())
+    }
 }
 
 impl Filter {
+    /// Applies the gate's `Cookie` decision: every line replaced by one, or all removed.
+    fn edit_cookies(&self, edit: Option<CookieEdit>) {
+        match edit {
+            None => {}
+            Some(CookieEdit::Remove) => self.set_http_request_header("cookie", None),
+            Some(CookieEdit::Set(v)) => {
+                self.set_http_request_header("cookie", None);
+                self.add_http_request_header("cookie", &v);
+            }
+        }
+    }
+
     /// Carries out a decision; `resumed` is true outside the header/body callbacks.
     fn apply(&mut self, d: Decision, resumed: bool) -> Action {
         match d {
             Decision::Pass(p) => {
+                self.edit_cookies(p.cookie);
                 self.set_http_request_header("x-mfa-user", Some(&p.user));
                 self.set_http_request_header("x-mfa-method", Some(p.method));
                 match p.auth_time {
@@ -217,7 +270,8 @@ impl Filter {
                 self.response_cookie = Some(cookie);
                 self.apply(Decision::Pass(p), resumed)
             }
-            Decision::Bypass => {
+            Decision::Bypass(edit) => {
+                self.edit_cookies(edit);
                 for h in IDENTITY_HEADERS {
                     self.set_http_request_header(h, None);
                 }

@@ -19,6 +19,52 @@ pub fn find_cookie<'a>(header: &'a str, name: &str) -> Result<Option<&'a str>, (
     Ok(found)
 }
 
+/// How the `Cookie` header the app gets differs from the client's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CookieEdit {
+    /// Nothing is left for the app: remove the header (every `Cookie` line).
+    Remove,
+    /// Replace every `Cookie` line by this one.
+    Set(String),
+}
+
+/// The cookie header without the cookies named in `names`, the others kept in order; `None` when
+/// none of them is there (nothing to rewrite, nothing allocated). `header` is every `Cookie`
+/// line, joined with "; ". A name matches after trimming spaces, as lenient servers parse it.
+pub fn strip_cookies(header: &str, names: &[&str]) -> Option<CookieEdit> {
+    let ours = |part: &str| {
+        let name = part.split_once('=').map_or(part, |(n, _)| n).trim_matches([' ', '\t']);
+        names.contains(&name)
+    };
+    if !header.split(';').any(ours) {
+        return None;
+    }
+    let mut out = String::with_capacity(header.len());
+    for part in header.split(';').filter(|p| !ours(p)) {
+        let part = part.trim_matches([' ', '\t']);
+        if part.is_empty() {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str("; ");
+        }
+        out.push_str(part);
+    }
+    Some(if out.is_empty() { CookieEdit::Remove } else { CookieEdit::Set(out) })
+}
+
+/// The host of an `:authority` (`host`, `host:port`, `[v6]:port`), without the port: cookies
+/// are shared across ports, so a session's audience is the host alone.
+pub fn host_of(authority: &str) -> &str {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split_once(']').map_or(authority, |(h, _)| h);
+    }
+    match authority.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => authority,
+    }
+}
+
 fn hex(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
@@ -154,6 +200,34 @@ pub fn wants_html(accept: Option<&str>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const OURS: [&str; 4] = ["edge-mfa", "edge-mfa-device", "edge-mfa-user", "edge-mfa-wa"];
+
+    #[test]
+    fn edge_mfa_cookies_are_stripped_and_the_apps_kept_in_order() {
+        assert_eq!(strip_cookies("a=1; b=2", &OURS), None, "nothing to do, nothing allocated");
+        assert_eq!(strip_cookies("edge-mfa-x=1; edge-mfax=2", &OURS), None, "names match exactly");
+        assert_eq!(
+            strip_cookies("a=1; edge-mfa=s; b=2; edge-mfa-device=d; c; edge-mfa-user=u; edge-mfa-wa=w", &OURS),
+            Some(CookieEdit::Set("a=1; b=2; c".into()))
+        );
+        assert_eq!(strip_cookies("edge-mfa=s; edge-mfa-device=d", &OURS), Some(CookieEdit::Remove));
+        // Duplicates, odd spacing, several lines joined, a name without a value.
+        assert_eq!(strip_cookies("edge-mfa=1;edge-mfa=2; a=1", &OURS), Some(CookieEdit::Set("a=1".into())));
+        assert_eq!(strip_cookies(" edge-mfa =x;\ta=1 ; b=2", &OURS), Some(CookieEdit::Set("a=1; b=2".into())));
+        assert_eq!(strip_cookies("a=1; edge-mfa=s; b=2", &OURS), Some(CookieEdit::Set("a=1; b=2".into())));
+        assert_eq!(strip_cookies("edge-mfa; a=1", &OURS), Some(CookieEdit::Set("a=1".into())));
+        assert_eq!(strip_cookies("", &OURS), None);
+    }
+
+    #[test]
+    fn hosts_lose_their_port() {
+        assert_eq!(host_of("app.example:8443"), "app.example");
+        assert_eq!(host_of("app.example"), "app.example");
+        assert_eq!(host_of("[::1]:80"), "::1");
+        assert_eq!(host_of("127.0.0.1:8080"), "127.0.0.1");
+        assert_eq!(host_of(""), "");
+    }
 
     #[test]
     fn cookies() {

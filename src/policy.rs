@@ -1,9 +1,9 @@
 //! Which requests need what. Everything is protected unless a bypass prefix matches; step-up
-//! rules demand a fresh or a specific second factor. Path tricks (`..`, `%2e`, `%2f`, `\`, `//`,
+//! rules demand a fresh or a specific second factor (`gate::assurance` checks them). Path tricks (`..`, `%2e`, `%2f`, `\`, `//`,
 //! case, trailing dots) can only make the filter stricter: a bypass applies only to a path
 //! already in canonical form, while rules match the canonical, case-folded form.
 
-use crate::token::{Method, Session};
+use crate::token::Method;
 use std::borrow::Cow;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,19 +30,6 @@ impl Rule {
             return Err(format!("rule {prefix}: methods must not be empty"));
         }
         Ok(Rule { prefix: prefix.to_ascii_lowercase(), max_age_s, methods })
-    }
-
-    /// Whether a session satisfies this rule at `now`.
-    pub fn satisfied_by(&self, s: &Session, now: u64) -> bool {
-        if let Some(max) = self.max_age_s {
-            if now.saturating_sub(s.auth_time) > max {
-                return false;
-            }
-        }
-        match &self.methods {
-            Some(ms) => ms.contains(&s.method),
-            None => true,
-        }
     }
 }
 
@@ -262,23 +249,6 @@ mod tests {
         for miss in ["/administrator", "/adm", "/x/admin", "/"] {
             assert_eq!(p.rules_for(miss).count(), 0, "{miss}");
         }
-    }
-
-    #[test]
-    fn rule_satisfaction() {
-        let r = Rule::new("/admin", Some(300), Some(vec![Method::Webauthn])).unwrap();
-        let mut s = Session {
-            auth_time: 1000,
-            expires: 9999,
-            recheck_at: 0,
-            session_id: [0; 16],
-            method: Method::Webauthn,
-            quick: false,
-        };
-        assert!(r.satisfied_by(&s, 1300));
-        assert!(!r.satisfied_by(&s, 1301));
-        s.method = Method::Totp;
-        assert!(!r.satisfied_by(&s, 1000));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Signed, compact tokens: the MFA session cookie and short-lived ceremony state.
 //!
 //! Format: `<tag>.<kid>.<base64url(payload)>.<base64url(HMAC-SHA256)>`, the MAC covering everything
-//! before the last dot. The tag names both the format version and the purpose (`s1` session,
+//! before the last dot. The tag names both the format version and the purpose (`s2` session,
 //! `e1` enrollment), so a token minted for one purpose never verifies as another. The MAC is
 //! checked before the payload is even decoded, and verification allocates nothing.
 
@@ -120,11 +120,15 @@ impl Method {
     }
 }
 
-/// The claims of an MFA session.
+/// The claims of an MFA session: its assurance record (which factor, presented when, how
+/// strong; see `gate::assurance`) and its own lifetime.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Session {
-    /// When the second factor was verified (step-up rules compare against it).
+    /// When the second factor was actually presented (for a trusted device: the original
+    /// verification the device was trusted after). Step-up rules compare against it.
     pub auth_time: u64,
+    /// When this session token was minted (per-user "not before" revocation compares against it).
+    pub issued_at: u64,
     pub expires: u64,
     /// Random re-check deadline (MFA_RECHECK); 0 when re-checks are off.
     pub recheck_at: u64,
@@ -132,6 +136,10 @@ pub struct Session {
     pub method: Method,
     /// Signed in by a discoverable passkey alone (quick login): the session is the identity.
     pub quick: bool,
+    /// The factor resists phishing (WebAuthn: the browser binds it to the origin).
+    pub phishing_resistant: bool,
+    /// The authenticator verified the user (PIN, biometrics).
+    pub user_verified: bool,
 }
 
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
@@ -142,13 +150,15 @@ pub enum TokenError {
     Expired,
     FromFuture,
     WrongUser,
+    /// The session was minted for another host (`session.bind_to_host`).
+    WrongAudience,
     NoKey,
 }
 
-const SESSION_TAG: &str = "s1";
+const SESSION_TAG: &str = "s2";
 const ENROLL_TAG: &str = "e1";
 const CEREMONY_TAG: &str = "w1";
-const DEVICE_TAG: &str = "d1";
+const DEVICE_TAG: &str = "d2";
 const ADDRESS_TAG: &str = "a1";
 const REMEMBER_TAG: &str = "u1";
 
@@ -220,26 +230,51 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Mints a session token for `user`.
-pub fn seal_session(ring: &KeyRing, user: &str, s: &Session) -> Result<String, TokenError> {
-    if user.is_empty() || user.len() > MAX_USER_LEN || s.method == Method::None {
+const FLAG_QUICK: u8 = 1;
+const FLAG_PHISHING_RESISTANT: u8 = 2;
+const FLAG_USER_VERIFIED: u8 = 4;
+const MAX_AUDIENCE_LEN: usize = 253;
+
+/// Mints a session token for `user`; `audience` is the host it is bound to ("" for none).
+pub fn seal_session(ring: &KeyRing, user: &str, s: &Session, audience: &str) -> Result<String, TokenError> {
+    if user.is_empty() || user.len() > MAX_USER_LEN || s.method == Method::None || audience.len() > MAX_AUDIENCE_LEN {
         return Err(TokenError::Malformed);
     }
-    let mut p = Vec::with_capacity(41 + user.len());
+    let mut p = Vec::with_capacity(52 + audience.len() + user.len());
     p.extend_from_slice(&s.auth_time.to_be_bytes());
+    p.extend_from_slice(&s.issued_at.to_be_bytes());
     p.extend_from_slice(&s.expires.to_be_bytes());
     p.extend_from_slice(&s.recheck_at.to_be_bytes());
     p.extend_from_slice(&s.session_id);
     p.push(s.method as u8);
-    p.push(u8::from(s.quick));
+    let mut flags = 0u8;
+    if s.quick {
+        flags |= FLAG_QUICK;
+    }
+    if s.phishing_resistant {
+        flags |= FLAG_PHISHING_RESISTANT;
+    }
+    if s.user_verified {
+        flags |= FLAG_USER_VERIFIED;
+    }
+    p.push(flags);
+    p.push(audience.len() as u8);
+    p.extend_from_slice(audience.as_bytes());
     p.extend_from_slice(user.as_bytes());
     seal(ring, SESSION_TAG, &p)
 }
 
 /// Verifies a session token for the identity `user` at time `now`. This is the hot path.
-pub fn open_session(ring: &KeyRing, token: &str, user: &str, now: u64) -> Result<Session, TokenError> {
+/// With `audience`, the token must have been minted for that host (ASCII case-insensitive).
+pub fn open_session(
+    ring: &KeyRing,
+    token: &str,
+    user: &str,
+    audience: Option<&str>,
+    now: u64,
+) -> Result<Session, TokenError> {
     let mut buf = [0u8; MAX_PAYLOAD];
-    let (s, token_user) = open_session_payload(ring, token, now, &mut buf)?;
+    let (s, token_user) = open_session_payload(ring, token, audience, now, &mut buf)?;
     if token_user != user.as_bytes() {
         return Err(TokenError::WrongUser);
     }
@@ -247,9 +282,14 @@ pub fn open_session(ring: &KeyRing, token: &str, user: &str, now: u64) -> Result
 }
 
 /// Verifies a quick-login session, which names its own user (no first-factor identity).
-pub fn open_quick_session(ring: &KeyRing, token: &str, now: u64) -> Result<(Session, String), TokenError> {
+pub fn open_quick_session(
+    ring: &KeyRing,
+    token: &str,
+    audience: Option<&str>,
+    now: u64,
+) -> Result<(Session, String), TokenError> {
     let mut buf = [0u8; MAX_PAYLOAD];
-    let (s, user) = open_session_payload(ring, token, now, &mut buf)?;
+    let (s, user) = open_session_payload(ring, token, audience, now, &mut buf)?;
     if !s.quick {
         return Err(TokenError::WrongUser);
     }
@@ -260,22 +300,25 @@ pub fn open_quick_session(ring: &KeyRing, token: &str, now: u64) -> Result<(Sess
 fn open_session_payload<'b>(
     ring: &KeyRing,
     token: &str,
+    audience: Option<&str>,
     now: u64,
     buf: &'b mut [u8; MAX_PAYLOAD],
 ) -> Result<(Session, &'b [u8]), TokenError> {
     let payload = open(ring, SESSION_TAG, token, buf)?;
     let mut r = Reader(payload);
     let auth_time = r.u64()?;
+    let issued_at = r.u64()?;
     let expires = r.u64()?;
     let recheck_at = r.u64()?;
     let mut session_id = [0u8; 16];
     session_id.copy_from_slice(r.take(16)?);
     let method = Method::from_code(r.u8()?).ok_or(TokenError::Malformed)?;
-    let quick = match r.u8()? {
-        0 => false,
-        1 => true,
-        _ => return Err(TokenError::Malformed),
-    };
+    let flags = r.u8()?;
+    if flags & !(FLAG_QUICK | FLAG_PHISHING_RESISTANT | FLAG_USER_VERIFIED) != 0 {
+        return Err(TokenError::Malformed);
+    }
+    let n = usize::from(r.u8()?);
+    let token_audience = r.take(n)?;
     let token_user = r.0;
     if token_user.is_empty() {
         return Err(TokenError::Malformed);
@@ -283,40 +326,74 @@ fn open_session_payload<'b>(
     if expires <= now {
         return Err(TokenError::Expired);
     }
-    if auth_time > now.saturating_add(IAT_SKEW_S) {
+    if auth_time > now.saturating_add(IAT_SKEW_S) || issued_at > now.saturating_add(IAT_SKEW_S) {
         return Err(TokenError::FromFuture);
     }
-    Ok((Session { auth_time, expires, recheck_at, session_id, method, quick }, token_user))
+    if let Some(a) = audience {
+        if !token_audience.eq_ignore_ascii_case(a.as_bytes()) {
+            return Err(TokenError::WrongAudience);
+        }
+    }
+    let s = Session {
+        auth_time,
+        issued_at,
+        expires,
+        recheck_at,
+        session_id,
+        method,
+        quick: flags & FLAG_QUICK != 0,
+        phishing_resistant: flags & FLAG_PHISHING_RESISTANT != 0,
+        user_verified: flags & FLAG_USER_VERIFIED != 0,
+    };
+    Ok((s, token_user))
 }
 
-/// A trusted-device cookie: the device id the store knows, bound to the user, with an expiry
-/// the filter checks itself (the store checks its own copy and revocation).
-pub fn seal_device(ring: &KeyRing, user: &str, device_id: &str, expires: u64) -> Result<String, TokenError> {
-    if device_id.is_empty() || device_id.len() > 64 || user.len() > MAX_USER_LEN {
+/// What a trusted-device cookie carries: the device id the store knows, and the verification
+/// the device was trusted after (a session minted from the device carries that, not "now").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceClaims {
+    pub id: String,
+    /// The method and time of the original verification.
+    pub method: Method,
+    pub auth_time: u64,
+}
+
+/// A trusted-device cookie: the device id the store knows and the original verification, bound
+/// to the user, with an expiry the filter checks itself (the store checks its own copy and
+/// revocation).
+pub fn seal_device(ring: &KeyRing, user: &str, d: &DeviceClaims, expires: u64) -> Result<String, TokenError> {
+    if d.id.is_empty() || d.id.len() > 64 || user.len() > MAX_USER_LEN || d.method == Method::None {
         return Err(TokenError::Malformed);
     }
-    let mut p = Vec::with_capacity(9 + device_id.len() + user.len());
+    let mut p = Vec::with_capacity(18 + d.id.len() + user.len());
     p.extend_from_slice(&expires.to_be_bytes());
-    p.push(device_id.len() as u8);
-    p.extend_from_slice(device_id.as_bytes());
+    p.push(d.id.len() as u8);
+    p.extend_from_slice(d.id.as_bytes());
+    p.push(d.method as u8);
+    p.extend_from_slice(&d.auth_time.to_be_bytes());
     p.extend_from_slice(user.as_bytes());
     seal(ring, DEVICE_TAG, &p)
 }
 
-pub fn open_device(ring: &KeyRing, token: &str, user: &str, now: u64) -> Result<String, TokenError> {
+pub fn open_device(ring: &KeyRing, token: &str, user: &str, now: u64) -> Result<DeviceClaims, TokenError> {
     let mut buf = [0u8; MAX_PAYLOAD];
     let payload = open(ring, DEVICE_TAG, token, &mut buf)?;
     let mut r = Reader(payload);
     let expires = r.u64()?;
     let n = r.u8()? as usize;
     let id = std::str::from_utf8(r.take(n)?).map_err(|_| TokenError::Malformed)?.to_string();
+    let method = Method::from_code(r.u8()?).ok_or(TokenError::Malformed)?;
+    let auth_time = r.u64()?;
     if expires <= now {
         return Err(TokenError::Expired);
+    }
+    if auth_time > now.saturating_add(IAT_SKEW_S) {
+        return Err(TokenError::FromFuture);
     }
     if r.0 != user.as_bytes() {
         return Err(TokenError::WrongUser);
     }
-    Ok(id)
+    Ok(DeviceClaims { id, method, auth_time })
 }
 
 /// An email address or phone number being proved (a code was sent to it), bound to the user,
@@ -502,64 +579,67 @@ mod tests {
     fn session() -> Session {
         Session {
             auth_time: 1000,
+            issued_at: 1000,
             expires: 2000,
             recheck_at: 0,
             session_id: [7; 16],
             method: Method::Totp,
             quick: false,
+            phishing_resistant: false,
+            user_verified: false,
         }
     }
 
     #[test]
     fn round_trip() {
         let r = ring("k1", 1);
-        let t = seal_session(&r, "alice", &session()).unwrap();
-        assert!(t.starts_with("s1.k1."));
+        let t = seal_session(&r, "alice", &session(), "").unwrap();
+        assert!(t.starts_with("s2.k1."));
         assert!(t.len() < 160, "compact: {}", t.len());
-        assert_eq!(open_session(&r, &t, "alice", 1500), Ok(session()));
+        assert_eq!(open_session(&r, &t, "alice", None, 1500), Ok(session()));
     }
 
     #[test]
     fn expiry_and_future() {
         let r = ring("k1", 1);
-        let t = seal_session(&r, "alice", &session()).unwrap();
-        assert_eq!(open_session(&r, &t, "alice", 2000), Err(TokenError::Expired));
-        assert_eq!(open_session(&r, &t, "alice", 1999).map(|s| s.method), Ok(Method::Totp));
+        let t = seal_session(&r, "alice", &session(), "").unwrap();
+        assert_eq!(open_session(&r, &t, "alice", None, 2000), Err(TokenError::Expired));
+        assert_eq!(open_session(&r, &t, "alice", None, 1999).map(|s| s.method), Ok(Method::Totp));
         let mut s = session();
         s.auth_time = 1500;
-        let t = seal_session(&r, "alice", &s).unwrap();
-        assert_eq!(open_session(&r, &t, "alice", 1400), Err(TokenError::FromFuture));
-        assert!(open_session(&r, &t, "alice", 1440).is_ok());
+        let t = seal_session(&r, "alice", &s, "").unwrap();
+        assert_eq!(open_session(&r, &t, "alice", None, 1400), Err(TokenError::FromFuture));
+        assert!(open_session(&r, &t, "alice", None, 1440).is_ok());
     }
 
     #[test]
     fn bound_to_user() {
         let r = ring("k1", 1);
-        let t = seal_session(&r, "alice", &session()).unwrap();
-        assert_eq!(open_session(&r, &t, "bob", 1500), Err(TokenError::WrongUser));
-        assert_eq!(open_session(&r, &t, "alic", 1500), Err(TokenError::WrongUser));
-        assert_eq!(open_session(&r, &t, "alicee", 1500), Err(TokenError::WrongUser));
+        let t = seal_session(&r, "alice", &session(), "").unwrap();
+        assert_eq!(open_session(&r, &t, "bob", None, 1500), Err(TokenError::WrongUser));
+        assert_eq!(open_session(&r, &t, "alic", None, 1500), Err(TokenError::WrongUser));
+        assert_eq!(open_session(&r, &t, "alicee", None, 1500), Err(TokenError::WrongUser));
     }
 
     #[test]
     fn rotation_and_wrong_kid() {
         let old = ring("k1", 1);
-        let t = seal_session(&old, "alice", &session()).unwrap();
+        let t = seal_session(&old, "alice", &session(), "").unwrap();
         let rotated = KeyRing::new(vec![Key::new("k2", &[2; 32]).unwrap(), Key::new("k1", &[1; 32]).unwrap()]);
-        assert!(open_session(&rotated, &t, "alice", 1500).is_ok());
-        let t2 = seal_session(&rotated, "alice", &session()).unwrap();
-        assert!(t2.starts_with("s1.k2."));
-        assert_eq!(open_session(&old, &t2, "alice", 1500), Err(TokenError::UnknownKid));
+        assert!(open_session(&rotated, &t, "alice", None, 1500).is_ok());
+        let t2 = seal_session(&rotated, "alice", &session(), "").unwrap();
+        assert!(t2.starts_with("s2.k2."));
+        assert_eq!(open_session(&old, &t2, "alice", None, 1500), Err(TokenError::UnknownKid));
         // Same kid, different secret: a token re-signed with a wrong key.
         let impostor = ring("k1", 9);
-        let forged = seal_session(&impostor, "alice", &session()).unwrap();
-        assert_eq!(open_session(&old, &forged, "alice", 1500), Err(TokenError::BadMac));
+        let forged = seal_session(&impostor, "alice", &session(), "").unwrap();
+        assert_eq!(open_session(&old, &forged, "alice", None, 1500), Err(TokenError::BadMac));
     }
 
     #[test]
     fn tamper_every_position() {
         let r = ring("k1", 1);
-        let t = seal_session(&r, "alice", &session()).unwrap();
+        let t = seal_session(&r, "alice", &session(), "").unwrap();
         let bytes = t.as_bytes();
         for i in 0..bytes.len() {
             for flip in [1u8, 2, 4, 8, 16, 32, 64] {
@@ -568,7 +648,7 @@ mod tests {
                 if let Ok(s) = std::str::from_utf8(&b) {
                     // base64 has a few non-canonical encodings of the final character's low bits;
                     // the decoder rejects those, so no flipped token may verify.
-                    assert!(open_session(&r, s, "alice", 1500).is_err(), "flip {i} {flip}: {s}");
+                    assert!(open_session(&r, s, "alice", None, 1500).is_err(), "flip {i} {flip}: {s}");
                 }
             }
         }
@@ -577,27 +657,27 @@ mod tests {
     #[test]
     fn garbage_inputs() {
         let r = ring("k1", 1);
-        let t = seal_session(&r, "alice", &session()).unwrap();
+        let t = seal_session(&r, "alice", &session(), "").unwrap();
         for bad in [
             "",
             ".",
             "...",
-            "s1...",
-            "s1.k1..",
+            "s2...",
+            "s2.k1..",
             &t[..t.len() - 1],
             &t[..t.len() / 2],
-            "s1.k1.!!!!.AAAA",
-            "s2.k1.AAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-            "s1.k1.AA.AA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-            "s1.k1.\u{e9}\u{e9}.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            "s2.k1.!!!!.AAAA",
+            "s1.k1.AAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            "s2.k1.AA.AA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            "s2.k1.\u{e9}\u{e9}.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
         ] {
-            assert!(open_session(&r, bad, "alice", 1500).is_err(), "{bad:?}");
+            assert!(open_session(&r, bad, "alice", None, 1500).is_err(), "{bad:?}");
         }
         let huge = format!("{t}{}", "A".repeat(MAX_TOKEN_LEN));
-        assert_eq!(open_session(&r, &huge, "alice", 1500), Err(TokenError::Malformed));
+        assert_eq!(open_session(&r, &huge, "alice", None, 1500), Err(TokenError::Malformed));
         // An enrollment token is not a session token, even under the same key.
         let e = seal_enrollment(&r, "alice", &Enrollment { expires: 2000, secret: vec![1; 20] }).unwrap();
-        assert!(open_session(&r, &e, "alice", 1500).is_err());
+        assert!(open_session(&r, &e, "alice", None, 1500).is_err());
         assert!(open_enrollment(&r, &t, "alice", 1500).is_err());
     }
 
@@ -606,7 +686,7 @@ mod tests {
         // A correctly MACed but truncated payload must be rejected, not read out of bounds.
         let r = ring("k1", 1);
         let t = seal(&r, SESSION_TAG, &[1, 2, 3]).unwrap();
-        assert_eq!(open_session(&r, &t, "alice", 1500), Err(TokenError::Malformed));
+        assert_eq!(open_session(&r, &t, "alice", None, 1500), Err(TokenError::Malformed));
     }
 
     #[test]
@@ -622,13 +702,17 @@ mod tests {
     #[test]
     fn quick_sessions_name_their_user() {
         let r = ring("k1", 1);
-        let t = seal_session(&r, "alice", &session()).unwrap();
-        assert_eq!(open_quick_session(&r, &t, 1500), Err(TokenError::WrongUser), "a normal session is no identity");
+        let t = seal_session(&r, "alice", &session(), "").unwrap();
+        assert_eq!(
+            open_quick_session(&r, &t, None, 1500),
+            Err(TokenError::WrongUser),
+            "a normal session is no identity"
+        );
         let q = Session { quick: true, method: Method::Webauthn, ..session() };
-        let t = seal_session(&r, "alice", &q).unwrap();
-        assert_eq!(open_quick_session(&r, &t, 1500), Ok((q.clone(), "alice".to_string())));
-        assert_eq!(open_session(&r, &t, "alice", 1500), Ok(q));
-        assert_eq!(open_quick_session(&r, &t, 2000), Err(TokenError::Expired));
+        let t = seal_session(&r, "alice", &q, "").unwrap();
+        assert_eq!(open_quick_session(&r, &t, None, 1500), Ok((q.clone(), "alice".to_string())));
+        assert_eq!(open_session(&r, &t, "alice", None, 1500), Ok(q));
+        assert_eq!(open_quick_session(&r, &t, None, 2000), Err(TokenError::Expired));
     }
 
     #[test]
@@ -643,11 +727,12 @@ mod tests {
     #[test]
     fn device_tokens() {
         let r = ring("k1", 1);
-        let t = seal_device(&r, "alice", "dev-1", 2000).unwrap();
-        assert_eq!(open_device(&r, &t, "alice", 1000).as_deref(), Ok("dev-1"));
+        let d = DeviceClaims { id: "dev-1".into(), method: Method::Webauthn, auth_time: 900 };
+        let t = seal_device(&r, "alice", &d, 2000).unwrap();
+        assert_eq!(open_device(&r, &t, "alice", 1000), Ok(d), "the original verification rides along");
         assert_eq!(open_device(&r, &t, "bob", 1000), Err(TokenError::WrongUser));
         assert_eq!(open_device(&r, &t, "alice", 2000), Err(TokenError::Expired));
-        assert!(open_session(&r, &t, "alice", 1000).is_err());
+        assert!(open_session(&r, &t, "alice", None, 1000).is_err());
     }
 
     #[test]
@@ -676,7 +761,7 @@ mod tests {
         let t = seal_ceremony(&r, &c).unwrap();
         assert_eq!(open_ceremony(&r, &t, 1000), Ok(c));
         assert_eq!(open_ceremony(&r, &t, 2000), Err(TokenError::Expired));
-        assert!(open_session(&r, &t, "alice", 1000).is_err());
+        assert!(open_session(&r, &t, "alice", None, 1000).is_err());
         let quick = Ceremony {
             registration: false,
             expires: 2000,
@@ -685,6 +770,22 @@ mod tests {
             user: String::new(),
         };
         assert_eq!(open_ceremony(&r, &seal_ceremony(&r, &quick).unwrap(), 1000), Ok(quick));
+    }
+
+    #[test]
+    fn sessions_carry_strength_and_audience() {
+        let r = ring("k1", 1);
+        let s = Session { method: Method::Webauthn, phishing_resistant: true, user_verified: true, ..session() };
+        let t = seal_session(&r, "alice", &s, "app.example").unwrap();
+        assert_eq!(open_session(&r, &t, "alice", None, 1500), Ok(s.clone()));
+        assert_eq!(open_session(&r, &t, "alice", Some("APP.example"), 1500), Ok(s.clone()));
+        assert_eq!(open_session(&r, &t, "alice", Some("other.example"), 1500), Err(TokenError::WrongAudience));
+        let unbound = seal_session(&r, "alice", &s, "").unwrap();
+        assert_eq!(open_session(&r, &unbound, "alice", Some("app.example"), 1500), Err(TokenError::WrongAudience));
+        let mut late = session();
+        late.issued_at = 1600;
+        let t = seal_session(&r, "alice", &late, "").unwrap();
+        assert_eq!(open_session(&r, &t, "alice", None, 1500), Err(TokenError::FromFuture));
     }
 
     #[test]

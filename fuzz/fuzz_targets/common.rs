@@ -82,18 +82,21 @@ pub fn sign_token(tag: &str, kid: &str, secret: &[u8], payload: &[u8]) -> String
 }
 
 fn open_all(ring: &KeyRing, t: &str) {
-    if let Ok(s) = token::open_session(ring, t, USER, NOW) {
+    if let Ok(s) = token::open_session(ring, t, USER, None, NOW) {
         assert!(s.expires > NOW);
         // Whatever opens re-seals to a token that opens to the same session.
-        if let Ok(again) = token::seal_session(ring, USER, &s) {
-            assert_eq!(token::open_session(ring, &again, USER, NOW).ok(), Some(s));
+        if let Ok(again) = token::seal_session(ring, USER, &s, "") {
+            assert_eq!(token::open_session(ring, &again, USER, None, NOW).ok(), Some(s));
         }
     }
-    if let Ok((s, user)) = token::open_quick_session(ring, t, NOW) {
+    if let Ok((s, user)) = token::open_quick_session(ring, t, None, NOW) {
         assert!(s.quick && s.expires > NOW && !user.is_empty());
     }
     if let Ok(e) = token::open_enrollment(ring, t, USER, NOW) {
         assert!(e.expires > NOW);
+    }
+    if let Ok(d) = token::open_device(ring, t, USER, NOW) {
+        assert!(!d.id.is_empty() && d.auth_time <= NOW + 60);
     }
     if let Ok(c) = token::open_ceremony(ring, t, NOW) {
         assert!(c.expires > NOW);
@@ -109,7 +112,7 @@ pub fn token(data: &[u8]) {
     let ring = keyring();
     open_all(ring, &String::from_utf8_lossy(data));
     if let Some((&sel, payload)) = data.split_first() {
-        let tag = ["s1", "e1", "w1", "x1"][usize::from(sel & 3)];
+        let tag = ["s2", "e1", "w1", "d2"][usize::from(sel & 3)];
         let (kid, secret) = if sel & 4 == 0 { ("k1", k1_secret()) } else { ("k2", vec![0x42; 32]) };
         open_all(ring, &sign_token(tag, kid, &secret, payload));
     }
@@ -133,6 +136,15 @@ pub fn cookie(data: &[u8]) {
     }
     if let Some((name, header)) = s.split_once('\0') {
         check_cookie(header, name);
+    }
+    // edge-mfa's cookies stripped for the app: none of them is left, nothing else is lost.
+    let ours = ["edge-mfa", "edge-mfa-device", "edge-mfa-user", "edge-mfa-wa"];
+    if let Some(http::CookieEdit::Set(kept)) = http::strip_cookies(&s, &ours) {
+        assert!(!kept.is_empty());
+        assert_eq!(http::strip_cookies(&kept, &ours), None, "{kept:?}");
+        for part in kept.split("; ") {
+            assert!(s.contains(part));
+        }
     }
 }
 
@@ -190,6 +202,9 @@ impl Headers for H {
     fn get(&self, name: &str) -> Option<String> {
         self.0.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone())
     }
+    fn source_address(&self) -> Option<String> {
+        self.get("~source")
+    }
 }
 
 struct FixedRng(u8);
@@ -238,13 +253,16 @@ pub fn ceremony_token(registration: bool, user: &str) -> String {
 pub fn session_token(user: &str, quick: bool) -> String {
     let s = token::Session {
         auth_time: NOW - 10,
+        issued_at: NOW - 10,
         expires: NOW + 3600,
         recheck_at: 0,
         session_id: [1; 16],
         method: token::Method::Totp,
         quick,
+        phishing_resistant: false,
+        user_verified: false,
     };
-    token::seal_session(&ring(), user, &s).unwrap_or_else(|e| panic!("seal: {e:?}"))
+    token::seal_session(&ring(), user, &s, "").unwrap_or_else(|e| panic!("seal: {e:?}"))
 }
 
 /// Store status for a reply section's first byte.
@@ -552,14 +570,17 @@ pub fn store_responses(data: &[u8]) {
         // A ring from the store seals and opens.
         let s = token::Session {
             auth_time: NOW,
+            issued_at: NOW,
             expires: NOW + 1,
             recheck_at: 0,
             session_id: [0; 16],
             method: token::Method::Totp,
             quick: false,
+            phishing_resistant: false,
+            user_verified: false,
         };
-        if let Ok(t) = token::seal_session(&ring, USER, &s) {
-            assert_eq!(token::open_session(&ring, &t, USER, NOW).ok(), Some(s));
+        if let Ok(t) = token::seal_session(&ring, USER, &s, "") {
+            assert_eq!(token::open_session(&ring, &t, USER, None, NOW).ok(), Some(s));
         }
     }
     if let Ok((user, f)) = store::parse_credential(&reply) {

@@ -1,20 +1,22 @@
 //! Trusted devices: after a successful second factor the user may trust this browser for N days.
 //! The browser then holds a signed device cookie bound to the user and a device id the store
-//! knows; while the store still trusts that id, the device stands in for the second factor.
+//! knows; while the store still trusts that id, the device stands in for the second factor on
+//! plain pages. It is a convenience, not a factor: the session it mints carries the original
+//! verification (method and time, kept in the cookie) and never counts as fresh (`assurance`).
 //! django-mfa2's device cookie was neither Secure nor HttpOnly, and its expiry was never checked.
 
-use super::{Decision, Gate, Pass, Pending, Req, Rng};
+use super::{Assurance, Decision, Gate, Pass, Pending, Req, Rng};
 use crate::store::{self, StoreError, StoreReply};
-use crate::token::{self, Method};
+use crate::token::{self, DeviceClaims, Method};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 
 #[derive(Debug)]
 pub enum DevicePending {
     /// Recording a new trusted device, then finishing the verification it was asked with.
-    Trust { req: Box<Req>, user: String, method: Method, next: String, cookie: String },
+    Trust { req: Box<Req>, user: String, assurance: Assurance, next: String, cookie: String },
     /// Checking a device cookie with the store; on success the request passes.
-    Use { req: Box<Req>, user: String },
+    Use { req: Box<Req>, user: String, device: DeviceClaims },
 }
 
 impl Gate {
@@ -31,20 +33,21 @@ impl Gate {
         &self,
         mut req: Box<Req>,
         user: &str,
-        method: Method,
+        assurance: Assurance,
         next: &str,
         now: u64,
         rng: &mut dyn Rng,
     ) -> Decision {
         let Some((days, max)) = self.cfg.trusted_devices else {
             req.trust = false;
-            return self.verified(&req, user, method, next, now, rng);
+            return self.verified(&req, user, assurance, next, now, rng);
         };
         let mut id = [0u8; 18];
         rng.fill(&mut id);
         let id = B64.encode(id);
         let expires = now + days * 86_400;
-        let Ok(tok) = token::seal_device(&self.keys.borrow(), user, &id, expires) else {
+        let claims = assurance.device_claims(id.clone());
+        let Ok(tok) = token::seal_device(&self.keys.borrow(), user, &claims, expires) else {
             return self.unavailable(&req);
         };
         let cookie = self.device_cookie(&tok, days * 86_400);
@@ -54,7 +57,7 @@ impl Gate {
             Pending::Device(DevicePending::Trust {
                 req,
                 user: user.to_string(),
-                method,
+                assurance,
                 next: next.to_string(),
                 cookie,
             }),
@@ -67,28 +70,44 @@ impl Gate {
             return None;
         }
         let tok = req.device.as_deref()?;
-        let id = token::open_device(&self.keys.borrow(), tok, user, now).ok()?;
-        let call = store::use_device(&self.cfg.store, user, &id);
-        Some(Decision::Call(call, Pending::Device(DevicePending::Use { req, user: user.to_string() })))
+        let device = token::open_device(&self.keys.borrow(), tok, user, now).ok()?;
+        let call = store::use_device(&self.cfg.store, user, &device.id);
+        Some(Decision::Call(call, Pending::Device(DevicePending::Use { req, user: user.to_string(), device })))
     }
 
     pub(super) fn device_reply(&self, p: DevicePending, reply: &StoreReply, now: u64, rng: &mut dyn Rng) -> Decision {
         match p {
-            DevicePending::Trust { mut req, user, method, next, cookie } => {
+            DevicePending::Trust { mut req, user, assurance, next, cookie } => {
                 req.trust = false;
                 let trusted = store::parse_created(reply).is_ok();
-                match self.verified(&req, &user, method, &next, now, rng) {
+                match self.verified(&req, &user, assurance, &next, now, rng) {
                     // Too many devices, or the store failed: the verification still counts.
                     Decision::Respond(r) if trusted => Decision::Respond(r.header("set-cookie", cookie)),
                     other => other,
                 }
             }
-            DevicePending::Use { req, user } => match store::parse_ok(reply) {
-                Ok(()) => match self.mint(&req, &user, Method::TrustedDevice, now, rng) {
-                    Some((s, cookie)) => Decision::PassSetCookie(
-                        Pass { user, method: Method::TrustedDevice.as_str(), auth_time: Some(s.auth_time) },
-                        cookie,
-                    ),
+            DevicePending::Use { req, user, device } => match store::parse_ok(reply) {
+                Ok(()) => match self.mint(&req, &user, &Assurance::device(&device), now, rng) {
+                    // The device session is held to the path's rules like any other: it opens
+                    // plain pages, not step-up or method-restricted ones.
+                    Some((s, cookie)) => match self.admits(&req.path, &s, now) {
+                        Ok(()) => Decision::PassSetCookie(
+                            Pass {
+                                user,
+                                method: Method::TrustedDevice.as_str(),
+                                auth_time: Some(s.auth_time),
+                                cookie: req.cookie_edit.clone(),
+                            },
+                            cookie,
+                        ),
+                        Err((reason, allowed)) => {
+                            let next = req.target();
+                            Decision::Call(
+                                store::factors(&self.cfg.store, &user),
+                                Pending::Challenge { req, reason, next, allowed },
+                            )
+                        }
+                    },
                     None => self.unavailable(&req),
                 },
                 // Revoked or expired: forget the cookie and ask for the second factor.

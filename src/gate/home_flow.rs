@@ -57,16 +57,7 @@ impl Gate {
         let Some(s) = session else {
             return Err(self.verify_first(req, "/.mfa/"));
         };
-        if now.saturating_sub(s.auth_time) > self.cfg.recent_mfa_s {
-            return Err(if req.html {
-                Decision::Respond(Response::redirect("/.mfa/challenge?next=%2F.mfa%2F"))
-            } else {
-                Decision::Respond(Response::json(
-                    401,
-                    &json!({"error": "recent_mfa_required", "message": "Verify again before changing your security settings.", "challenge": "/.mfa/challenge"}),
-                ))
-            });
-        }
+        self.recent_factor(req, s, now)?;
         let given = form_get(fields, "csrf").unwrap_or("");
         if !token::csrf_ok(&self.keys.borrow(), s, given) {
             return Err(self.refuse(
@@ -207,6 +198,8 @@ impl Gate {
             return Response::json(
                 200,
                 &json!({"user": user, "method": s.method.as_str(), "auth_time": s.auth_time, "expires_at": s.expires,
+                        "assurance": {"method": s.method.as_str(), "auth_time": s.auth_time, "issued_at": s.issued_at,
+                            "phishing_resistant": s.phishing_resistant, "user_verified": s.user_verified},
                         "csrf": csrf, "factors": views, "devices": devices}),
             );
         }

@@ -6,16 +6,21 @@
 //! a small state machine (`Pending`) driven by request bodies and store replies.
 
 use crate::config::{Config, IdentitySource};
-use crate::http::{find_cookie, form_get, parse_form, percent_encode, safe_next, split_path, wants_html};
+use crate::http::{
+    find_cookie, form_get, host_of, parse_form, percent_encode, safe_next, split_path, strip_cookies, wants_html,
+    CookieEdit,
+};
 use crate::identity;
 use crate::pages::{self, Response};
 use crate::policy::NoFactor;
 use crate::store::{self, Factor, StoreError, StoreReply, StoreRequest};
 use crate::token::{self, Enrollment, KeyRing, Method, Session};
 use crate::totp;
+pub use assurance::Assurance;
 use serde_json::json;
 use std::cell::RefCell;
 
+pub mod assurance;
 mod device_flow;
 mod home_flow;
 mod otp_flow;
@@ -26,6 +31,9 @@ mod webauthn_flow;
 /// Lazy access to request headers: the hot path reads only what it needs.
 pub trait Headers {
     fn get(&self, name: &str) -> Option<String>;
+    /// The downstream address as Envoy sees it (`source.address`, e.g. `10.0.0.1:5678`), which
+    /// follows Envoy's own `use_remote_address` / `xff_num_trusted_hops`; never a client header.
+    fn source_address(&self) -> Option<String>;
 }
 
 /// Randomness (session ids, TOTP secrets, re-check deadlines); the glue uses WASI `random_get`.
@@ -45,6 +53,8 @@ pub struct Pass {
     pub method: &'static str,
     /// When the second factor was verified; `None` when no factor was asked (policy `allow`).
     pub auth_time: Option<u64>,
+    /// The `Cookie` header the app gets: edge-mfa's own cookies removed (`None`: unchanged).
+    pub cookie: Option<CookieEdit>,
 }
 
 #[derive(Debug)]
@@ -54,8 +64,8 @@ pub enum Decision {
     /// Continue upstream as `Pass`, and add this `Set-Cookie` to the response (a session minted
     /// from a trusted device on the way through).
     PassSetCookie(Pass, String),
-    /// Continue upstream with identity headers removed (bypass paths).
-    Bypass,
+    /// Continue upstream with identity headers removed and the `Cookie` header edited (bypass paths).
+    Bypass(Option<CookieEdit>),
     /// Answer the client now.
     Respond(Response),
     /// Buffer the request body, then call `Gate::on_body`.
@@ -95,6 +105,8 @@ pub struct Req {
     pub client_ip: Option<String>,
     /// The user quick login remembers in this browser.
     pub remembered: Option<String>,
+    /// The `Cookie` header for the app, should the request pass.
+    pub cookie_edit: Option<CookieEdit>,
 }
 
 impl Req {
@@ -259,15 +271,30 @@ impl Gate {
     }
 
     /// Verifies the session for `user`, ignoring path rules.
-    fn session(&self, token: &Result<Option<String>, ()>, user: &str, now: u64) -> Option<Session> {
-        match token {
-            Ok(Some(t)) => self.session_of(t, user, now),
+    fn session(&self, req: &Req, user: &str, now: u64) -> Option<Session> {
+        match &req.token {
+            Ok(Some(t)) => self.session_of(t, user, self.audience(&req.authority), now),
             _ => None,
         }
     }
 
-    fn session_of(&self, token: &str, user: &str, now: u64) -> Option<Session> {
-        token::open_session(&self.keys.borrow(), token, user, now).ok()
+    fn session_of(&self, token: &str, user: &str, audience: Option<&str>, now: u64) -> Option<Session> {
+        token::open_session(&self.keys.borrow(), token, user, audience, now).ok()
+    }
+
+    /// The host a session must be bound to (`session.bind_to_host`), from `:authority`.
+    fn audience<'a>(&self, authority: &'a str) -> Option<&'a str> {
+        self.cfg.bind_to_host.then(|| host_of(authority))
+    }
+
+    /// edge-mfa's own cookies, which never reach the app.
+    fn own_cookies(&self) -> [&str; 4] {
+        [&self.cfg.cookie_name, &self.cfg.device_cookie, &self.cfg.remembered_cookie, &self.cfg.ceremony_cookie]
+    }
+
+    /// The `Cookie` header for the app: `cookies` without edge-mfa's own (`None`: unchanged).
+    pub fn cookie_for_app(&self, cookies: Option<&str>) -> Option<CookieEdit> {
+        strip_cookies(cookies?, &self.own_cookies())
     }
 
     fn trust_days(&self) -> Option<u64> {
@@ -316,18 +343,18 @@ impl Gate {
     }
 
     /// A quick-login session (passkey alone), when quick login is on.
-    fn quick_session(&self, token: &Result<Option<String>, ()>, now: u64) -> Option<(Session, String)> {
-        match token {
-            Ok(Some(t)) => self.quick_session_of(t, now),
+    fn quick_session(&self, req: &Req, now: u64) -> Option<(Session, String)> {
+        match &req.token {
+            Ok(Some(t)) => self.quick_session_of(t, self.audience(&req.authority), now),
             _ => None,
         }
     }
 
-    fn quick_session_of(&self, token: &str, now: u64) -> Option<(Session, String)> {
+    fn quick_session_of(&self, token: &str, audience: Option<&str>, now: u64) -> Option<(Session, String)> {
         if !self.cfg.quick_login {
             return None;
         }
-        token::open_quick_session(&self.keys.borrow(), token, now).ok()
+        token::open_quick_session(&self.keys.borrow(), token, audience, now).ok()
     }
 
     /// Requests with no identity at all: only passkey quick login and static parts are open.
@@ -358,52 +385,28 @@ impl Gate {
             ("POST", "/.mfa/webauthn/login/finish") if quick => {
                 Decision::ReadBody(Pending::Body(BodyKind::WebauthnLoginFinish, req, None))
             }
-            ("POST", "/.mfa/logout") => Decision::Respond(
-                if req.html { Response::redirect("/") } else { Response::json(200, &json!({"ok": true})) }
-                    .header("set-cookie", self.clear_cookie()),
-            ),
+            ("POST", "/.mfa/logout") => self.logout(&req),
             _ => self.no_identity(&req),
         }
     }
 
-    /// Whether `s` is good enough for `path` now; which methods would be, if not.
+    /// Whether `s` is good enough for `path` now (see `assurance::admits`).
     fn admits(&self, path: &str, s: &Session, now: u64) -> Result<(), (Reason, Option<Vec<Method>>)> {
-        if s.recheck_at != 0 && now >= s.recheck_at {
-            return Err((Reason::Recheck, None));
-        }
-        if self.cfg.policy.has_rules() {
-            let mut allowed: Option<Vec<Method>> = None;
-            let mut failed = None;
-            for r in self.cfg.policy.rules_for(path) {
-                if let Some(ms) = &r.methods {
-                    allowed = Some(match allowed {
-                        None => ms.clone(),
-                        Some(a) => a.into_iter().filter(|m| ms.contains(m)).collect(),
-                    });
-                }
-                if !r.satisfied_by(s, now) {
-                    let method_ok = r.methods.as_ref().is_none_or(|ms| ms.contains(&s.method));
-                    failed = Some(if method_ok { Reason::StepUp } else { Reason::Method });
-                }
-            }
-            if let Some(reason) = failed {
-                return Err((reason, allowed));
-            }
-        }
-        Ok(())
+        assurance::admits(&self.cfg.policy, path, s, now)
     }
 
     fn allowed_for(&self, path: &str) -> Option<Vec<Method>> {
-        let mut allowed: Option<Vec<Method>> = None;
-        for r in self.cfg.policy.rules_for(path) {
-            if let Some(ms) = &r.methods {
-                allowed = Some(match allowed {
-                    None => ms.clone(),
-                    Some(a) => a.into_iter().filter(|m| ms.contains(m)).collect(),
-                });
-            }
-        }
-        allowed
+        assurance::allowed_for(&self.cfg.policy, path)
+    }
+
+    /// Lets `req` through as `user` with session `s`.
+    fn pass(&self, req: &Req, user: String, s: &Session) -> Decision {
+        Decision::Pass(Pass {
+            user,
+            method: s.method.as_str(),
+            auth_time: Some(s.auth_time),
+            cookie: req.cookie_edit.clone(),
+        })
     }
 
     /// Every request's first stop. With a valid session this is the whole of the work.
@@ -414,7 +417,7 @@ impl Gate {
         let (path, _) = split_path(&full);
         let mfa_endpoint = path == "/.mfa" || path.starts_with("/.mfa/");
         if !mfa_endpoint && self.cfg.policy.bypassed(path) {
-            return Decision::Bypass;
+            return Decision::Bypass(self.cookie_for_app(h.get("cookie").as_deref()));
         }
         let user = self.identity(h.get(self.cfg.identity.header()).as_deref());
         let cookies = h.get("cookie");
@@ -423,27 +426,22 @@ impl Gate {
             Some(c) => find_cookie(c, &self.cfg.cookie_name),
             None => Ok(None),
         };
+        // Read only when sessions are bound to their host.
+        let authority = if self.cfg.bind_to_host { h.get(":authority") } else { None };
+        let audience = if self.cfg.bind_to_host { Some(authority.as_deref().map_or("", host_of)) } else { None };
         if !mfa_endpoint {
-            if let (Some(u), Ok(Some(t))) = (&user, token_ref) {
-                if let Some(s) = self.session_of(t, u, now) {
-                    if self.admits(path, &s, now).is_ok() {
-                        return Decision::Pass(Pass {
-                            user: user.unwrap_or_default(),
-                            method: s.method.as_str(),
-                            auth_time: Some(s.auth_time),
-                        });
-                    }
-                }
-            }
-        }
-        if !mfa_endpoint && user.is_none() {
             if let Ok(Some(t)) = token_ref {
-                if let Some((s, u)) = self.quick_session_of(t, now) {
+                let verified = match &user {
+                    Some(u) => self.session_of(t, u, audience, now).map(|s| (s, None)),
+                    None => self.quick_session_of(t, audience, now).map(|(s, u)| (s, Some(u))),
+                };
+                if let Some((s, quick_user)) = verified {
                     if self.admits(path, &s, now).is_ok() {
                         return Decision::Pass(Pass {
-                            user: u,
+                            user: quick_user.or(user).unwrap_or_default(),
                             method: s.method.as_str(),
                             auth_time: Some(s.auth_time),
+                            cookie: self.cookie_for_app(cookies.as_deref()),
                         });
                     }
                 }
@@ -475,7 +473,7 @@ impl Gate {
             },
             user_agent: h.get("user-agent"),
             lang: crate::i18n::negotiate(h.get("accept-language").as_deref()),
-            client_ip: Self::client_ip(h.get("x-forwarded-for").as_deref()),
+            client_ip: Self::client_ip(h.source_address().as_deref()),
             remembered: match (&cookies, mfa_endpoint && self.cfg.quick_login) {
                 (Some(c), true) => find_cookie(c, &self.cfg.remembered_cookie)
                     .ok()
@@ -484,6 +482,7 @@ impl Gate {
                 _ => None,
             },
             trust: false,
+            cookie_edit: self.cookie_for_app(cookies.as_deref()),
             email: match (&self.cfg.email, &self.cfg.identity) {
                 (Some(e), IdentitySource::JwtPayload { header, .. }) if e.enforce => {
                     h.get(header).and_then(|raw| identity::from_jwt_payload(&raw, &e.claim))
@@ -501,7 +500,7 @@ impl Gate {
         }
         if req.user.is_none() {
             // A passkey quick-login session stands in for the first factor.
-            if let Some((_, u)) = self.quick_session(&req.token, now) {
+            if let Some((_, u)) = self.quick_session(&req, now) {
                 req.user = Some(u);
                 req.quick = true;
             }
@@ -509,14 +508,12 @@ impl Gate {
         let Some(user) = req.user.clone() else {
             return self.anonymous(req, now, rng);
         };
-        let session = self.session(&req.token, &user, now);
+        let session = self.session(&req, &user, now);
         let mfa_endpoint = req.path == "/.mfa" || req.path.starts_with("/.mfa/");
         if !mfa_endpoint {
             let (reason, allowed) = match &session {
                 Some(s) => match self.admits(&req.path, s, now) {
-                    Ok(()) => {
-                        return Decision::Pass(Pass { user, method: s.method.as_str(), auth_time: Some(s.auth_time) })
-                    }
+                    Ok(()) => return self.pass(&req, user, s),
                     Err(e) => e,
                 },
                 None => {
@@ -565,11 +562,16 @@ impl Gate {
                 )
             }
             ("GET", "/.mfa/totp/enroll") => match session {
-                // Adding a factor to an account that has one needs that factor first.
-                Some(_) => {
+                // Adding a factor needs a second factor presented recently.
+                Some(s) => {
+                    if let Err(d) = self.recent_factor(&req, &s, now) {
+                        return d;
+                    }
                     let next = req.query_next();
                     self.enroll_page(&req, &user, &next, rng, now, None, 200)
                 }
+                None if self.email_enforced(&req) => self.verify_first(&req, &req.query_next()),
+                // Adding a factor to an account that has one needs that factor first.
                 None => Decision::Call(store::factors(&self.cfg.store, &user), Pending::EnrollCheck(req)),
             },
             ("GET", "/.mfa/assets/webauthn.js") => Decision::Respond(webauthn_flow::script()),
@@ -621,11 +623,7 @@ impl Gate {
             ("POST", "/.mfa/webauthn/login/finish") if self.webauthn_on() => {
                 Decision::ReadBody(Pending::Body(BodyKind::WebauthnLoginFinish, req, session))
             }
-            ("POST", "/.mfa/logout") => {
-                let r =
-                    if html.is_some() { Response::redirect("/") } else { Response::json(200, &json!({"ok": true})) };
-                Decision::Respond(r.header("set-cookie", self.clear_cookie()))
-            }
+            ("POST", "/.mfa/logout") => self.logout(&req),
             (
                 _,
                 "/.mfa" | "/.mfa/" | "/.mfa/challenge" | "/.mfa/totp/verify" | "/.mfa/totp/enroll" | "/.mfa/logout",
@@ -709,6 +707,15 @@ impl Gate {
                 )
             }
             BodyKind::TotpEnroll => {
+                match &session {
+                    Some(s) => {
+                        if let Err(d) = self.recent_factor(&req, s, now) {
+                            return d;
+                        }
+                    }
+                    None if self.email_enforced(&req) => return self.verify_first(&req, &next),
+                    None => {}
+                }
                 let token_str = form_get(&fields, "enroll_token").unwrap_or("");
                 let enrollment = match token::open_enrollment(&self.keys.borrow(), token_str, &user, now) {
                     Ok(e) => e,
@@ -789,7 +796,7 @@ impl Gate {
                 };
                 let user = req.user.clone().unwrap_or_default();
                 let next = req.query_next();
-                if factors.iter().any(|f| f.enabled) {
+                if factors.iter().any(|f| f.enabled) || self.email_enforced(&req) {
                     return self.verify_first(&req, &next);
                 }
                 if self.cfg.policy.no_factor == NoFactor::Deny {
@@ -842,7 +849,7 @@ impl Gate {
             Pending::VerifyUse { req, next } => {
                 let user = req.user.clone().unwrap_or_default();
                 match store::parse_used(reply) {
-                    Ok(()) => self.verified(&req, &user, Method::Totp, &next, now, rng),
+                    Ok(()) => self.verified(&req, &user, Assurance::code(Method::Totp, now), &next, now, rng),
                     Err(StoreError::Conflict(_)) => {
                         let answer = self.challenge_again(
                             &req,
@@ -869,7 +876,7 @@ impl Gate {
                 let next = if first { self.after_first_factor(&next) } else { next };
                 let user = req.user.clone().unwrap_or_default();
                 match store::parse_created(reply) {
-                    Ok(()) => self.verified(&req, &user, Method::Totp, &next, now, rng),
+                    Ok(()) => self.verified(&req, &user, Assurance::code(Method::Totp, now), &next, now, rng),
                     Err(StoreError::Conflict(c)) if c == "user_has_factors" => self.verify_first(&req, &next),
                     Err(StoreError::Conflict(_)) => self.too_many_factors(&req),
                     Err(_) => self.unavailable(&req),
@@ -954,9 +961,12 @@ impl Gate {
             && !enabled.iter().any(|f| f.kind == "email");
         if enabled.is_empty() && !enforced_email {
             return match self.cfg.policy.no_factor {
-                NoFactor::Allow => {
-                    Decision::Pass(Pass { user: user.to_string(), method: Method::None.as_str(), auth_time: None })
-                }
+                NoFactor::Allow => Decision::Pass(Pass {
+                    user: user.to_string(),
+                    method: Method::None.as_str(),
+                    auth_time: None,
+                    cookie: req.cookie_edit.clone(),
+                }),
                 NoFactor::Deny => Decision::Respond(message(
                     self.html(req),
                     403,
@@ -1154,12 +1164,13 @@ impl Gate {
         Decision::Respond(Response::page(&l, status, pages::enroll(&l, &view)))
     }
 
-    /// Mints a session for `user` verified with `method` now: the session and its cookie.
+    /// Mints a session for `user` from the assurance `a`: the session and its cookie. Every
+    /// session is minted here (see `assurance`).
     pub(super) fn mint(
         &self,
         req: &Req,
         user: &str,
-        method: Method,
+        a: &Assurance,
         now: u64,
         rng: &mut dyn Rng,
     ) -> Option<(Session, String)> {
@@ -1175,18 +1186,18 @@ impl Gate {
             }
             None => 0,
         };
-        let s =
-            Session { auth_time: now, expires: now + self.cfg.session_ttl_s, recheck_at, session_id, method, quick };
-        let tok = token::seal_session(&self.keys.borrow(), user, &s).ok()?;
+        let s = assurance::session_for(a, now, self.cfg.session_ttl_s, recheck_at, session_id, quick);
+        let audience = if self.cfg.bind_to_host { host_of(&req.authority).to_ascii_lowercase() } else { String::new() };
+        let tok = token::seal_session(&self.keys.borrow(), user, &s, &audience).ok()?;
         Some((s, self.session_cookie(&tok)))
     }
 
     /// The second factor checked out: mint the session and send the user on.
-    fn verified(&self, req: &Req, user: &str, method: Method, next: &str, now: u64, rng: &mut dyn Rng) -> Decision {
+    fn verified(&self, req: &Req, user: &str, a: Assurance, next: &str, now: u64, rng: &mut dyn Rng) -> Decision {
         if req.trust && self.devices_on() {
-            return self.trust_device(Box::new(req.clone()), user, method, next, now, rng);
+            return self.trust_device(Box::new(req.clone()), user, a, next, now, rng);
         }
-        let Some((s, cookie)) = self.mint(req, user, method, now, rng) else {
+        let Some((s, cookie)) = self.mint(req, user, &a, now, rng) else {
             return self.unavailable(req);
         };
         let r = if req.html {
@@ -1194,7 +1205,7 @@ impl Gate {
         } else {
             Response::json(
                 200,
-                &json!({"ok": true, "user": user, "method": method.as_str(), "next": next, "expires_at": s.expires}),
+                &json!({"ok": true, "user": user, "method": a.method.as_str(), "next": next, "expires_at": s.expires}),
             )
         };
         let r = r.header("set-cookie", cookie);
@@ -1205,6 +1216,37 @@ impl Gate {
             }
         }
         Decision::Respond(r)
+    }
+
+    /// A second factor presented within `recent_mfa_s` (see `assurance::recent`), or the answer
+    /// asking for one: every change to a user's factors needs it.
+    #[allow(clippy::result_large_err)]
+    pub(super) fn recent_factor(&self, req: &Req, s: &Session, now: u64) -> Result<(), Decision> {
+        if assurance::recent(s, self.cfg.recent_mfa_s, now) {
+            return Ok(());
+        }
+        Err(if req.html {
+            Decision::Respond(Response::redirect("/.mfa/challenge?next=%2F.mfa%2F"))
+        } else {
+            Decision::Respond(Response::json(
+                401,
+                &json!({"error": "recent_mfa_required", "message": "Verify again before changing your security settings.", "challenge": "/.mfa/challenge"}),
+            ))
+        })
+    }
+
+    /// With `email.enforce`, a user without factors has the email code as their factor: their
+    /// first enrollment needs a session from it, never the first factor alone.
+    pub(super) fn email_enforced(&self, req: &Req) -> bool {
+        self.otp_on(Method::Email) && self.cfg.email.as_ref().is_some_and(|e| e.enforce) && req.email.is_some()
+    }
+
+    /// Ends the session in this browser and forgets the quick-login user.
+    fn logout(&self, req: &Req) -> Decision {
+        let r = if req.html { Response::redirect("/") } else { Response::json(200, &json!({"ok": true})) };
+        Decision::Respond(
+            r.header("set-cookie", self.clear_cookie()).header("set-cookie", self.remembered_cookie("", 0)),
+        )
     }
 
     fn cookie_attrs(&self) -> &'static str {

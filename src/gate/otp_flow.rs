@@ -3,7 +3,7 @@
 //! for it, takes the user's answer and passes it on. django-mfa2's email codes never expired,
 //! were reusable, and could be 7 digits long.
 
-use super::{message, BodyKind, Decision, Gate, Pending, Req, Rng};
+use super::{message, Assurance, BodyKind, Decision, Gate, Pending, Req, Rng};
 use crate::http::form_get;
 use crate::pages::{self, Response};
 use crate::store::{self, StoreError, StoreReply};
@@ -176,8 +176,11 @@ impl Gate {
                 )
             }
             BodyKind::OtpEnrollConfirm => {
-                if session.is_none() {
+                let Some(s) = &session else {
                     return self.verify_first(&req, "/.mfa/");
+                };
+                if let Err(d) = self.recent_factor(&req, s, now) {
+                    return d;
                 }
                 let state = form_get(fields, "state").unwrap_or("");
                 let Ok((ch, address)) = token::open_address(&self.keys.borrow(), state, user, now) else {
@@ -261,7 +264,7 @@ impl Gate {
             OtpPending::Checked { req, channel, next } => {
                 let user = req.user.clone().unwrap_or_default();
                 match store::parse_ok(reply) {
-                    Ok(()) => self.verified(&req, &user, channel, &next, now, rng),
+                    Ok(()) => self.verified(&req, &user, Assurance::code(channel, now), &next, now, rng),
                     Err(StoreError::Refused(401)) => {
                         let answer = self.otp_retry(
                             &req,

@@ -1,6 +1,6 @@
 //! Recovery codes at the gate: generate a set (with a recent MFA session), and sign in with one.
 
-use super::{message, BodyKind, Decision, Gate, Pending, Req, Rng};
+use super::{message, Assurance, BodyKind, Decision, Gate, Pending, Req, Rng};
 use crate::pages::{self, Response};
 use crate::recovery;
 use crate::store::{self, StoreError, StoreReply};
@@ -88,7 +88,7 @@ impl Gate {
                 Err(_) => self.unavailable(&req),
             },
             RecoveryPending::Consumed { req, user, next } => match store::parse_remaining(reply) {
-                Ok(left) => match self.verified(&req, &user, Method::Recovery, &next, now, rng) {
+                Ok(left) => match self.verified(&req, &user, Assurance::code(Method::Recovery, now), &next, now, rng) {
                     // Browsers see how many codes are left before going on.
                     Decision::Respond(r) if req.html => {
                         let l = self.look(&req);

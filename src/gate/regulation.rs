@@ -1,7 +1,7 @@
 //! Regulation: failed second-factor attempts (every method) are counted per user and per client
-//! IP in the store, so the count holds across Envoy workers and replicas; past `max_retries`
-//! within `find_time_s` the user (or IP) is banned for `ban_time_s`, and while banned even a
-//! correct code is refused. Authelia bans only first-factor failures; django-mfa2 has no limit.
+//! IP (Envoy's `source.address`) in the store, so the count holds across Envoy workers and
+//! replicas; past `max_retries` within `find_time_s` the user (or IP) is banned for
+//! `ban_time_s`, and while banned even a correct code is refused. Authelia bans only first-factor failures; django-mfa2 has no limit.
 
 use super::{Decision, Gate, Pending, Req};
 use crate::pages::Response;
@@ -18,12 +18,23 @@ pub enum RegulationPending {
 }
 
 impl Gate {
-    /// The client's address: the last `x-forwarded-for` hop, which Envoy itself appended
-    /// (`use_remote_address`); earlier hops are the client's say and are ignored.
-    /// `None` when there is no usable address: bans then apply to the user only.
-    pub(super) fn client_ip(xff: Option<&str>) -> Option<String> {
-        let last = xff?.rsplit(',').next()?.trim();
-        last.parse::<std::net::IpAddr>().ok().map(|ip| ip.to_string())
+    /// The client's address, from Envoy's `source.address` property (`ip:port`, `[v6]:port`, or
+    /// a bare address): Envoy derives it from the connection, or from `x-forwarded-for` only as
+    /// far as its own `use_remote_address` / `xff_num_trusted_hops` trust it. No header the
+    /// client writes is read here. `None` when there is no usable address: bans then apply to
+    /// the user only.
+    pub fn client_ip(source: Option<&str>) -> Option<String> {
+        let s = source?.trim();
+        let ip = match s.parse::<std::net::SocketAddr>() {
+            Ok(a) => a.ip(),
+            Err(_) => s.parse::<std::net::IpAddr>().ok()?,
+        };
+        // An IPv4 peer on a dual-stack socket counts as itself, not as ::ffff:a.b.c.d.
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        Some(ip.to_string())
     }
 
     /// Answers 429 with the time left.
@@ -79,5 +90,22 @@ impl Gate {
                 Err(_) => self.unavailable(&req),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Gate;
+
+    #[test]
+    fn client_ip_comes_from_envoys_source_address() {
+        assert_eq!(Gate::client_ip(Some("10.1.2.3:5678")).as_deref(), Some("10.1.2.3"));
+        assert_eq!(Gate::client_ip(Some("[2001:db8::1]:443")).as_deref(), Some("2001:db8::1"));
+        assert_eq!(Gate::client_ip(Some("[::ffff:10.0.0.1]:80")).as_deref(), Some("10.0.0.1"));
+        assert_eq!(Gate::client_ip(Some("192.0.2.7")).as_deref(), Some("192.0.2.7"));
+        for bad in ["", "10.0.0.1, 10.0.0.2", "unix:/tmp/s", "envoy://internal", "1.2.3.4:x"] {
+            assert_eq!(Gate::client_ip(Some(bad)), None, "{bad}");
+        }
+        assert_eq!(Gate::client_ip(None), None);
     }
 }

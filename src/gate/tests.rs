@@ -13,6 +13,10 @@ impl Headers for H {
     fn get(&self, name: &str) -> Option<String> {
         self.0.get(name).cloned()
     }
+    /// Envoy's `source.address`, given in tests as the pseudo-header `~source`.
+    fn source_address(&self) -> Option<String> {
+        self.0.get("~source").cloned()
+    }
 }
 
 struct FixedRng(u8);
@@ -50,8 +54,18 @@ fn gate() -> Gate {
 }
 
 fn session_cookie(g: &Gate, user: &str, method: Method, auth_time: u64) -> String {
-    let s = Session { auth_time, expires: auth_time + 3600, recheck_at: 0, session_id: [1; 16], method, quick: false };
-    format!("edge-mfa={}", token::seal_session(&g.keys.borrow(), user, &s).unwrap())
+    let s = Session {
+        auth_time,
+        issued_at: auth_time,
+        expires: auth_time + 3600,
+        recheck_at: 0,
+        session_id: [1; 16],
+        method,
+        quick: false,
+        phishing_resistant: method == Method::Webauthn,
+        user_verified: false,
+    };
+    format!("edge-mfa={}", token::seal_session(&g.keys.borrow(), user, &s, "").unwrap())
 }
 
 const SECRET: &[u8] = b"12345678901234567890";
@@ -90,7 +104,17 @@ fn hot_path_passes_valid_session() {
     let c = session_cookie(&g, "alice", Method::Totp, NOW - 10);
     let d = g.on_headers(&req("GET", "/app", Some("alice"), &[("cookie", &c)]), NOW, &mut FixedRng(1));
     match d {
-        Decision::Pass(p) => assert_eq!(p, Pass { user: "alice".into(), method: "totp", auth_time: Some(NOW - 10) }),
+        Decision::Pass(p) => {
+            assert_eq!(
+                p,
+                Pass {
+                    user: "alice".into(),
+                    method: "totp",
+                    auth_time: Some(NOW - 10),
+                    cookie: Some(CookieEdit::Remove)
+                }
+            )
+        }
         other => panic!("{other:?}"),
     }
 }
@@ -118,8 +142,11 @@ fn no_identity_redirects_browsers_and_401s_apis() {
 #[test]
 fn bypass_paths_pass_without_identity() {
     let g = gate();
-    assert!(matches!(g.on_headers(&req("GET", "/login", None, &[]), NOW, &mut FixedRng(1)), Decision::Bypass));
-    assert!(!matches!(g.on_headers(&req("GET", "/login/../app", None, &[]), NOW, &mut FixedRng(1)), Decision::Bypass));
+    assert!(matches!(g.on_headers(&req("GET", "/login", None, &[]), NOW, &mut FixedRng(1)), Decision::Bypass(_)));
+    assert!(!matches!(
+        g.on_headers(&req("GET", "/login/../app", None, &[]), NOW, &mut FixedRng(1)),
+        Decision::Bypass(_)
+    ));
 }
 
 #[test]
@@ -203,7 +230,7 @@ fn verify_mints_a_session_and_redirects() {
     assert_eq!(r.status, 303);
     assert_eq!(r.header_value("location"), Some("/app?x=1"));
     let cookie = r.header_value("set-cookie").unwrap();
-    assert!(cookie.starts_with("edge-mfa=s1.k1."));
+    assert!(cookie.starts_with("edge-mfa=s2.k1."));
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Path=/"));
     // The minted cookie passes the hot path for alice.
     let c = cookie.split(';').next().unwrap();
@@ -293,7 +320,7 @@ fn enrollment_flow() {
         &mut FixedRng(1),
     ));
     assert_eq!(r.status, 200);
-    assert!(r.header_value("set-cookie").unwrap().starts_with("edge-mfa=s1."));
+    assert!(r.header_value("set-cookie").unwrap().starts_with("edge-mfa=s2."));
     // A forged or foreign enrollment token is refused.
     let r = respond(enroll_post(&code, "e1.k1.AAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"));
     assert_eq!(r.status, 400);
@@ -358,7 +385,7 @@ fn recheck_deadline_forces_a_challenge() {
     let r = verify(&g, &code, "/", 0, ok_reply());
     let c = r.header_value("set-cookie").unwrap().split(';').next().unwrap().to_string();
     let tok = c.strip_prefix("edge-mfa=").unwrap();
-    let s = token::open_session(&g.keys.borrow(), tok, "alice", NOW).unwrap();
+    let s = token::open_session(&g.keys.borrow(), tok, "alice", None, NOW).unwrap();
     assert!((NOW + 60..=NOW + 120).contains(&s.recheck_at));
     assert!(matches!(
         g.on_headers(&req("GET", "/app", Some("alice"), &[("cookie", &c)]), NOW + 59, &mut FixedRng(1)),
@@ -667,13 +694,16 @@ fn quick_login_sends_browsers_without_identity_to_the_passkey_page() {
     // A quick session is the identity; a normal session without identity is not.
     let quick = Session {
         auth_time: NOW,
+        issued_at: NOW,
         expires: NOW + 60,
         recheck_at: 0,
         session_id: [0; 16],
         method: Method::Webauthn,
         quick: true,
+        phishing_resistant: true,
+        user_verified: true,
     };
-    let c = format!("edge-mfa={}", token::seal_session(&g.keys.borrow(), "alice", &quick).unwrap());
+    let c = format!("edge-mfa={}", token::seal_session(&g.keys.borrow(), "alice", &quick, "").unwrap());
     match g.on_headers(&req("GET", "/app", None, &[("cookie", &c)]), NOW, &mut FixedRng(1)) {
         Decision::Pass(p) => assert_eq!((p.user.as_str(), p.method), ("alice", "webauthn")),
         other => panic!("{other:?}"),
@@ -694,8 +724,17 @@ fn quick_login_sends_browsers_without_identity_to_the_passkey_page() {
 
 /// The CSRF token of the sessions `session_cookie` mints (session id [1; 16]).
 fn csrf(g: &Gate) -> String {
-    let s =
-        Session { auth_time: 0, expires: 0, recheck_at: 0, session_id: [1; 16], method: Method::Totp, quick: false };
+    let s = Session {
+        auth_time: 0,
+        issued_at: 0,
+        expires: 0,
+        recheck_at: 0,
+        session_id: [1; 16],
+        method: Method::Totp,
+        quick: false,
+        phishing_resistant: false,
+        user_verified: false,
+    };
     token::csrf_token(&g.keys.borrow(), &s).unwrap()
 }
 
@@ -811,7 +850,11 @@ fn failures_are_recorded_and_bans_refuse_even_right_codes() {
             "POST",
             "/.mfa/totp/verify",
             Some("alice"),
-            &[("content-type", "application/json"), ("x-forwarded-for", "198.51.100.9, 203.0.113.7")],
+            &[
+                ("content-type", "application/json"),
+                ("x-forwarded-for", "198.51.100.9"),
+                ("~source", "203.0.113.7:40123"),
+            ],
         );
         let Decision::ReadBody(p) = g.on_headers(&h, NOW, &mut FixedRng(1)) else { panic!() };
         g.on_body(p, json!({"code": code}).to_string().as_bytes(), NOW, &mut FixedRng(1))
@@ -1097,4 +1140,203 @@ fn quick_login_remembers_the_user_with_a_not_me_reset() {
         g.on_headers(&req("GET", "/app", None, &[("cookie", &c)]), NOW, &mut FixedRng(1)),
         Decision::Respond(_)
     ));
+}
+
+/// Every session method, fresh and stale: only a second factor presented within `recent_mfa_s`
+/// may change factors, on every endpoint that changes them (issue 8, invariants 2 and 3).
+#[test]
+fn factor_changes_need_a_recent_factor_for_every_method() {
+    let mut j = sample_json();
+    j["webauthn"] = json!({"rp_id": "app.test", "origins": ["https://app.test"]});
+    j["email"] = json!({});
+    j["trusted_devices"] = json!({"days": 30});
+    let g = Gate::new(Config::parse(j.to_string().as_bytes()).unwrap());
+    let recent_required = |d: Decision| match d {
+        Decision::Respond(r) if r.status == 401 && body_str(&r).contains("recent_mfa_required") => Ok(()),
+        Decision::Respond(r) => Err(format!("{} {}", r.status, body_str(&r))),
+        other => Err(format!("{other:?}")),
+    };
+    for method in [Method::Totp, Method::Webauthn, Method::Recovery, Method::Email, Method::Sms, Method::TrustedDevice]
+    {
+        for age in [10, 700] {
+            let c = session_cookie(&g, "alice", method, NOW - age);
+            let allowed = age < 600 && method != Method::TrustedDevice;
+            let what = format!("{method:?} {age}s old");
+            let ck = [("cookie", c.as_str())];
+            let csrf = csrf(&g);
+            let page = g.on_headers(
+                &req("GET", "/.mfa/totp/enroll", Some("alice"), &[ck[0], ("accept", "application/json")]),
+                NOW,
+                &mut FixedRng(1),
+            );
+            let posts: Vec<(&str, serde_json::Value)> = vec![
+                ("/.mfa/totp/enroll", json!({"enroll_token": "x", "code": "123456"})),
+                ("/.mfa/webauthn/register/begin", json!({})),
+                ("/.mfa/webauthn/register/finish", json!({})),
+                ("/.mfa/recovery/generate", json!({"csrf": csrf})),
+                ("/.mfa/factors/rename", json!({"id": "f1", "name": "n", "csrf": csrf})),
+                ("/.mfa/factors/disable", json!({"id": "f1", "csrf": csrf})),
+                ("/.mfa/factors/enable", json!({"id": "f1", "csrf": csrf})),
+                ("/.mfa/factors/delete", json!({"id": "f1", "csrf": csrf})),
+                ("/.mfa/devices/revoke", json!({"id": "d1", "csrf": csrf})),
+                ("/.mfa/otp/enroll", json!({"channel": "email", "address": "a@b.co", "csrf": csrf})),
+                ("/.mfa/otp/enroll/confirm", json!({"channel": "email", "state": "x", "code": "123456"})),
+            ];
+            let mut decisions = vec![("GET /.mfa/totp/enroll", page)];
+            for (path, body) in posts {
+                decisions.push((path, json_post(&g, path, "alice", &ck, body)));
+            }
+            for (path, d) in decisions {
+                match recent_required(d) {
+                    Ok(()) => assert!(!allowed, "{what}: {path} refused a recent factor"),
+                    Err(r) => assert!(allowed, "{what}: {path} let a change through: {r}"),
+                }
+            }
+        }
+    }
+}
+
+/// With `email.enforce`, the email code is the factor of a user without any: the first factor
+/// alone cannot enroll around it (issue 8, invariant 3).
+#[test]
+fn enforced_email_users_enroll_only_after_the_email_code() {
+    use base64::Engine;
+    let mut j = sample_json();
+    j["email"] = json!({"enforce": true});
+    j["webauthn"] = json!({"rp_id": "app.test", "origins": ["https://app.test"]});
+    let g = Gate::new(Config::parse(j.to_string().as_bytes()).unwrap());
+    let payload =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"sub":"alice","email":"alice@example.com"}"#);
+    let id = ("x-jwt-payload", payload.as_str());
+    let json_accept = ("accept", "application/json");
+    let r = respond(g.on_headers(&req("GET", "/.mfa/totp/enroll", None, &[id, json_accept]), NOW, &mut FixedRng(1)));
+    assert_eq!((r.status, body_str(&r).contains("mfa_required")), (403, true), "{}", body_str(&r));
+    let post = |path: &str, extra: &[(&str, &str)], body: serde_json::Value| {
+        let mut hs = vec![id, ("content-type", "application/json"), json_accept];
+        hs.extend_from_slice(extra);
+        let Decision::ReadBody(p) = g.on_headers(&req("POST", path, None, &hs), NOW, &mut FixedRng(1)) else {
+            panic!()
+        };
+        g.on_body(p, body.to_string().as_bytes(), NOW, &mut FixedRng(1))
+    };
+    for path in ["/.mfa/totp/enroll", "/.mfa/webauthn/register/begin", "/.mfa/webauthn/register/finish"] {
+        let r = respond(post(path, &[], json!({"enroll_token": "x", "code": "123456"})));
+        assert_eq!(r.status, 403, "{path}: {}", body_str(&r));
+    }
+    // With a session from the email code, enrollment goes on.
+    let email = session_cookie(&g, "alice", Method::Email, NOW - 5);
+    let r = respond(g.on_headers(
+        &req("GET", "/.mfa/totp/enroll", None, &[id, json_accept, ("cookie", &email)]),
+        NOW,
+        &mut FixedRng(1),
+    ));
+    assert_eq!(r.status, 200, "{}", body_str(&r));
+    assert!(matches!(post("/.mfa/webauthn/register/begin", &[("cookie", &email)], json!({})), Decision::Call(..)));
+}
+
+/// The remembered user only pre-selects: the login it starts is a quick login (its session will
+/// be the identity, so the passkey must verify the user), and logout forgets the user.
+#[test]
+fn remembered_user_login_is_a_quick_login_and_logout_forgets_it() {
+    let mut j = sample_json();
+    j["webauthn"] = json!({"rp_id": "app.test", "origins": ["https://app.test"]});
+    j["quick_login"] = json!(true);
+    let g = Gate::new(Config::parse(j.to_string().as_bytes()).unwrap());
+    let t = token::seal_remembered(&g.keys.borrow(), "alice", NOW + 600).unwrap();
+    let c = format!("edge-mfa-user={t}");
+    let h = req("POST", "/.mfa/webauthn/login/begin", None, &[("cookie", &c), ("content-type", "application/json")]);
+    let Decision::ReadBody(p) = g.on_headers(&h, NOW, &mut FixedRng(1)) else { panic!() };
+    match g.on_body(p, b"{}", NOW, &mut FixedRng(1)) {
+        Decision::Call(r, Pending::Webauthn(webauthn_flow::WaPending::LoginFactors { req, user, .. })) => {
+            assert_eq!((r.path.as_str(), user.as_str()), ("/v1/users/alice/factors", "alice"));
+            assert!(req.quick && req.user.is_none(), "a remembered user signs in by quick login");
+        }
+        other => panic!("{other:?}"),
+    }
+    for user in [None, Some("alice")] {
+        let r = respond(g.on_headers(&req("POST", "/.mfa/logout", user, &[("cookie", &c)]), NOW, &mut FixedRng(1)));
+        let cleared: Vec<&str> = r.headers.iter().filter(|(k, _)| k == "set-cookie").map(|(_, v)| v.as_str()).collect();
+        assert!(cleared.iter().any(|v| v.starts_with("edge-mfa=;") && v.contains("Max-Age=0")), "{cleared:?}");
+        assert!(cleared.iter().any(|v| v.starts_with("edge-mfa-user=;") && v.contains("Max-Age=0")), "{cleared:?}");
+    }
+}
+
+/// edge-mfa's cookies never reach the app, on every kind of pass (issue 8, invariant 6).
+#[test]
+fn own_cookies_are_stripped_on_every_pass() {
+    let g = gate();
+    let s = session_cookie(&g, "alice", Method::Totp, NOW - 10);
+    let all = format!("a=1; {s}; edge-mfa-device=d; b=2; edge-mfa-user=u; edge-mfa-wa=w");
+    let want = Some(CookieEdit::Set("a=1; b=2".into()));
+    match g.on_headers(&req("GET", "/app", Some("alice"), &[("cookie", &all)]), NOW, &mut FixedRng(1)) {
+        Decision::Pass(p) => assert_eq!(p.cookie, want),
+        other => panic!("{other:?}"),
+    }
+    match g.on_headers(&req("GET", "/login", None, &[("cookie", &all)]), NOW, &mut FixedRng(1)) {
+        Decision::Bypass(edit) => assert_eq!(edit, want),
+        other => panic!("{other:?}"),
+    }
+    match g.on_headers(&req("GET", "/login", None, &[("cookie", "a=1")]), NOW, &mut FixedRng(1)) {
+        Decision::Bypass(edit) => assert_eq!(edit, None, "nothing of ours: untouched"),
+        other => panic!("{other:?}"),
+    }
+    // The cold path (no_factor: allow) strips too.
+    let mut j = sample_json();
+    j["policy"]["no_factor"] = json!("allow");
+    let g = Gate::new(Config::parse(j.to_string().as_bytes()).unwrap());
+    let (_, p) = call(g.on_headers(&req("GET", "/app", Some("bob"), &[("cookie", &all)]), NOW, &mut FixedRng(1)));
+    match g.on_store_reply(p, &empty_factors(), NOW, &mut FixedRng(1)) {
+        Decision::Pass(p) => assert_eq!((p.method, p.cookie), ("none", want)),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// `session.bind_to_host`: a session passes only on the host it was minted on (port aside).
+#[test]
+fn sessions_bound_to_a_host_pass_only_there() {
+    let mut j = sample_json();
+    j["session"]["bind_to_host"] = json!(true);
+    let g = Gate::new(Config::parse(j.to_string().as_bytes()).unwrap());
+    let r = verify(&g, &totp::code_at(&g.cfg.totp, SECRET, NOW), "/", 0, ok_reply());
+    let c = r.header_value("set-cookie").unwrap().split(';').next().unwrap().to_string();
+    let on = |host: &str, c: &str| {
+        let mut h = req("GET", "/app", Some("alice"), &[("cookie", c)]);
+        h.0.insert(":authority".into(), host.into());
+        g.on_headers(&h, NOW, &mut FixedRng(1))
+    };
+    assert!(matches!(on("app.test", &c), Decision::Pass(_)));
+    assert!(matches!(on("APP.test:443", &c), Decision::Pass(_)));
+    assert!(matches!(on("other.test", &c), Decision::Call(..)), "another host: the challenge");
+    let unbound = session_cookie(&g, "alice", Method::Totp, NOW - 10);
+    assert!(matches!(on("app.test", &unbound), Decision::Call(..)), "a session bound to no host");
+}
+
+/// A device cookie alone: plain pages open with a session carrying the original verification;
+/// a step-up or method-restricted page gets the challenge, even on the device's first request.
+#[test]
+fn a_trusted_device_opens_plain_pages_only() {
+    let mut j = sample_json();
+    j["trusted_devices"] = json!({"days": 30});
+    j["policy"]["rules"] =
+        json!([{"prefix": "/admin", "max_age_s": 300}, {"prefix": "/keys", "methods": ["webauthn", "totp"]}]);
+    let g = Gate::new(Config::parse(j.to_string().as_bytes()).unwrap());
+    let d = token::DeviceClaims { id: "dev1".into(), method: Method::Totp, auth_time: NOW - 3000 };
+    let c = format!("edge-mfa-device={}", token::seal_device(&g.keys.borrow(), "alice", &d, NOW + 86_400).unwrap());
+    let visit = |path: &str| {
+        let (r, p) = call(g.on_headers(&req("GET", path, Some("alice"), &[("cookie", &c)]), NOW, &mut FixedRng(1)));
+        assert!(r.path.contains("/devices/dev1"), "{}", r.path);
+        g.on_store_reply(p, &ok_reply(), NOW, &mut FixedRng(1))
+    };
+    match visit("/app") {
+        Decision::PassSetCookie(p, _) => {
+            assert_eq!((p.method, p.auth_time), ("trusted_device", Some(NOW - 3000)), "the original verification")
+        }
+        other => panic!("{other:?}"),
+    }
+    for (path, want) in [("/admin", Reason::StepUp), ("/keys", Reason::Method)] {
+        match visit(path) {
+            Decision::Call(_, Pending::Challenge { reason, .. }) => assert_eq!(reason, want, "{path}"),
+            other => panic!("{path}: {other:?}"),
+        }
+    }
 }

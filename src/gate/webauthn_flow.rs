@@ -5,7 +5,7 @@
 //! in a signed short-lived cookie bound to the user, and recorded in the store, which consumes
 //! it exactly once (django-mfa2 never consumed its registration state: CVE-2022-42731).
 
-use super::{BodyKind, Decision, Gate, Pending, Req, Rng};
+use super::{Assurance, BodyKind, Decision, Gate, Pending, Req, Rng};
 use crate::http::safe_next;
 use crate::pages::Response;
 use crate::policy::NoFactor;
@@ -54,6 +54,8 @@ pub enum WaPending {
         session: Option<Session>,
         user: String,
         next: String,
+        /// The authenticator verified the user while registering.
+        user_verified: bool,
     },
     LoginFactors {
         req: Box<Req>,
@@ -78,6 +80,7 @@ pub enum WaPending {
         req: Box<Req>,
         user: String,
         next: String,
+        user_verified: bool,
     },
 }
 
@@ -130,6 +133,18 @@ impl Gate {
         }
         if user.is_empty() && !matches!(kind, BodyKind::WebauthnLoginBegin | BodyKind::WebauthnLoginFinish) {
             return self.no_identity(&req);
+        }
+        if matches!(kind, BodyKind::WebauthnRegisterBegin | BodyKind::WebauthnRegisterFinish) {
+            // Adding a key needs a recent second factor, or (first factor) none to present.
+            match &session {
+                Some(s) => {
+                    if let Err(d) = self.recent_factor(&req, s, now) {
+                        return d;
+                    }
+                }
+                None if self.email_enforced(&req) => return self.verify_first(&req, "/.mfa/"),
+                None => {}
+            }
         }
         match kind {
             BodyKind::WebauthnLoginBegin if user.is_empty() => {
@@ -304,17 +319,21 @@ impl Gate {
                         session.is_none(),
                         self.cfg.owned_by_enterprise,
                     );
-                    Decision::Call(call, Pending::Webauthn(WaPending::RegisterCreate { req, session, user, next }))
+                    let user_verified = cred.user_verified;
+                    Decision::Call(
+                        call,
+                        Pending::Webauthn(WaPending::RegisterCreate { req, session, user, next, user_verified }),
+                    )
                 }
                 Err(StoreError::Unavailable) => self.unavailable(&req),
                 Err(_) => rejected(400, "challenge_used", "This request was already used or expired. Start again."),
             },
-            WaPending::RegisterCreate { req, session, user, next } => {
+            WaPending::RegisterCreate { req, session, user, next, user_verified } => {
                 let clear = self.ceremony_cookie("", 0);
                 match store::parse_created(reply) {
                     Ok(()) if session.is_none() => {
                         let next = self.after_first_factor(&next);
-                        match self.verified(&req, &user, Method::Webauthn, &next, now, rng) {
+                        match self.verified(&req, &user, Assurance::webauthn(now, user_verified), &next, now, rng) {
                             Decision::Respond(r) => Decision::Respond(r.header("set-cookie", clear)),
                             other => other,
                         }
@@ -393,28 +412,37 @@ impl Gate {
                     sign_count: w.sign_count,
                     backup_eligible: w.backup_eligible,
                 };
+                // The session will be the identity (quick login: discoverable passkey, remembered
+                // user, or a quick session stepping up): the passkey must stand for both factors.
+                let quick_session = req.user.is_none() || req.quick;
                 match wa::verify_assertion(rp, &response, &challenge, &stored) {
                     // A passkey alone must also have verified the user (PIN, biometrics): it is
                     // then two factors in one.
-                    Ok(out) if quick && self.cfg.quick_login_requires_uv && !out.user_verified => {
+                    Ok(out)
+                        if quick_session
+                            && !Assurance::webauthn(now, out.user_verified)
+                                .quick_login_ok(self.cfg.quick_login_requires_uv) =>
+                    {
                         rejected(401, "user_verification_required", "Unlock the passkey with your PIN or biometrics.")
                     }
                     Ok(out) => Decision::Call(
                         store::use_webauthn(&self.cfg.store, &user, &factor.id, out.sign_count, out.backup_state),
-                        Pending::Webauthn(WaPending::LoginUse { req, user, next }),
+                        Pending::Webauthn(WaPending::LoginUse { req, user, next, user_verified: out.user_verified }),
                     ),
                     Err(e) => {
                         self.failed(&req, &user, Method::Webauthn, rejected(401, "webauthn_rejected", &e.to_string()))
                     }
                 }
             }
-            WaPending::LoginUse { req, user, next } => {
+            WaPending::LoginUse { req, user, next, user_verified } => {
                 let clear = self.ceremony_cookie("", 0);
                 match store::parse_ok(reply) {
-                    Ok(()) => match self.verified(&req, &user, Method::Webauthn, &next, now, rng) {
-                        Decision::Respond(r) => Decision::Respond(r.header("set-cookie", clear)),
-                        other => other,
-                    },
+                    Ok(()) => {
+                        match self.verified(&req, &user, Assurance::webauthn(now, user_verified), &next, now, rng) {
+                            Decision::Respond(r) => Decision::Respond(r.header("set-cookie", clear)),
+                            other => other,
+                        }
+                    }
                     Err(StoreError::Conflict(_)) => rejected(
                         401,
                         "counter_regression",

@@ -173,6 +173,17 @@ impl Default for StackOptions {
     }
 }
 
+/// Extras for [`Stack::start_with`]: what a test changes outside the plugin config.
+#[derive(Debug, Clone, Default)]
+pub struct StackExtras {
+    /// Environment variables given to the Envoy process (the template hands
+    /// `EDGE_MFA_STORE_TOKEN` and `EDGE_MFA_SESSION_KEY` on to the VM).
+    pub envoy_env: Vec<(String, String)>,
+    /// Text replacements applied to the rendered Envoy bootstrap (e.g. to
+    /// change a connection-manager setting), in order.
+    pub envoy_yaml_replace: Vec<(String, String)>,
+}
+
 /// A running store + demo upstream + Envoy. Dropping it stops all three
 /// (SIGTERM, then SIGKILL after 5 s) and removes its temp dir.
 pub struct Stack {
@@ -220,6 +231,7 @@ pub struct Stack {
     old_envoys: Vec<Child>,
     /// Hot restart: the shared-memory base id and the current epoch (`None`: hot restart off).
     hot: Option<(u32, u32)>,
+    extras: StackExtras,
 }
 
 static STACK_SEQ: AtomicU32 = AtomicU32::new(0);
@@ -229,17 +241,22 @@ impl Stack {
     /// request through Envoy's listener gets a non-5xx answer. Panics with the
     /// children's log tails on failure.
     pub fn start(opts: StackOptions) -> Stack {
-        Self::start_with(opts, None, 1)
+        Self::start_inner(opts, None, 1, StackExtras::default())
+    }
+
+    /// [`Stack::start`] with extras (Envoy environment, bootstrap tweaks).
+    pub fn start_with(opts: StackOptions, extras: StackExtras) -> Stack {
+        Self::start_inner(opts, None, 1, extras)
     }
 
     /// Like [`Stack::start`], but with `replicas` store processes sharing the
     /// database `db` (a `postgres://` URL), all in Envoy's store cluster
     /// (round robin). `store_url` is the first replica, `replica_urls` the rest.
     pub fn start_replicated(opts: StackOptions, db: &str, replicas: u32) -> Stack {
-        Self::start_with(opts, Some(db.to_string()), replicas.max(1))
+        Self::start_inner(opts, Some(db.to_string()), replicas.max(1), StackExtras::default())
     }
 
-    fn start_with(opts: StackOptions, db: Option<String>, replicas: u32) -> Stack {
+    fn start_inner(opts: StackOptions, db: Option<String>, replicas: u32, extras: StackExtras) -> Stack {
         let wasm = wasm_path();
         assert!(wasm.is_file(), "wasm filter {} not found: run `make wasm` or set EDGE_MFA_WASM", wasm.display());
         let wasm = wasm.canonicalize().expect("canonicalize wasm path");
@@ -252,8 +269,13 @@ impl Stack {
 
         let mut plugin_config = demo_plugin_config();
         merge_json(&mut plugin_config, &opts.plugin_config);
-        let store_token =
-            plugin_config.pointer("/store/token").and_then(|v| v.as_str()).unwrap_or("dev-store-token").to_string();
+        // The demo config names the token's environment variable (`store.token_env`): each stack
+        // then gets its own random token, handed to the store and to Envoy's environment.
+        let store_token = plugin_config
+            .pointer("/store/token")
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+            .unwrap_or_else(|| random_bytes(18).iter().map(|b| format!("{b:02x}")).collect());
         let store_key = base64::engine::general_purpose::STANDARD.encode(random_bytes(32));
 
         let (listen_port, admin_port, store_port, upstream_port) = (free_port(), free_port(), free_port(), free_port());
@@ -289,6 +311,7 @@ impl Stack {
             envoy: None,
             old_envoys: Vec::new(),
             hot: None,
+            extras,
         };
         // Any panic from here on drops `stack`, which stops what was started.
         stack.start_store();
@@ -525,11 +548,21 @@ impl Stack {
             let ports: Vec<u16> = self.replicas.iter().map(|r| r.0).collect();
             yaml = add_store_endpoints(&yaml, self.store_port, &ports);
         }
+        for (from, to) in &self.extras.envoy_yaml_replace {
+            assert!(yaml.contains(from.as_str()), "envoy_yaml_replace: {from:?} is not in the bootstrap");
+            yaml = yaml.replace(from.as_str(), to);
+        }
         let cfg = self.dir.join("envoy.yaml");
         fs::write(&cfg, yaml).expect("write envoy.yaml");
         let log = self.dir.join("envoy.log");
         let envoy = envoy_command();
         let mut cmd = Command::new(&envoy[0]);
+        // Secrets reach the VM through Envoy's environment (vm_config.environment_variables),
+        // never through the plugin config that /config_dump shows.
+        cmd.env("EDGE_MFA_STORE_TOKEN", &self.store_token);
+        for (k, v) in &self.extras.envoy_env {
+            cmd.env(k, v);
+        }
         cmd.args(&envoy[1..])
             .current_dir(&self.dir)
             .arg("-c")

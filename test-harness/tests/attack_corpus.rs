@@ -62,12 +62,22 @@ fn start(name: &str, plugin_config: Value, concurrency: u32) -> Option<Stack> {
 }
 
 fn session(auth_time: u64, expires: u64, method: Method, id: u8) -> Session {
-    Session { auth_time, expires, recheck_at: 0, session_id: [id; 16], method, quick: false }
+    Session {
+        auth_time,
+        issued_at: auth_time,
+        expires,
+        recheck_at: 0,
+        session_id: [id; 16],
+        method,
+        quick: false,
+        phishing_resistant: false,
+        user_verified: false,
+    }
 }
 
 /// A genuine session token for `user`, as the filter would mint it.
 fn mint(user: &str, s: &Session) -> String {
-    token::seal_session(&ring(), user, s).unwrap()
+    token::seal_session(&ring(), user, s, "").unwrap()
 }
 
 /// A token over arbitrary `tag`, `kid` and payload bytes, MACed with `secret` (the filter's format).
@@ -83,14 +93,18 @@ fn remac(signed: &str, secret: &[u8]) -> String {
 }
 
 /// The session payload layout (see src/token.rs): auth, expires, recheck, id[16], method, quick, user.
-fn payload(auth: u64, exp: u64, recheck: u64, id: [u8; 16], method: u8, quick: u8, user: &[u8]) -> Vec<u8> {
+/// A session payload (format `s2`): auth time, issued at, expiry, re-check, id, method, flags,
+/// audience (none), user.
+fn payload(auth: u64, exp: u64, recheck: u64, id: [u8; 16], method: u8, flags: u8, user: &[u8]) -> Vec<u8> {
     let mut p = Vec::new();
+    p.extend_from_slice(&auth.to_be_bytes());
     p.extend_from_slice(&auth.to_be_bytes());
     p.extend_from_slice(&exp.to_be_bytes());
     p.extend_from_slice(&recheck.to_be_bytes());
     p.extend_from_slice(&id);
     p.push(method);
-    p.push(quick);
+    p.push(flags);
+    p.push(0);
     p.extend_from_slice(user);
     p
 }
@@ -225,16 +239,16 @@ fn corpus(now: u64, alice_id: &str, bob_id: &str, bases: &[String]) -> Vec<Varia
     for kid in
         ["k2", "K1", "k0", "k10", "k", "kk1", "", "k1 ", " k1", "../k1", "k1%00", "k1\t", "0", "null", "k\u{0131}"]
     {
-        add("wrong_kid", format!("s1.{kid}.{signed_rest}"));
-        add("wrong_kid", remac(&format!("s1.{kid}.{}", seg[2]), SECRET));
+        add("wrong_kid", format!("s2.{kid}.{signed_rest}"));
+        add("wrong_kid", remac(&format!("s2.{kid}.{}", seg[2]), SECRET));
         if let Ok(k) = Key::new(kid, SECRET) {
             if kid != "k1" {
-                add("wrong_kid", token::seal_session(&KeyRing::new(vec![k]), "alice", &good(now)).unwrap());
+                add("wrong_kid", token::seal_session(&KeyRing::new(vec![k]), "alice", &good(now), "").unwrap());
             }
         }
     }
     // Tag (format version / purpose) swaps.
-    for tag in ["s0", "s2", "S1", "s", "s1s1", "e1", "w1", "", "jwt", "s1 ", "1s", "s\u{0131}", "HS256", "none"] {
+    for tag in ["s0", "s1", "S2", "s", "s2s2", "e1", "w1", "d2", "", "jwt", "s2 ", "2s", "s\u{0131}", "HS256", "none"] {
         add("tag_swap", format!("{tag}.k1.{signed_rest}"));
         add("tag_swap", remac(&format!("{tag}.k1.{}", seg[2]), SECRET));
     }
@@ -270,40 +284,41 @@ fn corpus(now: u64, alice_id: &str, bob_id: &str, bases: &[String]) -> Vec<Varia
     }
     // Malformed payloads under a correct MAC (the parser must not trust the MAC for structure).
     let full = payload(now, now + 3600, 0, [9; 16], 1, 0, b"alice");
-    for n in 0..42 {
-        add("payload", raw_token("s1", "k1", &full[..n], SECRET));
+    for n in 0..full.len() {
+        add("payload", raw_token("s2", "k1", &full[..n], SECRET));
     }
     // Method codes no method has (0 is "none", never minted).
     for m in [0u8, 100, 200, 255] {
-        add("payload", raw_token("s1", "k1", &payload(now, now + 3600, 0, [9; 16], m, 0, b"alice"), SECRET));
+        add("payload", raw_token("s2", "k1", &payload(now, now + 3600, 0, [9; 16], m, 0, b"alice"), SECRET));
     }
-    for q in [2u8, 3, 255] {
-        add("payload", raw_token("s1", "k1", &payload(now, now + 3600, 0, [9; 16], 1, q, b"alice"), SECRET));
+    // Flag bits no session has (bit 0 quick, 1 phishing-resistant, 2 user-verified).
+    for q in [8u8, 9, 16, 128, 255] {
+        add("payload", raw_token("s2", "k1", &payload(now, now + 3600, 0, [9; 16], 1, q, b"alice"), SECRET));
     }
     for user in [&b"alice\0"[..], b"alice\xff", b"\xffalice", &[b'a'; 300][..], &[b'a'; 700][..]] {
-        add("payload", raw_token("s1", "k1", &payload(now, now + 3600, 0, [9; 16], 1, 0, user), SECRET));
+        add("payload", raw_token("s2", "k1", &payload(now, now + 3600, 0, [9; 16], 1, 0, user), SECRET));
     }
     let mut long = full.clone();
     long.extend_from_slice(&[0; 700]);
-    add("payload", raw_token("s1", "k1", &long, SECRET));
+    add("payload", raw_token("s2", "k1", &long, SECRET));
     // Re-signed with wrong keys: random keys, every single-bit change of the real key, longer
     // keys that start with it, and keys an implementation might confuse it with.
     let mut rng = Rng(0x05ee_dc00_c1e5);
     for i in 0..2500 {
         let k = rng.bytes(32);
         let ring = KeyRing::new(vec![Key::new("k1", &k).unwrap()]);
-        add("wrong_key", token::seal_session(&ring, "alice", &good(now - (i % 600))).unwrap());
+        add("wrong_key", token::seal_session(&ring, "alice", &good(now - (i % 600)), "").unwrap());
     }
     for bit in 0..256 {
         let mut k = *SECRET;
         k[bit / 8] ^= 1 << (bit % 8);
-        add("wrong_key", remac(&format!("s1.k1.{}", seg[2]), &k));
+        add("wrong_key", remac(&format!("s2.k1.{}", seg[2]), &k));
     }
     // (Not zero bytes: HMAC pads keys with zeros, so K and K||00 are the same key.)
     for extra in [&b"x"[..], b"\x01", &[0xffu8; 32][..]] {
         let mut k = SECRET.to_vec();
         k.extend_from_slice(extra);
-        add("wrong_key", remac(&format!("s1.k1.{}", seg[2]), &k));
+        add("wrong_key", remac(&format!("s2.k1.{}", seg[2]), &k));
     }
     for k in [
         STANDARD.encode(SECRET).into_bytes(),
@@ -311,7 +326,7 @@ fn corpus(now: u64, alice_id: &str, bob_id: &str, bases: &[String]) -> Vec<Varia
         vec![0u8; 32],
         b"k1".to_vec(),
     ] {
-        add("wrong_key", remac(&format!("s1.k1.{}", seg[2]), &k));
+        add("wrong_key", remac(&format!("s2.k1.{}", seg[2]), &k));
     }
     // Oversized.
     for n in [1usize, 2, 10, 100, 500, 890, 891, 892, 893, 894, 895, 1000, 2000, 4096, 8192, 16_384, 32_768, 50_000] {
@@ -325,10 +340,10 @@ fn corpus(now: u64, alice_id: &str, bob_id: &str, bases: &[String]) -> Vec<Varia
     }
     // Bad base64 / UTF-8 / encodings (the header itself stays valid UTF-8 here).
     let p_std = STANDARD.encode(URL_SAFE_NO_PAD.decode(seg[2]).unwrap());
-    add("encoding", remac(&format!("s1.k1.{p_std}"), SECRET));
-    add("encoding", format!("s1.k1.{p_std}.{}", seg[3]));
-    add("encoding", remac(&format!("s1.k1.{}==", seg[2]), SECRET));
-    add("encoding", remac(&format!("s1.k1.{}=", seg[2]), SECRET));
+    add("encoding", remac(&format!("s2.k1.{p_std}"), SECRET));
+    add("encoding", format!("s2.k1.{p_std}.{}", seg[3]));
+    add("encoding", remac(&format!("s2.k1.{}==", seg[2]), SECRET));
+    add("encoding", remac(&format!("s2.k1.{}=", seg[2]), SECRET));
     add("encoding", format!("{t}="));
     add("encoding", format!("{}.{}=", &t[..t.rfind('.').unwrap()], seg[3]));
     add(
@@ -343,8 +358,8 @@ fn corpus(now: u64, alice_id: &str, bob_id: &str, bases: &[String]) -> Vec<Varia
     add("encoding", STANDARD.encode(t));
     add("encoding", t.to_uppercase());
     add("encoding", t.to_lowercase());
-    add("encoding", remac(&format!("s1.k1.{}!", seg[2]), SECRET));
-    add("encoding", remac(&format!("s1.k1.{}", seg[2].replace('A', "\u{0391}")), SECRET));
+    add("encoding", remac(&format!("s2.k1.{}!", seg[2]), SECRET));
+    add("encoding", remac(&format!("s2.k1.{}", seg[2].replace('A', "\u{0391}")), SECRET));
     for (i, c) in (0..tb.len())
         .step_by(4)
         .flat_map(|i| ['\u{e9}', '\u{200b}', '\u{ff0e}', '\u{1f600}', '\u{feff}'].map(|c| (i, c)))
@@ -381,7 +396,7 @@ fn corpus(now: u64, alice_id: &str, bob_id: &str, bases: &[String]) -> Vec<Varia
         let n = 30 + rng.below(60);
         let p = URL_SAFE_NO_PAD.encode(rng.bytes(n));
         let m = URL_SAFE_NO_PAD.encode(rng.bytes(32));
-        add("random", format!("s1.k1.{p}.{m}"));
+        add("random", format!("s2.k1.{p}.{m}"));
     }
 
     // Header-level variants: duplicates, other names, other identities.
@@ -475,7 +490,7 @@ fn cookie_corpus_none_accepted() {
             continue;
         }
         if let Ok(Some(tok)) = edge_mfa::http::find_cookie(&v.cookies[0], COOKIE) {
-            if token::open_session(&ring(), tok, v.user, t0).is_ok() {
+            if token::open_session(&ring(), tok, v.user, None, t0).is_ok() {
                 locally_valid.push(v.cookies[0].clone());
             }
         }
@@ -598,7 +613,7 @@ fn non_utf8_headers_are_refused_without_taking_the_gate_down() {
     let t0 = now();
     let good = format!("{alice_id}; {COOKIE}={}", mint("alice", &session(t0, t0 + 3600, Method::Totp, 1)));
     let mut conn = http::Conn::new(&s.base);
-    let bad_cookie = [format!("{alice_id}; {COOKIE}=s1.k1.").into_bytes(), b"\xff\xfe.abc".to_vec()].concat();
+    let bad_cookie = [format!("{alice_id}; {COOKIE}=s2.k1.").into_bytes(), b"\xff\xfe.abc".to_vec()].concat();
     let bad_requests: Vec<Vec<(&str, Vec<u8>)>> = vec![
         vec![("cookie", bad_cookie)],
         vec![("cookie", good.clone().into_bytes()), ("accept", b"text/\xffhtml".to_vec())],

@@ -288,6 +288,11 @@ fn filter_json(f: Filter, ctx: &Ctx) -> Value {
         }
         Filter::EdgeMfa { header_identity } => {
             let mut cfg = ctx.stack.plugin_config.clone();
+            // The demo config names the token's environment variable; these Envoys get it inline.
+            test_harness::merge_json(
+                &mut cfg,
+                &json!({"store": {"token_env": null, "token": ctx.stack.store_token.as_str()}}),
+            );
             if header_identity {
                 test_harness::merge_json(
                     &mut cfg,
