@@ -194,9 +194,12 @@ impl Target {
         match self {
             Target::Sqlite(path) => sqlite_connect(path),
             Target::Postgres(config, name) => {
-                let client = config.connect(postgres::NoTls).map_err(|e| {
+                let mut client = config.connect(postgres::NoTls).map_err(|e| {
                     StoreError::Other(format!("cannot connect to PostgreSQL at {name}: {}", pg_error_text(&e)))
                 })?;
+                // Bounded waits, like SQLite's busy timeout: a request stuck
+                // behind a lock fails (closed) instead of holding a connection.
+                client.batch_execute("SET lock_timeout = '5s'; SET statement_timeout = '15s'")?;
                 Ok(Connection::Postgres(PgConn { client: RefCell::new(client), stmts: RefCell::new(HashMap::new()) }))
             }
         }
@@ -207,6 +210,8 @@ fn sqlite_connect(path: &Path) -> Result<Connection> {
     let conn = rusqlite::Connection::open(path)
         .map_err(|e| StoreError::Other(format!("cannot open database {}: {e}", path.display())))?;
     conn.busy_timeout(Duration::from_secs(5))?;
+    // Every statement the store uses stays prepared.
+    conn.set_prepared_statement_cache_capacity(128);
     // WAL lets readers proceed during writes; FULL sync so an acknowledged
     // "step used" survives power loss (otherwise a code could be replayed).
     let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
