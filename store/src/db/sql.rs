@@ -200,7 +200,10 @@ impl Target {
                 // Bounded waits, like SQLite's busy timeout: a request stuck
                 // behind a lock fails (closed) instead of holding a connection.
                 client.batch_execute("SET lock_timeout = '5s'; SET statement_timeout = '15s'")?;
-                Ok(Connection::Postgres(PgConn { client: RefCell::new(client), stmts: RefCell::new(HashMap::new()) }))
+                Ok(Connection::Postgres(Box::new(PgConn {
+                    client: RefCell::new(client),
+                    stmts: RefCell::new(HashMap::new()),
+                })))
             }
         }
     }
@@ -232,7 +235,7 @@ pub struct PgConn {
 /// rusqlite's; a connection is only ever used by one thread at a time.
 pub enum Connection {
     Sqlite(rusqlite::Connection),
-    Postgres(PgConn),
+    Postgres(Box<PgConn>),
 }
 
 impl Connection {
