@@ -18,6 +18,14 @@
 //!   (conditional `UPDATE`/`DELETE ... RETURNING`) need no lock: PostgreSQL
 //!   re-checks the `WHERE` clause on the latest row version after waiting
 //!   for a concurrent writer, so only one of them matches.
+//!
+//! Writing a new db function: take `&Connection` (reads) or `&mut Connection`
+//! (writes), open `conn.transaction(&[&user_lock(user)])` where a check and a
+//! write must not interleave, bind with `args![..]` to `$1, $2`, read with
+//! `query_opt`/`query_one`/`query` and `Row::get`, write `INTEGER` and `BLOB`
+//! in DDL (the PostgreSQL dialect is derived in `db::ddl`), never
+//! `INSERT OR IGNORE` (use `ON CONFLICT DO NOTHING`), never SQLite functions
+//! such as `json_set` or `changes()`, and quote `"user"`.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
