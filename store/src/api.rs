@@ -193,7 +193,7 @@ fn bearer_token(value: &[u8]) -> Option<&[u8]> {
     }
 }
 
-/// Runs blocking SQLite work off the async executor.
+/// Runs blocking database work off the async executor.
 pub(crate) async fn blocking<T: Send + 'static>(
     state: &Shared,
     f: impl FnOnce(&AppState) -> db::Result<T> + Send + 'static,

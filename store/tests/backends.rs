@@ -108,3 +108,93 @@ fn unreachable_postgres_names_the_host_and_hides_the_password() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("db.invalid:5432/mfa") && !err.contains("hunter2"), "{err}");
 }
+
+/// A TCP forwarder between the store and PostgreSQL that can cut the database off.
+struct Forwarder {
+    port: u16,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Forwarder {
+    fn start(target: String) -> Forwarder {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (up2, open2) = (up.clone(), open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if !up2.load(Ordering::SeqCst) {
+                    continue; // dropped: the database is "down"
+                }
+                let Ok(server) = std::net::TcpStream::connect(&target) else { continue };
+                let mut open = open2.lock().unwrap();
+                open.push(client.try_clone().unwrap());
+                open.push(server.try_clone().unwrap());
+                for (mut from, mut to) in [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)]
+                {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Forwarder { port, up, open }
+    }
+
+    fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        for s in self.open.lock().unwrap().drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn healthz_reports_a_lost_database_and_the_pool_recovers() {
+    let dir = TempDir::new();
+    if !dir.is_postgres() {
+        eprintln!("healthz_reports_a_lost_database: PostgreSQL only (EDGE_MFA_TEST_PG_URL), skipped");
+        return;
+    }
+    // postgres://user:pw@HOST:PORT/db?... -> the same through the forwarder.
+    let url = dir.db();
+    let (scheme_auth, rest) = url.split_once('@').unwrap();
+    let (hostport, tail) = rest.split_once('/').unwrap();
+    let fwd = Forwarder::start(hostport.to_string());
+    let proxied = format!("{scheme_auth}@127.0.0.1:{}/{tail}", fwd.port);
+    let srv = Server::start_with(&dir, &master_key(64), &[("EDGE_MFA_STORE_DB", proxied.as_str())]);
+    let health = || http(&srv.addr, "GET", "/healthz", None, None);
+    assert_eq!(health().status, 200);
+    assert_eq!(srv.post("/v1/users/al/factors", &totp_body(SECRET, 1, true)).status, 201);
+
+    fwd.cut();
+    let r = health();
+    assert_eq!((r.status, r.json()["database"].as_str()), (503, Some("unavailable")), "{r:?}");
+    // Requests fail closed (500), without details.
+    let r = srv.get("/v1/users/al/factors");
+    assert_eq!((r.status, r.error()), (500, "internal".into()), "{r:?}");
+    assert_eq!(http(&srv.addr, "GET", "/v1/health", None, None).status, 200, "liveness stays up");
+
+    fwd.restore();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while health().status != 200 {
+        assert!(Instant::now() < deadline, "healthz never recovered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(srv.get("/v1/users/al/factors").json()["factors"].as_array().unwrap().len(), 1);
+    let log = srv.log.clone();
+    assert!(srv.stop());
+    // The password never reaches the log, whatever failed.
+    let log = std::fs::read_to_string(log).unwrap();
+    let password = scheme_auth.rsplit_once(':').map(|(_, p)| p).unwrap_or("");
+    assert!(!password.is_empty() && !log.contains(password), "{log}");
+}

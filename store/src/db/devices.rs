@@ -22,8 +22,9 @@ fn id_prefix(id: &str) -> String {
 /// Adds a device unless the user already has `max_devices` live ones.
 pub fn add(conn: &mut Connection, user: &str, d: &Device, max_devices: i64, actor: &str) -> Result<()> {
     let now = now();
+    // Expired rows of everyone go first, on their own (no lock needed).
+    conn.execute("DELETE FROM devices WHERE expires_at <= $1", args![now])?;
     let tx = conn.transaction(&[&user_lock(user)])?;
-    tx.execute("DELETE FROM devices WHERE \"user\" = $1 AND expires_at <= $2", args![user, now])?;
     if tx.query_opt("SELECT 1 FROM devices WHERE id = $1", args![&d.id])?.is_some() {
         return Err(StoreError::Exists("device"));
     }

@@ -18,6 +18,14 @@
 //!   (conditional `UPDATE`/`DELETE ... RETURNING`) need no lock: PostgreSQL
 //!   re-checks the `WHERE` clause on the latest row version after waiting
 //!   for a concurrent writer, so only one of them matches.
+//!
+//! Writing a new db function: take `&Connection` (reads) or `&mut Connection`
+//! (writes), open `conn.transaction(&[&user_lock(user)])` where a check and a
+//! write must not interleave, bind with `args![..]` to `$1, $2`, read with
+//! `query_opt`/`query_one`/`query` and `Row::get`, write `INTEGER` and `BLOB`
+//! in DDL (the PostgreSQL dialect is derived in `db::ddl`), never
+//! `INSERT OR IGNORE` (use `ON CONFLICT DO NOTHING`), never SQLite functions
+//! such as `json_set` or `changes()`, and quote `"user"`.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -194,10 +202,16 @@ impl Target {
         match self {
             Target::Sqlite(path) => sqlite_connect(path),
             Target::Postgres(config, name) => {
-                let client = config.connect(postgres::NoTls).map_err(|e| {
+                let mut client = config.connect(postgres::NoTls).map_err(|e| {
                     StoreError::Other(format!("cannot connect to PostgreSQL at {name}: {}", pg_error_text(&e)))
                 })?;
-                Ok(Connection::Postgres(PgConn { client: RefCell::new(client), stmts: RefCell::new(HashMap::new()) }))
+                // Bounded waits, like SQLite's busy timeout: a request stuck
+                // behind a lock fails (closed) instead of holding a connection.
+                client.batch_execute("SET lock_timeout = '5s'; SET statement_timeout = '15s'")?;
+                Ok(Connection::Postgres(Box::new(PgConn {
+                    client: RefCell::new(client),
+                    stmts: RefCell::new(HashMap::new()),
+                })))
             }
         }
     }
@@ -207,6 +221,8 @@ fn sqlite_connect(path: &Path) -> Result<Connection> {
     let conn = rusqlite::Connection::open(path)
         .map_err(|e| StoreError::Other(format!("cannot open database {}: {e}", path.display())))?;
     conn.busy_timeout(Duration::from_secs(5))?;
+    // Every statement the store uses stays prepared.
+    conn.set_prepared_statement_cache_capacity(128);
     // WAL lets readers proceed during writes; FULL sync so an acknowledged
     // "step used" survives power loss (otherwise a code could be replayed).
     let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
@@ -227,7 +243,7 @@ pub struct PgConn {
 /// rusqlite's; a connection is only ever used by one thread at a time.
 pub enum Connection {
     Sqlite(rusqlite::Connection),
-    Postgres(PgConn),
+    Postgres(Box<PgConn>),
 }
 
 impl Connection {
@@ -603,7 +619,8 @@ mod tests {
         let t = Target::parse("postgres://edge:s3cret@db.example:6543/mfa?sslmode=disable").unwrap();
         assert_eq!(t.describe(), "PostgreSQL db.example:6543/mfa");
         assert!(!format!("{t:?}").contains("s3cret"));
-        assert!(Target::parse("postgres://a:b@h:notaport/x").is_err());
+        let err = Target::parse("postgres://a:pw-s3cret@h:notaport/x").err().unwrap().to_string();
+        assert!(err.starts_with("malformed PostgreSQL URL") && !err.contains("pw-s3cret"), "{err}");
     }
 
     #[test]
