@@ -1,0 +1,174 @@
+//! `check-config`: the filter's own parser (`Config::parse`, as in `on_configure`) plus the
+//! JSON Schema shipped for editors and CI, on a plain config or on every WasmPlugin of a manifest.
+
+use serde::Deserialize as _;
+use serde_json::Value;
+use std::process::ExitCode;
+
+/// The schema shipped in config/, built in so the binary checks on its own.
+pub const SCHEMA: &str = include_str!("../../config/edge-mfa.schema.json");
+
+/// One configuration found in a file, with where it came from.
+struct Found {
+    /// `WasmPlugin istio-system/edge-mfa` or `plugin configuration`.
+    what: String,
+    /// Key path of the configuration inside the document (`spec.pluginConfig.`), or empty.
+    prefix: &'static str,
+    config: Value,
+}
+
+pub fn run(files: &[String]) -> ExitCode {
+    let mut failed = false;
+    for file in files {
+        let text = if file == "-" {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).map(|_| s)
+        } else {
+            std::fs::read_to_string(file)
+        };
+        let text = match text {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("{file}: cannot read: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        match check_text(&text) {
+            Ok(oks) => {
+                for ok in oks {
+                    println!("{file}: ok ({ok})");
+                }
+            }
+            Err(errors) => {
+                failed = true;
+                for e in errors {
+                    eprintln!("{file}: {e}");
+                }
+            }
+        }
+    }
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Checks a file's text: `Ok` lists what was checked, `Err` every problem found.
+pub fn check_text(text: &str) -> Result<Vec<String>, Vec<String>> {
+    let found = find_configs(text).map_err(|e| vec![e])?;
+    if found.is_empty() {
+        return Err(vec!["no edge-mfa configuration found (neither a plugin configuration nor a WasmPlugin)".into()]);
+    }
+    let mut oks = Vec::new();
+    let mut errors = Vec::new();
+    for f in found {
+        match check_config(&f.config) {
+            Ok(()) => oks.push(f.what),
+            Err(es) => errors.extend(es.into_iter().map(|e| format!("{}: {}{e}", f.what, f.prefix))),
+        }
+    }
+    if errors.is_empty() {
+        Ok(oks)
+    } else {
+        Err(errors)
+    }
+}
+
+/// A JSON document, or YAML with one or more documents (`---`).
+fn find_configs(text: &str) -> Result<Vec<Found>, String> {
+    let docs: Vec<Value> = if text.trim_start().starts_with('{') {
+        vec![serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?]
+    } else {
+        let mut docs = Vec::new();
+        for (i, d) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+            docs.push(Value::deserialize(d).map_err(|e| format!("YAML document {}: {e}", i + 1))?);
+        }
+        docs
+    };
+    let mut found = Vec::new();
+    for doc in docs {
+        let Some(map) = doc.as_object() else { continue };
+        match map.get("kind").and_then(Value::as_str) {
+            Some("WasmPlugin") => found.push(wasm_plugin(&doc)?),
+            Some(_) => {}
+            None if map.contains_key("identity") || map.contains_key("store") => {
+                found.push(Found { what: "plugin configuration".into(), prefix: "", config: doc.clone() })
+            }
+            None => {}
+        }
+    }
+    Ok(found)
+}
+
+/// A WasmPlugin's `pluginConfig`, after the spec settings that decide whether MFA holds.
+fn wasm_plugin(doc: &Value) -> Result<Found, String> {
+    let meta = |k: &str| doc.pointer(&format!("/metadata/{k}")).and_then(Value::as_str).unwrap_or("?").to_string();
+    let what = format!("WasmPlugin {}/{}", meta("namespace"), meta("name"));
+    let spec = doc.get("spec").ok_or_else(|| format!("{what}: spec: missing"))?;
+    // FAIL_OPEN (or Istio's default when unset, which is FAIL_CLOSE) decides what happens when
+    // the module cannot load: open would pass every request without a second factor.
+    if spec.get("failStrategy").and_then(Value::as_str) == Some("FAIL_OPEN") {
+        return Err(format!("{what}: spec.failStrategy: FAIL_OPEN lets requests through without MFA when the module fails; use FAIL_CLOSE"));
+    }
+    if let Some(phase) = spec.get("phase").and_then(Value::as_str) {
+        if phase != "AUTHN" && phase != "AUTHZ" {
+            return Err(format!("{what}: spec.phase: {phase} runs before the first factor is verified; use AUTHN"));
+        }
+    }
+    if let Some(sha) = spec.get("sha256").and_then(Value::as_str) {
+        if !(sha.is_empty() || sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        {
+            return Err(format!("{what}: spec.sha256: must be 64 lowercase hex digits (see `make oci`)"));
+        }
+    }
+    let config = spec.get("pluginConfig").cloned().ok_or_else(|| format!("{what}: spec.pluginConfig: missing"))?;
+    Ok(Found { what, prefix: "spec.pluginConfig.", config })
+}
+
+/// The filter's parser first (its messages are the ones that matter), then the schema, which
+/// must agree (a disagreement is a bug in one of them, caught by cli/tests/schema.rs).
+pub fn check_config(config: &Value) -> Result<(), Vec<String>> {
+    let bytes = serde_json::to_vec(config).map_err(|e| vec![e.to_string()])?;
+    if let Err(e) = edge_mfa::config::Config::parse(&bytes) {
+        return Err(vec![e]);
+    }
+    schema_errors(config).map_or(Ok(()), Err)
+}
+
+/// Where the schema disagrees with `config`, as `path: message` lines.
+pub fn schema_errors(config: &Value) -> Option<Vec<String>> {
+    let schema: Value = match serde_json::from_str(SCHEMA) {
+        Ok(s) => s,
+        Err(e) => return Some(vec![format!("schema: {e}")]),
+    };
+    let validator = match jsonschema::validator_for(&schema) {
+        Ok(v) => v,
+        Err(e) => return Some(vec![format!("schema: {e}")]),
+    };
+    let errors: Vec<String> = validator
+        .iter_errors(config)
+        .map(|e| format!("{}: {e} (schema)", dotted(&e.instance_path.to_string())))
+        .collect();
+    (!errors.is_empty()).then_some(errors)
+}
+
+/// `/webauthn/origins/1` -> `webauthn.origins[1]`.
+fn dotted(pointer: &str) -> String {
+    let mut out = String::new();
+    for part in pointer.split('/').skip(1) {
+        if part.bytes().all(|b| b.is_ascii_digit()) && !part.is_empty() {
+            out.push_str(&format!("[{part}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(&part.replace("~1", "/").replace("~0", "~"));
+        }
+    }
+    if out.is_empty() {
+        "(top level)".into()
+    } else {
+        out
+    }
+}
