@@ -111,10 +111,12 @@ fn wasm_plugin(doc: &Value) -> Result<Found, String> {
     if spec.get("failStrategy").and_then(Value::as_str) == Some("FAIL_OPEN") {
         return Err(format!("{what}: spec.failStrategy: FAIL_OPEN lets requests through without MFA when the module fails; use FAIL_CLOSE"));
     }
-    if let Some(phase) = spec.get("phase").and_then(Value::as_str) {
-        if phase != "AUTHN" && phase != "AUTHZ" {
-            return Err(format!("{what}: spec.phase: {phase} runs before the first factor is verified; use AUTHN"));
-        }
+    // Istio puts AUTHN plugins *before* its authentication filters (jwt_authn): the identity
+    // header would still be the client's. AUTHZ runs after them.
+    if spec.get("phase").and_then(Value::as_str) == Some("AUTHN") {
+        return Err(format!(
+            "{what}: spec.phase: AUTHN runs before Istio's jwt_authn, so the identity header is still the client's; use AUTHZ"
+        ));
     }
     if let Some(sha) = spec.get("sha256").and_then(Value::as_str) {
         if !(sha.is_empty() || sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))

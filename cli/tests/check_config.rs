@@ -138,29 +138,33 @@ fn refuses_mistakes_with_key_path_and_reason() {
 
 #[test]
 fn checks_every_wasm_plugin_in_a_manifest() {
-    let manifest = |config: &Value, fail: &str| {
+    let manifest = |config: &Value, fail: &str, phase: &str| {
         format!(
             "apiVersion: v1\nkind: Namespace\nmetadata: {{name: mfa}}\n---\n\
              apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: {{name: edge-mfa, namespace: istio-system}}\n\
-             spec:\n  url: oci://registry.example.com/edge-mfa:0.1.0\n  phase: AUTHN\n  failStrategy: {fail}\n  pluginConfig: {config}\n"
+             spec:\n  url: oci://registry.example.com/edge-mfa:0.1.0\n  phase: {phase}\n  failStrategy: {fail}\n  pluginConfig: {config}\n"
         )
     };
-    let (code, out) = check("ok.yaml", &manifest(&valid(), "FAIL_CLOSE"));
+    let (code, out) = check("ok.yaml", &manifest(&valid(), "FAIL_CLOSE", "AUTHZ"));
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("ok (WasmPlugin istio-system/edge-mfa)"), "{out}");
 
     let mut bad = valid();
     bad["webauthn"]["origins"] = json!(["https://evil.test"]);
-    let (code, out) = check("bad.yaml", &manifest(&bad, "FAIL_CLOSE"));
+    let (code, out) = check("bad.yaml", &manifest(&bad, "FAIL_CLOSE", "AUTHZ"));
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains("WasmPlugin istio-system/edge-mfa: spec.pluginConfig.webauthn.origins[0]: \"https://evil.test\""),
         "{out}"
     );
 
-    let (code, out) = check("open.yaml", &manifest(&valid(), "FAIL_OPEN"));
+    let (code, out) = check("open.yaml", &manifest(&valid(), "FAIL_OPEN", "AUTHZ"));
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("spec.failStrategy: FAIL_OPEN lets requests through"), "{out}");
+
+    let (code, out) = check("authn.yaml", &manifest(&valid(), "FAIL_CLOSE", "AUTHN"));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("spec.phase: AUTHN runs before Istio's jwt_authn"), "{out}");
 
     let (code, out) = check("none.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: x}\n");
     assert_eq!(code, 1, "{out}");
