@@ -36,7 +36,8 @@ fn istio_schema() -> Option<Value> {
 
 fn all() -> Vec<Value> {
     let mut v = Vec::new();
-    for f in ["wasmplugin.yaml", "requestauthentication.yaml", "envoyfilter.yaml", "virtualservice.yaml", "store.yaml"] {
+    for f in ["wasmplugin.yaml", "requestauthentication.yaml", "envoyfilter.yaml", "virtualservice.yaml", "store.yaml"]
+    {
         let d = docs(f);
         assert!(!d.is_empty(), "{f} is empty");
         for doc in &d {
@@ -51,7 +52,10 @@ fn all() -> Vec<Value> {
 #[test]
 fn wasm_plugin_validates_against_istio_schema() {
     let Some(schema) = istio_schema() else {
-        assert!(std::env::var("EDGE_MFA_E2E_REQUIRED").is_err(), "shared/istio/wasmplugin-v1alpha1.schema.json not found");
+        assert!(
+            std::env::var("EDGE_MFA_E2E_REQUIRED").is_err(),
+            "shared/istio/wasmplugin-v1alpha1.schema.json not found"
+        );
         eprintln!("skipped: shared/istio/wasmplugin-v1alpha1.schema.json not found");
         return;
     };
@@ -94,7 +98,11 @@ fn manifests_agree_with_each_other() {
     let (ns, name) = (svc["metadata"]["namespace"].as_str().unwrap(), svc["metadata"]["name"].as_str().unwrap());
     let port = svc["spec"]["ports"][0]["port"].as_u64().unwrap();
     let host = format!("{name}.{ns}.svc.cluster.local");
-    assert_eq!(store_cfg["cluster"], format!("outbound|{port}||{host}"), "the plugin's store cluster names the Service");
+    assert_eq!(
+        store_cfg["cluster"],
+        format!("outbound|{port}||{host}"),
+        "the plugin's store cluster names the Service"
+    );
     assert_eq!(store_cfg["authority"], host);
 
     // The store Deployment reads the variables the store knows, secrets from the Secret.
