@@ -6,6 +6,7 @@
 #   make run     demo on http://localhost:$${EDGE_MFA_PORT:-8080}/login (Ctrl-C stops);
 #                EDGE_MFA_CONFIG=file.json make run: with one's own plugin config (checked first)
 #   make check-config CONFIG=file   check a plugin config / Istio manifest (edge-mfa check-config)
+#   make oci     Wasm OCI image: build/oci + build/edge-mfa-oci.tar, prints the sha256 for Istio
 #   make test    all tests, including end-to-end through a real Envoy
 #   make bench   hot-path throughput vs. no filter / Wasm floor / jwt_authn (wrk)
 #   make fmt | clean
@@ -39,6 +40,13 @@ envoy:
 
 run: deps wasm store envoy
 	@$(ROOT)/scripts/run-dev
+
+# make oci: the module as a Wasm OCI image (Istio's format), reproducible: build/oci (layout) and
+# build/edge-mfa-oci.tar; prints the module's sha256 for WasmPlugin.spec.sha256. OCI_TAG overrides.
+OCI_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' $(ROOT)/Cargo.toml | head -n1)
+oci: wasm
+	$(CARGO) build -q -p edge-mfa-cli
+	$(TARGET_DIR)/debug/edge-mfa oci $(EDGE_MFA_WASM) --out $(ROOT)/build/oci --tar $(ROOT)/build/edge-mfa-oci.tar --tag $(OCI_TAG)
 
 # make check-config CONFIG=file: the filter's own parser on a plugin config or Istio manifest.
 check-config:
