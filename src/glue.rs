@@ -53,6 +53,10 @@ fn dispatch(ctx: &dyn Context, gate: &Gate, req: &StoreRequest) -> Result<u32, (
         headers.push(("x-edge-mfa-actor", "user"));
     }
     ctx.dispatch_http_call(&s.cluster, headers, req.body.as_deref(), vec![], Duration::from_millis(s.timeout_ms))
+        .map(|token| {
+            crate::glue_telemetry::call_started(token);
+            token
+        })
         .map_err(|_| ())
 }
 
@@ -101,6 +105,7 @@ impl Context for Root {
         }
         self.keys_call = None;
         let reply = read_reply(self, num_headers, body_size);
+        crate::glue_telemetry::call_finished(Some(token), reply.status);
         if let Some(gate) = &self.gate {
             if gate.install_keys(&reply) {
                 if !self.keys_ok {
@@ -132,6 +137,7 @@ impl RootContext for Root {
         };
         match Config::parse(&bytes) {
             Ok(cfg) => {
+                crate::glue_telemetry::define_metrics();
                 let gate = Rc::new(Gate::new(cfg));
                 let from_store = gate.needs_store_keys();
                 self.gate = Some(gate);
@@ -203,6 +209,7 @@ impl Headers for Filter {
 impl Filter {
     /// Carries out a decision; `resumed` is true outside the header/body callbacks.
     fn apply(&mut self, d: Decision, resumed: bool) -> Action {
+        crate::glue_telemetry::on_decision(&d);
         match d {
             Decision::Pass(p) => {
                 self.set_http_request_header("x-mfa-user", Some(&p.user));
@@ -252,6 +259,7 @@ impl Filter {
                     Action::Pause
                 }
                 Err(()) => {
+                    crate::glue_telemetry::call_finished(None, None);
                     log::warn!("edge-mfa: could not dispatch a store call");
                     let reply = StoreReply::default();
                     let d = self.gate.on_store_reply(p, &reply, now_s(self), &mut WasiRng);
@@ -270,9 +278,10 @@ impl Filter {
 }
 
 impl Context for Filter {
-    fn on_http_call_response(&mut self, _: u32, num_headers: usize, body_size: usize, _: usize) {
+    fn on_http_call_response(&mut self, token: u32, num_headers: usize, body_size: usize, _: usize) {
         let Some(p) = self.pending.take() else { return };
         let reply = read_reply(self, num_headers, body_size);
+        crate::glue_telemetry::call_finished(Some(token), reply.status);
         let gate = self.gate.clone();
         let d = gate.on_store_reply(p, &reply, now_s(self), &mut WasiRng);
         self.apply(d, true);
@@ -284,6 +293,7 @@ impl HttpContext for Filter {
         self.headers_end_stream = end_of_stream;
         let gate = self.gate.clone();
         let d = gate.on_headers(self, now_s(self), &mut WasiRng);
+        crate::glue_telemetry::note_user(&d, &gate.cfg, || self.get(gate.cfg.identity.header()));
         let action = self.apply(d, false);
         if end_of_stream && self.pending.as_ref().is_some_and(Pending::wants_body) {
             // A POST without a body: answer now rather than wait for a body that never comes.

@@ -16,9 +16,12 @@ pub mod pages;
 pub mod policy;
 pub mod recovery;
 pub mod store;
+pub mod telemetry;
 pub mod token;
 pub mod totp;
 pub mod webauthn;
 
 #[cfg(target_arch = "wasm32")]
 mod glue;
+#[cfg(target_arch = "wasm32")]
+mod glue_telemetry;

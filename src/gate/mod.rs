@@ -868,6 +868,9 @@ impl Gate {
             Pending::EnrollCreate { req, next, first } => {
                 let next = if first { self.after_first_factor(&next) } else { next };
                 let user = req.user.clone().unwrap_or_default();
+                if store::parse_created(reply).is_ok() {
+                    crate::telemetry::emit(crate::telemetry::Event::Enrollment(Method::Totp.as_str()));
+                }
                 match store::parse_created(reply) {
                     Ok(()) => self.verified(&req, &user, Method::Totp, &next, now, rng),
                     Err(StoreError::Conflict(c)) if c == "user_has_factors" => self.verify_first(&req, &next),
@@ -965,6 +968,7 @@ impl Gate {
                     "Your account has no second factor. Ask your administrator to set one up.",
                 )),
                 NoFactor::Enroll => {
+                    crate::telemetry::emit(crate::telemetry::Event::Challenge("enroll"));
                     if req.html {
                         self.enroll_page(req, user, next, rng, now, None, 401)
                     } else {
@@ -1007,6 +1011,7 @@ impl Gate {
             );
             return Decision::Respond(message(self.html(req), 403, "method_required", "Another method needed", &text));
         }
+        crate::telemetry::emit(crate::telemetry::Event::Challenge(reason.as_str()));
         let offer = pages::Offer {
             totp: methods.contains(&Method::Totp.as_str()),
             webauthn: methods.contains(&Method::Webauthn.as_str()) && self.webauthn_on(),
@@ -1183,6 +1188,7 @@ impl Gate {
 
     /// The second factor checked out: mint the session and send the user on.
     fn verified(&self, req: &Req, user: &str, method: Method, next: &str, now: u64, rng: &mut dyn Rng) -> Decision {
+        crate::telemetry::emit(crate::telemetry::Event::Verification { method: method.as_str(), ok: true });
         if req.trust && self.devices_on() {
             return self.trust_device(Box::new(req.clone()), user, method, next, now, rng);
         }

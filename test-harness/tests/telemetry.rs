@@ -1,0 +1,114 @@
+//! Operating signals end to end: after a flow (challenge, enrollment, a pass, a wrong code),
+//! Envoy's /stats/prometheus shows edge-mfa's metrics with labels, and the access log shows who
+//! passed, how, and why a request was stopped.
+
+use edge_mfa::totp::{self, Alg, Params};
+use serde_json::json;
+use test_harness::{http, Stack, StackOptions};
+
+const JSON: (&str, &str) = ("accept", "application/json");
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// The value of the Prometheus sample `name{labels...}` (labels in any order), if present.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (series, value) = l.rsplit_once(' ')?;
+        let (n, rest) = series.split_once('{').unwrap_or((series, ""));
+        if n != name || !labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))) {
+            return None;
+        }
+        value.parse().ok()
+    })
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) -> bool {
+    for _ in 0..100 {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    eprintln!("timed out waiting for {what}");
+    false
+}
+
+#[test]
+fn metrics_and_access_log_after_a_flow() {
+    if !test_harness::e2e_enabled("telemetry::metrics_and_access_log_after_a_flow") {
+        return;
+    }
+    let s = Stack::start(StackOptions::default());
+    let id = s.login_cookie("alice");
+
+    // No factor yet: the enrollment challenge.
+    let r = http::get(&s.url("/app"), &[("cookie", &id), JSON]);
+    assert_eq!(r.status, 401, "{r:?}");
+    assert_eq!(r.json()["error"], "mfa_enrollment_required");
+
+    // Enroll TOTP (an enrollment and a verified code), then pass with the session.
+    let params = Params { alg: Alg::Sha1, digits: 6, period: 30 };
+    let r = http::get(&s.url("/.mfa/totp/enroll?next=/app"), &[("cookie", &id), JSON]);
+    let v = r.json();
+    let secret = totp::secret_from_base32(v["secret"].as_str().unwrap()).unwrap();
+    let code = totp::code_at(&params, &secret, now());
+    let r = http::post_json(
+        &s.url("/.mfa/totp/enroll"),
+        &json!({"enroll_token": v["enroll_token"], "code": code, "name": "Phone"}),
+        &[("cookie", &id), JSON],
+    );
+    assert_eq!(r.status, 200, "{r:?}\n{}", s.log_tails());
+    let session = r.cookie("edge-mfa").expect("session cookie");
+    for _ in 0..3 {
+        let r = http::get(&s.url("/app"), &[("cookie", &format!("{id}; {session}")), JSON]);
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+
+    // Without the session: the challenge, then a wrong code.
+    let r = http::get(&s.url("/app"), &[("cookie", &id), JSON]);
+    assert_eq!((r.status, r.json()["reason"].as_str()), (401, Some("no_session")), "{r:?}");
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let r = http::post_json(&s.url("/.mfa/totp/verify"), &json!({"code": wrong}), &[("cookie", &id), JSON]);
+    assert_eq!(r.status, 401, "{r:?}");
+
+    // Metrics on Envoy's admin endpoint, labelled by the stats_tags of envoy.template.yaml.
+    let prom = || http::get(&format!("{}/stats/prometheus", s.admin), &[]).body;
+    let mut text = String::new();
+    // Histograms appear after a stats flush (every 5 s by default).
+    let flushed = wait_for("the store latency histogram", || {
+        text = prom();
+        sample(&text, "edge_mfa_store_call_duration_ms_count", &[]).is_some_and(|n| n > 0.0)
+    });
+    assert!(flushed, "{text}");
+    let expect = |name: &str, labels: &[(&str, &str)], at_least: f64| {
+        let v = sample(&text, name, labels).unwrap_or_else(|| {
+            let ours: Vec<&str> = text.lines().filter(|l| l.contains("edge_mfa_")).collect();
+            panic!("{name}{labels:?} missing; edge_mfa lines:\n{}", ours.join("\n"))
+        });
+        assert!(v >= at_least, "{name}{labels:?} = {v}, expected >= {at_least}");
+    };
+    expect("edge_mfa_requests_passed_total", &[("method", "totp")], 3.0);
+    expect("edge_mfa_challenges_total", &[("reason", "enroll")], 1.0);
+    expect("edge_mfa_challenges_total", &[("reason", "no_session")], 1.0);
+    expect("edge_mfa_enrollments_total", &[("method", "totp")], 1.0);
+    expect("edge_mfa_verifications_total", &[("method", "totp"), ("result", "ok")], 1.0);
+    expect("edge_mfa_verifications_total", &[("method", "totp"), ("result", "fail")], 1.0);
+    expect("edge_mfa_store_calls_total", &[("result", "ok")], 4.0);
+    expect("edge_mfa_bans_total", &[], 0.0);
+    expect("edge_mfa_revocations_total", &[], 0.0);
+    assert!(!text.contains("wasmcustom"), "the namespace is stripped");
+
+    // The access log names the user, the method and the decision; never the code.
+    let mut log = String::new();
+    let logged = wait_for("access log lines", || {
+        log = s.envoy_log();
+        log.contains("mfa_user=alice mfa_method=totp mfa_decision=pass")
+            && log.contains("mfa_decision=challenge mfa_reason=no_session")
+            && log.contains("mfa_reason=verification_failed")
+    });
+    assert!(logged, "{log}");
+    assert!(log.contains("GET /app 401 mfa_user=alice mfa_method=- mfa_decision=challenge mfa_reason=enroll"), "{log}");
+    assert!(!log.contains(&code) && !log.contains(wrong), "a code in the log:\n{log}");
+}
