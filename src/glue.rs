@@ -214,6 +214,7 @@ impl Filter {
             Decision::Pass(p) => {
                 self.set_http_request_header("x-mfa-user", Some(&p.user));
                 self.set_http_request_header("x-mfa-method", Some(p.method));
+                self.set_http_request_header("x-mfa-amr", crate::signals::amr(p.method));
                 match p.auth_time {
                     Some(t) => self.set_http_request_header("x-mfa-auth-time", Some(&t.to_string())),
                     None => self.set_http_request_header("x-mfa-auth-time", None),

@@ -34,7 +34,7 @@ pub trait Rng {
 }
 
 /// Identity headers the filter adds; any client-sent copy is removed first.
-pub const IDENTITY_HEADERS: [&str; 3] = ["x-mfa-user", "x-mfa-method", "x-mfa-auth-time"];
+pub const IDENTITY_HEADERS: [&str; 4] = ["x-mfa-user", "x-mfa-method", "x-mfa-auth-time", "x-mfa-amr"];
 
 const ENROLL_TTL_S: u64 = 600;
 
@@ -972,10 +972,13 @@ impl Gate {
                     if req.html {
                         self.enroll_page(req, user, next, rng, now, None, 401)
                     } else {
-                        Decision::Respond(Response::json(
-                            401,
-                            &json!({"error": "mfa_enrollment_required", "user": user, "next": next, "enroll": self.enroll_endpoints()}),
-                        ))
+                        Decision::Respond(
+                            Response::json(
+                                401,
+                                &json!({"error": "mfa_enrollment_required", "user": user, "next": next, "enroll": self.enroll_endpoints()}),
+                            )
+                            .header("www-authenticate", self.step_up_challenge(next)),
+                        )
                     }
                 }
             };
@@ -1042,13 +1045,22 @@ impl Gate {
                 json!({"begin": "/.mfa/webauthn/login/begin", "finish": "/.mfa/webauthn/login/finish"}),
             );
         }
-        Decision::Respond(Response::json(
-            401,
-            &json!({
-                "error": "mfa_required", "reason": reason.as_str(), "user": user, "methods": methods, "next": next,
-                "verify": verify,
-            }),
-        ))
+        Decision::Respond(
+            Response::json(
+                401,
+                &json!({
+                    "error": "mfa_required", "reason": reason.as_str(), "user": user, "methods": methods, "next": next,
+                    "verify": verify,
+                }),
+            )
+            .header("www-authenticate", self.step_up_challenge(next)),
+        )
+    }
+
+    /// RFC 9470's `WWW-Authenticate` for `next`, with the strictest `max_age_s` of its rules.
+    fn step_up_challenge(&self, next: &str) -> String {
+        let path = next.split('?').next().unwrap_or(next);
+        crate::signals::www_authenticate(self.cfg.policy.rules_for(path).filter_map(|r| r.max_age_s).min())
     }
 
     fn enroll_endpoints(&self) -> serde_json::Value {

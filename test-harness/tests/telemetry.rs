@@ -112,3 +112,46 @@ fn metrics_and_access_log_after_a_flow() {
     assert!(log.contains("GET /app 401 mfa_user=alice mfa_method=- mfa_decision=challenge mfa_reason=enroll"), "{log}");
     assert!(!log.contains(&code) && !log.contains(wrong), "a code in the log:\n{log}");
 }
+
+#[test]
+fn standard_signals_amr_and_step_up_challenge() {
+    if !test_harness::e2e_enabled("telemetry::standard_signals_amr_and_step_up_challenge") {
+        return;
+    }
+    let s = Stack::start(StackOptions {
+        plugin_config: json!({"policy": {"rules": [{"prefix": "/admin", "max_age_s": 300}]}}),
+        ..StackOptions::default()
+    });
+    // A client cannot claim an authentication method: its x-mfa-amr never reaches the app.
+    let r = http::get(&s.url("/healthz"), &[("x-mfa-amr", "hwk,mfa")]);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.json()["headers"].get("x-mfa-amr").is_none(), "{}", r.body);
+
+    let id = s.login_cookie("carol");
+    // RFC 9470 for API clients: the 401 says a (fresh) second factor is needed, and how fresh.
+    let r = http::get(&s.url("/admin/x"), &[("cookie", &id), JSON]);
+    assert_eq!(r.status, 401, "{r:?}");
+    let wa = r.header("www-authenticate").unwrap_or_default().to_string();
+    assert!(wa.starts_with("Bearer error=\"insufficient_user_authentication\""), "{wa}");
+    assert!(wa.ends_with("max_age=300"), "{wa}");
+    let r = http::get(&s.url("/app"), &[("cookie", &id), JSON]);
+    let wa = r.header("www-authenticate").unwrap_or_default().to_string();
+    assert!(wa.contains("insufficient_user_authentication") && !wa.contains("max_age"), "{wa}");
+
+    // Enrolled with TOTP: the app sees RFC 8176 values beside x-mfa-method, the client's copy replaced.
+    let params = Params { alg: Alg::Sha1, digits: 6, period: 30 };
+    let v = http::get(&s.url("/.mfa/totp/enroll?next=/app"), &[("cookie", &id), JSON]).json();
+    let secret = totp::secret_from_base32(v["secret"].as_str().unwrap()).unwrap();
+    let r = http::post_json(
+        &s.url("/.mfa/totp/enroll"),
+        &json!({"enroll_token": v["enroll_token"], "code": totp::code_at(&params, &secret, now()), "name": "Phone"}),
+        &[("cookie", &id), JSON],
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let session = r.cookie("edge-mfa").unwrap();
+    let r = http::get(&s.url("/app"), &[("cookie", &format!("{id}; {session}")), ("x-mfa-amr", "hwk"), JSON]);
+    assert_eq!(r.status, 200, "{r:?}");
+    let h = &r.json()["headers"];
+    assert_eq!(h["x-mfa-method"], "totp", "{h}");
+    assert_eq!(h["x-mfa-amr"], "otp,mfa", "{h}");
+}
