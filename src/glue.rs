@@ -39,7 +39,7 @@ fn now_s(ctx: &dyn Context) -> u64 {
     ctx.get_current_time().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-fn dispatch(ctx: &dyn Context, gate: &Gate, req: &StoreRequest) -> Result<u32, ()> {
+fn dispatch(ctx: &dyn Context, gate: &Gate, req: &StoreRequest, request_id: Option<&str>) -> Result<u32, ()> {
     let s = &gate.cfg.store;
     let mut headers = vec![
         (":method", req.method),
@@ -51,6 +51,10 @@ fn dispatch(ctx: &dyn Context, gate: &Gate, req: &StoreRequest) -> Result<u32, (
     ];
     if req.by_user {
         headers.push(("x-edge-mfa-actor", "user"));
+    }
+    if let Some(id) = request_id {
+        // The store's security-event lines name the request (Envoy's access log has the same id).
+        headers.push(("x-request-id", id));
     }
     ctx.dispatch_http_call(&s.cluster, headers, req.body.as_deref(), vec![], Duration::from_millis(s.timeout_ms))
         .map(|token| {
@@ -91,7 +95,7 @@ impl Root {
             return;
         }
         if let Some(gate) = &self.gate {
-            if let Ok(id) = dispatch(self, gate, &gate.keys_request()) {
+            if let Ok(id) = dispatch(self, gate, &gate.keys_request(), None) {
                 self.keys_call = Some(id);
             }
         }
@@ -163,7 +167,13 @@ impl RootContext for Root {
 
     fn create_http_context(&self, _: u32) -> Option<Box<dyn HttpContext>> {
         let gate = self.gate.clone()?;
-        Some(Box::new(Filter { gate, pending: None, headers_end_stream: false, response_cookie: None }))
+        Some(Box::new(Filter {
+            gate,
+            pending: None,
+            headers_end_stream: false,
+            response_cookie: None,
+            request_id: None,
+        }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -178,6 +188,8 @@ struct Filter {
     headers_end_stream: bool,
     /// A `Set-Cookie` to add to the upstream's response (a session minted on the way through).
     response_cookie: Option<String>,
+    /// `x-request-id`, read on the cold path only, forwarded to the store's audit lines.
+    request_id: Option<String>,
 }
 
 impl Headers for Filter {
@@ -254,7 +266,7 @@ impl Filter {
                 }
                 self.proceed(resumed)
             }
-            Decision::Call(req, p) => match dispatch(self, &self.gate, &req) {
+            Decision::Call(req, p) => match dispatch(self, &self.gate, &req, self.request_id.as_deref()) {
                 Ok(_) => {
                     self.pending = Some(p);
                     Action::Pause
@@ -294,7 +306,7 @@ impl HttpContext for Filter {
         self.headers_end_stream = end_of_stream;
         let gate = self.gate.clone();
         let d = gate.on_headers(self, now_s(self), &mut WasiRng);
-        crate::glue_telemetry::note_user(&d, &gate.cfg, || self.get(gate.cfg.identity.header()));
+        self.request_id = crate::glue_telemetry::note_user(&d, &gate.cfg, |h| self.get(h));
         let action = self.apply(d, false);
         if end_of_stream && self.pending.as_ref().is_some_and(Pending::wants_body) {
             // A POST without a body: answer now rather than wait for a body that never comes.

@@ -118,13 +118,16 @@ fn write(f: &LogFields) {
 }
 
 /// On the cold path (a store call or a body to read next), names the user for the access log
-/// while the request headers can still be read (not in later callbacks: the host refuses).
-pub fn note_user(d: &Decision, cfg: &Config, identity: impl FnOnce() -> Option<String>) {
-    if matches!(d, Decision::Call(..) | Decision::ReadBody(_)) {
-        if let Some(u) = telemetry::log_user(&cfg.identity, identity().as_deref()) {
-            set_state("edge_mfa.user", &u);
-        }
+/// while the request headers can still be read (not in later callbacks: the host refuses), and
+/// returns the request id to forward to the store.
+pub fn note_user(d: &Decision, cfg: &Config, header: impl Fn(&str) -> Option<String>) -> Option<String> {
+    if !matches!(d, Decision::Call(..) | Decision::ReadBody(_)) {
+        return None;
     }
+    if let Some(u) = telemetry::log_user(&cfg.identity, header(cfg.identity.header()).as_deref()) {
+        set_state("edge_mfa.user", &u);
+    }
+    header("x-request-id").filter(|id| id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()))
 }
 
 /// Counts what the gate decided and records it for the access log.

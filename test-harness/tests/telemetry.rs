@@ -111,6 +111,22 @@ fn metrics_and_access_log_after_a_flow() {
     assert!(logged, "{log}");
     assert!(log.contains("GET /app 401 mfa_user=alice mfa_method=- mfa_decision=challenge mfa_reason=enroll"), "{log}");
     assert!(!log.contains(&code) && !log.contains(wrong), "a code in the log:\n{log}");
+
+    // The store writes one JSON line per security event, naming the request Envoy logged.
+    let store_log = s.store_log();
+    let events: Vec<serde_json::Value> = store_log
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|v: &serde_json::Value| v["type"] == "security_event")
+        .collect();
+    let created = events.iter().find(|v| v["event"] == "factor.created").unwrap_or_else(|| panic!("{store_log}"));
+    assert_eq!((created["user"].as_str(), created["result"].as_str()), (Some("alice"), Some("ok")), "{created}");
+    assert!(created["request_id"].as_str().is_some_and(|id| id.len() >= 8), "{created}");
+    let failed = events.iter().find(|v| v["event"] == "failure.recorded").unwrap_or_else(|| panic!("{store_log}"));
+    assert_eq!(failed["result"], "fail", "{failed}");
+    assert!(failed["client_ip"].is_string(), "{failed}");
+    assert!(!store_log.contains(&code) && !store_log.contains(wrong), "a code in the store log");
 }
 
 #[test]
