@@ -139,3 +139,30 @@ fn manifests_agree_with_each_other() {
     let ra = kind(&all, "RequestAuthentication")[0];
     assert_eq!(ra["spec"]["jwtRules"][0]["outputPayloadToHeader"], header);
 }
+
+/// The stats tags that label edge-mfa's metrics are the same everywhere they are shipped.
+#[test]
+fn stats_tags_agree_everywhere() {
+    let want: Vec<(String, String)> =
+        edge_mfa::telemetry::STATS_TAGS.iter().map(|(n, r)| (n.to_string(), r.to_string())).collect();
+    let tags_of = |v: &Value| -> Vec<(String, String)> {
+        v["stats_config"]["stats_tags"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no stats_tags in {v}"))
+            .iter()
+            .map(|t| (t["tag_name"].as_str().unwrap().to_string(), t["regex"].as_str().unwrap().to_string()))
+            .collect()
+    };
+    let all = all();
+    let ef = kind(&all, "EnvoyFilter")[0];
+    let boot = ef["spec"]["configPatches"].as_array().unwrap().iter().find(|p| p["applyTo"] == "BOOTSTRAP").unwrap();
+    assert_eq!(tags_of(&boot["patch"]["value"]), want, "examples/istio/envoyfilter.yaml");
+    for f in ["envoy/envoy.template.yaml", "envoy/production.yaml", "envoy/envoy.yaml"] {
+        let text = std::fs::read_to_string(root().join(f)).unwrap();
+        // The template has placeholders; only its stats_config block is needed.
+        let block = text.split("\nstats_config:").nth(1).unwrap_or_else(|| panic!("{f}: no stats_config"));
+        let block: String = format!("stats_config:{}", block.split("\n\n").next().unwrap());
+        let v: Value = serde_yaml_ng::from_str(&block).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert_eq!(tags_of(&v), want, "{f}");
+    }
+}
