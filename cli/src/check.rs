@@ -133,7 +133,7 @@ fn wasm_plugin(doc: &Value) -> Result<Found, String> {
 pub fn check_config(config: &Value) -> Result<(), Vec<String>> {
     let bytes = serde_json::to_vec(config).map_err(|e| vec![e.to_string()])?;
     if let Err(e) = edge_mfa::config::Config::parse(&bytes) {
-        return Err(vec![e]);
+        return Err(vec![with_suggestion(e)]);
     }
     schema_errors(config).map_or(Ok(()), Err)
 }
@@ -172,5 +172,60 @@ fn dotted(pointer: &str) -> String {
         "(top level)".into()
     } else {
         out
+    }
+}
+
+/// `polcy: unknown field `polcy`, expected one of …` gains `(did you mean `policy`?)`.
+fn with_suggestion(e: String) -> String {
+    let Some(rest) = e.split("unknown field `").nth(1) else { return e };
+    let Some((typo, expected)) = rest.split_once('`') else { return e };
+    let best = expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        // A key the typo starts (`timeout` for `timeout_ms`) counts as one edit away.
+        .map(|k| (if k.starts_with(typo) && typo.len() >= 3 { 1 } else { distance(typo, k) }, k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+        .min();
+    match best {
+        Some((_, k)) => format!("{e} (did you mean `{k}`?)"),
+        None => e,
+    }
+}
+
+/// Levenshtein distance (short keys only).
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_the_nearest_key() {
+        let e = "polcy: unknown field `polcy`, expected one of `identity`, `policy`, `store` at line 1 column 9";
+        assert!(with_suggestion(e.into()).ends_with("(did you mean `policy`?)"));
+        let e = "x: unknown field `zzzzzz`, expected `identity` or `store`";
+        assert!(!with_suggestion(e.into()).contains("did you mean"));
+        assert_eq!(distance("timeout", "timeout_ms"), 3);
+        assert_eq!(distance("polcy", "policy"), 1);
+    }
+
+    #[test]
+    fn dotted_paths() {
+        assert_eq!(dotted("/webauthn/origins/1"), "webauthn.origins[1]");
+        assert_eq!(dotted(""), "(top level)");
     }
 }

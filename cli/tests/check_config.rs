@@ -55,8 +55,16 @@ fn the_valid_config_passes() {
 fn refuses_mistakes_with_key_path_and_reason() {
     // (what, patch on the valid config, words the message must contain)
     let cases: Vec<(&str, Value, &[&str])> = vec![
-        ("typo in a top-level key", json!({"polcy": {}}), &["polcy: unknown field `polcy`"]),
-        ("typo in a nested key", json!({"store": {"timeout": 5}}), &["store.timeout: unknown field `timeout`"]),
+        (
+            "typo in a top-level key",
+            json!({"polcy": {}}),
+            &["polcy: unknown field `polcy`", "(did you mean `policy`?)"],
+        ),
+        (
+            "typo in a nested key",
+            json!({"store": {"timeout": 5}}),
+            &["store.timeout: unknown field `timeout`", "(did you mean `timeout_ms`?)"],
+        ),
         (
             "origin not on rp_id",
             json!({"webauthn": {"origins": ["https://app.example.com", "https://evil.test"]}}),
