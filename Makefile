@@ -3,7 +3,10 @@
 #   make wasm    build the proxy-wasm filter -> build/edge_mfa.wasm
 #   make store   build edge-mfa-store and demo-upstream (debug)
 #   make envoy   make sure an Envoy is available (scripts/envoy-bin)
-#   make run     demo on http://127.0.0.1:$${EDGE_MFA_PORT:-8080}/login (Ctrl-C stops)
+#   make run     demo on http://localhost:$${EDGE_MFA_PORT:-8080}/login (Ctrl-C stops);
+#                EDGE_MFA_CONFIG=file.json make run: with one's own plugin config (checked first)
+#   make check-config CONFIG=file   check a plugin config / Istio manifest (edge-mfa check-config)
+#   make oci     Wasm OCI image: build/oci + build/edge-mfa-oci.tar, prints the sha256 for Istio
 #   make test    all tests, including end-to-end through a real Envoy, then the
 #                store suite + replica test again on PostgreSQL (scripts/test-postgres)
 #   make bench   hot-path throughput vs. no filter / Wasm floor / jwt_authn (wrk)
@@ -23,7 +26,7 @@ DEMO_UPSTREAM_BIN ?= $(TARGET_DIR)/debug/demo-upstream
 # Test threads for `cargo test` (each e2e test starts its own stack).
 TEST_THREADS ?= 2
 
-.PHONY: deps wasm store envoy run test bench fmt clean browser-deps fuzz soak screenshots
+.PHONY: deps wasm store envoy run test bench fmt clean browser-deps fuzz soak screenshots check-config oci
 
 deps:
 	@$(ROOT)/scripts/install-deps
@@ -32,13 +35,26 @@ wasm:
 	@$(ROOT)/scripts/build-wasm
 
 store:
-	$(CARGO) build -p edge-mfa-store -p test-harness --bins
+	$(CARGO) build -p edge-mfa-store -p test-harness -p edge-mfa-cli --bins
 
 envoy:
 	@envoy_cmd="$$($(ROOT)/scripts/envoy-bin)"; echo "envoy: $$envoy_cmd"; $$envoy_cmd --version
 
 run: deps wasm store envoy
 	@$(ROOT)/scripts/run-dev
+
+# make oci: the module as a Wasm OCI image (Istio's format), reproducible: build/oci (layout) and
+# build/edge-mfa-oci.tar; prints the module's sha256 for WasmPlugin.spec.sha256. OCI_TAG overrides.
+OCI_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' $(ROOT)/Cargo.toml | head -n1)
+oci: wasm
+	$(CARGO) build -q -p edge-mfa-cli
+	$(TARGET_DIR)/debug/edge-mfa oci $(EDGE_MFA_WASM) --out $(ROOT)/build/oci --tar $(ROOT)/build/edge-mfa-oci.tar --tag $(OCI_TAG)
+
+# make check-config CONFIG=file: the filter's own parser on a plugin config or Istio manifest.
+check-config:
+	@test -n "$(CONFIG)" || { echo "usage: make check-config CONFIG=file" >&2; exit 2; }
+	$(CARGO) build -q -p edge-mfa-cli
+	$(TARGET_DIR)/debug/edge-mfa check-config $(CONFIG)
 
 browser-deps:
 	@if [ ! -d $(ROOT)/browser-tests/node_modules/playwright-core ]; then cd $(ROOT)/browser-tests && npm ci --no-audit --no-fund; fi

@@ -241,16 +241,16 @@ pub struct WebauthnSettings {
 fn parse_webauthn(w: RawWebauthn, issuer: &str) -> Result<WebauthnSettings, String> {
     use crate::webauthn::{RelyingParty, UserVerification};
     if w.rp_id.is_empty() || w.rp_id.contains(['/', ':', ' ']) {
-        return Err("webauthn.rp_id must be a domain name such as example.com".into());
+        return Err("webauthn.rp_id: must be a domain name such as example.com".into());
     }
     if w.origins.is_empty() {
-        return Err("webauthn.origins must list the allowed origins, e.g. https://app.example.com".into());
+        return Err("webauthn.origins: must list the allowed origins, e.g. https://app.example.com".into());
     }
-    for o in &w.origins {
+    for (i, o) in w.origins.iter().enumerate() {
         let host = o.strip_prefix("https://").or_else(|| o.strip_prefix("http://")).unwrap_or("");
         let host = host.split(':').next().unwrap_or("");
         if host.is_empty() || o.ends_with('/') || !(host == w.rp_id || host.ends_with(&format!(".{}", w.rp_id))) {
-            return Err(format!("webauthn origin {o:?} must be scheme://host[:port] on rp_id {:?}", w.rp_id));
+            return Err(format!("webauthn.origins[{i}]: {o:?} is not on rp_id {:?} (scheme://host[:port])", w.rp_id));
         }
     }
     let user_verification = match w.user_verification.as_str() {
@@ -608,7 +608,12 @@ impl Config {
     /// Parses the plugin configuration; `*_env` secrets are read through `env` (the VM's
     /// environment, which Envoy fills from `vm_config.environment_variables`), once, here.
     pub fn parse_with_env(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Config, String> {
-        let raw: RawConfig = serde_json::from_slice(bytes).map_err(|e| format!("invalid edge-mfa config: {e}"))?;
+        // serde_path_to_error names the key (`webauthn.origins[1]: invalid type ...`), not only a column.
+        let raw: RawConfig = serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(bytes))
+            .map_err(|e| match e.path().to_string().as_str() {
+                "." => format!("invalid edge-mfa config: {}", e.inner()),
+                path => format!("{path}: {}", e.inner()),
+            })?;
         let identity = match (raw.identity.header, raw.identity.jwt_payload_header, raw.identity.claim) {
             (Some(h), None, None) => IdentitySource::Header(h.to_ascii_lowercase()),
             (None, Some(h), claim) => IdentitySource::JwtPayload {
@@ -618,11 +623,12 @@ impl Config {
             _ => return Err("identity: give either {\"header\"} or {\"jwt_payload_header\", \"claim\"}".into()),
         };
         if !header_name_ok(identity.header()) {
-            return Err("identity header must be a lowercase header name and not x-mfa-*".into());
+            let key = if matches!(identity, IdentitySource::Header(_)) { "header" } else { "jwt_payload_header" };
+            return Err(format!("identity.{key}: must be a lowercase header name and not x-mfa-*"));
         }
         if let Some(u) = &raw.login_url {
             if !(u.starts_with('/') || u.starts_with("https://") || u.starts_with("http://")) {
-                return Err("login_url must be a path or an http(s) URL".into());
+                return Err("login_url: must be a path or an http(s) URL".into());
             }
         }
         if raw.store.cluster.is_empty() {
@@ -633,14 +639,14 @@ impl Config {
             return Err("store.timeout_ms must be 50..=60000".into());
         }
         let mut keys = Vec::new();
-        for k in raw.session.keys {
-            let what = format!("session key {} secret", k.kid);
+        for (i, k) in raw.session.keys.into_iter().enumerate() {
+            let what = format!("session.keys[{i}].secret");
             let secret = secret_from(&what, k.secret, k.secret_env, env)?;
-            let secret = decode_b64(&secret).ok_or_else(|| format!("session key {}: secret is not base64", k.kid))?;
-            keys.push(Key::new(&k.kid, &secret).map_err(|e| format!("session key {}: {e}", k.kid))?);
+            let secret = decode_b64(&secret).ok_or_else(|| format!("session.keys[{i}].secret: not base64"))?;
+            keys.push(Key::new(&k.kid, &secret).map_err(|e| format!("session.keys[{i}]: {e}"))?);
         }
         if keys.is_empty() && !raw.session.keys_from_store {
-            return Err("session: give keys, or set keys_from_store".into());
+            return Err("session.keys: give keys, or set session.keys_from_store".into());
         }
         if !(60..=30 * 86400).contains(&raw.session.ttl_s) {
             return Err("session.ttl_s must be 60..=2592000".into());
@@ -654,7 +660,7 @@ impl Config {
             return Err("session.cookie_name must be [A-Za-z0-9_-]+".into());
         }
         if cookie_name.starts_with("__Host-") && !raw.session.secure {
-            return Err("a __Host- cookie needs session.secure".into());
+            return Err("session.cookie_name: a __Host- cookie needs session.secure".into());
         }
         let no_factor = match raw.policy.no_factor.as_deref().unwrap_or("enroll") {
             "enroll" => NoFactor::Enroll,
@@ -663,20 +669,22 @@ impl Config {
             other => return Err(format!("policy.no_factor: unknown value {other:?} (enroll|allow|deny)")),
         };
         let mut rules = Vec::new();
-        for r in raw.policy.rules {
+        for (i, r) in raw.policy.rules.into_iter().enumerate() {
             let methods = match r.methods {
                 None => None,
                 Some(ms) => Some(
                     ms.iter()
-                        .map(|m| {
-                            Method::parse(m).ok_or_else(|| format!("policy rule {}: unknown method {m:?}", r.prefix))
+                        .enumerate()
+                        .map(|(j, m)| {
+                            Method::parse(m)
+                                .ok_or_else(|| format!("policy.rules[{i}].methods[{j}]: unknown method {m:?}"))
                         })
                         .collect::<Result<Vec<_>, _>>()?,
                 ),
             };
-            rules.push(Rule::new(&r.prefix, r.max_age_s, methods)?);
+            rules.push(Rule::new(&r.prefix, r.max_age_s, methods).map_err(|e| format!("policy.rules[{i}]: {e}"))?);
         }
-        let policy = Policy::new(raw.policy.bypass, rules, no_factor)?;
+        let policy = Policy::new(raw.policy.bypass, rules, no_factor).map_err(|e| format!("policy.bypass: {e}"))?;
         let alg = Alg::parse(&raw.totp.algorithm).ok_or("totp.algorithm must be SHA1, SHA256 or SHA512")?;
         let totp = Params { alg, digits: raw.totp.digits, period: raw.totp.period };
         totp.check()?;
@@ -705,7 +713,11 @@ impl Config {
             return Err("quick_login needs the webauthn section (it signs in with a passkey)".into());
         }
         let parse_methods = |names: &[String], what: &str| -> Result<Vec<Method>, String> {
-            names.iter().map(|n| Method::parse(n).ok_or_else(|| format!("{what}: unknown method {n:?}"))).collect()
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| Method::parse(n).ok_or_else(|| format!("{what}[{i}]: unknown method {n:?}")))
+                .collect()
         };
         let methods = match &raw.methods {
             Some(ms) => parse_methods(ms, "methods")?,
@@ -719,7 +731,7 @@ impl Config {
         }
         let redirect_after_registration = raw.redirect_after_registration.unwrap_or_else(|| "/.mfa/".into());
         if crate::http::safe_next(&redirect_after_registration).is_none() {
-            return Err("redirect_after_registration must be a same-origin path".into());
+            return Err("redirect_after_registration: must be a same-origin path".into());
         }
         if !(60..=86_400).contains(&raw.recent_mfa_s) {
             return Err("recent_mfa_s must be 60..=86400".into());

@@ -64,7 +64,7 @@ fn now_s(ctx: &dyn Context) -> u64 {
     ctx.get_current_time().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-fn dispatch(ctx: &dyn Context, gate: &Gate, req: &StoreRequest) -> Result<u32, ()> {
+fn dispatch(ctx: &dyn Context, gate: &Gate, req: &StoreRequest, request_id: Option<&str>) -> Result<u32, ()> {
     let s = &gate.cfg.store;
     let mut headers = vec![
         (":method", req.method),
@@ -77,7 +77,15 @@ fn dispatch(ctx: &dyn Context, gate: &Gate, req: &StoreRequest) -> Result<u32, (
     if req.by_user {
         headers.push(("x-edge-mfa-actor", "user"));
     }
+    if let Some(id) = request_id {
+        // The store's security-event lines name the request (Envoy's access log has the same id).
+        headers.push(("x-request-id", id));
+    }
     ctx.dispatch_http_call(&s.cluster, headers, req.body.as_deref(), vec![], Duration::from_millis(s.timeout_ms))
+        .map(|token| {
+            crate::glue_telemetry::call_started(token);
+            token
+        })
         .map_err(|_| ())
 }
 
@@ -112,7 +120,7 @@ impl Root {
             return;
         }
         if let Some(gate) = &self.gate {
-            if let Ok(id) = dispatch(self, gate, &gate.keys_request()) {
+            if let Ok(id) = dispatch(self, gate, &gate.keys_request(), None) {
                 self.keys_call = Some(id);
             }
         }
@@ -126,6 +134,7 @@ impl Context for Root {
         }
         self.keys_call = None;
         let reply = read_reply(self, num_headers, body_size);
+        crate::glue_telemetry::call_finished(Some(token), reply.status);
         if let Some(gate) = &self.gate {
             if gate.install_keys(&reply) {
                 if !self.keys_ok {
@@ -159,6 +168,7 @@ impl RootContext for Root {
         let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
         match Config::parse_with_env(&bytes, &lookup) {
             Ok(cfg) => {
+                crate::glue_telemetry::define_metrics();
                 let gate = Rc::new(Gate::new(cfg));
                 let from_store = gate.needs_store_keys();
                 self.gate = Some(gate);
@@ -184,7 +194,13 @@ impl RootContext for Root {
 
     fn create_http_context(&self, _: u32) -> Option<Box<dyn HttpContext>> {
         let gate = self.gate.clone()?;
-        Some(Box::new(Filter { gate, pending: None, headers_end_stream: false, response_cookie: None }))
+        Some(Box::new(Filter {
+            gate,
+            pending: None,
+            headers_end_stream: false,
+            response_cookie: None,
+            request_id: None,
+        }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -199,6 +215,8 @@ struct Filter {
     headers_end_stream: bool,
     /// A `Set-Cookie` to add to the upstream's response (a session minted on the way through).
     response_cookie: Option<String>,
+    /// `x-request-id`, read on the cold path only, forwarded to the store's audit lines.
+    request_id: Option<String>,
 }
 
 impl Headers for Filter {
@@ -255,11 +273,13 @@ impl Filter {
 
     /// Carries out a decision; `resumed` is true outside the header/body callbacks.
     fn apply(&mut self, d: Decision, resumed: bool) -> Action {
+        crate::glue_telemetry::on_decision(&d);
         match d {
             Decision::Pass(p) => {
                 self.edit_cookies(p.cookie);
                 self.set_http_request_header("x-mfa-user", Some(&p.user));
                 self.set_http_request_header("x-mfa-method", Some(p.method));
+                self.set_http_request_header("x-mfa-amr", crate::signals::amr(p.method));
                 match p.auth_time {
                     Some(t) => self.set_http_request_header("x-mfa-auth-time", Some(&t.to_string())),
                     None => self.set_http_request_header("x-mfa-auth-time", None),
@@ -300,12 +320,13 @@ impl Filter {
                 }
                 self.proceed(resumed)
             }
-            Decision::Call(req, p) => match dispatch(self, &self.gate, &req) {
+            Decision::Call(req, p) => match dispatch(self, &self.gate, &req, self.request_id.as_deref()) {
                 Ok(_) => {
                     self.pending = Some(p);
                     Action::Pause
                 }
                 Err(()) => {
+                    crate::glue_telemetry::call_finished(None, None);
                     log::warn!("edge-mfa: could not dispatch a store call");
                     let reply = StoreReply::default();
                     let d = self.gate.on_store_reply(p, &reply, now_s(self), &mut WasiRng);
@@ -324,9 +345,10 @@ impl Filter {
 }
 
 impl Context for Filter {
-    fn on_http_call_response(&mut self, _: u32, num_headers: usize, body_size: usize, _: usize) {
+    fn on_http_call_response(&mut self, token: u32, num_headers: usize, body_size: usize, _: usize) {
         let Some(p) = self.pending.take() else { return };
         let reply = read_reply(self, num_headers, body_size);
+        crate::glue_telemetry::call_finished(Some(token), reply.status);
         let gate = self.gate.clone();
         let d = gate.on_store_reply(p, &reply, now_s(self), &mut WasiRng);
         self.apply(d, true);
@@ -338,6 +360,7 @@ impl HttpContext for Filter {
         self.headers_end_stream = end_of_stream;
         let gate = self.gate.clone();
         let d = gate.on_headers(self, now_s(self), &mut WasiRng);
+        self.request_id = crate::glue_telemetry::note_user(&d, &gate.cfg, |h| self.get(h));
         let action = self.apply(d, false);
         if end_of_stream && self.pending.as_ref().is_some_and(Pending::wants_body) {
             // A POST without a body: answer now rather than wait for a body that never comes.

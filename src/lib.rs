@@ -15,7 +15,9 @@ pub mod identity;
 pub mod pages;
 pub mod policy;
 pub mod recovery;
+pub mod signals;
 pub mod store;
+pub mod telemetry;
 pub mod token;
 pub mod totp;
 pub mod webauthn;
@@ -23,3 +25,5 @@ pub mod webauthn;
 // Built for wasm32; also under clippy on the host, so `make test`'s lint covers the glue too.
 #[cfg(any(target_arch = "wasm32", clippy))]
 mod glue;
+#[cfg(target_arch = "wasm32")]
+mod glue_telemetry;

