@@ -1,0 +1,120 @@
+//! Reads the `Cookie` lines straight out of the host's serialized header map.
+//!
+//! Envoy hands a filter only the first of several `Cookie` lines (HTTP/1.1 may carry more;
+//! HTTP/2 and HTTP/3 crumbs are joined by Envoy's codecs). To see every line the filter asks for
+//! the whole map once, in proxy-wasm's wire format, and scans it here in place: no per-header
+//! `String`/`Vec` as the SDK's map getter makes, and no panic on a malformed buffer (the SDK's
+//! decoder unwraps).
+//!
+//! Format (proxy-wasm ABI 0.2.1): `u32` pair count, then per pair `u32` key length and `u32`
+//! value length (all little-endian), then per pair the key, a NUL, the value, a NUL.
+
+/// Every `Cookie` line of a request, joined.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Cookies {
+    /// The lines joined with `"; "` (RFC 6265 §5.4's one-line form); `None` without a line.
+    pub joined: Option<String>,
+    /// How many `Cookie` lines there were: with one, a single replace rewrites it.
+    pub lines: usize,
+}
+
+fn u32_at(buf: &[u8], at: usize) -> Option<usize> {
+    let b = buf.get(at..at.checked_add(4)?)?;
+    let mut a = [0u8; 4];
+    a.copy_from_slice(b);
+    usize::try_from(u32::from_le_bytes(a)).ok()
+}
+
+/// The `Cookie` lines of the serialized map `buf`; `None` when `buf` is not a well-formed map
+/// (the caller then treats the request as having no readable cookies, so it gets no session).
+pub fn cookies(buf: &[u8]) -> Option<Cookies> {
+    if buf.is_empty() {
+        return Some(Cookies::default());
+    }
+    let count = u32_at(buf, 0)?;
+    let mut data = count.checked_mul(8)?.checked_add(4)?;
+    let mut out = Cookies::default();
+    for n in 0..count {
+        let sizes = 4 + n * 8;
+        let (klen, vlen) = (u32_at(buf, sizes)?, u32_at(buf, sizes + 4)?);
+        let key = buf.get(data..data.checked_add(klen)?)?;
+        data = data.checked_add(klen)?.checked_add(1)?;
+        let value = buf.get(data..data.checked_add(vlen)?)?;
+        data = data.checked_add(vlen)?.checked_add(1)?;
+        if !key.eq_ignore_ascii_case(b"cookie") {
+            continue;
+        }
+        out.lines += 1;
+        // A stray non-UTF-8 byte in an app cookie must neither hide edge-mfa's cookies from
+        // stripping nor lock its user out: it becomes U+FFFD (never `;` or `=`, so cookie
+        // boundaries hold; a token holding one fails its MAC).
+        let value = String::from_utf8_lossy(value);
+        match &mut out.joined {
+            Some(j) => {
+                j.push_str("; ");
+                j.push_str(&value);
+            }
+            None => out.joined = Some(value.into_owned()),
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serialize(pairs: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
+        for (k, v) in pairs {
+            out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        }
+        for (k, v) in pairs {
+            out.extend_from_slice(k.as_bytes());
+            out.push(0);
+            out.extend_from_slice(v);
+            out.push(0);
+        }
+        out
+    }
+
+    #[test]
+    fn joins_every_cookie_line_in_order() {
+        let buf = serialize(&[
+            (":path", b"/"),
+            ("cookie", b"a=1; mfa=x"),
+            ("accept", b"*/*"),
+            ("cookie", b"b=2"),
+        ]);
+        assert_eq!(cookies(&buf), Some(Cookies { joined: Some("a=1; mfa=x; b=2".into()), lines: 2 }));
+    }
+
+    #[test]
+    fn one_line_no_line_and_an_empty_map() {
+        let one = serialize(&[("cookie", b"mfa=x"), ("x", b"")]);
+        assert_eq!(cookies(&one), Some(Cookies { joined: Some("mfa=x".into()), lines: 1 }));
+        assert_eq!(cookies(&serialize(&[(":path", b"/")])), Some(Cookies::default()));
+        assert_eq!(cookies(&[]), Some(Cookies::default()));
+    }
+
+    #[test]
+    fn non_utf8_bytes_become_replacement_characters() {
+        let buf = serialize(&[("cookie", b"app=\xff; mfa=x")]);
+        assert_eq!(cookies(&buf).and_then(|c| c.joined), Some("app=\u{fffd}; mfa=x".into()));
+    }
+
+    #[test]
+    fn malformed_maps_are_refused_without_panicking() {
+        let good = serialize(&[("cookie", b"a=1"), ("b", b"2")]);
+        for cut in 1..good.len() - 1 {
+            // Every truncation either parses (the tail held only the last NUL) or is refused.
+            let _ = cookies(&good[..cut]);
+        }
+        assert_eq!(cookies(&[1, 0, 0]), None);
+        assert_eq!(cookies(&[0xff, 0xff, 0xff, 0xff]), None);
+        let mut huge = serialize(&[("cookie", b"a")]);
+        huge[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(cookies(&huge), None);
+    }
+}
