@@ -14,6 +14,32 @@ proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { gate: None, keys_call: None, keys_ok: false }) });
 }}
 
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_header_map_pairs(map_type: u32, data: *mut *mut u8, size: *mut usize) -> u32;
+}
+
+/// Every `Cookie` line of the request, from the serialized header map in one host call (the
+/// SDK's getter would build a `String` and a `Vec` per header, and panics on a host error).
+/// `None`: the host refused or sent a malformed map; the request then has no readable cookies.
+fn request_cookies() -> Option<crate::header_map::Cookies> {
+    const REQUEST_HEADERS: u32 = 0;
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: both out-pointers are valid; on success the host hands over a buffer it allocated
+    // through this module's allocator (proxy_on_memory_allocate), which the Vec then owns.
+    let buf = unsafe {
+        if proxy_get_header_map_pairs(REQUEST_HEADERS, &mut data, &mut size) != 0 {
+            return None;
+        }
+        if data.is_null() {
+            return Some(crate::header_map::Cookies::default());
+        }
+        Vec::from_raw_parts(data, size, size)
+    };
+    crate::header_map::cookies(&buf)
+}
+
 #[link(wasm_import_module = "wasi_snapshot_preview1")]
 extern "C" {
     fn random_get(buf: *mut u8, len: usize) -> u16;
@@ -200,6 +226,7 @@ impl RootContext for Root {
             headers_end_stream: false,
             response_cookie: None,
             request_id: None,
+            cookie_lines: std::cell::Cell::new(0),
         }))
     }
 
@@ -217,6 +244,8 @@ struct Filter {
     response_cookie: Option<String>,
     /// `x-request-id`, read on the cold path only, forwarded to the store's audit lines.
     request_id: Option<String>,
+    /// How many `Cookie` lines the request had (set when the gate reads `cookie`).
+    cookie_lines: std::cell::Cell<usize>,
 }
 
 impl Headers for Filter {
@@ -225,28 +254,12 @@ impl Headers for Filter {
     /// (`Cookie` lines excepted: see below).
     fn get(&self, name: &str) -> Option<String> {
         if name == "cookie" {
-            // No Cookie line at all (the common case for APIs): no need to read the whole map.
-            self.get_http_request_header_bytes("cookie")?;
-            // Envoy hands a filter only the first of several `Cookie` lines: join them all, so a
+            // Envoy hands a filter only the first of several `Cookie` lines: read them all, so a
             // second line naming the session cookie again makes it ambiguous (and refused), and
-            // edge-mfa's cookies are stripped from every line.
-            let mut joined: Option<String> = None;
-            for (k, v) in self.get_http_request_headers_bytes() {
-                if k == "cookie" {
-                    // An app cookie with a stray non-UTF-8 byte must neither hide edge-mfa's
-                    // cookies from stripping nor lock its user out: such bytes become U+FFFD
-                    // (never `;` or `=`, so cookie boundaries hold; a token with one fails its MAC).
-                    let v = String::from_utf8(v).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-                    match &mut joined {
-                        Some(j) => {
-                            j.push_str("; ");
-                            j.push_str(&v);
-                        }
-                        None => joined = Some(v),
-                    }
-                }
-            }
-            return joined;
+            // edge-mfa's cookies are stripped from every line. One host call, scanned in place.
+            let cookies = request_cookies()?;
+            self.cookie_lines.set(cookies.lines);
+            return cookies.joined;
         }
         self.get_http_request_header_bytes(name).and_then(|b| String::from_utf8(b).ok())
     }
@@ -264,6 +277,10 @@ impl Filter {
         match edit {
             None => {}
             Some(CookieEdit::Remove) => self.set_http_request_header("cookie", None),
+            // One line: replacing it is one host call (Envoy's replace keeps one line either way).
+            Some(CookieEdit::Set(v)) if self.cookie_lines.get() == 1 => {
+                self.set_http_request_header("cookie", Some(&v))
+            }
             Some(CookieEdit::Set(v)) => {
                 self.set_http_request_header("cookie", None);
                 self.add_http_request_header("cookie", &v);

@@ -81,12 +81,7 @@ mod tests {
 
     #[test]
     fn joins_every_cookie_line_in_order() {
-        let buf = serialize(&[
-            (":path", b"/"),
-            ("cookie", b"a=1; mfa=x"),
-            ("accept", b"*/*"),
-            ("cookie", b"b=2"),
-        ]);
+        let buf = serialize(&[(":path", b"/"), ("cookie", b"a=1; mfa=x"), ("accept", b"*/*"), ("cookie", b"b=2")]);
         assert_eq!(cookies(&buf), Some(Cookies { joined: Some("a=1; mfa=x; b=2".into()), lines: 2 }));
     }
 
