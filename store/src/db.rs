@@ -18,6 +18,7 @@ pub mod audit;
 pub mod bans;
 pub mod challenges;
 pub mod devices;
+pub mod import;
 pub mod otp;
 pub mod recovery;
 
@@ -456,10 +457,27 @@ pub fn create_factor(
     actor: &str,
 ) -> Result<String> {
     let id = format!("f{}", random_hex::<8>().map_err(StoreError::Other)?);
-    let blob =
-        f.secret.as_deref().map(|s| key.seal(&factor_aad(&id, user), s)).transpose().map_err(StoreError::Other)?;
-    let now = now();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    insert_factor(&tx, key, user, &id, f, only_if_none, actor)?;
+    tx.commit()?;
+    Ok(id)
+}
+
+/// [`create_factor`] inside a transaction the caller holds (and commits), with
+/// the factor id chosen by the caller (the django-mfa2 import uses ids derived
+/// from the source rows, so that a second run finds what the first wrote).
+pub fn insert_factor(
+    tx: &Connection,
+    key: &MasterKey,
+    user: &str,
+    id: &str,
+    f: NewFactor,
+    only_if_none: bool,
+    actor: &str,
+) -> Result<()> {
+    let blob =
+        f.secret.as_deref().map(|s| key.seal(&factor_aad(id, user), s)).transpose().map_err(StoreError::Other)?;
+    let now = now();
     let (total, enabled): (i64, i64) = tx.query_row(
         "SELECT count(*), coalesce(sum(enabled != 0), 0) FROM factors WHERE user = ?1",
         params![user],
@@ -504,7 +522,7 @@ pub fn create_factor(
             user: Some(user),
             actor,
             event: "factor.created",
-            factor_id: Some(&id),
+            factor_id: Some(id),
             detail: Some(serde_json::json!({
                 "type": f.kind,
                 "name": f.name,
@@ -512,8 +530,7 @@ pub fn create_factor(
             })),
         },
     )?;
-    tx.commit()?;
-    Ok(id)
+    Ok(())
 }
 
 /// Marks TOTP time step `step` as used. The single conditional UPDATE is the

@@ -4,6 +4,8 @@ mod api;
 mod cli;
 mod crypto;
 mod db;
+mod django;
+mod import_django;
 mod transport;
 
 use clap::Parser;

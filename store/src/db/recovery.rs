@@ -7,6 +7,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::{audit, now, Result, StoreError, MAX_FACTORS_PER_USER};
 use crate::crypto::{random_hex, MasterKey, Pepper};
+use crate::django;
 
 pub const FACTOR_NAME: &str = "Recovery codes";
 
@@ -78,6 +79,21 @@ pub fn replace(
     Ok((id, n))
 }
 
+/// Stores codes imported from django-mfa2 as they are: the Django hash string
+/// (`pbkdf2_sha256_custom$iterations$salt$hash`) in the `hash` column, told
+/// apart from the store's own 32-byte HMACs by its prefix. Each is verified
+/// as Django would and deleted when used, like any other code.
+pub fn insert_imported(tx: &Connection, factor_id: &str, django_hashes: &[String]) -> Result<()> {
+    let mut insert = tx.prepare("INSERT OR IGNORE INTO recovery_codes(factor_id, hash) VALUES (?1, ?2)")?;
+    for h in django_hashes {
+        if !h.starts_with(django::HASH_PREFIX) {
+            return Err(StoreError::Other("not a Django PBKDF2 hash".into()));
+        }
+        insert.execute(params![factor_id, h.as_bytes()])?;
+    }
+    Ok(())
+}
+
 /// Uses up one code. Returns (factor id, codes remaining); `NoSuchCode` if
 /// no enabled recovery factor holds it.
 pub fn consume(conn: &mut Connection, key: &MasterKey, user: &str, code: &str, actor: &str) -> Result<(String, i64)> {
@@ -92,7 +108,65 @@ pub fn consume(conn: &mut Connection, key: &MasterKey, user: &str, code: &str, a
             |r| r.get(0),
         )
         .optional()?;
-    let id = id.ok_or(StoreError::NoSuchCode)?;
+    let id = match id {
+        Some(id) => id,
+        None => {
+            drop(tx);
+            return consume_imported(conn, user, code, actor);
+        }
+    };
+    finish(tx, user, id, actor)
+}
+
+/// The django-mfa2 path: PBKDF2 runs outside any write transaction (it can
+/// take a while at high iteration counts); the matching row is then deleted
+/// by its exact value, so of two concurrent uses only one deletes it.
+fn consume_imported(conn: &mut Connection, user: &str, code: &str, actor: &str) -> Result<(String, i64)> {
+    let stored: Vec<(String, Vec<u8>)> = {
+        let mut stmt = conn.prepare(
+            "SELECT rc.factor_id, rc.hash FROM recovery_codes rc JOIN factors f ON f.id = rc.factor_id
+             WHERE f.user = ?1 AND f.type = 'recovery' AND f.enabled = 1",
+        )?;
+        let rows = stmt.query_map(params![user], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()?
+    };
+    let candidates = django::django_code_candidates(code);
+    // django-mfa2 uses one salt for all of a user's codes: derive once per (salt, iterations).
+    let mut derived: Vec<((u32, String), Vec<[u8; 32]>)> = Vec::new();
+    let mut found = None;
+    for (factor_id, raw) in &stored {
+        let Ok(text) = std::str::from_utf8(raw) else { continue };
+        if !text.starts_with(django::HASH_PREFIX) {
+            continue;
+        }
+        let Ok(h) = django::DjangoHash::parse(text) else { continue };
+        let k = (h.iterations, h.salt.to_string());
+        let idx = match derived.iter().position(|(key, _)| *key == k) {
+            Some(i) => i,
+            None => {
+                derived.push((k, candidates.iter().map(|c| h.derive(c)).collect()));
+                derived.len() - 1
+            }
+        };
+        let hit = derived.get(idx).is_some_and(|(_, ds)| ds.iter().any(|d| h.matches_derived(d)));
+        if hit && found.is_none() {
+            found = Some((factor_id.clone(), raw.clone()));
+        }
+    }
+    let (id, raw) = found.ok_or(StoreError::NoSuchCode)?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let n = tx.execute(
+        "DELETE FROM recovery_codes WHERE factor_id = ?1 AND hash = ?2 AND factor_id IN
+            (SELECT id FROM factors WHERE user = ?3 AND type = 'recovery' AND enabled = 1)",
+        params![id, raw, user],
+    )?;
+    if n != 1 {
+        return Err(StoreError::NoSuchCode);
+    }
+    finish(tx, user, id, actor)
+}
+
+fn finish(tx: rusqlite::Transaction<'_>, user: &str, id: String, actor: &str) -> Result<(String, i64)> {
     tx.execute("UPDATE factors SET last_used_at = ?1 WHERE id = ?2", params![now(), id])?;
     let remaining: i64 =
         tx.query_row("SELECT count(*) FROM recovery_codes WHERE factor_id = ?1", params![id], |r| r.get(0))?;
@@ -108,4 +182,56 @@ pub fn consume(conn: &mut Connection, key: &MasterKey, user: &str, code: &str, a
     )?;
     tx.commit()?;
     Ok((id, remaining))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::b64url;
+    use base64::Engine as _;
+    use sha2::Sha256;
+
+    fn django_hash(code: &str, salt: &str, iterations: u32) -> String {
+        let mut out = [0u8; 32];
+        pbkdf2::pbkdf2_hmac::<Sha256>(code.as_bytes(), salt.as_bytes(), iterations, &mut out);
+        format!("pbkdf2_sha256_custom${iterations}${salt}${}", base64::engine::general_purpose::STANDARD.encode(out))
+    }
+
+    #[test]
+    fn imported_django_codes_work_once_each_beside_native_ones() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("PRAGMA foreign_keys=ON").unwrap();
+        crate::db::migrate(&mut conn).unwrap();
+        let key = MasterKey::from_base64(&b64url(&[9u8; 32])).unwrap();
+        let codes = ["AbCde-12345", "ZZzzz-00000"];
+        let hashes: Vec<String> = codes.iter().map(|c| django_hash(c, "saltsaltsalt123", 1000)).collect();
+        let rec = django::Record {
+            django_id: 1,
+            user: "alice".into(),
+            name: FACTOR_NAME.into(),
+            enabled: true,
+            added_at: 1,
+            last_used_at: None,
+            owned_by_enterprise: false,
+            material: django::Material::Recovery { hashes },
+        };
+        crate::db::import::import_user(&mut conn, &key, "alice", &[rec], true).unwrap();
+        let consume = |conn: &mut Connection, user: &str, code: &str| consume(conn, &key, user, code, "filter");
+        assert!(matches!(consume(&mut conn, "alice", "abcde-12345"), Err(StoreError::NoSuchCode)), "case matters");
+        assert!(matches!(consume(&mut conn, "bob", "AbCde-12345"), Err(StoreError::NoSuchCode)), "not bob's");
+        assert_eq!(consume(&mut conn, "alice", " AbCde-12345").unwrap(), ("fdjango1".to_string(), 1));
+        assert!(matches!(consume(&mut conn, "alice", "AbCde-12345"), Err(StoreError::NoSuchCode)), "used up");
+        assert_eq!(consume(&mut conn, "alice", "ZZzzz00000").unwrap().1, 0, "dash optional");
+        // A disabled factor's codes do not work.
+        let h = django_hash("QQQQQ-11111", "s", 1);
+        conn.execute("INSERT INTO recovery_codes(factor_id, hash) VALUES ('fdjango1', ?1)", params![h.as_bytes()])
+            .unwrap();
+        conn.execute("UPDATE factors SET enabled = 0 WHERE id = 'fdjango1'", []).unwrap();
+        assert!(matches!(consume(&mut conn, "alice", "QQQQQ-11111"), Err(StoreError::NoSuchCode)));
+        conn.execute("UPDATE factors SET enabled = 1 WHERE id = 'fdjango1'", []).unwrap();
+        // Regenerating replaces the imported codes with native ones.
+        replace(&mut conn, &key, "alice", &["abcdefghjkmn".into()], "user").unwrap();
+        assert!(matches!(consume(&mut conn, "alice", "QQQQQ-11111"), Err(StoreError::NoSuchCode)));
+        assert_eq!(consume(&mut conn, "alice", "ABCD-EFGH-JKMN").unwrap().1, 0);
+    }
 }
