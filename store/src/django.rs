@@ -163,7 +163,7 @@ pub fn convert(row: &Row, now: i64) -> Result<Record, Skip> {
     let (name, material) = match row.key_type.as_str() {
         "TOTP" => ("Authenticator app", totp(&props)?),
         "FIDO2" => ("Security key", fido2(&props, &row.username)?),
-        "U2F" => ("U2F security key", u2f(&props)?),
+        "U2F" => ("U2F security key", u2f(&props, &row.username)?),
         "RECOVERY" => (crate::db::recovery::FACTOR_NAME, recovery(&props)?),
         "Email" => ("Email", Material::Email { address: row.email.clone().filter(|e| plausible_email(e)) }),
         "Trusted Device" => {
@@ -245,20 +245,25 @@ fn fido2(props: &Value, username: &str) -> Result<Material, Skip> {
         })
         .unwrap_or("none")
         .to_string();
-    // django-mfa2 registers user.id = urlsafe_b64encode(username) (the base64 text's bytes).
-    let handle = base64::engine::general_purpose::URL_SAFE.encode(username.as_bytes()).into_bytes();
     Ok(Material::Webauthn {
         credential_id: credential_id.to_vec(),
         public_key: public_key.to_vec(),
         alg,
         aaguid: *aaguid,
         attestation_format,
-        user_handle: (handle.len() <= 64).then_some(handle),
+        user_handle: django_user_handle(username),
         u2f_appid: None,
     })
 }
 
-fn u2f(props: &Value) -> Result<Material, Skip> {
+/// django-mfa2 registers WebAuthn user.id = `urlsafe_b64encode(username)` (the base64
+/// text's bytes); `None` if that exceeds WebAuthn's 64 bytes.
+fn django_user_handle(username: &str) -> Option<Vec<u8>> {
+    let handle = base64::engine::general_purpose::URL_SAFE.encode(username.as_bytes()).into_bytes();
+    (handle.len() <= 64).then_some(handle)
+}
+
+fn u2f(props: &Value, username: &str) -> Result<Material, Skip> {
     let device = props.get("device").ok_or_else(|| Skip::Malformed("properties.device is missing".into()))?;
     // Older rows hold the device as a JSON string.
     let parsed;
@@ -284,7 +289,8 @@ fn u2f(props: &Value) -> Result<Material, Skip> {
         alg: -7,
         aaguid: [0; 16],
         attestation_format: "fido-u2f".into(),
-        user_handle: None,
+        // U2F has no user handle; the same one as FIDO2 keys keeps a user's keys consistent.
+        user_handle: django_user_handle(username),
         u2f_appid: Some(appid.to_string()),
     })
 }
@@ -837,7 +843,7 @@ mod tests {
                 alg: -7,
                 aaguid: [0; 16],
                 attestation_format: "fido-u2f".into(),
-                user_handle: None,
+                user_handle: Some(b"YWxpY2U=".to_vec()),
                 u2f_appid: Some("https://example.com".into()),
             }
         );

@@ -91,6 +91,12 @@ fn write_one(tx: &Connection, key: &MasterKey, rec: &Record) -> Result<Written> 
                 "discoverable": false,
                 "imported_from": source,
             });
+            // The filter reads a missing handle as "none"; it refuses a null one.
+            if user_handle.is_none() {
+                if let Some(p) = params.as_object_mut() {
+                    p.remove("user_handle");
+                }
+            }
             if let Some(appid) = u2f_appid {
                 params["u2f_appid"] = json!(appid);
             }
@@ -231,6 +237,14 @@ mod tests {
         assert_eq!(list_factors(&conn, "alice", None).unwrap().len(), 4);
 
         // Bob: the same credential id is refused, his other rows still land.
+        let mut no_handle = webauthn(6);
+        if let Material::Webauthn { user_handle, .. } = &mut no_handle {
+            *user_handle = None;
+        }
+        import_user(&mut conn, &key, "alice", &[rec(10, "alice", no_handle)], true).unwrap();
+        let p = get_factor(&conn, "alice", "fdjango10", None).unwrap().params;
+        assert!(p.get("user_handle").is_none(), "never null: the filter refuses null handles: {p}");
+
         let bob = vec![rec(5, "bob", webauthn(5)), rec(6, "bob", Material::Totp { secret: vec![1; 20] })];
         let out = import_user(&mut conn, &key, "bob", &bob, true).unwrap();
         assert!(matches!(&out[0].1, Written::Refused(why) if why.contains("credential")));
