@@ -29,6 +29,11 @@ fn required() -> bool {
 /// Builds the django-mfa2 database in `dir`; returns its path and what make_db.py printed
 /// (secrets for signing in). None (skip) if Python/PyPI are unavailable and e2e is optional.
 fn django_db(dir: &Path) -> Option<(PathBuf, Value)> {
+    django_db_on(dir, None)
+}
+
+/// [`django_db`] on SQLite (`pg_port` None) or on the PostgreSQL server at 127.0.0.1:`pg_port`.
+fn django_db_on(dir: &Path, pg_port: Option<u16>) -> Option<(PathBuf, Value)> {
     let venv =
         Command::new(repo_root().join("test-harness/django/venv")).output().expect("run test-harness/django/venv");
     if !venv.status.success() {
@@ -39,7 +44,11 @@ fn django_db(dir: &Path) -> Option<(PathBuf, Value)> {
     }
     let python = String::from_utf8(venv.stdout).unwrap().trim().to_string();
     let db = dir.join("django.sqlite3");
-    let out = Command::new(python)
+    let mut cmd = Command::new(python);
+    if let Some(port) = pg_port {
+        cmd.env("DJANGO_PG_PORT", port.to_string());
+    }
+    let out = cmd
         .arg(repo_root().join("test-harness/django/make_db.py"))
         .env("DJANGO_DB_PATH", &db)
         .env("FIDO_SERVER_ID", "localhost")
@@ -51,7 +60,7 @@ fn django_db(dir: &Path) -> Option<(PathBuf, Value)> {
     Some((db, serde_json::from_slice(&out.stdout).expect("make_db.py prints JSON")))
 }
 
-fn import(s: &Stack, django: &Path, dry_run: bool) -> String {
+fn import(s: &Stack, django: &std::ffi::OsStr, dry_run: bool) -> String {
     let mut cmd = Command::new(store_bin());
     cmd.arg("import-django").arg(django).env("EDGE_MFA_STORE_DB", &s.db_path).env("EDGE_MFA_STORE_KEY", &s.store_key);
     if dry_run {
@@ -139,39 +148,61 @@ fn django_mfa2_users_sign_in_with_their_existing_factors() {
         ..StackOptions::default()
     });
     let Some((django, secrets)) = django_db(&s.dir) else { return };
+    import_and_sign_in(&s, django.as_os_str(), &secrets);
+}
 
+/// The same django-mfa2 data, read from PostgreSQL (`postgres://` source). Runs when a
+/// PostgreSQL server can be started here (initdb on PATH or in /usr/lib/postgresql).
+#[test]
+fn django_mfa2_on_postgresql_imports_the_same() {
+    if !test_harness::e2e_enabled("django_import_postgres") {
+        return;
+    }
+    let Some(pg) = PgCluster::start() else { return };
+    let s = Stack::start(StackOptions {
+        plugin_config: json!({"webauthn": {
+            "rp_id": "localhost", "origins": ["http://localhost:{LISTEN_PORT}"], "appid": U2F_APPID},
+            "regulation": {"max_retries": 50}}),
+        ..StackOptions::default()
+    });
+    let Some((_, secrets)) = django_db_on(&s.dir, Some(pg.port)) else { return };
+    let url = format!("postgres://postgres@127.0.0.1:{}/postgres", pg.port);
+    import_and_sign_in(&s, std::ffi::OsStr::new(&url), &secrets);
+}
+
+fn import_and_sign_in(s: &Stack, django: &std::ffi::OsStr, secrets: &Value) {
     // Dry run: the full report, nothing written.
-    let dry = import(&s, &django, true);
+    let dry = import(s, django, true);
     assert!(dry.contains("8 would import, 0 already imported, 0 refused, 1 skipped, 1 malformed"), "{dry}");
     assert!(dry.contains("Trusted Device 5: skipped"), "{dry}");
     assert!(dry.contains("FIDO2 10: malformed"), "{dry}");
     let r = http::get(&s.url("/app"), &[("cookie", &s.login_cookie("alice")), JSON]);
     assert_eq!(r.json()["error"], "mfa_enrollment_required", "nothing imported yet: {r:?}");
 
-    let first = import(&s, &django, false);
+    let first = import(s, django, false);
     assert!(first.contains("8 imported, 0 already imported"), "{first}");
     assert!(first.contains("totp 7: imported as fdjango7 (disabled, enterprise-owned)"), "{first}");
-    let again = import(&s, &django, false);
+    let again = import(s, django, false);
     assert!(again.contains("0 imported, 8 already imported"), "running twice imports nothing twice:\n{again}");
 
     // alice: the authenticator app enrolled in django-mfa2.
     let alice = &secrets["alice"];
     let mut jar = Jar(vec![s.login_cookie("alice")]);
     let code = totp_code(alice["totp_secret"].as_str().unwrap(), now());
-    let r = jar.post(&s, "/.mfa/totp/verify", json!({"code": code, "next": "/app"}));
+    let r = jar.post(s, "/.mfa/totp/verify", json!({"code": code, "next": "/app"}));
     assert_eq!(r.status, 200, "{r:?}\n{}", s.log_tails());
-    assert_eq!(jar.upstream(&s)["headers"]["x-mfa-method"], "totp");
-    let r = Jar(vec![s.login_cookie("alice")]).post(&s, "/.mfa/totp/verify", json!({"code": code}));
+    assert_eq!(jar.upstream(s)["headers"]["x-mfa-method"], "totp");
+    let r = Jar(vec![s.login_cookie("alice")]).post(s, "/.mfa/totp/verify", json!({"code": code}));
     assert_eq!(r.status, 401, "the same code twice: {r:?}");
 
     // alice: the FIDO2 key registered through django-mfa2 (same RP ID), sign count 0 → 1.
     let handle = B64.decode(alice["fido2"]["user_id"].as_str().unwrap()).unwrap();
     let mut key = soft_key(&alice["fido2"], handle, None);
     let mut jar = Jar(vec![s.login_cookie("alice")]);
-    let r = webauthn_login(&s, &mut jar, &mut key);
+    let r = webauthn_login(s, &mut jar, &mut key);
     assert_eq!(r.status, 200, "{r:?}\n{}", s.log_tails());
-    assert_eq!(jar.upstream(&s)["headers"]["x-mfa-method"], "webauthn");
-    let r = webauthn_login(&s, &mut Jar(vec![s.login_cookie("alice")]), &mut key);
+    assert_eq!(jar.upstream(s)["headers"]["x-mfa-method"], "webauthn");
+    let r = webauthn_login(s, &mut Jar(vec![s.login_cookie("alice")]), &mut key);
     assert_eq!(r.status, 200, "and again (counter moves on): {r:?}");
 
     // alice: django-mfa2's recovery codes, each once; typed without the dash also works.
@@ -179,12 +210,12 @@ fn django_mfa2_users_sign_in_with_their_existing_factors() {
         alice["recovery_codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
     let recover = |code: &str| {
         let mut jar = Jar(vec![s.login_cookie("alice")]);
-        let r = jar.post(&s, "/.mfa/recovery/verify", json!({"code": code, "next": "/app"}));
+        let r = jar.post(s, "/.mfa/recovery/verify", json!({"code": code, "next": "/app"}));
         (r, jar)
     };
     let (r, jar) = recover(&codes[0]);
     assert_eq!(r.status, 200, "{r:?}\n{}", s.log_tails());
-    assert_eq!(jar.upstream(&s)["headers"]["x-mfa-method"], "recovery");
+    assert_eq!(jar.upstream(s)["headers"]["x-mfa-method"], "recovery");
     let (r, jar) = recover(&codes[0]);
     assert_ne!(r.status, 200, "a used code: {r:?}");
     assert!(!jar.has_session());
@@ -197,21 +228,93 @@ fn django_mfa2_users_sign_in_with_their_existing_factors() {
     let bob = &secrets["bob"];
     let mut key = soft_key(&bob["u2f"], Vec::new(), Some(U2F_APPID));
     let mut jar = Jar(vec![s.login_cookie("bob")]);
-    let r = webauthn_login(&s, &mut jar, &mut key);
+    let r = webauthn_login(s, &mut jar, &mut key);
     assert_eq!(r.status, 200, "{r:?}\n{}", s.log_tails());
-    assert_eq!(jar.upstream(&s)["headers"]["x-mfa-user"], "bob");
+    assert_eq!(jar.upstream(s)["headers"]["x-mfa-user"], "bob");
     let code = totp_code(bob["disabled_totp_secret"].as_str().unwrap(), now());
-    let r = Jar(vec![s.login_cookie("bob")]).post(&s, "/.mfa/totp/verify", json!({"code": code}));
+    let r = Jar(vec![s.login_cookie("bob")]).post(s, "/.mfa/totp/verify", json!({"code": code}));
     assert_ne!(r.status, 200, "a disabled django-mfa2 key stays disabled: {r:?}");
     let bob_code = bob["recovery_codes"][4].as_str().unwrap();
-    let r = Jar(vec![s.login_cookie("bob")]).post(&s, "/.mfa/recovery/verify", json!({"code": bob_code}));
+    let r = Jar(vec![s.login_cookie("bob")]).post(s, "/.mfa/recovery/verify", json!({"code": bob_code}));
     assert_eq!(r.status, 200, "{r:?}");
     let r =
-        Jar(vec![s.login_cookie("alice")]).post(&s, "/.mfa/recovery/verify", json!({"code": bob["recovery_codes"][3]}));
+        Jar(vec![s.login_cookie("alice")]).post(s, "/.mfa/recovery/verify", json!({"code": bob["recovery_codes"][3]}));
     assert_ne!(r.status, 200, "bob's code is not alice's: {r:?}");
 
     // carol: her good row was imported although her other row was malformed.
     let code = totp_code(secrets["carol"]["totp_secret"].as_str().unwrap(), now());
-    let r = Jar(vec![s.login_cookie("carol")]).post(&s, "/.mfa/totp/verify", json!({"code": code}));
+    let r = Jar(vec![s.login_cookie("carol")]).post(s, "/.mfa/totp/verify", json!({"code": code}));
     assert_eq!(r.status, 200, "{r:?}");
+}
+
+/// A throwaway PostgreSQL cluster on 127.0.0.1 (trust auth), stopped and removed on drop.
+/// As root, the server runs as the `postgres` user (initdb refuses root).
+struct PgCluster {
+    dir: PathBuf,
+    bin: PathBuf,
+    port: u16,
+    as_postgres: bool,
+}
+
+impl PgCluster {
+    fn start() -> Option<PgCluster> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join("bin"))
+            .find(|b| b.join("initdb").is_file());
+        let Some(bin) = bin else {
+            eprintln!("SKIPPED django_import_postgres: no PostgreSQL server binaries (apt-get install postgresql)");
+            return None;
+        };
+        let as_postgres = unsafe { libc::geteuid() } == 0;
+        let dir = std::env::temp_dir().join(format!("edge-mfa-django-pg-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let pg = PgCluster { dir, bin, port, as_postgres };
+        if as_postgres {
+            assert!(Command::new("chown").arg("postgres:").arg(&pg.dir).status().unwrap().success());
+        }
+        let data = pg.dir.join("data");
+        let ok = pg
+            .run("initdb", &["-D", data.to_str().unwrap(), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"])
+            && pg.run(
+                "pg_ctl",
+                &[
+                    "-D",
+                    data.to_str().unwrap(),
+                    "-l",
+                    pg.dir.join("log").to_str().unwrap(),
+                    "-o",
+                    &format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", pg.dir.display()),
+                    "-w",
+                    "start",
+                ],
+            );
+        assert!(ok, "cannot start PostgreSQL: {}", std::fs::read_to_string(pg.dir.join("log")).unwrap_or_default());
+        Some(pg)
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) -> bool {
+        let exe = self.bin.join(tool);
+        let mut cmd = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(exe);
+            c
+        } else {
+            Command::new(exe)
+        };
+        cmd.args(args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        cmd.status().map(|s| s.success()).unwrap_or(false)
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        let data = self.dir.join("data");
+        self.run("pg_ctl", &["-D", data.to_str().unwrap(), "-m", "immediate", "-w", "stop"]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

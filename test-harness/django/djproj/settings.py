@@ -25,12 +25,23 @@ TEMPLATES = [
         "OPTIONS": {"context_processors": ["django.contrib.auth.context_processors.auth"]},
     }
 ]
-DATABASES = {
-    "default": {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": os.environ["DJANGO_DB_PATH"],
+if os.environ.get("DJANGO_PG_PORT"):
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": os.environ.get("DJANGO_PG_NAME", "postgres"),
+            "USER": os.environ.get("DJANGO_PG_USER", "postgres"),
+            "HOST": os.environ.get("DJANGO_PG_HOST", "127.0.0.1"),
+            "PORT": os.environ["DJANGO_PG_PORT"],
+        }
     }
-}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.environ["DJANGO_DB_PATH"],
+        }
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
