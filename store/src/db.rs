@@ -517,7 +517,7 @@ pub fn insert_factor(
         ],
     )?;
     audit::record(
-        &tx,
+        tx,
         audit::Event {
             user: Some(user),
             actor,

@@ -121,6 +121,9 @@ pub fn consume(conn: &mut Connection, key: &MasterKey, user: &str, code: &str, a
 /// The django-mfa2 path: PBKDF2 runs outside any write transaction (it can
 /// take a while at high iteration counts); the matching row is then deleted
 /// by its exact value, so of two concurrent uses only one deletes it.
+/// PBKDF2 outputs of the typed code's spellings for one (iterations, salt).
+type Derived = ((u32, String), Vec<[u8; 32]>);
+
 fn consume_imported(conn: &mut Connection, user: &str, code: &str, actor: &str) -> Result<(String, i64)> {
     let stored: Vec<(String, Vec<u8>)> = {
         let mut stmt = conn.prepare(
@@ -132,7 +135,7 @@ fn consume_imported(conn: &mut Connection, user: &str, code: &str, actor: &str) 
     };
     let candidates = django::django_code_candidates(code);
     // django-mfa2 uses one salt for all of a user's codes: derive once per (salt, iterations).
-    let mut derived: Vec<((u32, String), Vec<[u8; 32]>)> = Vec::new();
+    let mut derived: Vec<Derived> = Vec::new();
     let mut found = None;
     for (factor_id, raw) in &stored {
         let Ok(text) = std::str::from_utf8(raw) else { continue };
