@@ -114,6 +114,10 @@ fn pg_reason(e: &postgres::Error) -> String {
     e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string())
 }
 
+/// Below this, a stolen store would let short recovery codes be guessed offline cheaply
+/// (django-mfa2's RECOVERY_ITERATION defaults to 1).
+const WEAK_ITERATIONS: u32 = 100_000;
+
 fn describe(m: &Material) -> String {
     match m {
         Material::Totp { .. } => "TOTP authenticator (6 digits, 30 s, SHA1)".into(),
@@ -121,7 +125,16 @@ fn describe(m: &Material) -> String {
             format!("U2F key as a WebAuthn credential (appid extension, AppID {})", printable(appid))
         }
         Material::Webauthn { .. } => "FIDO2 security key / passkey".into(),
-        Material::Recovery { hashes } => format!("{} recovery code(s), kept as Django hashes until used", hashes.len()),
+        Material::Recovery { hashes } => {
+            let weakest = hashes.iter().filter_map(|h| django::DjangoHash::parse(h).ok()).map(|h| h.iterations).min();
+            let mut text = format!("{} recovery code(s), kept as Django hashes until used", hashes.len());
+            if let Some(n) = weakest.filter(|n| *n < WEAK_ITERATIONS) {
+                text.push_str(&format!(
+                    " (only {n} PBKDF2 iteration(s), RECOVERY_ITERATION: ask the user to generate new codes)"
+                ));
+            }
+            text
+        }
         Material::Email { address: Some(_) } => "email codes to the address in Django's auth_user".into(),
         Material::Email { address: None } => {
             "email codes to the identity token's email claim (no usable auth_user.email; needs email.enforce)".into()
@@ -213,6 +226,18 @@ pub fn run(store: &Path, key: &MasterKey, source: &str, dry_run: bool) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn weak_recovery_hashes_are_pointed_out() {
+        let weak = Material::Recovery {
+            hashes: vec!["pbkdf2_sha256_custom$1$salt$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into()],
+        };
+        assert!(describe(&weak).contains("only 1 PBKDF2 iteration"), "{}", describe(&weak));
+        let strong = Material::Recovery {
+            hashes: vec!["pbkdf2_sha256_custom$350000$salt$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into()],
+        };
+        assert!(!describe(&strong).contains("only"), "{}", describe(&strong));
+    }
 
     #[test]
     fn url_host_hides_credentials() {
