@@ -391,7 +391,11 @@ impl Gate {
                     credential_id: &w.credential_id,
                     public_key: &w.public_key,
                     sign_count: w.sign_count,
-                    backup_eligible: w.backup_eligible,
+                    backup_eligible: if w.backup_eligible_unknown {
+                        response.states_backup_eligible()
+                    } else {
+                        w.backup_eligible
+                    },
                 };
                 match wa::verify_assertion(rp, &response, &challenge, &stored) {
                     // A passkey alone must also have verified the user (PIN, biometrics): it is

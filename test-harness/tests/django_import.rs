@@ -204,6 +204,12 @@ fn import_and_sign_in(s: &Stack, django: &std::ffi::OsStr, secrets: &Value) {
     assert_eq!(jar.upstream(s)["headers"]["x-mfa-method"], "webauthn");
     let r = webauthn_login(s, &mut Jar(vec![s.login_cookie("alice")]), &mut key);
     assert_eq!(r.status, 200, "and again (counter moves on): {r:?}");
+    // python-fido2 never stored the backup-eligibility flag: a synced passkey (BE=1) registered
+    // through django-mfa2 must sign in too.
+    key.backup_eligible = true;
+    key.backup_state = true;
+    let r = webauthn_login(s, &mut Jar(vec![s.login_cookie("alice")]), &mut key);
+    assert_eq!(r.status, 200, "a synced passkey from django-mfa2: {r:?}");
 
     // alice: django-mfa2's recovery codes, each once; typed without the dash also works.
     let codes: Vec<String> =

@@ -91,14 +91,12 @@ fn write_one(tx: &Connection, key: &MasterKey, rec: &Record) -> Result<Written> 
                 "discoverable": false,
                 "imported_from": source,
             });
-            // The filter reads a missing handle as "none"; it refuses a null one.
-            if user_handle.is_none() {
-                if let Some(p) = params.as_object_mut() {
-                    p.remove("user_handle");
-                }
-            }
-            if let Some(appid) = u2f_appid {
-                params["u2f_appid"] = json!(appid);
+            match u2f_appid {
+                // U2F (CTAP1) authenticators are never backup-eligible.
+                Some(appid) => params["u2f_appid"] = json!(appid),
+                // python-fido2 never stored the BE flag: synced passkeys state BE=1, hardware
+                // keys BE=0; the filter accepts what the authenticator states.
+                None => params["backup_eligible_unknown"] = json!(true),
             }
             NewFactor {
                 kind: "webauthn".into(),
@@ -228,6 +226,7 @@ mod tests {
         assert_eq!(f.params["imported_from"], "django-mfa2:1");
         let w = get_factor(&conn, "alice", "fdjango2", None).unwrap();
         assert_eq!(w.params["user_handle"], b64url(b"YWxpY2U="));
+        assert_eq!(w.params["backup_eligible_unknown"], true);
         assert_eq!(get_factor(&conn, "alice", "fdjango3", None).unwrap().recovery_remaining, 1);
         let e = get_factor(&conn, "alice", "fdjango4", Some(&key)).unwrap();
         assert_eq!((e.kind.as_str(), e.secret.is_none()), ("email", true));
@@ -243,7 +242,7 @@ mod tests {
         }
         import_user(&mut conn, &key, "alice", &[rec(10, "alice", no_handle)], true).unwrap();
         let p = get_factor(&conn, "alice", "fdjango10", None).unwrap().params;
-        assert!(p.get("user_handle").is_none(), "never null: the filter refuses null handles: {p}");
+        assert!(p["user_handle"].is_null(), "{p}");
 
         let bob = vec![rec(5, "bob", webauthn(5)), rec(6, "bob", Material::Totp { secret: vec![1; 20] })];
         let out = import_user(&mut conn, &key, "bob", &bob, true).unwrap();
