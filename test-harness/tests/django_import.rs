@@ -105,6 +105,18 @@ impl Jar {
     }
 }
 
+/// The edge configured like the django-mfa2 project: FIDO_SERVER_ID, U2F_APPID, email codes.
+fn stack() -> Stack {
+    Stack::start(StackOptions {
+        plugin_config: json!({
+            "webauthn": {"rp_id": "localhost", "origins": ["http://localhost:{LISTEN_PORT}"], "appid": U2F_APPID},
+            "email": {},
+            // The test makes a handful of deliberate failures from one address.
+            "regulation": {"max_retries": 50}}),
+        ..StackOptions::default()
+    })
+}
+
 fn totp_code(secret_b32: &str, at: u64) -> String {
     let secret = totp::secret_from_base32(secret_b32).unwrap();
     totp::code_at(&Params { alg: Alg::Sha1, digits: 6, period: 30 }, &secret, at)
@@ -140,13 +152,7 @@ fn django_mfa2_users_sign_in_with_their_existing_factors() {
     if !test_harness::e2e_enabled("django_import") {
         return;
     }
-    let s = Stack::start(StackOptions {
-        plugin_config: json!({"webauthn": {
-            "rp_id": "localhost", "origins": ["http://localhost:{LISTEN_PORT}"], "appid": U2F_APPID},
-            // The test makes a handful of deliberate failures from one address.
-            "regulation": {"max_retries": 50}}),
-        ..StackOptions::default()
-    });
+    let s = stack();
     let Some((django, secrets)) = django_db(&s.dir) else { return };
     import_and_sign_in(&s, django.as_os_str(), &secrets);
 }
@@ -159,12 +165,7 @@ fn django_mfa2_on_postgresql_imports_the_same() {
         return;
     }
     let Some(pg) = PgCluster::start() else { return };
-    let s = Stack::start(StackOptions {
-        plugin_config: json!({"webauthn": {
-            "rp_id": "localhost", "origins": ["http://localhost:{LISTEN_PORT}"], "appid": U2F_APPID},
-            "regulation": {"max_retries": 50}}),
-        ..StackOptions::default()
-    });
+    let s = stack();
     let Some((_, secrets)) = django_db_on(&s.dir, Some(pg.port)) else { return };
     let url = format!("postgres://postgres@127.0.0.1:{}/postgres", pg.port);
     import_and_sign_in(&s, std::ffi::OsStr::new(&url), &secrets);
@@ -229,6 +230,16 @@ fn import_and_sign_in(s: &Stack, django: &std::ffi::OsStr, secrets: &Value) {
     assert_ne!(r.status, 200, "django-mfa2 codes are case-sensitive: {r:?}");
     let (r, _) = recover(&format!(" {} ", codes[1].replace('-', "")));
     assert_eq!(r.status, 200, "{r:?}");
+
+    // alice: her django-mfa2 Email key sends codes to her auth_user address.
+    let mut jar = Jar(vec![s.login_cookie("alice")]);
+    let r = jar.post(s, "/.mfa/otp/send", json!({"channel": "email"}));
+    assert_eq!(r.status, 200, "{r:?}\n{}", s.log_tails());
+    let outbox = s.outbox();
+    let mail = outbox.iter().rev().find(|m| m["to"] == "alice@example.com").expect("a code mailed to alice");
+    let r = jar.post(s, "/.mfa/otp/verify", json!({"channel": "email", "code": mail["code"], "next": "/app"}));
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(jar.upstream(s)["headers"]["x-mfa-method"], "email");
 
     // bob: a U2F key through the appid extension; his disabled TOTP stays disabled.
     let bob = &secrets["bob"];
