@@ -230,6 +230,12 @@ fn import_and_sign_in(s: &Stack, django: &std::ffi::OsStr, secrets: &Value) {
     assert_ne!(r.status, 200, "django-mfa2 codes are case-sensitive: {r:?}");
     let (r, _) = recover(&format!(" {} ", codes[1].replace('-', "")));
     assert_eq!(r.status, 200, "{r:?}");
+    for code in &codes[2..] {
+        assert_eq!(recover(code).0.status, 200, "each of django-mfa2's five codes works once");
+    }
+    for code in &codes {
+        assert_ne!(recover(code).0.status, 200, "and then never again");
+    }
 
     // alice: her django-mfa2 Email key sends codes to her auth_user address.
     let mut jar = Jar(vec![s.login_cookie("alice")]);
