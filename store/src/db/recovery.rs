@@ -237,4 +237,35 @@ mod tests {
         assert!(matches!(consume(&mut conn, "alice", "QQQQQ-11111"), Err(StoreError::NoSuchCode)));
         assert_eq!(consume(&mut conn, "alice", "ABCD-EFGH-JKMN").unwrap().1, 0);
     }
+
+    #[test]
+    fn an_imported_code_used_twice_at_once_works_once() {
+        let dir = std::env::temp_dir().join(format!("edge-mfa-recovery-race-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pool = std::sync::Arc::new(crate::db::Pool::open(&dir.join("store.db")).unwrap());
+        let key = std::sync::Arc::new(MasterKey::from_base64(&b64url(&[9u8; 32])).unwrap());
+        for round in 0..5i64 {
+            let user = format!("u{round}");
+            let rec = django::Record {
+                django_id: round,
+                user: user.clone(),
+                name: FACTOR_NAME.into(),
+                enabled: true,
+                added_at: 1,
+                last_used_at: None,
+                owned_by_enterprise: false,
+                material: django::Material::Recovery { hashes: vec![django_hash("AbCde-12345", "salt", 2000)] },
+            };
+            pool.with(|c| crate::db::import::import_user(c, &key, &user, &[rec], true)).unwrap();
+            let threads: Vec<_> = (0..2)
+                .map(|_| {
+                    let (pool, key, user) = (pool.clone(), key.clone(), user.clone());
+                    std::thread::spawn(move || pool.with(|c| consume(c, &key, &user, "AbCde-12345", "filter")).is_ok())
+                })
+                .collect();
+            let wins = threads.into_iter().map(|t| t.join().unwrap()).filter(|ok| *ok).count();
+            assert_eq!(wins, 1, "round {round}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
