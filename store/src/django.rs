@@ -130,14 +130,12 @@ fn malformed<T>(why: impl Into<String>) -> Result<T, Skip> {
 /// Upper bound on PBKDF2 iterations accepted from an imported hash, so a
 /// crafted row cannot make every recovery attempt take minutes.
 pub const MAX_PBKDF2_ITERATIONS: u32 = 2_000_000;
-/// Same limit as the store's own user names.
-const MAX_USER_LEN: usize = 256;
 
 /// Turns one row into a record, or says why not. `now` stands in for a
 /// missing `added_on`.
 pub fn convert(row: &Row, now: i64) -> Result<Record, Skip> {
     if row.username.is_empty()
-        || row.username.len() > MAX_USER_LEN
+        || row.username.len() > crate::api::MAX_USER_BYTES
         || row.username.chars().any(char::is_control)
         || row.username.trim() != row.username
     {
@@ -165,7 +163,11 @@ pub fn convert(row: &Row, now: i64) -> Result<Record, Skip> {
         "FIDO2" => ("Security key", fido2(&props, &row.username)?),
         "U2F" => ("U2F security key", u2f(&props, &row.username)?),
         "RECOVERY" => (crate::db::recovery::FACTOR_NAME, recovery(&props)?),
-        "Email" => ("Email", Material::Email { address: row.email.clone().filter(|e| plausible_email(e)) }),
+        "Email" => {
+            // Only an address the store's mail transport would accept (plain ASCII local@domain).
+            let address = row.email.as_deref().map(str::trim).filter(|e| crate::api::valid_email(e)).map(String::from);
+            ("Email", Material::Email { address })
+        }
         "Trusted Device" => {
             return Err(Skip::NotMigrated(
                 "trusted devices are not migrated (their cookies are signed with Django's SECRET_KEY); \
@@ -559,14 +561,6 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// Loose shape check for Django's `User.email` before it becomes a delivery address.
-fn plausible_email(e: &str) -> bool {
-    let e = e.trim();
-    e.len() <= 254
-        && !e.chars().any(|c| c.is_whitespace() || c.is_control())
-        && e.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.contains('@'))
-}
-
 /// All of one user's rows, converted, in django id order.
 #[derive(Debug, Default)]
 pub struct UserPlan {
@@ -866,8 +860,12 @@ mod tests {
         assert_eq!(r.material, Material::Email { address: Some("alice@example.com".into()) });
         let mut no_mail = row("Email", Value::Null);
         no_mail.properties = None;
-        no_mail.email = Some("not an address".into());
-        assert_eq!(convert(&no_mail, 0).unwrap().material, Material::Email { address: None });
+        for bad in ["not an address", "a@b.c\r\nRCPT TO:<x@y.z>", "<a@b.co>", "jörg@example.com"] {
+            no_mail.email = Some(bad.into());
+            assert_eq!(convert(&no_mail, 0).unwrap().material, Material::Email { address: None }, "{bad}");
+        }
+        no_mail.email = Some(" bob@example.com ".into());
+        assert_eq!(convert(&no_mail, 0).unwrap().material, Material::Email { address: Some("bob@example.com".into()) });
         assert!(matches!(convert(&row("Trusted Device", json!({"key": "abcdef"})), 0), Err(Skip::NotMigrated(_))));
         assert!(matches!(convert(&row("SMS", json!({})), 0), Err(Skip::NotMigrated(w)) if w.contains("SMS")));
     }
