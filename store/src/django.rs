@@ -32,7 +32,8 @@ pub struct Row {
     pub last_used: Option<String>,
     pub enabled: bool,
     pub owned_by_enterprise: bool,
-    /// `mfa_user_keys.user_handle` (FIDO2: the credential id, base64url).
+    /// `mfa_user_keys.user_handle` (FIDO2: the credential id, base64url); informational only,
+    /// the credential id is taken from `device`.
     pub user_handle: Option<String>,
     /// `auth_user.email` of the same username, when that table exists.
     pub email: Option<String>,
