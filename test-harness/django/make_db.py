@@ -3,9 +3,9 @@
 Usage: DJANGO_DB_PATH=/tmp/x.sqlite3 python make_db.py > secrets.json
 
 Factors are enrolled through django-mfa2's own views (TOTP, recovery codes, FIDO2) with
-Django's test client, so the rows are exactly what django-mfa2 writes. Rows that need
-hardware or mail (U2F, Email, Trusted Device) are made through django-mfa2's model the way
-its views fill them. Prints what the test needs to sign in afterwards: TOTP secrets,
+Django's test client, so the rows are exactly what django-mfa2 writes. Rows whose views need
+a phone, mail or a library that no longer works (Email, Trusted Device, U2F: see u2f_key) are
+made through django-mfa2's model the way its views fill them. Prints what the test needs to sign in afterwards: TOTP secrets,
 recovery codes, and the FIDO2/U2F private keys (P-256 scalars) with their credential ids.
 """
 import hashlib
@@ -105,20 +105,31 @@ def enroll_fido2(c):
 
 
 def u2f_key(username):
-    """A U2F registration as django-mfa2's U2F.bind stores it (u2flib's DeviceRegistration JSON)."""
+    """A U2F registration stored exactly as django-mfa2's U2F.bind does:
+    {"device": json.loads(DeviceRegistration.json), "cert": md5 of the attestation cert PEM}.
+
+    U2F.bind itself cannot run any more: python-u2flib-server (archived) verifies the
+    attestation with `EllipticCurvePublicKey.verifier`, which cryptography removed in 37.
+    """
+    from u2flib_server.model import DeviceRegistration
+
     priv = ec.generate_private_key(ec.SECP256R1())
     point = priv.public_key().public_bytes(
         serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
     )
     key_handle = os.urandom(64)
-    device = {
-        "version": "U2F_V2",
-        "keyHandle": b64(key_handle),
-        "appId": settings.U2F_APPID,
-        "publicKey": b64(point),
-        "transports": ["usb"],
-    }
-    uk = User_Keys(username=username, key_type="U2F", properties={"device": device, "cert": hashlib.md5(point).hexdigest()})
+    device = DeviceRegistration(
+        version="U2F_V2",
+        keyHandle=b64(key_handle),
+        appId=settings.U2F_APPID,
+        publicKey=b64(point),
+        transports=["usb"],
+    )
+    uk = User_Keys(
+        username=username,
+        key_type="U2F",
+        properties={"device": json.loads(device.json), "cert": hashlib.md5(point).hexdigest()},
+    )
     uk.save()
     return {"credential_id": b64(key_handle), "private_key": scalar(priv), "appid": settings.U2F_APPID}
 
