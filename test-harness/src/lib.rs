@@ -34,6 +34,6 @@ mod stack;
 pub use demo::{demo_jwt, DEMO_JWT_SECRET};
 pub use http::{cookie_from_set_cookie, get, post_form, post_json, raw, request, Response};
 pub use stack::{
-    canonical_json, demo_plugin_config, e2e_enabled, merge_json, render_envoy_config, repo_root, wasm_path, EnvoyPorts,
-    Stack, StackExtras, StackOptions,
+    canonical_json, demo_plugin_config, e2e_enabled, merge_json, render_envoy_config, repo_root, store_bin, wasm_path,
+    EnvoyPorts, Stack, StackExtras, StackOptions,
 };
