@@ -197,7 +197,10 @@ impl Target {
                 let client = config.connect(postgres::NoTls).map_err(|e| {
                     StoreError::Other(format!("cannot connect to PostgreSQL at {name}: {}", pg_error_text(&e)))
                 })?;
-                Ok(Connection::Postgres(PgConn { client: RefCell::new(client), stmts: RefCell::new(HashMap::new()) }))
+                Ok(Connection::Postgres(Box::new(PgConn {
+                    client: RefCell::new(client),
+                    stmts: RefCell::new(HashMap::new()),
+                })))
             }
         }
     }
@@ -227,7 +230,8 @@ pub struct PgConn {
 /// rusqlite's; a connection is only ever used by one thread at a time.
 pub enum Connection {
     Sqlite(rusqlite::Connection),
-    Postgres(PgConn),
+    /// Boxed: a PostgreSQL client is several times the size of a SQLite handle.
+    Postgres(Box<PgConn>),
 }
 
 impl Connection {
