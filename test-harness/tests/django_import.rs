@@ -62,7 +62,7 @@ fn django_db_on(dir: &Path, pg_port: Option<u16>) -> Option<(PathBuf, Value)> {
 
 fn import(s: &Stack, django: &std::ffi::OsStr, dry_run: bool) -> String {
     let mut cmd = Command::new(store_bin());
-    cmd.arg("import-django").arg(django).env("EDGE_MFA_STORE_DB", &s.db_path).env("EDGE_MFA_STORE_KEY", &s.store_key);
+    cmd.arg("import-django").arg(django).env("EDGE_MFA_STORE_DB", &s.store_db).env("EDGE_MFA_STORE_KEY", &s.store_key);
     if dry_run {
         cmd.arg("--dry-run");
     }
@@ -106,15 +106,19 @@ impl Jar {
 }
 
 /// The edge configured like the django-mfa2 project: FIDO_SERVER_ID, U2F_APPID, email codes.
-fn stack() -> Stack {
-    Stack::start(StackOptions {
+fn options() -> StackOptions {
+    StackOptions {
         plugin_config: json!({
             "webauthn": {"rp_id": "localhost", "origins": ["http://localhost:{LISTEN_PORT}"], "appid": U2F_APPID},
             "email": {},
             // The test makes a handful of deliberate failures from one address.
             "regulation": {"max_retries": 50}}),
         ..StackOptions::default()
-    })
+    }
+}
+
+fn stack() -> Stack {
+    Stack::start(options())
 }
 
 fn totp_code(secret_b32: &str, at: u64) -> String {
@@ -169,6 +173,20 @@ fn django_mfa2_on_postgresql_imports_the_same() {
     let Some((_, secrets)) = django_db_on(&s.dir, Some(pg.port)) else { return };
     let url = format!("postgres://postgres@127.0.0.1:{}/postgres", pg.port);
     import_and_sign_in(&s, std::ffi::OsStr::new(&url), &secrets);
+}
+
+/// The store itself on PostgreSQL (a fresh schema on `EDGE_MFA_TEST_PG_URL`, the PostgreSQL
+/// pass of `make test`): the import writes there, and the same sign-ins (recovery codes once
+/// each) work through Envoy.
+#[test]
+fn django_mfa2_into_a_postgresql_store() {
+    if !test_harness::e2e_enabled("django_import_into_postgres") {
+        return;
+    }
+    let Some(pg) = test_harness::pg::fresh_schema("django_mfa2_into_a_postgresql_store") else { return };
+    let s = Stack::start_replicated(options(), &pg.url, 1);
+    let Some((django, secrets)) = django_db(&s.dir) else { return };
+    import_and_sign_in(&s, django.as_os_str(), &secrets);
 }
 
 fn import_and_sign_in(s: &Stack, django: &std::ffi::OsStr, secrets: &Value) {
