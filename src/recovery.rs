@@ -27,10 +27,22 @@ pub fn generate_code(random: &mut dyn FnMut() -> u8) -> String {
 }
 
 /// A code as typed: case, spaces and dashes are forgiven; anything else is refused before any
-/// store call.
+/// store call. Codes imported from django-mfa2 (`xxxxx-xxxxx`, [A-Za-z0-9], hashed by Django
+/// exactly as shown) keep their case and come out as `xxxxx-xxxxx`.
 pub fn normalize(code: &str) -> Option<String> {
-    let c: String = code.chars().filter(|c| !c.is_whitespace() && *c != '-').collect::<String>().to_ascii_lowercase();
-    (c.len() == CODE_CHARS && c.bytes().all(|b| ALPHABET.contains(&b))).then_some(c)
+    let compact: String = code.chars().filter(|c| !c.is_whitespace() && *c != '-').collect();
+    let c = compact.to_ascii_lowercase();
+    if c.len() == CODE_CHARS && c.bytes().all(|b| ALPHABET.contains(&b)) {
+        return Some(c);
+    }
+    django_mfa2_code(&compact)
+}
+
+/// django-mfa2's recovery code shape: 5 + 5 ASCII letters or digits, case-sensitive.
+fn django_mfa2_code(compact: &str) -> Option<String> {
+    (compact.len() == 10 && compact.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .then(|| compact.get(..5).zip(compact.get(5..)).map(|(a, b)| format!("{a}-{b}")))
+        .flatten()
 }
 
 #[cfg(test)]
@@ -57,6 +69,16 @@ mod tests {
         let mut bytes = [255u8, 250, 248, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11].into_iter();
         let c = generate_code(&mut || bytes.next().unwrap_or(0));
         assert_eq!(c, "abcd-efgh-jkmn");
+    }
+
+    #[test]
+    fn django_mfa2_codes_keep_their_case() {
+        assert_eq!(normalize(" AbCde-12345 ").as_deref(), Some("AbCde-12345"));
+        assert_eq!(normalize("AbCde12345").as_deref(), Some("AbCde-12345"));
+        assert_eq!(normalize("AbC de-123 45").as_deref(), Some("AbCde-12345"));
+        for bad in ["AbCde-1234", "AbCde-123456", "AbCd!-12345", "ÄbCde-12345"] {
+            assert_eq!(normalize(bad), None, "{bad}");
+        }
     }
 
     #[test]

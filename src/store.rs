@@ -497,6 +497,9 @@ pub struct WebauthnFactor {
     pub public_key: Vec<u8>,
     pub sign_count: u32,
     pub backup_eligible: bool,
+    /// Imported from django-mfa2 (python-fido2 never stored the BE flag): whatever BE the
+    /// authenticator states is accepted.
+    pub backup_eligible_unknown: bool,
     pub transports: Vec<String>,
     pub user_handle: Vec<u8>,
 }
@@ -528,9 +531,12 @@ pub fn parse_factors(reply: &StoreReply) -> Result<Vec<Factor>, StoreError> {
         #[serde(default)]
         backup_eligible: bool,
         #[serde(default)]
-        transports: Vec<String>,
+        backup_eligible_unknown: bool,
         #[serde(default)]
-        user_handle: String,
+        transports: Vec<String>,
+        /// Null when the credential was stored without one (the protocol allows it).
+        #[serde(default)]
+        user_handle: Option<String>,
     }
     #[derive(Deserialize)]
     struct Rc {
@@ -572,8 +578,11 @@ pub fn parse_factors(reply: &StoreReply) -> Result<Vec<Factor>, StoreError> {
                 public_key: B64U.decode(w.public_key.trim_end_matches('=')).map_err(|_| StoreError::Unavailable)?,
                 sign_count: w.sign_count,
                 backup_eligible: w.backup_eligible,
+                backup_eligible_unknown: w.backup_eligible_unknown,
                 transports: w.transports,
-                user_handle: B64U.decode(w.user_handle.trim_end_matches('=')).map_err(|_| StoreError::Unavailable)?,
+                user_handle: B64U
+                    .decode(w.user_handle.unwrap_or_default().trim_end_matches('='))
+                    .map_err(|_| StoreError::Unavailable)?,
             }),
             ("webauthn", None) => return Err(StoreError::Unavailable),
             _ => None,
@@ -690,6 +699,14 @@ mod tests {
             (w.credential_id.as_slice(), w.sign_count, w.user_handle.as_slice()),
             (&[1u8, 2, 3][..], 4, &b"alice"[..])
         );
+        assert!(w.backup_eligible && !w.backup_eligible_unknown);
+        let imported =
+            ok.replace(r#""backup_eligible":true"#, r#""backup_eligible":false,"backup_eligible_unknown":true"#);
+        let w = parse_factors(&reply(Some(200), &imported)).unwrap()[1].webauthn.clone().unwrap();
+        assert!(!w.backup_eligible && w.backup_eligible_unknown);
+        let no_handle = ok.replace(r#""user_handle":"YWxpY2U""#, r#""user_handle":null"#);
+        let w = parse_factors(&reply(Some(200), &no_handle)).unwrap()[1].webauthn.clone().unwrap();
+        assert!(w.user_handle.is_empty(), "a null handle is no handle, not a store failure");
         let missing = r#"{"factors":[{"id":"w1","type":"webauthn","enabled":true}]}"#;
         assert_eq!(parse_factors(&reply(Some(200), missing)), Err(StoreError::Unavailable));
         let cred = r#"{"user":"bob","factor":{"id":"w2","type":"webauthn","enabled":true,"webauthn":{"credential_id":"AQID","public_key":"AQ","user_handle":"Ym9i"}}}"#;

@@ -413,7 +413,11 @@ impl Gate {
                     credential_id: &w.credential_id,
                     public_key: &w.public_key,
                     sign_count: w.sign_count,
-                    backup_eligible: w.backup_eligible,
+                    backup_eligible: if w.backup_eligible_unknown {
+                        response.states_backup_eligible()
+                    } else {
+                        w.backup_eligible
+                    },
                 };
                 // The session will be the identity (quick login: discoverable passkey, remembered
                 // user, or a quick session stepping up): the passkey must stand for both factors.

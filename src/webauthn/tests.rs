@@ -971,3 +971,20 @@ mod captured {
         }
     }
 }
+
+#[test]
+fn states_backup_eligible_reads_the_flag_byte_only() {
+    let mut r = AssertionResponse {
+        credential_id: vec![1; 16],
+        client_data_json: vec![],
+        authenticator_data: vec![0; 37],
+        signature: vec![],
+        user_handle: None,
+        appid_used: false,
+    };
+    assert!(!r.states_backup_eligible());
+    r.authenticator_data[32] = 0x08 | 0x01;
+    assert!(r.states_backup_eligible());
+    r.authenticator_data.truncate(10);
+    assert!(!r.states_backup_eligible(), "short data: no flag");
+}

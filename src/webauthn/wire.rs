@@ -232,6 +232,12 @@ pub struct AssertionResponse {
 }
 
 impl AssertionResponse {
+    /// The BE flag as the authenticator data states it (not yet verified: only for choosing
+    /// what to expect of a credential whose backup eligibility was never recorded).
+    pub fn states_backup_eligible(&self) -> bool {
+        self.authenticator_data.get(32).is_some_and(|f| f & FLAG_BE != 0)
+    }
+
     pub fn from_json(bytes: &[u8]) -> Result<Self, E> {
         let j: AssertionJson = parse_json(bytes)?;
         let credential_id = credential_id(&j.id, &j.raw_id, &j.ty)?;

@@ -57,6 +57,15 @@ pub enum Command {
     /// Inspect or lift brute-force bans.
     #[command(subcommand)]
     Bans(BansCommand),
+    /// Import django-mfa2's `mfa_user_keys` (TOTP, FIDO2, U2F, recovery codes,
+    /// email) into this store; safe to run twice. See docs/migrating-from-django-mfa2.md.
+    ImportDjango {
+        /// The Django database: a SQLite file or a `postgres://` URL (read only).
+        django_db: String,
+        /// Print per user what would be imported and why anything is skipped; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -153,6 +162,10 @@ pub fn run(cli: Cli) -> Result<(), String> {
         Command::Audit { user, limit } => audit(&cli.db, &user, limit),
         Command::Devices(cmd) => devices(&cli.db, cmd),
         Command::Bans(cmd) => bans(&cli.db, cmd),
+        Command::ImportDjango { django_db, dry_run } => {
+            let key = master_key(cli.key.as_deref())?;
+            crate::import_django::run(&cli.db, &key, &django_db, dry_run)
+        }
     }
 }
 

@@ -17,9 +17,12 @@ pub mod audit;
 pub mod bans;
 pub mod challenges;
 pub mod devices;
+pub mod import;
 pub mod otp;
 pub mod recovery;
 pub mod sql;
+#[cfg(test)]
+pub mod testdb;
 
 use sql::args;
 pub use sql::{Connection, Pool, Target};
@@ -456,10 +459,30 @@ pub fn create_factor(
     actor: &str,
 ) -> Result<String> {
     let id = format!("f{}", random_hex::<8>().map_err(StoreError::Other)?);
-    let blob =
-        f.secret.as_deref().map(|s| key.seal(&factor_aad(&id, user), s)).transpose().map_err(StoreError::Other)?;
-    let now = now();
     let tx = conn.transaction(&[&user_lock(user)])?;
+    insert_factor(&tx, key, user, &id, f, only_if_none, actor)?;
+    tx.commit()?;
+    Ok(id)
+}
+
+/// [`create_factor`] inside a transaction the caller holds (under the user's
+/// lock) and commits, with the factor id chosen by the caller (the django-mfa2
+/// import uses ids derived from the source rows, so that a second run finds
+/// what the first wrote). A refused row leaves the transaction usable (no
+/// failed statement, which would abort a PostgreSQL transaction), so the
+/// caller can go on with its other rows.
+pub fn insert_factor(
+    tx: &Connection,
+    key: &MasterKey,
+    user: &str,
+    id: &str,
+    f: NewFactor,
+    only_if_none: bool,
+    actor: &str,
+) -> Result<()> {
+    let blob =
+        f.secret.as_deref().map(|s| key.seal(&factor_aad(id, user), s)).transpose().map_err(StoreError::Other)?;
+    let now = now();
     let counts = tx.query_one(
         "SELECT count(*), count(CASE WHEN enabled != 0 THEN 1 END) FROM factors WHERE \"user\" = $1",
         args![user],
@@ -480,9 +503,10 @@ pub fn create_factor(
         "INSERT INTO factors
             (id, \"user\", type, name, enabled, added_at, last_used_at, secret_enc, params, last_step,
              owned_by_enterprise, credential_id, sign_count)
-         VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $8, $9, $10, $11, $12)",
+         VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $8, $9, $10, $11, $12)
+         ON CONFLICT DO NOTHING",
         args![
-            &id,
+            id,
             user,
             &f.kind,
             &f.name,
@@ -495,19 +519,23 @@ pub fn create_factor(
             f.credential_id.as_deref(),
             f.sign_count,
         ],
-    );
-    match inserted {
-        // Another user registered the same credential id concurrently.
-        Err(StoreError::Duplicate(_)) if f.credential_id.is_some() => return Err(StoreError::CredentialExists),
-        other => other?,
-    };
+    )?;
+    if inserted == 0 {
+        // Another user registered the same credential id concurrently (unique
+        // index), or the caller's id is taken.
+        return Err(if f.credential_id.is_some() {
+            StoreError::CredentialExists
+        } else {
+            StoreError::Exists("factor")
+        });
+    }
     audit::record(
-        &tx,
+        tx,
         audit::Event {
             user: Some(user),
             actor,
             event: "factor.created",
-            factor_id: Some(&id),
+            factor_id: Some(id),
             detail: Some(serde_json::json!({
                 "type": f.kind,
                 "name": f.name,
@@ -515,8 +543,7 @@ pub fn create_factor(
             })),
         },
     )?;
-    tx.commit()?;
-    Ok(id)
+    Ok(())
 }
 
 /// Marks TOTP time step `step` as used. The single conditional UPDATE is the

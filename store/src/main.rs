@@ -4,7 +4,9 @@ mod api;
 mod cli;
 mod crypto;
 mod db;
+mod django;
 mod email_template;
+mod import_django;
 mod transport;
 
 use clap::Parser;

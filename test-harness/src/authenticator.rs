@@ -29,6 +29,9 @@ pub struct SoftCredential {
     pub user_handle: Vec<u8>,
     pub counter: u32,
     pub discoverable: bool,
+    /// A U2F credential (registered under this AppID with the legacy API): it answers
+    /// requests carrying the `appid` extension and signs over SHA-256(AppID).
+    pub u2f_appid: Option<String>,
     key: SigningKey,
 }
 
@@ -203,7 +206,15 @@ impl SoftAuthenticator {
                 break k;
             }
         };
-        let cred = SoftCredential { id: random(32), rp_id: rp_id.clone(), user_handle, counter: 0, discoverable, key };
+        let cred = SoftCredential {
+            id: random(32),
+            rp_id: rp_id.clone(),
+            user_handle,
+            counter: 0,
+            discoverable,
+            u2f_appid: None,
+            key,
+        };
 
         let mut auth_data = Sha256::digest(rp_id.as_bytes()).to_vec();
         auth_data.push(self.flags() | 0x40);
@@ -268,10 +279,16 @@ impl SoftAuthenticator {
             .flatten()
             .map(|c| unb64(c["id"].as_str().unwrap_or("")))
             .collect::<Result<_, _>>()?;
+        let appid = o["extensions"]["appid"].as_str().map(str::to_string);
+        // A U2F credential only answers through the appid extension, scoped to its AppID.
+        let scoped = |c: &SoftCredential| match &c.u2f_appid {
+            Some(a) => appid.as_deref() == Some(a.as_str()),
+            None => c.rp_id == rp_id,
+        };
         let idx = if allow.is_empty() {
-            self.credentials.iter().rposition(|c| c.rp_id == rp_id && c.discoverable)
+            self.credentials.iter().rposition(|c| scoped(c) && c.discoverable)
         } else {
-            self.credentials.iter().position(|c| c.rp_id == rp_id && allow.contains(&c.id))
+            self.credentials.iter().position(|c| scoped(c) && allow.contains(&c.id))
         }
         .ok_or("NotAllowedError: no matching credential")?;
         let flags = self.flags();
@@ -281,7 +298,9 @@ impl SoftAuthenticator {
         if !freeze {
             cred.counter = cred.counter.wrapping_add(step);
         }
-        let mut auth_data = Sha256::digest(rp_id.as_bytes()).to_vec();
+        let used_appid = cred.u2f_appid.is_some();
+        let scope = cred.u2f_appid.clone().unwrap_or(rp_id);
+        let mut auth_data = Sha256::digest(scope.as_bytes()).to_vec();
         auth_data.push(flags);
         auth_data.extend_from_slice(&cred.counter.to_be_bytes());
         let mut msg = auth_data.clone();
@@ -299,7 +318,7 @@ impl SoftAuthenticator {
                 "signature": b64(sig.to_der().as_bytes()),
                 "userHandle": b64(&cred.user_handle),
             },
-            "clientExtensionResults": {},
+            "clientExtensionResults": if used_appid { json!({"appid": true}) } else { json!({}) },
         })
         .to_string();
         self.last_assertion = Some(out.clone());
@@ -307,6 +326,29 @@ impl SoftAuthenticator {
     }
 
     /// The last assertion returned, byte for byte: post it again to test replay protection.
+    /// Holds a credential made elsewhere (e.g. enrolled in django-mfa2 by another
+    /// implementation), from its id and P-256 private scalar (32 bytes, big endian).
+    pub fn import_credential(
+        &mut self,
+        id: Vec<u8>,
+        rp_id: &str,
+        user_handle: Vec<u8>,
+        private_scalar: &[u8],
+        u2f_appid: Option<String>,
+    ) -> Result<(), String> {
+        let key = SigningKey::from_slice(private_scalar).map_err(|e| format!("not a P-256 private key: {e}"))?;
+        self.credentials.push(SoftCredential {
+            id,
+            rp_id: rp_id.to_string(),
+            user_handle,
+            counter: 0,
+            discoverable: false,
+            u2f_appid,
+            key,
+        });
+        Ok(())
+    }
+
     pub fn replay_last_assertion(&self) -> Option<String> {
         self.last_assertion.clone()
     }

@@ -35,5 +35,5 @@ pub use demo::{demo_jwt, DEMO_JWT_SECRET};
 pub use http::{cookie_from_set_cookie, get, post_form, post_json, raw, request, Response};
 pub use stack::{
     canonical_json, demo_plugin_config, e2e_enabled, envoy_command, merge_json, render_envoy_config, repo_root,
-    wasm_path, EnvoyPorts, Stack, StackExtras, StackOptions,
+    store_bin, wasm_path, EnvoyPorts, Stack, StackExtras, StackOptions,
 };

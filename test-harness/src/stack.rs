@@ -869,7 +869,8 @@ fn find_bin(env: &str, name: &str) -> PathBuf {
     repo_root().join("target").join("debug").join(name)
 }
 
-fn store_bin() -> PathBuf {
+/// The store binary: `EDGE_MFA_STORE_BIN` or the one cargo built.
+pub fn store_bin() -> PathBuf {
     find_bin("EDGE_MFA_STORE_BIN", "edge-mfa-store")
 }
 

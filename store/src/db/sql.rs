@@ -243,6 +243,7 @@ pub struct PgConn {
 /// rusqlite's; a connection is only ever used by one thread at a time.
 pub enum Connection {
     Sqlite(rusqlite::Connection),
+    /// Boxed: a PostgreSQL client is several times the size of a SQLite handle.
     Postgres(Box<PgConn>),
 }
 
