@@ -75,7 +75,7 @@ fn refuses_mistakes_with_key_path_and_reason() {
             json!({"webauthn": {"origins": ["https://app.example.com/"]}}),
             &["webauthn.origins[0]:"],
         ),
-        ("store token missing", json!({"store": {"-token": null}}), &["store: missing field `token`"]),
+        ("store token missing", json!({"store": {"-token": null}}), &["store.token (or store.token_env) is required"]),
         ("store timeout out of range", json!({"store": {"timeout_ms": 5}}), &["store.timeout_ms must be 50..=60000"]),
         ("wrong type", json!({"session": {"ttl_s": "12h"}}), &["session.ttl_s: invalid type: string \"12h\""]),
         (
