@@ -8,7 +8,6 @@ use super::cose::{self, CoseKey};
 use super::wire::{map_get, map_keys_ok, AttestedCredential};
 use super::WebauthnError as E;
 use cbor4ii::core::Value;
-use rsa::pkcs1::DecodeRsaPublicKey;
 use x509_cert::der::asn1::{ObjectIdentifier, OctetString};
 use x509_cert::der::Decode;
 use x509_cert::{Certificate, Version};
@@ -161,7 +160,7 @@ fn fido_u2f(att_stmt: &[(Value, Value)], inp: &Inputs) -> Result<(), E> {
 /// An attestation certificate's public key.
 enum CertKey {
     Es256(p256::ecdsa::VerifyingKey),
-    Rs256(rsa::RsaPublicKey),
+    Rs256(super::rsa::RsaPublicKey),
 }
 
 impl CertKey {
@@ -189,11 +188,12 @@ fn cert_key(cert: &Certificate) -> Result<CertKey, E> {
         }
         p256::ecdsa::VerifyingKey::from_sec1_bytes(bits).map(CertKey::Es256).map_err(|_| E::CertificateMalformed)
     } else if spki.algorithm.oid == OID_RSA {
-        let key = rsa::RsaPublicKey::from_pkcs1_der(bits).map_err(|_| E::CertificateMalformed)?;
-        if rsa::traits::PublicKeyParts::n(&key).bits() < cose::MIN_RSA_BITS {
-            return Err(E::RsaKeyTooSmall);
+        let (n, e) = super::rsa::parse_pkcs1_der(bits).ok_or(E::CertificateMalformed)?;
+        match super::rsa::RsaPublicKey::new(n, e, cose::MIN_RSA_BITS) {
+            Ok(key) => Ok(CertKey::Rs256(key)),
+            Err(super::rsa::KeyError::TooSmall) => Err(E::RsaKeyTooSmall),
+            Err(super::rsa::KeyError::Malformed) => Err(E::CertificateMalformed),
         }
-        Ok(CertKey::Rs256(key))
     } else {
         Err(E::AttestationKeyUnsupported)
     }

@@ -9,6 +9,7 @@
 
 mod attestation;
 pub mod cose;
+mod rsa;
 pub mod wire;
 
 #[cfg(test)]
