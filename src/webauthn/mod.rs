@@ -11,6 +11,7 @@ mod attestation;
 pub mod cose;
 mod rsa;
 pub mod wire;
+mod x509;
 
 #[cfg(test)]
 mod tests;
