@@ -385,10 +385,11 @@ pub fn store_throughput(stack: &Stack, s: &Settings, seconds: u64, dir: &Path) -
     let _ = writeln!(
         o,
         "\nHow: `wrk -t1 -c8 -d{seconds}s --latency` (on core 1 when pinned) straight at the store \
-         (`EDGE_MFA_STORE_BIN`, SQLite backend, a fresh database), bearer token as the filter sends it; \
+         (`{}`, SQLite backend, a fresh database), bearer token as the filter sends it; \
          the TOTP use is a wrk Lua script posting an increasing step to 32 factors in turn; its non-2xx \
          answers are `409 replay`: a use that stalled was overtaken by a later step of the same factor \
-         (checked with a Lua `response` hook). Only the SQLite backend exists in this tree."
+         (checked with a Lua `response` hook). Only the SQLite backend exists in this tree.",
+        std::env::var("EDGE_MFA_STORE_BIN").unwrap_or_else(|_| "EDGE_MFA_STORE_BIN".into())
     );
     (o, failures)
 }

@@ -1270,14 +1270,32 @@ fn targets(rows: &[Row], module_bytes: u64, cold_p50: (Option<f64>, Option<f64>)
     let hot = ratio(rps("e"), rps("b"));
     let jwt = ratio(rps("e-jwt"), rps("a"));
     let challenge = ratio(cpu("e-challenge"), cpu("e"));
-    let mut o =
-        String::from("## Issue 10's targets in this run\n\n| target | figure | status |\n| --- | ---: | --- |\n");
+    let mut o = String::from("## Issue 10's targets in this run\n\n");
+    let busiest = rows.iter().flat_map(|r| r.runs.iter().map(|x| x.other_cpu)).fold(0.0, f64::max);
+    if busiest > 25.0 {
+        o.push_str(&format!(
+            "**Busy machine** (other CPU up to {busiest:.0}% of a core during the runs): the statuses below \
+             are indicative only; rerun `make bench` on a quiet machine before quoting them.\n\n"
+        ));
+    }
+    o.push_str("| target | figure | status |\n| --- | ---: | --- |\n");
     use std::fmt::Write as _;
     let mut row = |t: &str, fig: String, ok: Option<bool>| {
         let _ = writeln!(o, "| {t} | {fig} | {} |", verdict(ok));
     };
-    row("hot path (e) ≥ 0.95 × floor (b), req/s", fmt(hot, " ×"), hot.map(|r| r >= 0.95));
-    row("jwt_authn + edge-mfa (e-jwt) ≥ 0.80 × no filter (a)", fmt(jwt, " ×"), jwt.map(|r| r >= 0.80));
+    // The same ratios from CPU per request (floor's / edge-mfa's), which a busy machine distorts less.
+    let hot_cpu = ratio(cpu("b"), cpu("e"));
+    let jwt_cpu = ratio(cpu("a"), cpu("e-jwt"));
+    row(
+        "hot path (e) ≥ 0.95 × floor (b), req/s (CPU µs/req ratio in brackets)",
+        format!("{} ({})", fmt(hot, " ×"), fmt(hot_cpu, " ×")),
+        hot.map(|r| r >= 0.95),
+    );
+    row(
+        "jwt_authn + edge-mfa (e-jwt) ≥ 0.80 × no filter (a), req/s (CPU ratio)",
+        format!("{} ({})", fmt(jwt, " ×"), fmt(jwt_cpu, " ×")),
+        jwt.map(|r| r >= 0.80),
+    );
     row(
         "module ≤ 600 KB (600,000 bytes)",
         format!("{module_bytes} bytes"),
