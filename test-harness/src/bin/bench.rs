@@ -10,7 +10,8 @@
 //! `BENCH_UPSTREAM=proxy` a second Envoy answering `direct_response`, proxied
 //! to (then the benchmarked Envoy also pays for the upstream connection).
 //!
-//! Configurations (`BENCH_CONFIGS`, comma separated, default `a,b,c,d,e`):
+//! Configurations (`BENCH_CONFIGS`, comma separated, default `a,b,c,e,e-jwt,e-challenge` and
+//! the ladder rungs `b-*`, see [`LADDER`] and bench/README.md):
 //! * `a`  no filter (router only)
 //! * `b`  the Wasm floor (`bench/floor`: reads one header, adds one)
 //! * `c`  jwt_authn only, the demo's HS256 cookie JWT, with its JWT cache
@@ -21,6 +22,11 @@
 //!   `d-cache` (the full chain with jwt_authn's cache on) and `e-jwt`
 //!   (jwt_authn with cache + edge-mfa reading the JWT payload: `d-cache`
 //!   without header_mutation and buffer)
+//! * `e-challenge`: (e) without the session (`accept: text/html`): the challenge page
+//! * `b-*`: the floor ladder, the floor filter plus one kind of work (bench/floor)
+//!
+//! After the runs: module size, the Wasm VM's memory per worker, cold paths and store
+//! throughput (`bench_parts/cold.rs`); the report goes to `docs/bench.md`.
 //!
 //! Every configuration gets the same request: `GET /app` with
 //! `cookie: edge_mfa_id=<identity JWT>; edge-mfa=<session>` and
@@ -41,8 +47,8 @@
 //! `BENCH_CONNECTIONS` (32), `BENCH_THREADS` (1), `BENCH_RUNS` (1; with more,
 //! configurations are interleaved and the median is reported),
 //! `BENCH_CONFIGS`, `BENCH_UPSTREAM` (`direct` | `proxy`), `BENCH_PIN` (1;
-//! 0 disables taskset), `BENCH_OUT` (`bench/results.md`; empty: stdout
-//! only), `BENCH_WRK` (`wrk`), `EDGE_MFA_FLOOR_WASM`
+//! 0 disables taskset), `BENCH_OUT` (`docs/bench.md`; empty: stdout
+//! only), `BENCH_COLD_N` (30), `BENCH_STORE_SECONDS` (5), `BENCH_MEMORY` (1), `BENCH_WRK` (`wrk`), `EDGE_MFA_FLOOR_WASM`
 //! (`build/edge_mfa_floor.wasm`), `BENCH_FILTER_WASM` (a variant build of
 //! edge-mfa for the benchmarked Envoys; default `EDGE_MFA_WASM`, which the
 //! enrollment stack always uses), plus the harness's `EDGE_MFA_WASM`,
