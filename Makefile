@@ -9,7 +9,7 @@
 #   make oci     Wasm OCI image: build/oci + build/edge-mfa-oci.tar, prints the sha256 for Istio
 #   make test    all tests, including end-to-end through a real Envoy, then the
 #                store suite + replica test again on PostgreSQL (scripts/test-postgres)
-#   make bench   hot-path throughput vs. no filter / Wasm floor / jwt_authn (wrk)
+#   make bench   hot path vs. no filter / Wasm floor / jwt_authn, ladder, size, cold paths -> docs/bench.md
 #   make screenshots  browser tests writing their screenshots into docs/
 #   make fmt | clean
 
@@ -65,7 +65,7 @@ test: deps wasm store browser-deps
 	export ENVOY_BIN EDGE_MFA_E2E_REQUIRED=1 \
 	  EDGE_MFA_WASM="$(EDGE_MFA_WASM)" EDGE_MFA_STORE_BIN="$(EDGE_MFA_STORE_BIN)" DEMO_UPSTREAM_BIN="$(DEMO_UPSTREAM_BIN)"; \
 	$(CARGO) clippy -p edge-mfa --lib; \
-	env -u EDGE_MFA_TEST_PG_URL $(CARGO) test --workspace -- --test-threads=$(TEST_THREADS); \
+	env -u EDGE_MFA_TEST_PG_URL $(CARGO) test --workspace --no-fail-fast -- --test-threads=$(TEST_THREADS); \
 	CARGO="$(CARGO)" TEST_THREADS=$(TEST_THREADS) $(ROOT)/scripts/test-postgres
 
 # make screenshots: the browser tests again, writing their screenshots into docs/ (tests alone
@@ -76,20 +76,23 @@ screenshots: deps wasm store browser-deps
 	  EDGE_MFA_WASM="$(EDGE_MFA_WASM)" EDGE_MFA_STORE_BIN="$(EDGE_MFA_STORE_BIN)" DEMO_UPSTREAM_BIN="$(DEMO_UPSTREAM_BIN)"; \
 	$(CARGO) test -p test-harness --test browser -- --test-threads=1
 
-# make bench: the hot path (valid session) against baselines, see bench/README.md.
-# Knobs: BENCH_SECONDS BENCH_WARMUP BENCH_RUNS BENCH_CONFIGS BENCH_UPSTREAM
-# BENCH_PIN BENCH_OUT ... (test-harness/src/bin/bench.rs). Setting
-# EDGE_MFA_STORE_BIN skips building the store.
+# make bench: the hot path against baselines, the floor ladder, module size, Wasm VM memory,
+# cold paths and store throughput -> docs/bench.md (see bench/README.md).
+# Knobs: BENCH_SECONDS BENCH_WARMUP BENCH_RUNS BENCH_CONFIGS BENCH_UPSTREAM BENCH_COLD_N
+# BENCH_STORE_SECONDS BENCH_MEMORY BENCH_PIN BENCH_OUT ... (test-harness/src/bin/bench.rs).
+# The store is a release build (its throughput is measured); setting EDGE_MFA_STORE_BIN skips it.
 EDGE_MFA_FLOOR_WASM ?= $(ROOT)/build/edge_mfa_floor.wasm
+BENCH_STORE_BIN := $(if $(filter environment command line,$(origin EDGE_MFA_STORE_BIN)),$(EDGE_MFA_STORE_BIN),$(TARGET_DIR)/release/edge-mfa-store)
 BENCH_TIMEOUT ?= 900
 bench:
 	@$(ROOT)/scripts/install-deps --bench
 	@$(ROOT)/scripts/build-wasm
 	@$(ROOT)/scripts/build-wasm bench/floor
-	$(CARGO) build $(if $(filter environment command line,$(origin EDGE_MFA_STORE_BIN)),,-p edge-mfa-store) -p test-harness --bins
+	$(if $(filter environment command line,$(origin EDGE_MFA_STORE_BIN)),,$(CARGO) build --release -p edge-mfa-store)
+	$(CARGO) build -p test-harness --bins
 	@ENVOY_BIN="$${ENVOY_BIN:-$$($(ROOT)/scripts/envoy-bin)}"; \
 	export ENVOY_BIN EDGE_MFA_WASM="$(EDGE_MFA_WASM)" EDGE_MFA_FLOOR_WASM="$(EDGE_MFA_FLOOR_WASM)" \
-	  EDGE_MFA_STORE_BIN="$(EDGE_MFA_STORE_BIN)" DEMO_UPSTREAM_BIN="$(DEMO_UPSTREAM_BIN)"; \
+	  EDGE_MFA_STORE_BIN="$(BENCH_STORE_BIN)" DEMO_UPSTREAM_BIN="$(DEMO_UPSTREAM_BIN)"; \
 	timeout -k 10 $(BENCH_TIMEOUT) $(TARGET_DIR)/debug/bench
 
 # Five minutes at saturation with valid sessions across 2 Envoy workers (SOAK_SECONDS overrides):

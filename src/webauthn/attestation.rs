@@ -6,23 +6,9 @@
 
 use super::cose::{self, CoseKey};
 use super::wire::{map_get, map_keys_ok, AttestedCredential};
+use super::x509::{self, oid, Certificate};
 use super::WebauthnError as E;
 use cbor4ii::core::Value;
-use rsa::pkcs1::DecodeRsaPublicKey;
-use x509_cert::der::asn1::{ObjectIdentifier, OctetString};
-use x509_cert::der::Decode;
-use x509_cert::{Certificate, Version};
-
-const OID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
-const OID_P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
-const OID_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
-const OID_BASIC_CONSTRAINTS: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.19");
-/// id-fido-gen-ce-aaguid (§8.2.1).
-const OID_FIDO_AAGUID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.45724.1.1.4");
-const OID_C: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.6");
-const OID_O: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.10");
-const OID_OU: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.11");
-const OID_CN: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.3");
 
 /// Everything a statement is verified against.
 pub struct Inputs<'a> {
@@ -104,7 +90,7 @@ fn packed(att_stmt: &[(Value, Value)], inp: &Inputs) -> Result<(), E> {
             Ok(())
         }
         Some((leaf, _)) => {
-            let cert = Certificate::from_der(leaf).map_err(|_| E::CertificateMalformed)?;
+            let cert = Certificate::from_der(leaf).ok_or(E::CertificateMalformed)?;
             let key = cert_key(&cert)?;
             if key.alg() != alg {
                 return Err(E::AttestationAlgMismatch);
@@ -133,7 +119,7 @@ fn fido_u2f(att_stmt: &[(Value, Value)], inp: &Inputs) -> Result<(), E> {
         Some((leaf, 1)) => leaf,
         _ => return Err(E::AttStmtMalformed),
     };
-    let cert = Certificate::from_der(leaf).map_err(|_| E::CertificateMalformed)?;
+    let cert = Certificate::from_der(leaf).ok_or(E::CertificateMalformed)?;
     let CertKey::Es256(cert_key) = cert_key(&cert)? else {
         return Err(E::AttestationKeyUnsupported);
     };
@@ -161,7 +147,7 @@ fn fido_u2f(att_stmt: &[(Value, Value)], inp: &Inputs) -> Result<(), E> {
 /// An attestation certificate's public key.
 enum CertKey {
     Es256(p256::ecdsa::VerifyingKey),
-    Rs256(rsa::RsaPublicKey),
+    Rs256(super::rsa::RsaPublicKey),
 }
 
 impl CertKey {
@@ -180,20 +166,19 @@ impl CertKey {
 }
 
 fn cert_key(cert: &Certificate) -> Result<CertKey, E> {
-    let spki = &cert.tbs_certificate.subject_public_key_info;
-    let bits = spki.subject_public_key.as_bytes().ok_or(E::CertificateMalformed)?;
-    if spki.algorithm.oid == OID_EC_PUBLIC_KEY {
-        let curve = spki.algorithm.parameters.as_ref().and_then(|p| p.decode_as::<ObjectIdentifier>().ok());
-        if curve != Some(OID_P256) {
+    let bits = cert.public_key;
+    if cert.spki_algorithm == oid::EC_PUBLIC_KEY {
+        if x509::oid_of(cert.spki_parameters) != Some(oid::P256) {
             return Err(E::AttestationKeyUnsupported);
         }
         p256::ecdsa::VerifyingKey::from_sec1_bytes(bits).map(CertKey::Es256).map_err(|_| E::CertificateMalformed)
-    } else if spki.algorithm.oid == OID_RSA {
-        let key = rsa::RsaPublicKey::from_pkcs1_der(bits).map_err(|_| E::CertificateMalformed)?;
-        if rsa::traits::PublicKeyParts::n(&key).bits() < cose::MIN_RSA_BITS {
-            return Err(E::RsaKeyTooSmall);
+    } else if cert.spki_algorithm == oid::RSA {
+        let (n, e) = super::rsa::parse_pkcs1_der(bits).ok_or(E::CertificateMalformed)?;
+        match super::rsa::RsaPublicKey::new(n, e, cose::MIN_RSA_BITS) {
+            Ok(key) => Ok(CertKey::Rs256(key)),
+            Err(super::rsa::KeyError::TooSmall) => Err(E::RsaKeyTooSmall),
+            Err(super::rsa::KeyError::Malformed) => Err(E::CertificateMalformed),
         }
-        Ok(CertKey::Rs256(key))
     } else {
         Err(E::AttestationKeyUnsupported)
     }
@@ -202,27 +187,19 @@ fn cert_key(cert: &Certificate) -> Result<CertKey, E> {
 /// §8.2.1, the cheap parts: version 3; subject C, O, CN present and OU "Authenticator
 /// Attestation"; Basic Constraints not a CA.
 fn packed_cert_requirements(cert: &Certificate) -> Result<(), E> {
-    let tbs = &cert.tbs_certificate;
-    if tbs.version != Version::V3 {
+    if cert.version != 2 {
         return Err(E::CertificateRequirements);
     }
-    let attr = |oid: ObjectIdentifier| {
-        tbs.subject.0.iter().flat_map(|rdn| rdn.0.iter()).find(|atv| atv.oid == oid).map(|atv| atv.value.value())
-    };
-    if attr(OID_C).is_none()
-        || attr(OID_O).is_none()
-        || attr(OID_CN).is_none()
-        || attr(OID_OU) != Some(b"Authenticator Attestation".as_slice())
+    if cert.subject_attribute(oid::C).is_none()
+        || cert.subject_attribute(oid::O).is_none()
+        || cert.subject_attribute(oid::CN).is_none()
+        || cert.subject_attribute(oid::OU) != Some(b"Authenticator Attestation".as_slice())
     {
         return Err(E::CertificateRequirements);
     }
-    for ext in tbs.extensions.iter().flatten() {
-        if ext.extn_id == OID_BASIC_CONSTRAINTS {
-            let bc = x509_cert::ext::pkix::BasicConstraints::from_der(ext.extn_value.as_bytes())
-                .map_err(|_| E::CertificateMalformed)?;
-            if bc.ca {
-                return Err(E::CertificateRequirements);
-            }
+    if let Some(ext) = cert.extension(oid::BASIC_CONSTRAINTS) {
+        if x509::basic_constraints_ca(ext.value).ok_or(E::CertificateMalformed)? {
+            return Err(E::CertificateRequirements);
         }
     }
     Ok(())
@@ -230,13 +207,13 @@ fn packed_cert_requirements(cert: &Certificate) -> Result<(), E> {
 
 /// The id-fido-gen-ce-aaguid extension, when present: an OCTET STRING of 16 bytes, not critical.
 fn cert_aaguid(cert: &Certificate) -> Result<Option<[u8; 16]>, E> {
-    let Some(ext) = cert.tbs_certificate.extensions.iter().flatten().find(|e| e.extn_id == OID_FIDO_AAGUID) else {
+    let Some(ext) = cert.extension(oid::FIDO_AAGUID) else {
         return Ok(None);
     };
     if ext.critical {
         return Err(E::CertificateRequirements);
     }
-    let inner = OctetString::from_der(ext.extn_value.as_bytes()).map_err(|_| E::CertificateMalformed)?;
-    let aaguid: [u8; 16] = inner.as_bytes().try_into().map_err(|_| E::CertificateMalformed)?;
+    let inner = x509::octet_string(ext.value).ok_or(E::CertificateMalformed)?;
+    let aaguid: [u8; 16] = inner.try_into().map_err(|_| E::CertificateMalformed)?;
     Ok(Some(aaguid))
 }

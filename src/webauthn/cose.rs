@@ -2,12 +2,11 @@
 //! and signature verification in the formats §6.5.5 prescribes: ES256 as DER `Ecdsa-Sig-Value`,
 //! EdDSA (Ed25519) as the raw 64 bytes, RS256 as PKCS#1 v1.5 with SHA-256.
 
+use super::rsa::{KeyError, RsaPublicKey};
 use super::wire::cbor_item;
 use super::WebauthnError as E;
 use cbor4ii::core::Value;
 use p256::ecdsa::signature::Verifier;
-use rsa::{BigUint, Pkcs1v15Sign, RsaPublicKey};
-use sha2::{Digest, Sha256};
 
 pub const ES256: i64 = -7;
 pub const EDDSA: i64 = -8;
@@ -96,12 +95,12 @@ impl CoseKey {
                 if kty != KTY_RSA {
                     return Err(E::CoseKeyMalformed);
                 }
-                let n = BigUint::from_bytes_be(bytes(get(-1))?);
-                let e = BigUint::from_bytes_be(bytes(get(-2))?);
-                if n.bits() < MIN_RSA_BITS {
-                    return Err(E::RsaKeyTooSmall);
-                }
-                RsaPublicKey::new(n, e).map(CoseKey::Rs256).map_err(|_| E::CoseKeyMalformed)
+                RsaPublicKey::new(bytes(get(-1))?, bytes(get(-2))?, MIN_RSA_BITS).map(CoseKey::Rs256).map_err(|e| {
+                    match e {
+                        KeyError::TooSmall => E::RsaKeyTooSmall,
+                        KeyError::Malformed => E::CoseKeyMalformed,
+                    }
+                })
             }
             _ => Err(E::UnsupportedAlgorithm),
         }
@@ -141,6 +140,5 @@ pub fn verify_es256(key: &p256::ecdsa::VerifyingKey, msg: &[u8], sig: &[u8]) -> 
 
 /// RSASSA-PKCS1-v1_5 with SHA-256.
 pub fn verify_rs256(key: &RsaPublicKey, msg: &[u8], sig: &[u8]) -> bool {
-    let hashed = Sha256::digest(msg);
-    key.verify(Pkcs1v15Sign::new::<Sha256>(), &hashed, sig).is_ok()
+    key.verify_sha256(msg, sig)
 }

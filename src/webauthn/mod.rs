@@ -9,7 +9,9 @@
 
 mod attestation;
 pub mod cose;
+mod rsa;
 pub mod wire;
+mod x509;
 
 #[cfg(test)]
 mod tests;

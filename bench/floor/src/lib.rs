@@ -1,27 +1,110 @@
-//! The Wasm floor: a minimal proxy-wasm HTTP filter that reads one request
-//! header (`x-forwarded-user`) and adds one (`x-floor-user`). Anything a real
-//! filter does costs at least this much; `make bench` measures edge-mfa
-//! against it.
+//! The Wasm floor and its ladder: a minimal proxy-wasm HTTP filter that reads one request
+//! header (`x-forwarded-user`) and adds one (`x-floor-user`). Anything a real filter does costs
+//! at least this much; `make bench` measures edge-mfa against it.
+//!
+//! The plugin configuration (a plain string) adds ONE kind of work on top of the floor, so that
+//! one module serves every rung of the ladder and each host call's price in this Envoy is the
+//! difference to the bare floor (bench/README.md):
+//!
+//! | configuration | adds, per request |
+//! | --- | --- |
+//! | (empty) / `floor` | nothing |
+//! | `header-map` | reading the whole request header map (`get_http_request_headers_bytes`) |
+//! | `hmac` | an HMAC-SHA256 over a 200-byte token, key set up per request |
+//! | `hmac-pre` | the same HMAC from a precomputed (cloned) key state |
+//! | `writes3` | three request header writes (`set_http_request_header`), as edge-mfa's pass does |
+//! | `response` | a response-headers callback that adds one response header |
+//! | `source-address` | `get_property(["source", "address"])` |
+//! | `shared-data` | one `get_shared_data` read (the value is set once at configure time) |
+//! | `clock` | one `get_current_time` |
+//! | `all` | all of the above (`hmac` once, with the precomputed key) |
 //!
 //! The body is wasm32-only so a host `cargo build` of this crate is a no-op.
 
 #[cfg(target_arch = "wasm32")]
 mod filter {
+    use hmac::{Hmac, Mac};
     use proxy_wasm::traits::{Context, HttpContext, RootContext};
     use proxy_wasm::types::{Action, ContextType, LogLevel};
+    use sha2::Sha256;
+    use std::rc::Rc;
 
     proxy_wasm::main! {{
         proxy_wasm::set_log_level(LogLevel::Warn);
-        proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root) });
+        proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
+            Box::new(Root { work: Rc::new(Work::default()) })
+        });
     }}
 
-    struct Root;
+    const SHARED_KEY: &str = "edge-mfa-floor";
+    /// Stands in for a session token: about the size of edge-mfa's cookie.
+    const TOKEN: &[u8; 200] = &[b't'; 200];
+    const HMAC_KEY: &[u8; 32] = &[7u8; 32];
+
+    #[derive(Default)]
+    struct Work {
+        header_map: bool,
+        hmac: bool,
+        hmac_pre: Option<Hmac<Sha256>>,
+        writes3: bool,
+        response: bool,
+        source_address: bool,
+        shared_data: bool,
+        clock: bool,
+    }
+
+    impl Work {
+        fn parse(variant: &str) -> Option<Work> {
+            let pre = || Hmac::<Sha256>::new_from_slice(HMAC_KEY).ok();
+            let w = Work::default();
+            Some(match variant.trim() {
+                "" | "floor" => w,
+                "header-map" => Work { header_map: true, ..w },
+                "hmac" => Work { hmac: true, ..w },
+                "hmac-pre" => Work { hmac_pre: Some(pre()?), ..w },
+                "writes3" => Work { writes3: true, ..w },
+                "response" => Work { response: true, ..w },
+                "source-address" => Work { source_address: true, ..w },
+                "shared-data" => Work { shared_data: true, ..w },
+                "clock" => Work { clock: true, ..w },
+                "all" => Work {
+                    header_map: true,
+                    hmac: false,
+                    hmac_pre: Some(pre()?),
+                    writes3: true,
+                    response: true,
+                    source_address: true,
+                    shared_data: true,
+                    clock: true,
+                },
+                _ => return None,
+            })
+        }
+    }
+
+    struct Root {
+        work: Rc<Work>,
+    }
 
     impl Context for Root {}
 
     impl RootContext for Root {
+        fn on_configure(&mut self, _: usize) -> bool {
+            let cfg = self.get_plugin_configuration().unwrap_or_default();
+            let variant = String::from_utf8_lossy(&cfg).into_owned();
+            let Some(work) = Work::parse(&variant) else {
+                log::error!("edge-mfa-floor: unknown variant {variant:?}");
+                return false;
+            };
+            if work.shared_data && self.set_shared_data(SHARED_KEY, Some(b"value"), None).is_err() {
+                return false;
+            }
+            self.work = Rc::new(work);
+            true
+        }
+
         fn create_http_context(&self, _: u32) -> Option<Box<dyn HttpContext>> {
-            Some(Box::new(Floor))
+            Some(Box::new(Floor { work: self.work.clone() }))
         }
 
         fn get_type(&self) -> Option<ContextType> {
@@ -29,14 +112,52 @@ mod filter {
         }
     }
 
-    struct Floor;
+    struct Floor {
+        work: Rc<Work>,
+    }
 
     impl Context for Floor {}
 
     impl HttpContext for Floor {
         fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
+            let w = self.work.clone();
             let user = self.get_http_request_header("x-forwarded-user");
+            if w.header_map {
+                std::hint::black_box(self.get_http_request_headers_bytes());
+            }
+            if w.hmac {
+                if let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(HMAC_KEY) {
+                    mac.update(TOKEN);
+                    std::hint::black_box(mac.finalize().into_bytes());
+                }
+            }
+            if let Some(pre) = &w.hmac_pre {
+                let mut mac = pre.clone();
+                mac.update(TOKEN);
+                std::hint::black_box(mac.finalize().into_bytes());
+            }
+            if w.source_address {
+                std::hint::black_box(self.get_property(vec!["source", "address"]));
+            }
+            if w.shared_data {
+                std::hint::black_box(self.get_shared_data(SHARED_KEY));
+            }
+            if w.clock {
+                std::hint::black_box(self.get_current_time());
+            }
+            if w.writes3 {
+                self.set_http_request_header("x-floor-a", Some("alice"));
+                self.set_http_request_header("x-floor-b", Some("totp"));
+                self.set_http_request_header("x-floor-c", Some("1700000000"));
+            }
             self.add_http_request_header("x-floor-user", user.as_deref().unwrap_or("-"));
+            Action::Continue
+        }
+
+        fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {
+            if self.work.response {
+                self.add_http_response_header("x-floor-response", "1");
+            }
             Action::Continue
         }
     }
