@@ -11,6 +11,8 @@ fn validate(config: &Path, cwd: &Path) {
     let out = Command::new(&cmd[0])
         .args(&cmd[1..])
         .args(["--mode", "validate", "--log-level", "warn", "-c"])
+        // The demo hands the store token to the VM through Envoy's environment (token_env).
+        .env("EDGE_MFA_STORE_TOKEN", "validate-only-token")
         .arg(config)
         .current_dir(cwd)
         .output()

@@ -225,7 +225,18 @@ fn sqlite_connect(path: &Path) -> Result<Connection> {
     conn.set_prepared_statement_cache_capacity(128);
     // WAL lets readers proceed during writes; FULL sync so an acknowledged
     // "step used" survives power loss (otherwise a code could be replayed).
-    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+    // Switching a new file to WAL takes an exclusive lock and SQLite may answer "locked" at once
+    // (no busy wait) while another process does the same: retry for a while (replicas starting).
+    let mut tries = 0;
+    let mode: String = loop {
+        match conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)) {
+            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::DatabaseBusy && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            other => break other?,
+        }
+    };
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(StoreError::Other(format!("cannot enable WAL journal mode (got {mode})")));
     }
