@@ -56,6 +56,18 @@ pub enum Command {
     /// Inspect or lift brute-force bans.
     #[command(subcommand)]
     Bans(BansCommand),
+    /// End sessions server-side (every Envoy worker refuses them within seconds).
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SessionsCommand {
+    /// End every session of a user issued until now.
+    Revoke {
+        #[arg(long)]
+        user: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -100,6 +112,21 @@ pub struct ServeArgs {
     /// Bearer token the filter must send. Prefer the environment variable.
     #[arg(long, env = "EDGE_MFA_STORE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+
+    /// Email/SMS codes sent per user within `--otp-send-window-s`; past it, 429.
+    #[arg(long, env = "EDGE_MFA_STORE_OTP_SENDS_PER_USER", default_value_t = 5,
+          value_parser = clap::value_parser!(i64).range(1..=1000))]
+    pub otp_sends_per_user: i64,
+
+    /// Email/SMS codes sent to one address within `--otp-send-window-s`; past it, 429.
+    #[arg(long, env = "EDGE_MFA_STORE_OTP_SENDS_PER_ADDRESS", default_value_t = 5,
+          value_parser = clap::value_parser!(i64).range(1..=1000))]
+    pub otp_sends_per_address: i64,
+
+    /// The sliding window of the send limits, in seconds.
+    #[arg(long, env = "EDGE_MFA_STORE_OTP_SEND_WINDOW_S", default_value_t = 900,
+          value_parser = clap::value_parser!(i64).range(1..=86_400))]
+    pub otp_send_window_s: i64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -145,6 +172,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
         Command::Audit { user, limit } => audit(&cli.db, &user, limit),
         Command::Devices(cmd) => devices(&cli.db, cmd),
         Command::Bans(cmd) => bans(&cli.db, cmd),
+        Command::Sessions(cmd) => sessions(&cli.db, cmd),
     }
 }
 
@@ -229,6 +257,18 @@ fn bans(db_path: &Path, cmd: BansCommand) -> Result<(), String> {
     Ok(())
 }
 
+fn sessions(db_path: &Path, cmd: SessionsCommand) -> Result<(), String> {
+    let pool = open(db_path)?;
+    match cmd {
+        SessionsCommand::Revoke { user } => {
+            let nb =
+                pool.with(|c| db::revocations::revoke_user(c, &user, ADMIN, "admin")).map_err(|e| e.to_string())?;
+            println!("sessions of {} issued before {nb} are revoked", printable(&user));
+        }
+    }
+    Ok(())
+}
+
 fn serve(db_path: &Path, key: Option<&str>, args: ServeArgs) -> Result<(), String> {
     let key = master_key(key)?;
     let token = match args.token.as_deref() {
@@ -245,7 +285,12 @@ fn serve(db_path: &Path, key: Option<&str>, args: ServeArgs) -> Result<(), Strin
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start runtime: {e}"))?;
-    runtime.block_on(api::serve(api::AppState { pool, key, token, transports }, &args.listen))
+    let send_limits = db::otp_limits::SendLimits {
+        per_user: args.otp_sends_per_user,
+        per_address: args.otp_sends_per_address,
+        window_s: args.otp_send_window_s,
+    };
+    runtime.block_on(api::serve(api::AppState { pool, key, token, transports, send_limits }, &args.listen))
 }
 
 fn users(db_path: &Path, cmd: UsersCommand) -> Result<(), String> {

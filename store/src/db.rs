@@ -14,15 +14,18 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::crypto::{random_array, random_hex, MasterKey};
 
+pub mod attempts;
 pub mod audit;
 pub mod bans;
 pub mod challenges;
 pub mod devices;
 pub mod otp;
+pub mod otp_limits;
 pub mod recovery;
+pub mod revocations;
 
 /// Latest schema version this binary understands.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 /// Upper bound on factors per user, so one account cannot grow without limit.
 pub const MAX_FACTORS_PER_USER: i64 = 20;
 /// How many session keys are kept: the signing key plus verify-only ones.
@@ -58,6 +61,8 @@ pub enum StoreError {
     /// One-time code: wrong code, one try used up (401).
     WrongCode,
     TooManyDevices,
+    /// Too many email/SMS codes sent; try again at this time (unix seconds).
+    RateLimited(i64),
     /// A stored secret could not be decrypted (wrong master key or tampering).
     Decrypt(String),
     Other(String),
@@ -78,6 +83,7 @@ impl std::fmt::Display for StoreError {
             StoreError::EnterpriseOwned => write!(f, "factor is owned by the enterprise"),
             StoreError::NoSuchCode | StoreError::WrongCode => write!(f, "invalid code"),
             StoreError::TooManyDevices => write!(f, "too many trusted devices"),
+            StoreError::RateLimited(until) => write!(f, "rate limited until {until}"),
             StoreError::Decrypt(what) => write!(f, "cannot decrypt {what}"),
             StoreError::Other(msg) => write!(f, "{msg}"),
         }
@@ -261,6 +267,30 @@ fn migrate_to(conn: &mut Connection, target: i64) -> Result<()> {
             CREATE INDEX audit_by_user ON audit(user, seq);
             DELETE FROM schema_version;
             INSERT INTO schema_version(version) VALUES (2);",
+        )?;
+    }
+    if current < 3 && target >= 3 {
+        // v3 (issue 8): reserved attempts (atomic regulation), the session revocation list,
+        // and the email/SMS send log for rate limits. Plain portable SQL.
+        tx.execute_batch(
+            "ALTER TABLE failures ADD COLUMN attempt TEXT;
+            CREATE INDEX failures_by_attempt ON failures(attempt);
+            CREATE TABLE revocations (
+                seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+                kind       TEXT NOT NULL,
+                subject    TEXT NOT NULL,
+                at         INTEGER NOT NULL,
+                expires_at INTEGER NOT NULL
+            );
+            CREATE INDEX revocations_by_expiry ON revocations(expires_at);
+            CREATE TABLE otp_sends (
+                kind    TEXT NOT NULL,
+                subject TEXT NOT NULL,
+                at      INTEGER NOT NULL
+            );
+            CREATE INDEX otp_sends_by_subject ON otp_sends(kind, subject, at);
+            DELETE FROM schema_version;
+            INSERT INTO schema_version(version) VALUES (3);",
         )?;
     }
     tx.commit()?;
@@ -653,6 +683,9 @@ pub fn update_factor(
                 detail: None,
             },
         )?;
+        if !enabled {
+            revocations::revoke_user(&tx, user, actor, "factor.disabled")?;
+        }
     }
     let after = get_factor(&tx, user, id, None)?;
     tx.commit()?;
@@ -704,6 +737,7 @@ pub fn delete_factor(conn: &mut Connection, user: &str, id: &str, actor: &str) -
             detail: Some(serde_json::json!({"type": f.kind, "name": f.name})),
         },
     )?;
+    revocations::revoke_user(&tx, user, actor, "factor.deleted")?;
     tx.commit()?;
     Ok(())
 }
@@ -732,6 +766,7 @@ pub fn reset_user(conn: &mut Connection, user: &str, actor: &str) -> Result<usiz
             detail: Some(serde_json::json!({"factors": n})),
         },
     )?;
+    revocations::revoke_user(&tx, user, actor, "user.reset")?;
     tx.commit()?;
     Ok(n)
 }

@@ -9,6 +9,8 @@ use super::{now, Result};
 
 /// Rows kept per user; older ones are pruned as new ones arrive.
 pub const MAX_EVENTS_PER_USER: i64 = 1000;
+/// Rows kept without a user (per-IP failures, IP bans lifted); older ones are pruned.
+pub const MAX_ANONYMOUS_EVENTS: i64 = 10_000;
 
 pub struct Event<'a> {
     pub user: Option<&'a str>,
@@ -41,6 +43,14 @@ pub fn record(conn: &Connection, e: Event<'_>) -> Result<()> {
             "DELETE FROM audit WHERE user = ?1 AND seq <=
                 (SELECT seq FROM audit WHERE user = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
             params![user, MAX_EVENTS_PER_USER],
+        )?;
+    } else {
+        // Rows without a user (per-IP failures, lifted IP bans) are pruned the same way, so
+        // anonymous traffic cannot grow the log without bound.
+        conn.execute(
+            "DELETE FROM audit WHERE user IS NULL AND seq <=
+                (SELECT seq FROM audit WHERE user IS NULL ORDER BY seq DESC LIMIT 1 OFFSET ?1)",
+            params![MAX_ANONYMOUS_EVENTS],
         )?;
     }
     Ok(())
