@@ -95,6 +95,8 @@ pub struct Req {
     pub client_ip: Option<String>,
     /// The user quick login remembers in this browser.
     pub remembered: Option<String>,
+    /// The regulation attempt reserved for this verification (see `regulation`).
+    pub attempt: Option<String>,
 }
 
 impl Req {
@@ -484,6 +486,7 @@ impl Gate {
                 _ => None,
             },
             trust: false,
+            attempt: None,
             email: match (&self.cfg.email, &self.cfg.identity) {
                 (Some(e), IdentitySource::JwtPayload { header, .. }) if e.enforce => {
                     h.get(header).and_then(|raw| identity::from_jwt_payload(&raw, &e.claim))
@@ -645,6 +648,7 @@ impl Gate {
         let Pending::Body(kind, mut req, session) = pending else {
             return Decision::Respond(message(None, 500, "internal", "Internal error", "Unexpected body."));
         };
+        self.assign_attempt(kind, &mut req, rng);
         let html = self.html(&req);
         if matches!(
             kind,
@@ -703,10 +707,9 @@ impl Gate {
                     );
                     return self.challenge_again(&req, &user, &next, 400, "invalid_code_format", &text);
                 }
-                Decision::Call(
-                    store::factors_from(&self.cfg.store, &user, req.client_ip.as_deref()),
-                    Pending::Verify { req, code, next },
-                )
+                let call = store::factors_from(&self.cfg.store, &user, req.client_ip.as_deref());
+                let then = Pending::Verify { req: req.clone(), code, next };
+                self.unless_banned(req, &user, (call, then))
             }
             BodyKind::TotpEnroll => {
                 let token_str = form_get(&fields, "enroll_token").unwrap_or("");
@@ -820,7 +823,8 @@ impl Gate {
                     if let Some(step) =
                         totp::matching_step(&t.params, &t.secret, &code, now, self.cfg.totp_skew, t.last_step)
                     {
-                        let call = store::use_totp_step(&self.cfg.store, &user, &f.id, step);
+                        let call = store::use_totp_step(&self.cfg.store, &user, &f.id, step)
+                            .with_attempt(req.attempt.as_deref());
                         return Decision::Call(call, Pending::VerifyUse { req, next });
                     }
                     replay |= totp::is_replay(&t.params, &t.secret, &code, now, self.cfg.totp_skew, t.last_step);
@@ -1229,7 +1233,7 @@ impl Gate {
 }
 
 /// The method an MFA endpoint belongs to.
-fn endpoint_method(path: &str) -> Option<Method> {
+pub(super) fn endpoint_method(path: &str) -> Option<Method> {
     let rest = path.strip_prefix("/.mfa/")?;
     let first = rest.split('/').next()?;
     match first {

@@ -150,7 +150,8 @@ impl Gate {
                         "Enter the 6-digit code we sent you.",
                     );
                 }
-                let call = store::otp_verify(&self.cfg.store, user, channel.as_str(), &code);
+                let call = store::otp_verify(&self.cfg.store, user, channel.as_str(), &code)
+                    .with_attempt(req.attempt.as_deref());
                 let pending = Pending::Otp(OtpPending::Checked { req: req.clone(), channel, next });
                 self.unless_banned(req, user, (call, pending))
             }

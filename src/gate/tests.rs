@@ -816,21 +816,33 @@ fn failures_are_recorded_and_bans_refuse_even_right_codes() {
         let Decision::ReadBody(p) = g.on_headers(&h, NOW, &mut FixedRng(1)) else { panic!() };
         g.on_body(p, json!({"code": code}).to_string().as_bytes(), NOW, &mut FixedRng(1))
     };
-    // A wrong code: the failure is recorded for the user and the client IP Envoy saw (the last hop).
+    let granted = StoreReply { status: Some(200), body: br#"{"granted":true,"banned_until":null}"#.to_vec() };
+    // A wrong code: first the attempt is reserved (ban check and count in one store call) for the
+    // user and the client IP Envoy saw (the last hop), then verified, then settled as a failure.
     let (r, p) = call(post("000001"));
+    assert_eq!(r.path, "/v1/attempts");
+    let reserved: serde_json::Value = serde_json::from_slice(r.body.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        (reserved["user"].as_str(), reserved["ip"].as_str(), reserved["max_retries"].as_u64()),
+        (Some("alice"), Some("203.0.113.7"), Some(3))
+    );
+    let attempt = reserved["attempt"].as_str().unwrap().to_string();
+    assert!(attempt.len() >= 16);
+    let (r, p) = call(g.on_store_reply(p, &granted, NOW, &mut FixedRng(1)));
     assert_eq!(r.path, "/v1/users/alice/factors?ip=203.0.113.7");
     let (r, p) = call(g.on_store_reply(p, &factors_reply(0), NOW, &mut FixedRng(1)));
     assert_eq!(r.path, "/v1/failures");
     let sent: serde_json::Value = serde_json::from_slice(r.body.as_deref().unwrap()).unwrap();
     assert_eq!(
-        (sent["user"].as_str(), sent["ip"].as_str(), sent["max_retries"].as_u64()),
-        (Some("alice"), Some("203.0.113.7"), Some(3))
+        (sent["user"].as_str(), sent["ip"].as_str(), sent["max_retries"].as_u64(), sent["attempt"].as_str()),
+        (Some("alice"), Some("203.0.113.7"), Some(3), Some(attempt.as_str()))
     );
     let no_ban =
         StoreReply { status: Some(200), body: br#"{"user_banned_until":null,"ip_banned_until":null}"#.to_vec() };
     assert_eq!(respond(g.on_store_reply(p, &no_ban, NOW, &mut FixedRng(1))).status, 401);
     // The failure that starts a ban answers with the ban.
     let (_, p) = call(post("000001"));
+    let (_, p) = call(g.on_store_reply(p, &granted, NOW, &mut FixedRng(1)));
     let (_, p) = call(g.on_store_reply(p, &factors_reply(0), NOW, &mut FixedRng(1)));
     let ban = StoreReply {
         status: Some(200),
@@ -838,16 +850,26 @@ fn failures_are_recorded_and_bans_refuse_even_right_codes() {
     };
     let r = respond(g.on_store_reply(p, &ban, NOW, &mut FixedRng(1)));
     assert_eq!((r.status, r.header_value("retry-after")), (429, Some("120")));
-    // While banned, the right code is refused before it is even checked.
+    // While banned (or at the limit), the right code is refused before it is even checked.
     let code = totp::code_at(&g.cfg.totp, SECRET, NOW);
     let (_, p) = call(post(&code));
-    let mut banned = factors_reply(0);
-    let mut v: serde_json::Value = serde_json::from_slice(&banned.body).unwrap();
-    v["banned_until"] = json!(NOW + 100);
-    banned.body = v.to_string().into_bytes();
-    let r = respond(g.on_store_reply(p, &banned, NOW, &mut FixedRng(1)));
+    let refused = StoreReply {
+        status: Some(200),
+        body: format!(r#"{{"granted":false,"banned_until":{}}}"#, NOW + 100).into_bytes(),
+    };
+    let r = respond(g.on_store_reply(p, &refused, NOW, &mut FixedRng(1)));
     assert_eq!(r.status, 429);
     assert!(String::from_utf8_lossy(&r.body).contains("\"retry_after_s\":100"));
+    // A store that cannot reserve: no verification, 503.
+    let (_, p) = call(post(&code));
+    assert_eq!(respond(g.on_store_reply(p, &StoreReply::default(), NOW, &mut FixedRng(1))).status, 503);
+    // The right code: its use clears the reservation (the attempt id rides on the use call).
+    let (_, p) = call(post(&code));
+    let (_, p) = call(g.on_store_reply(p, &granted, NOW, &mut FixedRng(1)));
+    let (r, _) = call(g.on_store_reply(p, &factors_reply(0), NOW, &mut FixedRng(1)));
+    assert!(r.path.ends_with("/totp/use"), "{}", r.path);
+    let used: serde_json::Value = serde_json::from_slice(r.body.as_deref().unwrap()).unwrap();
+    assert!(used["attempt"].is_string(), "{used}");
 }
 
 #[test]
@@ -856,17 +878,22 @@ fn recovery_codes_are_refused_while_banned() {
     j["regulation"] = json!({});
     let g = Gate::new(Config::parse(j.to_string().as_bytes()).unwrap());
     let (r, p) = call(json_post(&g, "/.mfa/recovery/verify", "alice", &[], json!({"code": "abcd-efgh-jkmn"})));
-    assert_eq!(r.path, "/v1/bans?user=alice");
-    let banned = StoreReply { status: Some(200), body: format!(r#"{{"banned_until":{}}}"#, NOW + 60).into_bytes() };
+    assert_eq!(r.path, "/v1/attempts");
+    let banned = StoreReply {
+        status: Some(200),
+        body: format!(r#"{{"granted":false,"banned_until":{}}}"#, NOW + 60).into_bytes(),
+    };
     assert_eq!(respond(g.on_store_reply(p, &banned, NOW, &mut FixedRng(1))).status, 429);
     let (_, p) = call(json_post(&g, "/.mfa/recovery/verify", "alice", &[], json!({"code": "abcd-efgh-jkmn"})));
     let (r, _) = call(g.on_store_reply(
         p,
-        &StoreReply { status: Some(200), body: br#"{"banned_until":null}"#.to_vec() },
+        &StoreReply { status: Some(200), body: br#"{"granted":true}"#.to_vec() },
         NOW,
         &mut FixedRng(1),
     ));
     assert_eq!(r.path, "/v1/users/alice/recovery/consume");
+    let sent: serde_json::Value = serde_json::from_slice(r.body.as_deref().unwrap()).unwrap();
+    assert!(sent["attempt"].is_string());
 }
 
 #[test]

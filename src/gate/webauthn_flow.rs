@@ -189,16 +189,19 @@ impl Gate {
                         Ok(r) => r,
                         Err(e) => return rejected(400, "webauthn_rejected", &e.to_string()),
                     };
-                    Decision::Call(
-                        store::consume_challenge(&self.cfg.store, &ceremony.challenge, "webauthn.get"),
-                        Pending::Webauthn(WaPending::LoginConsume {
-                            req,
-                            user,
-                            response: Box::new(resp),
-                            challenge: ceremony.challenge,
-                            next,
-                        }),
-                    )
+                    let call = store::consume_challenge(&self.cfg.store, &ceremony.challenge, "webauthn.get");
+                    let then = Pending::Webauthn(WaPending::LoginConsume {
+                        req: req.clone(),
+                        user: user.clone(),
+                        response: Box::new(resp),
+                        challenge: ceremony.challenge,
+                        next,
+                    });
+                    if user.is_empty() {
+                        // Quick login: the credential names the user only later.
+                        return Decision::Call(call, then);
+                    }
+                    self.unless_banned(req, &user, (call, then))
                 }
             }
             _ => rejected(500, "internal", "Unexpected state."),
@@ -400,7 +403,8 @@ impl Gate {
                         rejected(401, "user_verification_required", "Unlock the passkey with your PIN or biometrics.")
                     }
                     Ok(out) => Decision::Call(
-                        store::use_webauthn(&self.cfg.store, &user, &factor.id, out.sign_count, out.backup_state),
+                        store::use_webauthn(&self.cfg.store, &user, &factor.id, out.sign_count, out.backup_state)
+                            .with_attempt(req.attempt.as_deref()),
                         Pending::Webauthn(WaPending::LoginUse { req, user, next }),
                     ),
                     Err(e) => {
