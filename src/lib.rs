@@ -15,6 +15,7 @@ pub mod identity;
 pub mod pages;
 pub mod policy;
 pub mod recovery;
+pub mod revocation;
 pub mod store;
 pub mod token;
 pub mod totp;

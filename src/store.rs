@@ -457,6 +457,15 @@ pub fn parse_ban(reply: &StoreReply) -> Result<Option<u64>, StoreError> {
     serde_json::from_slice::<B>(&reply.body).map(|b| b.banned_until).map_err(|_| StoreError::Unavailable)
 }
 
+/// `retry_after_s` of a 429 from the store (a send limit).
+pub fn parse_retry_after(reply: &StoreReply) -> Option<u64> {
+    #[derive(Deserialize)]
+    struct R {
+        retry_after_s: u64,
+    }
+    serde_json::from_slice::<R>(&reply.body).ok().map(|r| r.retry_after_s)
+}
+
 /// Replaces the user's recovery codes (the store keeps keyed hashes only).
 pub fn put_recovery(cfg: &StoreConfig, user: &str, codes: &[String]) -> StoreRequest {
     StoreRequest::new(

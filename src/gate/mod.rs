@@ -21,6 +21,7 @@ mod home_flow;
 mod otp_flow;
 mod recovery_flow;
 mod regulation;
+mod sessions;
 mod webauthn_flow;
 
 /// Lazy access to request headers: the hot path reads only what it needs.
@@ -167,6 +168,8 @@ pub enum Pending {
     Otp(otp_flow::OtpPending),
     /// Recording a failed attempt, or checking for a ban.
     Regulation(regulation::RegulationPending),
+    /// Ending a session server-side (logout).
+    Sessions(sessions::SessionsPending),
     EnrollCreate {
         req: Box<Req>,
         next: String,
@@ -210,12 +213,14 @@ pub struct Gate {
     /// The last JWT payload header seen and the user it names: a browser sends the same
     /// identity token on every request, so the hot path decodes it once per change.
     last_identity: RefCell<Option<(String, String)>>,
+    /// Sessions ended server-side (see `crate::revocation`), kept current by the root context.
+    revocations: RefCell<crate::revocation::Revocations>,
 }
 
 impl Gate {
     pub fn new(cfg: Config) -> Gate {
         let keys = RefCell::new(cfg.static_keys.clone());
-        Gate { cfg, keys, last_identity: RefCell::new(None) }
+        Gate { cfg, keys, last_identity: RefCell::new(None), revocations: RefCell::default() }
     }
 
     pub fn needs_store_keys(&self) -> bool {
@@ -269,7 +274,7 @@ impl Gate {
     }
 
     fn session_of(&self, token: &str, user: &str, now: u64) -> Option<Session> {
-        token::open_session(&self.keys.borrow(), token, user, now).ok()
+        token::open_session(&self.keys.borrow(), token, user, now).ok().filter(|s| !self.revoked(user, s))
     }
 
     fn trust_days(&self) -> Option<u64> {
@@ -329,7 +334,7 @@ impl Gate {
         if !self.cfg.quick_login {
             return None;
         }
-        token::open_quick_session(&self.keys.borrow(), token, now).ok()
+        token::open_quick_session(&self.keys.borrow(), token, now).ok().filter(|(s, u)| !self.revoked(u, s))
     }
 
     /// Requests with no identity at all: only passkey quick login and static parts are open.
@@ -624,11 +629,7 @@ impl Gate {
             ("POST", "/.mfa/webauthn/login/finish") if self.webauthn_on() => {
                 Decision::ReadBody(Pending::Body(BodyKind::WebauthnLoginFinish, req, session))
             }
-            ("POST", "/.mfa/logout") => {
-                let r =
-                    if html.is_some() { Response::redirect("/") } else { Response::json(200, &json!({"ok": true})) };
-                Decision::Respond(r.header("set-cookie", self.clear_cookie()))
-            }
+            ("POST", "/.mfa/logout") => self.logout(req, &user, now),
             (
                 _,
                 "/.mfa" | "/.mfa/" | "/.mfa/challenge" | "/.mfa/totp/verify" | "/.mfa/totp/enroll" | "/.mfa/logout",
@@ -784,7 +785,7 @@ impl Gate {
                 let user = req.user.clone().unwrap_or_default();
                 self.challenge(&req, &user, &factors, reason, &next, allowed.as_deref(), now, rng)
             }
-            Pending::Home(p) => self.home_reply(p, reply),
+            Pending::Home(p) => self.home_reply(p, reply, now),
             Pending::EnrollCheck(req) => {
                 let factors = match store::parse_factors(reply) {
                     Ok(f) => f,
@@ -884,6 +885,7 @@ impl Gate {
             Pending::Device(p) => self.device_reply(p, reply, now, rng),
             Pending::Otp(p) => self.otp_reply(p, reply, now, rng),
             Pending::Regulation(p) => self.regulation_reply(p, reply, now),
+            Pending::Sessions(p) => self.sessions_reply(p, reply),
             Pending::Body(_, req, _) => self.unavailable(&req),
         }
     }
@@ -1227,7 +1229,7 @@ impl Gate {
         format!("{}={}{}; Max-Age={}", self.cfg.cookie_name, tok, self.cookie_attrs(), self.cfg.session_ttl_s)
     }
 
-    fn clear_cookie(&self) -> String {
+    pub(super) fn clear_cookie(&self) -> String {
         format!("{}={}; Max-Age=0", self.cfg.cookie_name, self.cookie_attrs())
     }
 }

@@ -1125,3 +1125,83 @@ fn quick_login_remembers_the_user_with_a_not_me_reset() {
         Decision::Respond(_)
     ));
 }
+
+fn revocation_listing(sessions: &[[u8; 16]], users: &[(&str, u64)]) -> StoreReply {
+    let hex = |id: &[u8; 16]| id.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let s: Vec<_> = sessions.iter().map(|id| json!({"id": hex(id), "expires_at": NOW + 3600})).collect();
+    let u: Vec<_> = users.iter().map(|(u, nb)| json!({"user": u, "not_before": nb})).collect();
+    let body = json!({"cursor": "e.1", "full": true, "sessions": s, "users": u});
+    StoreReply { status: Some(200), body: body.to_string().into_bytes() }
+}
+
+fn passes(g: &Gate, cookie: &str) -> bool {
+    matches!(
+        g.on_headers(&req("GET", "/app", Some("alice"), &[("cookie", cookie)]), NOW, &mut FixedRng(1)),
+        Decision::Pass(_)
+    )
+}
+
+#[test]
+fn revoked_sessions_are_refused_on_the_hot_path_and_stay_refused() {
+    let g = gate();
+    let c = session_cookie(&g, "alice", Method::Totp, NOW - 10);
+    assert!(passes(&g, &c));
+    assert!(g.revocations_request().unwrap().path.starts_with("/v1/revocations"));
+    // A revoked session id: the hot path sends it to the challenge (a store call for factors).
+    assert!(g.apply_revocations(&revocation_listing(&[[1; 16]], &[]), NOW));
+    assert!(!passes(&g, &c));
+    assert_eq!(g.revocations_request().unwrap().path, "/v1/revocations?since=e.1");
+    // The store down, a 5xx, garbage: what is known stays in force.
+    for bad in [
+        StoreReply::default(),
+        StoreReply { status: Some(500), body: vec![] },
+        StoreReply { status: Some(200), body: b"<html>".to_vec() },
+    ] {
+        assert!(!g.apply_revocations(&bad, NOW));
+        assert!(!passes(&g, &c));
+    }
+    // A user's "not before": sessions issued earlier are refused, later ones pass.
+    let g = gate();
+    let c = session_cookie(&g, "alice", Method::Totp, NOW - 10);
+    let issued = g.issued_at(&token::open_session(&g.keys.borrow(), &c[9..], "alice", NOW).unwrap());
+    g.apply_revocations(&revocation_listing(&[], &[("alice", issued)]), NOW);
+    assert!(!passes(&g, &c), "issued in the same second as the event: revoked");
+    let g = gate();
+    g.apply_revocations(&revocation_listing(&[], &[("alice", issued - 1)]), NOW);
+    assert!(passes(&g, &c), "issued after the event");
+    // Shared with another worker's gate through the snapshot.
+    let other = gate();
+    assert!(other.install_revocations(&g.revocations_snapshot()));
+    assert_eq!(other.revocations_snapshot(), g.revocations_snapshot());
+    // Off: no poll.
+    let mut j = sample_json();
+    j["revocation"] = json!({"poll_ms": 0});
+    assert!(Gate::new(Config::parse(j.to_string().as_bytes()).unwrap()).revocations_request().is_none());
+    j["revocation"] = json!({"poll_ms": 50});
+    assert!(Config::parse(j.to_string().as_bytes()).is_err());
+}
+
+#[test]
+fn logout_revokes_the_session_everywhere() {
+    let g = gate();
+    let c = session_cookie(&g, "alice", Method::Totp, NOW - 10);
+    let (r, p) =
+        call(g.on_headers(&req("POST", "/.mfa/logout", Some("alice"), &[("cookie", &c)]), NOW, &mut FixedRng(1)));
+    assert_eq!((r.method, r.path.as_str()), ("POST", "/v1/revocations"));
+    let sent: serde_json::Value = serde_json::from_slice(r.body.as_deref().unwrap()).unwrap();
+    assert_eq!(sent["session_id"], "01".repeat(16));
+    assert_eq!(sent["user"], "alice");
+    // This worker refuses it at once, before any poll.
+    assert!(!passes(&g, &c));
+    let ok = StoreReply { status: Some(201), body: br#"{"ok":true}"#.to_vec() };
+    let r = respond(g.on_store_reply(p, &ok, NOW, &mut FixedRng(1)));
+    assert_eq!(r.status, 200);
+    assert!(r.header_value("set-cookie").unwrap().contains("Max-Age=0"));
+    // The store did not record it: cleared here, but the answer says it is incomplete.
+    let g = gate();
+    let (_, p) =
+        call(g.on_headers(&req("POST", "/.mfa/logout", Some("alice"), &[("cookie", &c)]), NOW, &mut FixedRng(1)));
+    let r = respond(g.on_store_reply(p, &StoreReply::default(), NOW, &mut FixedRng(1)));
+    assert_eq!(r.status, 503);
+    assert!(r.header_value("set-cookie").unwrap().contains("Max-Age=0"));
+}

@@ -130,9 +130,11 @@ fn known_revocations_hold_while_the_store_is_down() {
     assert_eq!(r.status, 200, "{r:?}");
     refused_within(&s, &old, "logout");
     s.stop_store();
-    // Several polls fail; what is known stays in force, and the hot path needs no store.
+    // Several polls fail; what is known stays in force (refused: the challenge then needs the
+    // store, so 503), and the hot path needs no store.
     std::thread::sleep(Duration::from_secs(3));
-    assert!(accepted_on_fresh_connections(&s, &old, 12).iter().all(|&st| st == 401));
+    let statuses = accepted_on_fresh_connections(&s, &old, 12);
+    assert!(statuses.iter().all(|&st| st == 401 || st == 503), "{statuses:?}");
     assert!(accepted_on_fresh_connections(&s, &other, 12).iter().all(|&st| st == 200));
 }
 
