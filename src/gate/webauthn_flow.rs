@@ -9,7 +9,7 @@ use super::{BodyKind, Decision, Gate, Pending, Req, Rng};
 use crate::http::safe_next;
 use crate::pages::Response;
 use crate::policy::NoFactor;
-use crate::store::{self, StoreError, StoreReply};
+use crate::store::{self, StoreError, StoreReply, StoreRequest};
 use crate::token::{self, Ceremony, Method, Session};
 use crate::webauthn as wa;
 use serde_json::{json, Value};
@@ -77,6 +77,14 @@ pub enum WaPending {
     LoginUse {
         req: Box<Req>,
         user: String,
+        next: String,
+    },
+    /// Passkey quick login: the assertion verified; its challenge is being recorded as used
+    /// (a replay finds it taken). Nothing was written at `begin`.
+    LoginMarkUsed {
+        req: Box<Req>,
+        user: String,
+        use_call: Box<StoreRequest>,
         next: String,
     },
 }
@@ -198,8 +206,18 @@ impl Gate {
                         next,
                     });
                     if user.is_empty() {
-                        // Quick login: the credential names the user only later.
-                        return Decision::Call(call, then);
+                        // Quick login: the credential names the user only later, and `begin`
+                        // recorded nothing. Look the credential up (a read); only a verified
+                        // assertion writes, marking its challenge used (`LoginMarkUsed`).
+                        let Pending::Webauthn(WaPending::LoginConsume { req, user, response, challenge, next }) = then
+                        else {
+                            return rejected(500, "internal", "Unexpected state.");
+                        };
+                        let call = store::credential(&self.cfg.store, response.credential_id());
+                        return Decision::Call(
+                            call,
+                            Pending::Webauthn(WaPending::LoginVerify { req, user, response, challenge, next }),
+                        );
                     }
                     self.unless_banned(req, &user, (call, then))
                 }
@@ -226,6 +244,13 @@ impl Gate {
         let Ok(state) = token::seal_ceremony(&self.keys.borrow(), &c) else {
             return self.unavailable(&req);
         };
+        if !registration && user.is_empty() {
+            // Anonymous quick login: a mere `begin` writes nothing (no challenge row, no audit
+            // row), so it cannot grow the store. The challenge lives only in the signed,
+            // expiring ceremony cookie; `finish` records it as used once the assertion verifies.
+            let r = Response::json(200, &json!({ "publicKey": options(&challenge) }));
+            return Decision::Respond(r.header("set-cookie", self.ceremony_cookie(&state, ttl)));
+        }
         let purpose = if registration { "webauthn.create" } else { "webauthn.get" };
         let owner = if user.is_empty() { None } else { Some(user) };
         let call = store::put_challenge(&self.cfg.store, &challenge, owner, purpose, c.expires);
@@ -402,16 +427,38 @@ impl Gate {
                     Ok(out) if quick && self.cfg.quick_login_requires_uv && !out.user_verified => {
                         rejected(401, "user_verification_required", "Unlock the passkey with your PIN or biometrics.")
                     }
-                    Ok(out) => Decision::Call(
-                        store::use_webauthn(&self.cfg.store, &user, &factor.id, out.sign_count, out.backup_state)
-                            .with_attempt(req.attempt.as_deref()),
-                        Pending::Webauthn(WaPending::LoginUse { req, user, next }),
-                    ),
+                    Ok(out) => {
+                        let use_call =
+                            store::use_webauthn(&self.cfg.store, &user, &factor.id, out.sign_count, out.backup_state)
+                                .with_attempt(req.attempt.as_deref());
+                        if quick {
+                            let expires = now + settings.challenge_ttl_s;
+                            let mark =
+                                store::put_challenge(&self.cfg.store, &challenge, Some(&user), "webauthn.get", expires);
+                            return Decision::Call(
+                                mark,
+                                Pending::Webauthn(WaPending::LoginMarkUsed {
+                                    req,
+                                    user,
+                                    use_call: Box::new(use_call),
+                                    next,
+                                }),
+                            );
+                        }
+                        Decision::Call(use_call, Pending::Webauthn(WaPending::LoginUse { req, user, next }))
+                    }
                     Err(e) => {
                         self.failed(&req, &user, Method::Webauthn, rejected(401, "webauthn_rejected", &e.to_string()))
                     }
                 }
             }
+            WaPending::LoginMarkUsed { req, user, use_call, next } => match store::parse_ok(reply) {
+                Ok(()) => Decision::Call(*use_call, Pending::Webauthn(WaPending::LoginUse { req, user, next })),
+                Err(StoreError::Conflict(_)) => {
+                    rejected(400, "challenge_used", "This request was already used or expired. Start again.")
+                }
+                Err(_) => self.unavailable(&req),
+            },
             WaPending::LoginUse { req, user, next } => {
                 let clear = self.ceremony_cookie("", 0);
                 match store::parse_ok(reply) {
