@@ -261,8 +261,9 @@ fn sessions(db_path: &Path, cmd: SessionsCommand) -> Result<(), String> {
     let pool = open(db_path)?;
     match cmd {
         SessionsCommand::Revoke { user } => {
-            let nb =
-                pool.with(|c| db::revocations::revoke_user(c, &user, ADMIN, "admin")).map_err(|e| e.to_string())?;
+            let nb = pool
+                .with(|c| db::revocations::revoke_user_audited(c, &user, ADMIN, "admin"))
+                .map_err(|e| e.to_string())?;
             println!("sessions of {} issued before {nb} are revoked", printable(&user));
         }
     }

@@ -684,7 +684,7 @@ pub fn update_factor(
             },
         )?;
         if !enabled {
-            revocations::revoke_user(&tx, user, actor, "factor.disabled")?;
+            revocations::revoke_user(&tx, user)?;
         }
     }
     let after = get_factor(&tx, user, id, None)?;
@@ -737,7 +737,7 @@ pub fn delete_factor(conn: &mut Connection, user: &str, id: &str, actor: &str) -
             detail: Some(serde_json::json!({"type": f.kind, "name": f.name})),
         },
     )?;
-    revocations::revoke_user(&tx, user, actor, "factor.deleted")?;
+    revocations::revoke_user(&tx, user)?;
     tx.commit()?;
     Ok(())
 }
@@ -766,7 +766,7 @@ pub fn reset_user(conn: &mut Connection, user: &str, actor: &str) -> Result<usiz
             detail: Some(serde_json::json!({"factors": n})),
         },
     )?;
-    revocations::revoke_user(&tx, user, actor, "user.reset")?;
+    revocations::revoke_user(&tx, user)?;
     tx.commit()?;
     Ok(n)
 }

@@ -53,7 +53,7 @@ pub async fn revoke(
         }
         None => {
             let nb = blocking(&state, move |s| {
-                s.pool.with(|c| revocations::revoke_user(c, &body.user, &actor, "requested"))
+                s.pool.with(|c| revocations::revoke_user_audited(c, &body.user, &actor, "requested"))
             })
             .await?;
             Ok((StatusCode::CREATED, Json(json!({"ok": true, "not_before": nb}))))

@@ -45,15 +45,50 @@ pub fn record(conn: &Connection, e: Event<'_>) -> Result<()> {
             params![user, MAX_EVENTS_PER_USER],
         )?;
     } else {
-        // Rows without a user (per-IP failures, lifted IP bans) are pruned the same way, so
-        // anonymous traffic cannot grow the log without bound.
-        conn.execute(
-            "DELETE FROM audit WHERE user IS NULL AND seq <=
-                (SELECT seq FROM audit WHERE user IS NULL ORDER BY seq DESC LIMIT 1 OFFSET ?1)",
-            params![MAX_ANONYMOUS_EVENTS],
-        )?;
+        prune_anonymous(conn, MAX_ANONYMOUS_EVENTS)?;
     }
     Ok(())
+}
+
+/// Rows without a user (per-IP failures, lifted IP bans) are pruned like a user's, keeping the
+/// newest `keep`, so anonymous traffic cannot grow the log without bound.
+fn prune_anonymous(conn: &Connection, keep: i64) -> Result<()> {
+    conn.execute(
+        "DELETE FROM audit WHERE user IS NULL AND seq <=
+            (SELECT seq FROM audit WHERE user IS NULL ORDER BY seq DESC LIMIT 1 OFFSET ?1)",
+        params![keep],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_without_a_user_are_pruned() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::migrate(&mut conn).unwrap();
+        let ev = |user| Event { user, actor: "filter", event: "failure.recorded", factor_id: None, detail: None };
+        for _ in 0..30 {
+            record(&conn, ev(None)).unwrap();
+            record(&conn, ev(Some("al"))).unwrap();
+        }
+        prune_anonymous(&conn, 10).unwrap();
+        let count = |q: &str| conn.query_row(q, [], |r| r.get::<_, i64>(0)).unwrap();
+        assert_eq!(count("SELECT count(*) FROM audit WHERE user IS NULL"), 10);
+        assert_eq!(count("SELECT count(*) FROM audit WHERE user = 'al'"), 30, "users' rows untouched");
+        // The newest are kept.
+        assert_eq!(
+            count("SELECT min(seq) FROM audit WHERE user IS NULL"),
+            count("SELECT max(seq) FROM audit WHERE user IS NULL") - 18
+        );
+        // And `record` keeps the bound by itself.
+        for _ in 0..(MAX_ANONYMOUS_EVENTS + 5) {
+            record(&conn, ev(None)).unwrap();
+        }
+        assert_eq!(count("SELECT count(*) FROM audit WHERE user IS NULL"), MAX_ANONYMOUS_EVENTS);
+    }
 }
 
 /// A user's events, newest first.

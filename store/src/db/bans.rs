@@ -101,7 +101,7 @@ pub fn record_failure(conn: &mut Connection, f: &Failure<'_>, actor: &str) -> Re
                 )?;
                 if kind == KIND_USER {
                     // A ban on the user ends their sessions too (a stolen session goes with it).
-                    super::revocations::revoke_user(&tx, subject, actor, "ban.started")?;
+                    super::revocations::revoke_user(&tx, subject)?;
                 }
                 until = Some(t);
             }

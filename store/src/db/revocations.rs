@@ -19,14 +19,21 @@ pub const MAX_LISTED: i64 = 10_000;
 pub const KIND_SESSION: &str = "session";
 pub const KIND_USER: &str = "user";
 
-/// Why a user's sessions were ended (audit detail).
-pub fn revoke_user(conn: &Connection, user: &str, actor: &str, reason: &str) -> Result<i64> {
+/// Ends every session of `user` issued until now; returns the "not before". Called inside the
+/// transaction of the change that calls for it (whose own audit row says why).
+pub fn revoke_user(conn: &Connection, user: &str) -> Result<i64> {
     let now = now();
     conn.execute("DELETE FROM revocations WHERE expires_at <= ?1", params![now])?;
     conn.execute(
         "INSERT INTO revocations(kind, subject, at, expires_at) VALUES (?1, ?2, ?3, ?4)",
         params![KIND_USER, user, now, now + USER_RETENTION_S],
     )?;
+    Ok(now)
+}
+
+/// `revoke_user` on its own (admin CLI, API), with an audit row of its own.
+pub fn revoke_user_audited(conn: &Connection, user: &str, actor: &str, reason: &str) -> Result<i64> {
+    let now = revoke_user(conn, user)?;
     audit::record(
         conn,
         audit::Event {
