@@ -1205,3 +1205,51 @@ fn logout_revokes_the_session_everywhere() {
     assert_eq!(r.status, 503);
     assert!(r.header_value("set-cookie").unwrap().contains("Max-Age=0"));
 }
+
+/// The hot-path cost of the revocation check (a figure, not a pass/fail test):
+/// `cargo test --release -p edge-mfa --lib -- --ignored hot_path_cost --nocapture`.
+#[test]
+#[ignore]
+fn hot_path_cost_of_the_revocation_check() {
+    use std::time::Instant;
+    let big = {
+        let hex = |i: u32| format!("{:032x}", u128::from(i) << 64 | 0xfeed);
+        let s: Vec<_> = (0..10_000u32).map(|i| json!({"id": hex(i), "expires_at": NOW + 3600})).collect();
+        let u: Vec<_> = (0..10_000u32).map(|i| json!({"user": format!("user{i}"), "not_before": NOW - 60})).collect();
+        StoreReply {
+            status: Some(200),
+            body: json!({"cursor": "e.1", "sessions": s, "users": u}).to_string().into_bytes(),
+        }
+    };
+    let mut off = sample_json();
+    off["revocation"] = json!({"poll_ms": 0});
+    let gates = [
+        ("revocation off", Gate::new(Config::parse(off.to_string().as_bytes()).unwrap())),
+        ("empty list", gate()),
+        ("20,000 entries", {
+            let g = gate();
+            g.apply_revocations(&big, NOW);
+            g
+        }),
+    ];
+    let n = 200_000;
+    for (name, g) in &gates {
+        let c = session_cookie(g, "alice", Method::Totp, NOW - 10);
+        let h = req("GET", "/app", Some("alice"), &[("cookie", &c)]);
+        let t = Instant::now();
+        for _ in 0..n {
+            assert!(matches!(g.on_headers(&h, NOW, &mut FixedRng(1)), Decision::Pass(_)));
+        }
+        eprintln!("on_headers hot path, {name}: {:.3} µs/request", t.elapsed().as_secs_f64() * 1e6 / n as f64);
+    }
+    let g = &gates[2].1;
+    let s = token::open_session(&g.keys.borrow(), &session_cookie(g, "alice", Method::Totp, NOW)[9..], "alice", NOW)
+        .unwrap();
+    let t = Instant::now();
+    let mut hits = 0;
+    for _ in 0..2_000_000 {
+        hits += usize::from(g.revoked(std::hint::black_box("alice"), std::hint::black_box(&s)));
+    }
+    assert_eq!(hits, 0);
+    eprintln!("revoked() alone, 20,000 entries: {:.1} ns/check", t.elapsed().as_secs_f64() * 1e9 / 2e6);
+}
