@@ -14,6 +14,10 @@
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
+/// The store's answer could not be read (not the protocol's JSON).
+#[derive(Debug, PartialEq, Eq)]
+pub struct BadListing;
+
 /// The revocation list as one worker knows it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Revocations {
@@ -105,10 +109,10 @@ impl Revocations {
     /// Merges a store listing (`GET /v1/revocations`). Returns whether anything changed; an
     /// unreadable listing is an error and changes nothing. Entries are never removed here,
     /// even by a "full" listing: the union only ever revokes more.
-    pub fn apply(&mut self, body: &[u8]) -> Result<bool, ()> {
-        let l: Listing = serde_json::from_slice(body).map_err(|_| ())?;
+    pub fn apply(&mut self, body: &[u8]) -> Result<bool, BadListing> {
+        let l: Listing = serde_json::from_slice(body).map_err(|_| BadListing)?;
         if l.cursor.len() > 64 {
-            return Err(());
+            return Err(BadListing);
         }
         let mut changed = false;
         for s in l.sessions {

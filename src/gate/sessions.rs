@@ -47,7 +47,7 @@ impl Gate {
         }
         match r.apply(&reply.body) {
             Ok(changed) => changed || pruned,
-            Err(()) => {
+            Err(_) => {
                 log::warn!("edge-mfa: unreadable revocation list from the store");
                 pruned
             }

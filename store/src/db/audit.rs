@@ -61,6 +61,26 @@ fn prune_anonymous(conn: &Connection, keep: i64) -> Result<()> {
     Ok(())
 }
 
+/// A user's events, newest first.
+pub fn list(conn: &Connection, user: &str, limit: i64) -> Result<Vec<Row>> {
+    let mut stmt = conn.prepare(
+        "SELECT at, event, actor, factor_id, detail FROM audit
+         WHERE user = ?1 ORDER BY seq DESC LIMIT ?2",
+    )?;
+    let rows = stmt
+        .query_map(params![user, limit], |r| {
+            Ok(Row {
+                at: r.get(0)?,
+                event: r.get(1)?,
+                actor: r.get(2)?,
+                factor_id: r.get(3)?,
+                detail: r.get::<_, Option<String>>(4)?.and_then(|d| serde_json::from_str(&d).ok()),
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,24 +109,4 @@ mod tests {
         }
         assert_eq!(count("SELECT count(*) FROM audit WHERE user IS NULL"), MAX_ANONYMOUS_EVENTS);
     }
-}
-
-/// A user's events, newest first.
-pub fn list(conn: &Connection, user: &str, limit: i64) -> Result<Vec<Row>> {
-    let mut stmt = conn.prepare(
-        "SELECT at, event, actor, factor_id, detail FROM audit
-         WHERE user = ?1 ORDER BY seq DESC LIMIT ?2",
-    )?;
-    let rows = stmt
-        .query_map(params![user, limit], |r| {
-            Ok(Row {
-                at: r.get(0)?,
-                event: r.get(1)?,
-                actor: r.get(2)?,
-                factor_id: r.get(3)?,
-                detail: r.get::<_, Option<String>>(4)?.and_then(|d| serde_json::from_str(&d).ok()),
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(rows)
 }
