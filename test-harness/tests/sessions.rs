@@ -140,9 +140,11 @@ fn known_revocations_hold_while_the_store_is_down() {
 
 #[test]
 fn factor_changes_reset_bans_and_admin_revoke_end_sessions() {
-    let Some(s) =
-        stack("sessions::server_side", json!({"regulation": {"max_retries": 3, "find_time_s": 60, "ban_time_s": 300}}))
-    else {
+    let Some(s) = stack(
+        "sessions::server_side",
+        json!({"regulation": {"max_retries": 3, "find_time_s": 60, "ban_time_s": 300},
+                   "trusted_devices": {"days": 30, "max": 3}}),
+    ) else {
         return;
     };
     // Admin `users reset`: the stolen session ends.
@@ -187,6 +189,29 @@ fn factor_changes_reset_bans_and_admin_revoke_end_sessions() {
         None => own,
     };
     refused_within(&s, &stolen, "factor deleted");
+    assert!(accepted_on_fresh_connections(&s, &own, 8).iter().all(|&st| st == 200), "the owner's session goes on");
+
+    // The owner revokes a trusted device: their other sessions end, their own goes on.
+    let (secret, id, session) = enroll(&s, "dev");
+    let code = totp::code_at(&p(), &secret, now() + 30);
+    let r = http::post_json(
+        &s.url("/.mfa/totp/verify"),
+        &json!({"code": code, "trust_device": "1"}),
+        &[("cookie", &id), JSON],
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let stolen = format!("{id}; {}", session_cookie(&r).unwrap());
+    let own = format!("{id}; {session}");
+    let h = http::get(&s.url("/.mfa/"), &[("cookie", &own), JSON]).json();
+    let dev_id = h["devices"][0]["id"].as_str().unwrap().to_string();
+    let r = http::post_json(
+        &s.url("/.mfa/devices/revoke"),
+        &json!({"id": dev_id, "csrf": h["csrf"]}),
+        &[("cookie", &own), JSON],
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let own = format!("{id}; {}", session_cookie(&r).expect("own session re-issued"));
+    refused_within(&s, &stolen, "device revoked");
     assert!(accepted_on_fresh_connections(&s, &own, 8).iter().all(|&st| st == 200), "the owner's session goes on");
 
     // A ban on the user ends their sessions too.
