@@ -311,6 +311,45 @@ fn anonymous_quick_login_begin_writes_nothing() {
     }
     let after = (sql_count(&s, "SELECT count(*) FROM challenges"), sql_count(&s, "SELECT count(*) FROM audit"));
     assert_eq!(after, before, "(challenges, audit rows) before and after 300 anonymous begins");
+
+    // Quick login still works, and its challenge still works once: a counterless passkey (no
+    // sign-counter help) replaying the same assertion with the same ceremony cookie is refused.
+    let origin = format!("http://localhost:{}", s.listen_port);
+    let id = s.login_cookie("quin");
+    let mut key = test_harness::authenticator::SoftAuthenticator::new(test_harness::authenticator::Attestation::None);
+    key.counter_step = 0;
+    // quin needs a session to add a key: enroll TOTP first.
+    let v = http::get(&s.url("/.mfa/totp/enroll"), &[("cookie", &id), JSON]).json();
+    let secret = totp::secret_from_base32(v["secret"].as_str().unwrap()).unwrap();
+    let r = http::post_json(
+        &s.url("/.mfa/totp/enroll"),
+        &json!({"enroll_token": v["enroll_token"], "code": totp::code_at(&p(), &secret, now())}),
+        &[("cookie", &id), JSON],
+    );
+    let both = format!("{id}; {}", session_cookie(&r).unwrap());
+    let r = http::post_json(&s.url("/.mfa/webauthn/register/begin"), &json!({}), &[("cookie", &both), JSON]);
+    let wa = r.cookie("edge-mfa-wa").unwrap();
+    let cred = key.register(&r.json(), &origin).unwrap();
+    let r = http::post_json(
+        &s.url("/.mfa/webauthn/register/finish"),
+        &json!({"credential": serde_json::from_str::<Value>(&cred).unwrap(), "name": "Passkey"}),
+        &[("cookie", &format!("{both}; {wa}")), JSON],
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = http::post_json(&s.url("/.mfa/webauthn/login/begin"), &json!({}), &[JSON]);
+    let wa = r.cookie("edge-mfa-wa").unwrap();
+    let assertion: Value = serde_json::from_str(&key.assert(&r.json(), &origin).unwrap()).unwrap();
+    let finish = || {
+        http::post_json(
+            &s.url("/.mfa/webauthn/login/finish"),
+            &json!({"credential": assertion, "next": "/app"}),
+            &[("cookie", &wa), JSON],
+        )
+    };
+    let r = finish();
+    assert_eq!(r.status, 200, "{r:?}\n{}", s.log_tails());
+    let r = finish();
+    assert_eq!((r.status, r.json()["error"].as_str()), (400, Some("challenge_used")), "replayed: {r:?}");
 }
 
 #[test]
