@@ -145,7 +145,7 @@ pub fn on_decision(d: &Decision) {
             set_state("edge_mfa.user", &p.user);
             set_state("edge_mfa.method", p.method);
         }
-        Decision::Bypass => set_state("edge_mfa.decision", "bypass"),
+        Decision::Bypass(_) => set_state("edge_mfa.decision", "bypass"),
         Decision::Respond(r) => write(&telemetry::response_fields(r.status, &events)),
         Decision::Call(..) | Decision::ReadBody(_) => {
             // Keep what happened so far (a failed verification before the ban check).

@@ -39,13 +39,8 @@ fn run_script(script: &str, stack: &Stack) {
         None => std::env::temp_dir().join(format!("edge-mfa-screenshots-{}", std::process::id())),
     };
     std::fs::create_dir_all(&shots).expect("screenshot dir");
-    let out = cmd
-        .arg(script)
-        .arg(&base)
-        .arg(&shots)
-        .current_dir(root.join("browser-tests"))
-        .output()
-        .expect("run node");
+    let out =
+        cmd.arg(script).arg(&base).arg(&shots).current_dir(root.join("browser-tests")).output().expect("run node");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{stdout}");
