@@ -82,10 +82,7 @@ fn dispatch(ctx: &dyn Context, gate: &Gate, req: &StoreRequest, request_id: Opti
         headers.push(("x-request-id", id));
     }
     ctx.dispatch_http_call(&s.cluster, headers, req.body.as_deref(), vec![], Duration::from_millis(s.timeout_ms))
-        .map(|token| {
-            crate::glue_telemetry::call_started(token);
-            token
-        })
+        .inspect(|token| crate::glue_telemetry::call_started(*token))
         .map_err(|_| ())
 }
 

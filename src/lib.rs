@@ -26,5 +26,5 @@ pub mod webauthn;
 // Built for wasm32; also under clippy on the host, so `make test`'s lint covers the glue too.
 #[cfg(any(target_arch = "wasm32", clippy))]
 mod glue;
-#[cfg(target_arch = "wasm32")]
+#[cfg(any(target_arch = "wasm32", clippy))]
 mod glue_telemetry;
