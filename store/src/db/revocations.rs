@@ -16,7 +16,7 @@
 //! back, leaving a gap, which is harmless). SQLite's write lock serializes writers anyway.
 
 use super::sql::args;
-use super::{audit, now, Connection, Result, StoreError};
+use super::{audit, now, user_lock, Connection, Result, StoreError};
 
 /// The longest session the filter can mint (`session.ttl_s` is at most 30 days): a user's
 /// "not before" older than this can no longer matter.
@@ -27,8 +27,8 @@ pub const MAX_LISTED: i64 = 10_000;
 pub const KIND_SESSION: &str = "session";
 pub const KIND_USER: &str = "user";
 
-/// Adds one row with the next commit-ordered `seq` (see the module docs). Runs inside the
-/// caller's transaction.
+/// Adds one row with the next commit-ordered `seq` (see the module docs). Must run inside the
+/// caller's write transaction, which holds the counter's row lock until it ends.
 fn insert(conn: &Connection, kind: &str, subject: &str, at: i64, expires_at: i64) -> Result<()> {
     let seq: i64 = conn.query_one("UPDATE revocation_seq SET n = n + 1 RETURNING n", args![])?.get(0)?;
     conn.execute("DELETE FROM revocations WHERE expires_at <= $1", args![at])?;
@@ -47,11 +47,12 @@ pub fn revoke_user(conn: &Connection, user: &str) -> Result<i64> {
     Ok(now)
 }
 
-/// `revoke_user` on its own (admin CLI, API), with an audit row of its own.
-pub fn revoke_user_audited(conn: &Connection, user: &str, actor: &str, reason: &str) -> Result<i64> {
-    let now = revoke_user(conn, user)?;
+/// `revoke_user` on its own (admin CLI, API), with an audit row of its own, in one transaction.
+pub fn revoke_user_audited(conn: &mut Connection, user: &str, actor: &str, reason: &str) -> Result<i64> {
+    let tx = conn.transaction(&[&user_lock(user)])?;
+    let now = revoke_user(&tx, user)?;
     audit::record(
-        conn,
+        &tx,
         audit::Event {
             user: Some(user),
             actor,
@@ -60,18 +61,21 @@ pub fn revoke_user_audited(conn: &Connection, user: &str, actor: &str, reason: &
             detail: Some(serde_json::json!({"reason": reason, "not_before": now})),
         },
     )?;
+    tx.commit()?;
     Ok(now)
 }
 
 /// Ends one session (logout). `session_id` is the 16-byte id in lowercase hex.
-pub fn revoke_session(conn: &Connection, session_id: &str, expires_at: i64, user: &str, actor: &str) -> Result<()> {
+/// The row and its audit row in one transaction: the counter's lock must cover the insert.
+pub fn revoke_session(conn: &mut Connection, session_id: &str, expires_at: i64, user: &str, actor: &str) -> Result<()> {
     let now = now();
     if expires_at <= now {
         return Ok(()); // already dead
     }
-    insert(conn, KIND_SESSION, session_id, now, expires_at.min(now + USER_RETENTION_S))?;
+    let tx = conn.transaction(&[&user_lock(user)])?;
+    insert(&tx, KIND_SESSION, session_id, now, expires_at.min(now + USER_RETENTION_S))?;
     audit::record(
-        conn,
+        &tx,
         audit::Event {
             user: Some(user),
             actor,
@@ -80,7 +84,7 @@ pub fn revoke_session(conn: &Connection, session_id: &str, expires_at: i64, user
             detail: Some(serde_json::json!({"session": &session_id[..8.min(session_id.len())]})),
         },
     )?;
-    Ok(())
+    tx.commit()
 }
 
 /// What changed since a cursor.
