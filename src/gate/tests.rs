@@ -1496,3 +1496,62 @@ fn hot_path_cost_of_the_revocation_check() {
     assert_eq!(hits, 0);
     eprintln!("revoked() alone, 20,000 entries: {:.1} ns/check", t.elapsed().as_secs_f64() * 1e9 / 2e6);
 }
+
+/// Logout of a quick-login session (no first-factor identity) revokes it like any other, and
+/// clears the remembered user too.
+#[test]
+fn anonymous_logout_revokes_the_quick_session() {
+    let mut j = sample_json();
+    j["webauthn"] = json!({"rp_id": "app.test", "origins": ["https://app.test"]});
+    j["quick_login"] = json!(true);
+    let g = Gate::new(Config::parse(j.to_string().as_bytes()).unwrap());
+    let quick = Session {
+        auth_time: NOW,
+        issued_at: NOW,
+        expires: NOW + 60,
+        recheck_at: 0,
+        session_id: [9; 16],
+        method: Method::Webauthn,
+        quick: true,
+        phishing_resistant: true,
+        user_verified: true,
+    };
+    let c = format!("edge-mfa={}", token::seal_session(&g.keys.borrow(), "alice", &quick, "").unwrap());
+    let (r, p) = call(g.on_headers(&req("POST", "/.mfa/logout", None, &[("cookie", &c)]), NOW, &mut FixedRng(1)));
+    let sent: serde_json::Value = serde_json::from_slice(r.body.as_deref().unwrap()).unwrap();
+    assert_eq!((sent["user"].as_str(), sent["session_id"].as_str()), (Some("alice"), Some("09".repeat(16).as_str())));
+    assert!(!matches!(
+        g.on_headers(&req("GET", "/app", None, &[("cookie", &c)]), NOW, &mut FixedRng(1)),
+        Decision::Pass(_)
+    ));
+    let ok = StoreReply { status: Some(201), body: br#"{"ok":true}"#.to_vec() };
+    let r = respond(g.on_store_reply(p, &ok, NOW, &mut FixedRng(1)));
+    let cleared: Vec<&str> = r.headers.iter().filter(|(k, _)| k == "set-cookie").map(|(_, v)| v.as_str()).collect();
+    assert!(cleared.iter().any(|v| v.starts_with("edge-mfa=;")), "{cleared:?}");
+    assert!(cleared.iter().any(|v| v.starts_with("edge-mfa-user=;")), "{cleared:?}");
+}
+
+/// The own session kept across the user's own factor change: same id, record and expiry,
+/// issued a second after the store's "not before" (`now`), so the not-before spares it.
+#[test]
+fn the_kept_own_session_is_issued_after_the_not_before() {
+    let s = Session {
+        auth_time: NOW - 50,
+        issued_at: NOW - 40,
+        expires: NOW + 3000,
+        recheck_at: 0,
+        session_id: [4; 16],
+        method: Method::Totp,
+        quick: false,
+        phishing_resistant: false,
+        user_verified: false,
+    };
+    let again = super::assurance::reissued(&s, NOW + 1);
+    assert_eq!(again, Session { issued_at: NOW + 1, ..s.clone() });
+    let mut r = crate::revocation::Revocations::default();
+    let listing =
+        json!({"cursor": "e.1", "full": true, "sessions": [], "users": [{"user": "alice", "not_before": NOW}]});
+    r.apply(listing.to_string().as_bytes()).unwrap();
+    assert!(r.revoked("alice", &s.session_id, s.issued_at), "the old token ends");
+    assert!(!r.revoked("alice", &again.session_id, again.issued_at), "the re-issued one survives");
+}
