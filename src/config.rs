@@ -60,6 +60,25 @@ struct RawConfig {
     branding: Option<RawBranding>,
     #[serde(default = "default_regulation")]
     regulation: Option<Regulation>,
+    #[serde(default = "default_revocation")]
+    revocation: Option<RawRevocation>,
+}
+
+/// Server-side session ends (issue 8): how often the root context polls the store's revocation
+/// list. On by default; `"revocation": {"poll_ms": 0}` turns it off (then logout, factor
+/// removal, resets and bans leave old session cookies valid until they expire).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRevocation {
+    #[serde(default = "default_revocation_poll_ms")]
+    poll_ms: u64,
+}
+
+fn default_revocation() -> Option<RawRevocation> {
+    Some(RawRevocation { poll_ms: default_revocation_poll_ms() })
+}
+fn default_revocation_poll_ms() -> u64 {
+    1000
 }
 
 /// Bans after repeated second-factor failures (defaults as Authelia's: 5 tries in 2 minutes,
@@ -536,6 +555,8 @@ pub struct Config {
     /// Page title, logo, colours and base template (django-mfa2's mfa_base.html).
     pub branding: crate::pages::Brand,
     pub regulation: Option<Regulation>,
+    /// Poll period of the revocation list in ms; `None`: off.
+    pub revocation_poll_ms: Option<u64>,
 }
 
 impl Config {
@@ -771,7 +792,13 @@ impl Config {
             }
             None => crate::pages::Brand::default(),
         };
+        let revocation_poll_ms = match raw.revocation.map(|r| r.poll_ms) {
+            None | Some(0) => None,
+            Some(ms) if (200..=60_000).contains(&ms) => Some(ms),
+            Some(_) => return Err("revocation.poll_ms must be 0 (off) or 200..=60000".into()),
+        };
         Ok(Config {
+            revocation_poll_ms,
             remembered_cookie,
             branding,
             regulation: raw.regulation,

@@ -11,7 +11,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { gate: None, keys_call: None, keys_ok: false }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::new()) });
 }}
 
 #[link(wasm_import_module = "env")]
@@ -108,10 +108,7 @@ fn dispatch(ctx: &dyn Context, gate: &Gate, req: &StoreRequest, request_id: Opti
         headers.push(("x-request-id", id));
     }
     ctx.dispatch_http_call(&s.cluster, headers, req.body.as_deref(), vec![], Duration::from_millis(s.timeout_ms))
-        .map(|token| {
-            crate::glue_telemetry::call_started(token);
-            token
-        })
+        .inspect(|token| crate::glue_telemetry::call_started(*token))
         .map_err(|_| ())
 }
 
@@ -138,9 +135,117 @@ struct Root {
     gate: Option<Rc<Gate>>,
     keys_call: Option<u32>,
     keys_ok: bool,
+    /// When the session keys are next refreshed (unix seconds).
+    next_keys_at: u64,
+    revocations: RevocationSync,
+}
+
+/// Shared-data keys of the revocation list (see `crate::revocation`): the list itself, a small
+/// version number every worker reads on its tick (the list is read only when it changed), and
+/// the lease that makes one root context the poller.
+const REVOCATIONS_KEY: &str = "edge-mfa.revocations";
+const REVOCATIONS_VERSION_KEY: &str = "edge-mfa.revocations.version";
+const REVOCATIONS_LEASE_KEY: &str = "edge-mfa.revocations.lease";
+
+/// This root context's part in keeping the revocation list current on every worker.
+#[derive(Default)]
+struct RevocationSync {
+    /// A random id for the poller lease.
+    me: u64,
+    /// The poll in flight.
+    call: Option<u32>,
+    /// The shared version last installed here.
+    seen: Option<Vec<u8>>,
+}
+
+/// Reads shared data without the SDK's `unwrap` (a host error must not kill the VM): a value
+/// that cannot be read counts as absent.
+fn shared(key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+    proxy_wasm::hostcalls::get_shared_data(key).unwrap_or((None, None))
 }
 
 impl Root {
+    fn new() -> Root {
+        let mut me = [0u8; 8];
+        // SAFETY: me is a valid, writable 8-byte buffer. Without randomness the id stays 0 (the
+        // lease still works; on_vm_start then refuses to start anyway).
+        let _ = unsafe { random_get(me.as_mut_ptr(), me.len()) };
+        let revocations = RevocationSync { me: u64::from_le_bytes(me), ..RevocationSync::default() };
+        Root { gate: None, keys_call: None, keys_ok: false, next_keys_at: 0, revocations }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.get_current_time().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    }
+
+    /// The tick: revocation polling when on (every `poll_ms`), else the key refresh period.
+    fn tick_period(gate: &Gate) -> Duration {
+        match gate.cfg.revocation_poll_ms {
+            Some(ms) => Duration::from_millis(ms),
+            None => Duration::from_secs(gate.cfg.key_refresh_s),
+        }
+    }
+
+    /// Installs the list another worker shared, when its version changed since the last look.
+    fn sync_revocations(&mut self) {
+        let Some(gate) = self.gate.clone() else { return };
+        let (Some(version), _) = shared(REVOCATIONS_VERSION_KEY) else { return };
+        if self.revocations.seen.as_deref() == Some(version.as_slice()) {
+            return;
+        }
+        if let (Some(bytes), _) = shared(REVOCATIONS_KEY) {
+            if gate.install_revocations(&bytes) {
+                self.revocations.seen = Some(version);
+            }
+        }
+    }
+
+    /// Polls the store if this root holds (or takes) the poller lease.
+    fn poll_revocations(&mut self) {
+        let Some(gate) = self.gate.clone() else { return };
+        let Some(period) = gate.cfg.revocation_poll_ms else { return };
+        if self.revocations.call.is_some() {
+            return;
+        }
+        let (current, cas) = shared(REVOCATIONS_LEASE_KEY);
+        let now_ms = self.now_ms();
+        let ttl = period.saturating_mul(3).max(gate.cfg.store.timeout_ms + period);
+        let Some(lease) = crate::revocation::lease_take(current.as_deref(), self.revocations.me, now_ms, ttl) else {
+            return;
+        };
+        if self.set_shared_data(REVOCATIONS_LEASE_KEY, Some(&lease), cas).is_err() {
+            return; // another worker took it first
+        }
+        let Some(req) = gate.revocations_request() else { return };
+        if let Ok(id) = dispatch(self, &gate, &req, None) {
+            self.revocations.call = Some(id);
+        }
+    }
+
+    /// A poll answered: apply it and share the result with the other workers.
+    fn on_revocations(&mut self, token: u32, num_headers: usize, body_size: usize) {
+        self.revocations.call = None;
+        let Some(gate) = self.gate.clone() else { return };
+        // Adopt what the others shared first, so the copy written back loses nothing.
+        self.sync_revocations();
+        let reply = read_reply(self, num_headers, body_size);
+        crate::glue_telemetry::call_finished(Some(token), reply.status);
+        if !gate.apply_revocations(&reply, now_s(self)) {
+            return;
+        }
+        let bytes = gate.revocations_snapshot();
+        if self.set_shared_data(REVOCATIONS_KEY, Some(&bytes), None).is_err() {
+            log::warn!("edge-mfa: could not share the revocation list");
+            return;
+        }
+        let (old, cas) = shared(REVOCATIONS_VERSION_KEY);
+        let n = old.and_then(|v| String::from_utf8(v).ok()).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let version = (n + 1).to_string().into_bytes();
+        if self.set_shared_data(REVOCATIONS_VERSION_KEY, Some(&version), cas).is_ok() {
+            self.revocations.seen = Some(version);
+        }
+    }
+
     fn fetch_keys(&mut self) {
         if self.keys_call.is_some() {
             return;
@@ -155,17 +260,22 @@ impl Root {
 
 impl Context for Root {
     fn on_http_call_response(&mut self, token: u32, num_headers: usize, body_size: usize, _: usize) {
+        if self.revocations.call == Some(token) {
+            self.on_revocations(token, num_headers, body_size);
+            return;
+        }
         if self.keys_call != Some(token) {
             return;
         }
         self.keys_call = None;
         let reply = read_reply(self, num_headers, body_size);
         crate::glue_telemetry::call_finished(Some(token), reply.status);
-        if let Some(gate) = &self.gate {
+        if let Some(gate) = self.gate.clone() {
             if gate.install_keys(&reply) {
+                self.next_keys_at = now_s(self).saturating_add(gate.cfg.key_refresh_s);
                 if !self.keys_ok {
                     self.keys_ok = true;
-                    self.set_tick_period(Duration::from_secs(gate.cfg.key_refresh_s));
+                    self.set_tick_period(Self::tick_period(&gate));
                 }
             } else {
                 log::warn!("edge-mfa: could not load session keys from the store");
@@ -202,6 +312,10 @@ impl RootContext for Root {
                 if from_store {
                     // Retry quickly until the first keys arrive, then refresh on key_refresh_s.
                     self.set_tick_period(Duration::from_millis(500));
+                } else if let Some(g) = &self.gate {
+                    if g.cfg.revocation_poll_ms.is_some() {
+                        self.set_tick_period(Self::tick_period(g));
+                    }
                 }
                 true
             }
@@ -213,9 +327,13 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
-        if self.gate.as_ref().is_some_and(|g| g.needs_store_keys()) {
+        if self.gate.as_ref().is_some_and(|g| g.needs_store_keys())
+            && (!self.keys_ok || now_s(self) >= self.next_keys_at)
+        {
             self.fetch_keys();
         }
+        self.sync_revocations();
+        self.poll_revocations();
     }
 
     fn create_http_context(&self, _: u32) -> Option<Box<dyn HttpContext>> {

@@ -473,6 +473,18 @@ pub(crate) static TABLE: &[(&str, &str, &str)] = &[
         "Zu viele fehlgeschlagene Versuche. Versuchen Sie es in {n} Minuten erneut.",
         "Trop de tentatives infructueuses. Réessayez dans {n} minutes.",
     ),
+    ("Too many codes", "Zu viele Codes", "Trop de codes"),
+    (
+        "Too many codes were sent. Try again in {n} minutes.",
+        "Es wurden zu viele Codes gesendet. Versuchen Sie es in {n} Minuten erneut.",
+        "Trop de codes ont été envoyés. Réessayez dans {n} minutes.",
+    ),
+    ("Sign-out incomplete", "Abmeldung unvollständig", "Déconnexion incomplète"),
+    (
+        "You are signed out in this browser, but the sign-out could not be recorded. Try again.",
+        "Sie sind in diesem Browser abgemeldet, aber die Abmeldung konnte nicht gespeichert werden. Versuchen Sie es erneut.",
+        "Vous êtes déconnecté dans ce navigateur, mais la déconnexion n'a pas pu être enregistrée. Réessayez.",
+    ),
 ];
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ pub mod identity;
 pub mod pages;
 pub mod policy;
 pub mod recovery;
+pub mod revocation;
 pub mod signals;
 pub mod store;
 pub mod telemetry;

@@ -30,6 +30,16 @@ impl StoreRequest {
         self.by_user = true;
         self
     }
+    /// Names the reserved attempt (`reserve_attempt`) this call settles: a successful use
+    /// clears it, a failure report does not count it twice.
+    pub fn with_attempt(mut self, attempt: Option<&str>) -> StoreRequest {
+        let (Some(a), Some(body)) = (attempt, &self.body) else { return self };
+        if let Ok(serde_json::Value::Object(mut m)) = serde_json::from_slice::<serde_json::Value>(body) {
+            m.insert("attempt".into(), a.into());
+            self.body = Some(serde_json::Value::Object(m).to_string().into_bytes());
+        }
+        self
+    }
 }
 
 /// Builds a reply from what the host gave. A success whose body is not labelled JSON is not
@@ -358,17 +368,68 @@ pub fn create_address_factor(cfg: &StoreConfig, user: &str, channel: &str, name:
     )
 }
 
-/// Records a failed second-factor attempt for the user and the client IP.
+/// Records a failed second-factor attempt for the user and the client IP (with `attempt`, the
+/// reserved attempt that failed: already counted, so the store only checks for a ban).
 pub fn record_failure(
     cfg: &StoreConfig,
     user: &str,
     ip: Option<&str>,
     method: &str,
     r: &crate::config::Regulation,
+    attempt: Option<&str>,
 ) -> StoreRequest {
     let body = serde_json::json!({"user": user, "ip": ip, "method": method, "max_retries": r.max_retries,
         "find_time_s": r.find_time_s, "ban_time_s": r.ban_time_s});
     StoreRequest::new("POST", format!("{}/failures", cfg.path_prefix), Some(body.to_string().into_bytes()))
+        .with_attempt(attempt)
+}
+
+/// Counts an attempt for the user and the client IP unless either is banned or at its limit:
+/// the ban check and the count in one store operation (issue 8, invariant 7).
+pub fn reserve_attempt(
+    cfg: &StoreConfig,
+    user: &str,
+    ip: Option<&str>,
+    attempt: &str,
+    method: &str,
+    r: &crate::config::Regulation,
+) -> StoreRequest {
+    let body = serde_json::json!({"user": user, "ip": ip, "attempt": attempt, "method": method,
+        "max_retries": r.max_retries, "find_time_s": r.find_time_s});
+    StoreRequest::new("POST", format!("{}/attempts", cfg.path_prefix), Some(body.to_string().into_bytes()))
+}
+
+/// `Ok(None)`: the attempt may go ahead; `Ok(Some(until))`: refused (banned or at the limit).
+pub fn parse_reservation(reply: &StoreReply) -> Result<Option<u64>, StoreError> {
+    expect(reply, &[200])?;
+    #[derive(Deserialize)]
+    struct R {
+        granted: bool,
+        #[serde(default)]
+        banned_until: Option<u64>,
+    }
+    let r: R = serde_json::from_slice(&reply.body).map_err(|_| StoreError::Unavailable)?;
+    if r.granted {
+        Ok(None)
+    } else {
+        Ok(Some(r.banned_until.unwrap_or(0)))
+    }
+}
+
+/// The revocation list after `cursor` (all of it without one); see `crate::revocation`.
+pub fn revocations(cfg: &StoreConfig, cursor: Option<&str>) -> StoreRequest {
+    let path = match cursor {
+        Some(c) => format!("{}/revocations?since={}", cfg.path_prefix, percent_encode(c)),
+        None => format!("{}/revocations", cfg.path_prefix),
+    };
+    StoreRequest::new("GET", path, None)
+}
+
+/// Ends one session server-side (logout): every worker refuses it from its next poll on.
+pub fn revoke_session(cfg: &StoreConfig, user: &str, session_id: &[u8; 16], expires_at: u64) -> StoreRequest {
+    let id: String = session_id.iter().map(|b| format!("{b:02x}")).collect();
+    let body = serde_json::json!({"user": user, "session_id": id, "expires_at": expires_at});
+    StoreRequest::new("POST", format!("{}/revocations", cfg.path_prefix), Some(body.to_string().into_bytes()))
 }
 
 pub fn bans(cfg: &StoreConfig, user: &str, ip: Option<&str>) -> StoreRequest {
@@ -400,6 +461,15 @@ pub fn parse_ban(reply: &StoreReply) -> Result<Option<u64>, StoreError> {
         banned_until: Option<u64>,
     }
     serde_json::from_slice::<B>(&reply.body).map(|b| b.banned_until).map_err(|_| StoreError::Unavailable)
+}
+
+/// `retry_after_s` of a 429 from the store (a send limit).
+pub fn parse_retry_after(reply: &StoreReply) -> Option<u64> {
+    #[derive(Deserialize)]
+    struct R {
+        retry_after_s: u64,
+    }
+    serde_json::from_slice::<R>(&reply.body).ok().map(|r| r.retry_after_s)
 }
 
 /// Replaces the user's recovery codes (the store keeps keyed hashes only).

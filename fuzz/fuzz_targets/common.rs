@@ -591,4 +591,15 @@ pub fn store_responses(data: &[u8]) {
     let _ = store::parse_created(&reply);
     let _ = store::parse_ok(&reply);
     let _ = store::parse_used(&reply);
+    let _ = store::parse_reservation(&reply);
+    let _ = store::parse_retry_after(&reply);
+    // The revocation list (issue 8): a listing that applies never un-revokes, and the shared
+    // copy round-trips.
+    let mut r = edge_mfa::revocation::Revocations::default();
+    r.add_session([7; 16], NOW + 60);
+    if r.apply(&reply.body).is_ok() {
+        assert!(r.revoked(USER, &[7; 16], NOW));
+        let back = edge_mfa::revocation::Revocations::decode(&r.encode());
+        assert_eq!(back.as_ref(), Some(&r));
+    }
 }

@@ -72,6 +72,12 @@ pub fn session_for(a: &Assurance, now: u64, ttl_s: u64, recheck_at: u64, session
     }
 }
 
+/// `s` issued again at `issued_at` (the user's own session kept across a change of theirs that
+/// ends their sessions): the same record, id and expiry; only the issue time moves.
+pub fn reissued(s: &Session, issued_at: u64) -> Session {
+    Session { issued_at, ..*s }
+}
+
 /// A second factor that was presented in this session (not a device standing in for one).
 fn presented(s: &Session) -> bool {
     s.method != Method::TrustedDevice && s.method != Method::None

@@ -106,7 +106,7 @@ impl Gate {
         Decision::Call(store::factors(&self.cfg.store, user), Pending::Home(HomePending::Check { req, kind, id, name }))
     }
 
-    pub(super) fn home_reply(&self, p: HomePending, reply: &StoreReply) -> Decision {
+    pub(super) fn home_reply(&self, p: HomePending, reply: &StoreReply, now: u64) -> Decision {
         match p {
             HomePending::Factors { req, session } => {
                 let Ok(factors) = store::parse_factors(reply) else { return self.unavailable(&req) };
@@ -157,8 +157,14 @@ impl Gate {
                 Decision::Call(call, Pending::Home(HomePending::Done { req, what }))
             }
             HomePending::Done { req, what } => match revoked(what, store::parse_ok(reply)) {
-                Ok(()) if req.html => Decision::Respond(Response::redirect(&format!("/.mfa/?done={what}"))),
-                Ok(()) => Decision::Respond(Response::json(200, &json!({"ok": true, "done": what}))),
+                Ok(()) if req.html => {
+                    let r = Response::redirect(&format!("/.mfa/?done={what}"));
+                    Decision::Respond(self.keep_own_session(r, &req, what, now))
+                }
+                Ok(()) => {
+                    let r = Response::json(200, &json!({"ok": true, "done": what}));
+                    Decision::Respond(self.keep_own_session(r, &req, what, now))
+                }
                 Err(StoreError::NotFound) => {
                     self.refuse(&req, 404, "not_found", "There is no such method on your account.")
                 }

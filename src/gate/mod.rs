@@ -26,6 +26,7 @@ mod home_flow;
 mod otp_flow;
 mod recovery_flow;
 mod regulation;
+mod sessions;
 mod webauthn_flow;
 
 /// Lazy access to request headers: the hot path reads only what it needs.
@@ -107,6 +108,8 @@ pub struct Req {
     pub remembered: Option<String>,
     /// The `Cookie` header for the app, should the request pass.
     pub cookie_edit: Option<CookieEdit>,
+    /// The regulation attempt reserved for this verification (see `regulation`).
+    pub attempt: Option<String>,
 }
 
 impl Req {
@@ -177,6 +180,8 @@ pub enum Pending {
     Otp(otp_flow::OtpPending),
     /// Recording a failed attempt, or checking for a ban.
     Regulation(regulation::RegulationPending),
+    /// Ending a session server-side (logout).
+    Sessions(sessions::SessionsPending),
     EnrollCreate {
         req: Box<Req>,
         next: String,
@@ -220,12 +225,14 @@ pub struct Gate {
     /// The last JWT payload header seen and the user it names: a browser sends the same
     /// identity token on every request, so the hot path decodes it once per change.
     last_identity: RefCell<Option<(String, String)>>,
+    /// Sessions ended server-side (see `crate::revocation`), kept current by the root context.
+    revocations: RefCell<crate::revocation::Revocations>,
 }
 
 impl Gate {
     pub fn new(cfg: Config) -> Gate {
         let keys = RefCell::new(cfg.static_keys.clone());
-        Gate { cfg, keys, last_identity: RefCell::new(None) }
+        Gate { cfg, keys, last_identity: RefCell::new(None), revocations: RefCell::default() }
     }
 
     pub fn needs_store_keys(&self) -> bool {
@@ -279,12 +286,21 @@ impl Gate {
     }
 
     fn session_of(&self, token: &str, user: &str, audience: Option<&str>, now: u64) -> Option<Session> {
-        token::open_session(&self.keys.borrow(), token, user, audience, now).ok()
+        token::open_session(&self.keys.borrow(), token, user, audience, now).ok().filter(|s| !self.revoked(user, s))
     }
 
     /// The host a session must be bound to (`session.bind_to_host`), from `:authority`.
     fn audience<'a>(&self, authority: &'a str) -> Option<&'a str> {
         self.cfg.bind_to_host.then(|| host_of(authority))
+    }
+
+    /// The host a session minted for `req` is bound to ("" when sessions are not bound).
+    pub(super) fn minted_audience(&self, req: &Req) -> String {
+        if self.cfg.bind_to_host {
+            host_of(&req.authority).to_ascii_lowercase()
+        } else {
+            String::new()
+        }
     }
 
     /// edge-mfa's own cookies, which never reach the app.
@@ -354,11 +370,11 @@ impl Gate {
         if !self.cfg.quick_login {
             return None;
         }
-        token::open_quick_session(&self.keys.borrow(), token, audience, now).ok()
+        token::open_quick_session(&self.keys.borrow(), token, audience, now).ok().filter(|(s, u)| !self.revoked(u, s))
     }
 
     /// Requests with no identity at all: only passkey quick login and static parts are open.
-    fn anonymous(&self, req: Box<Req>, _now: u64, _rng: &mut dyn Rng) -> Decision {
+    fn anonymous(&self, req: Box<Req>, now: u64, _rng: &mut dyn Rng) -> Decision {
         let quick = self.cfg.quick_login && self.webauthn_on();
         match (req.method.as_str(), req.path.as_str()) {
             ("GET", "/.mfa/assets/webauthn.js") => Decision::Respond(webauthn_flow::script()),
@@ -385,7 +401,7 @@ impl Gate {
             ("POST", "/.mfa/webauthn/login/finish") if quick => {
                 Decision::ReadBody(Pending::Body(BodyKind::WebauthnLoginFinish, req, None))
             }
-            ("POST", "/.mfa/logout") => self.logout(&req),
+            ("POST", "/.mfa/logout") => self.logout_anonymous(req, now),
             _ => self.no_identity(&req),
         }
     }
@@ -483,6 +499,7 @@ impl Gate {
             },
             trust: false,
             cookie_edit: self.cookie_for_app(cookies.as_deref()),
+            attempt: None,
             email: match (&self.cfg.email, &self.cfg.identity) {
                 (Some(e), IdentitySource::JwtPayload { header, .. }) if e.enforce => {
                     h.get(header).and_then(|raw| identity::from_jwt_payload(&raw, &e.claim))
@@ -623,7 +640,7 @@ impl Gate {
             ("POST", "/.mfa/webauthn/login/finish") if self.webauthn_on() => {
                 Decision::ReadBody(Pending::Body(BodyKind::WebauthnLoginFinish, req, session))
             }
-            ("POST", "/.mfa/logout") => self.logout(&req),
+            ("POST", "/.mfa/logout") => self.logout(req, &user, now),
             (
                 _,
                 "/.mfa" | "/.mfa/" | "/.mfa/challenge" | "/.mfa/totp/verify" | "/.mfa/totp/enroll" | "/.mfa/logout",
@@ -643,6 +660,7 @@ impl Gate {
         let Pending::Body(kind, mut req, session) = pending else {
             return Decision::Respond(message(None, 500, "internal", "Internal error", "Unexpected body."));
         };
+        self.assign_attempt(kind, &mut req, rng);
         let html = self.html(&req);
         if matches!(
             kind,
@@ -701,10 +719,9 @@ impl Gate {
                     );
                     return self.challenge_again(&req, &user, &next, 400, "invalid_code_format", &text);
                 }
-                Decision::Call(
-                    store::factors_from(&self.cfg.store, &user, req.client_ip.as_deref()),
-                    Pending::Verify { req, code, next },
-                )
+                let call = store::factors_from(&self.cfg.store, &user, req.client_ip.as_deref());
+                let then = Pending::Verify { req: req.clone(), code, next };
+                self.unless_banned(req, &user, (call, then))
             }
             BodyKind::TotpEnroll => {
                 match &session {
@@ -788,7 +805,7 @@ impl Gate {
                 let user = req.user.clone().unwrap_or_default();
                 self.challenge(&req, &user, &factors, reason, &next, allowed.as_deref(), now, rng)
             }
-            Pending::Home(p) => self.home_reply(p, reply),
+            Pending::Home(p) => self.home_reply(p, reply, now),
             Pending::EnrollCheck(req) => {
                 let factors = match store::parse_factors(reply) {
                     Ok(f) => f,
@@ -827,7 +844,8 @@ impl Gate {
                     if let Some(step) =
                         totp::matching_step(&t.params, &t.secret, &code, now, self.cfg.totp_skew, t.last_step)
                     {
-                        let call = store::use_totp_step(&self.cfg.store, &user, &f.id, step);
+                        let call = store::use_totp_step(&self.cfg.store, &user, &f.id, step)
+                            .with_attempt(req.attempt.as_deref());
                         return Decision::Call(call, Pending::VerifyUse { req, next });
                     }
                     replay |= totp::is_replay(&t.params, &t.secret, &code, now, self.cfg.totp_skew, t.last_step);
@@ -890,6 +908,7 @@ impl Gate {
             Pending::Device(p) => self.device_reply(p, reply, now, rng),
             Pending::Otp(p) => self.otp_reply(p, reply, now, rng),
             Pending::Regulation(p) => self.regulation_reply(p, reply, now),
+            Pending::Sessions(p) => self.sessions_reply(p, reply),
             Pending::Body(_, req, _) => self.unavailable(&req),
         }
     }
@@ -1204,8 +1223,7 @@ impl Gate {
             None => 0,
         };
         let s = assurance::session_for(a, now, self.cfg.session_ttl_s, recheck_at, session_id, quick);
-        let audience = if self.cfg.bind_to_host { host_of(&req.authority).to_ascii_lowercase() } else { String::new() };
-        let tok = token::seal_session(&self.keys.borrow(), user, &s, &audience).ok()?;
+        let tok = token::seal_session(&self.keys.borrow(), user, &s, &self.minted_audience(req)).ok()?;
         Some((s, self.session_cookie(&tok)))
     }
 
@@ -1259,14 +1277,6 @@ impl Gate {
         self.otp_on(Method::Email) && self.cfg.email.as_ref().is_some_and(|e| e.enforce) && req.email.is_some()
     }
 
-    /// Ends the session in this browser and forgets the quick-login user.
-    fn logout(&self, req: &Req) -> Decision {
-        let r = if req.html { Response::redirect("/") } else { Response::json(200, &json!({"ok": true})) };
-        Decision::Respond(
-            r.header("set-cookie", self.clear_cookie()).header("set-cookie", self.remembered_cookie("", 0)),
-        )
-    }
-
     fn cookie_attrs(&self) -> &'static str {
         if self.cfg.secure {
             "; Path=/; HttpOnly; SameSite=Lax; Secure"
@@ -1283,13 +1293,13 @@ impl Gate {
         format!("{}={}{}; Max-Age={}", self.cfg.cookie_name, tok, self.cookie_attrs(), self.cfg.session_ttl_s)
     }
 
-    fn clear_cookie(&self) -> String {
+    pub(super) fn clear_cookie(&self) -> String {
         format!("{}={}; Max-Age=0", self.cfg.cookie_name, self.cookie_attrs())
     }
 }
 
 /// The method an MFA endpoint belongs to.
-fn endpoint_method(path: &str) -> Option<Method> {
+pub(super) fn endpoint_method(path: &str) -> Option<Method> {
     let rest = path.strip_prefix("/.mfa/")?;
     let first = rest.split('/').next()?;
     match first {

@@ -152,7 +152,8 @@ impl Gate {
                         "Enter the 6-digit code we sent you.",
                     );
                 }
-                let call = store::otp_verify(&self.cfg.store, user, channel.as_str(), &code);
+                let call = store::otp_verify(&self.cfg.store, user, channel.as_str(), &code)
+                    .with_attempt(req.attempt.as_deref());
                 let pending = Pending::Otp(OtpPending::Checked { req: req.clone(), channel, next });
                 self.unless_banned(req, user, (call, pending))
             }
@@ -259,6 +260,7 @@ impl Gate {
                     "No address",
                     "There is no address to send a code to. Use another method.",
                 )),
+                Err(StoreError::Refused(429)) => self.too_many_sends(&req, reply),
                 Err(_) => self.unavailable(&req),
             },
             OtpPending::Checked { req, channel, next } => {
@@ -305,6 +307,7 @@ impl Gate {
                         &json!({"ok": true, "sent_to": sent_to, "state": state, "confirm": "/.mfa/otp/enroll/confirm"}),
                     ))
                 }
+                Err(StoreError::Refused(429)) => self.too_many_sends(&req, reply),
                 Err(_) => self.unavailable(&req),
             },
             OtpPending::EnrollChecked { req, channel, address, name } => match store::parse_ok(reply) {
@@ -358,5 +361,24 @@ mod tests {
             assert!(!address_ok(Method::Sms, bad), "{bad}");
         }
         assert!(six_digits("012345") && !six_digits("12345") && !six_digits("1234567") && !six_digits("12a456"));
+    }
+}
+
+impl Gate {
+    /// The store refused to send another code (per-user or per-address limit): 429, with how
+    /// long to wait.
+    fn too_many_sends(&self, req: &Req, reply: &StoreReply) -> Decision {
+        let left = store::parse_retry_after(reply).unwrap_or(60).max(1);
+        let minutes = left.div_ceil(60);
+        let lang = if req.html { req.lang } else { crate::i18n::Lang::En };
+        let text = crate::i18n::fill(
+            crate::i18n::t(lang, "Too many codes were sent. Try again in {n} minutes."),
+            &[("{n}", &minutes.to_string())],
+        );
+        let r = match self.html(req) {
+            Some(l) => Response::page(&l, 429, pages::message(&l, "Too many codes", &text)),
+            None => Response::json(429, &json!({"error": "too_many_codes", "message": text, "retry_after_s": left})),
+        };
+        Decision::Respond(r.header("retry-after", left.to_string()))
     }
 }

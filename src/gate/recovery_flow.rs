@@ -62,7 +62,7 @@ impl Gate {
                         "That is not a recovery code.",
                     );
                 };
-                let call = store::consume_recovery(&self.cfg.store, &user, &code);
+                let call = store::consume_recovery(&self.cfg.store, &user, &code).with_attempt(req.attempt.as_deref());
                 let who = user.clone();
                 let pending = Pending::Recovery(RecoveryPending::Consumed { req: req.clone(), user, next });
                 self.unless_banned(req, &who, (call, pending))

@@ -2,8 +2,14 @@
 //! IP (Envoy's `source.address`) in the store, so the count holds across Envoy workers and
 //! replicas; past `max_retries` within `find_time_s` the user (or IP) is banned for
 //! `ban_time_s`, and while banned even a correct code is refused. Authelia bans only first-factor failures; django-mfa2 has no limit.
+//!
+//! The check and the count are one store operation (issue 8, invariant 7): before verifying,
+//! the gate reserves the attempt (`POST /v1/attempts`: "count this attempt unless banned or at
+//! the limit"), so a burst of parallel guesses cannot all read "not banned" first. A wrong
+//! answer settles the reservation as a failure (`failed`, which may start the ban); the call
+//! that records a right answer's use clears it (`StoreRequest::with_attempt`).
 
-use super::{Decision, Gate, Pending, Req};
+use super::{BodyKind, Decision, Gate, Pending, Req, Rng};
 use crate::pages::Response;
 use crate::store::{self, StoreReply, StoreRequest};
 use crate::token::Method;
@@ -13,7 +19,7 @@ use serde_json::json;
 pub enum RegulationPending {
     /// A failure was recorded; answer with `response` (or the ban, if it started now).
     Failed { req: Box<Req>, response: Box<Decision> },
-    /// Checking for a ban before a verification that has no factor listing of its own.
+    /// Reserving the attempt (or, without one, checking for a ban) before a verification.
     Check { req: Box<Req>, then: Box<(StoreRequest, Pending)> },
 }
 
@@ -62,7 +68,14 @@ impl Gate {
     pub(super) fn failed(&self, req: &Req, user: &str, method: Method, response: Decision) -> Decision {
         crate::telemetry::emit(crate::telemetry::Event::Verification { method: method.as_str(), ok: false });
         let Some(r) = &self.cfg.regulation else { return response };
-        let call = store::record_failure(&self.cfg.store, user, req.client_ip.as_deref(), method.as_str(), r);
+        let call = store::record_failure(
+            &self.cfg.store,
+            user,
+            req.client_ip.as_deref(),
+            method.as_str(),
+            r,
+            req.attempt.as_deref(),
+        );
         Decision::Call(
             call,
             Pending::Regulation(RegulationPending::Failed { req: Box::new(req.clone()), response: Box::new(response) }),
@@ -74,7 +87,14 @@ impl Gate {
         if self.cfg.regulation.is_none() {
             return Decision::Call(then.0, then.1);
         }
-        let call = store::bans(&self.cfg.store, user, req.client_ip.as_deref());
+        let Some(r) = &self.cfg.regulation else { return Decision::Call(then.0, then.1) };
+        let call = match req.attempt.as_deref() {
+            Some(a) => {
+                let method = super::endpoint_method(&req.path).map_or("otp", |m| m.as_str());
+                store::reserve_attempt(&self.cfg.store, user, req.client_ip.as_deref(), a, method, r)
+            }
+            None => store::bans(&self.cfg.store, user, req.client_ip.as_deref()),
+        };
         Decision::Call(call, Pending::Regulation(RegulationPending::Check { req, then: Box::new(then) }))
     }
 
@@ -88,11 +108,37 @@ impl Gate {
                 }
                 _ => *response,
             },
+            RegulationPending::Check { req, then } if req.attempt.is_some() => match store::parse_reservation(reply) {
+                Ok(Some(until)) => self.banned(&req, until.max(now + 1), now),
+                Ok(None) => Decision::Call(then.0, then.1),
+                Err(_) => self.unavailable(&req),
+            },
             RegulationPending::Check { req, then } => match store::parse_ban(reply) {
                 Ok(Some(until)) if until > now => self.banned(&req, until, now),
                 Ok(_) => Decision::Call(then.0, then.1),
                 Err(_) => self.unavailable(&req),
             },
+        }
+    }
+}
+
+/// The endpoints that verify a second factor: each gets an attempt id to reserve.
+pub(super) fn verifies(kind: BodyKind) -> bool {
+    matches!(
+        kind,
+        BodyKind::TotpVerify | BodyKind::RecoveryVerify | BodyKind::OtpVerify | BodyKind::WebauthnLoginFinish
+    )
+}
+
+impl Gate {
+    /// Gives a verification its attempt id (random, chosen here so every later call can name
+    /// it), when regulation is on and the user is known.
+    pub(super) fn assign_attempt(&self, kind: BodyKind, req: &mut Req, rng: &mut dyn Rng) {
+        if self.cfg.regulation.is_some() && verifies(kind) {
+            let mut id = [0u8; 16];
+            rng.fill(&mut id);
+            use base64::Engine;
+            req.attempt = Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id));
         }
     }
 }

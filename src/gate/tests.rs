@@ -859,21 +859,33 @@ fn failures_are_recorded_and_bans_refuse_even_right_codes() {
         let Decision::ReadBody(p) = g.on_headers(&h, NOW, &mut FixedRng(1)) else { panic!() };
         g.on_body(p, json!({"code": code}).to_string().as_bytes(), NOW, &mut FixedRng(1))
     };
-    // A wrong code: the failure is recorded for the user and the client IP Envoy saw (the last hop).
+    let granted = StoreReply { status: Some(200), body: br#"{"granted":true,"banned_until":null}"#.to_vec() };
+    // A wrong code: first the attempt is reserved (ban check and count in one store call) for the
+    // user and the client IP Envoy saw (the last hop), then verified, then settled as a failure.
     let (r, p) = call(post("000001"));
+    assert_eq!(r.path, "/v1/attempts");
+    let reserved: serde_json::Value = serde_json::from_slice(r.body.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        (reserved["user"].as_str(), reserved["ip"].as_str(), reserved["max_retries"].as_u64()),
+        (Some("alice"), Some("203.0.113.7"), Some(3))
+    );
+    let attempt = reserved["attempt"].as_str().unwrap().to_string();
+    assert!(attempt.len() >= 16);
+    let (r, p) = call(g.on_store_reply(p, &granted, NOW, &mut FixedRng(1)));
     assert_eq!(r.path, "/v1/users/alice/factors?ip=203.0.113.7");
     let (r, p) = call(g.on_store_reply(p, &factors_reply(0), NOW, &mut FixedRng(1)));
     assert_eq!(r.path, "/v1/failures");
     let sent: serde_json::Value = serde_json::from_slice(r.body.as_deref().unwrap()).unwrap();
     assert_eq!(
-        (sent["user"].as_str(), sent["ip"].as_str(), sent["max_retries"].as_u64()),
-        (Some("alice"), Some("203.0.113.7"), Some(3))
+        (sent["user"].as_str(), sent["ip"].as_str(), sent["max_retries"].as_u64(), sent["attempt"].as_str()),
+        (Some("alice"), Some("203.0.113.7"), Some(3), Some(attempt.as_str()))
     );
     let no_ban =
         StoreReply { status: Some(200), body: br#"{"user_banned_until":null,"ip_banned_until":null}"#.to_vec() };
     assert_eq!(respond(g.on_store_reply(p, &no_ban, NOW, &mut FixedRng(1))).status, 401);
     // The failure that starts a ban answers with the ban.
     let (_, p) = call(post("000001"));
+    let (_, p) = call(g.on_store_reply(p, &granted, NOW, &mut FixedRng(1)));
     let (_, p) = call(g.on_store_reply(p, &factors_reply(0), NOW, &mut FixedRng(1)));
     let ban = StoreReply {
         status: Some(200),
@@ -881,16 +893,26 @@ fn failures_are_recorded_and_bans_refuse_even_right_codes() {
     };
     let r = respond(g.on_store_reply(p, &ban, NOW, &mut FixedRng(1)));
     assert_eq!((r.status, r.header_value("retry-after")), (429, Some("120")));
-    // While banned, the right code is refused before it is even checked.
+    // While banned (or at the limit), the right code is refused before it is even checked.
     let code = totp::code_at(&g.cfg.totp, SECRET, NOW);
     let (_, p) = call(post(&code));
-    let mut banned = factors_reply(0);
-    let mut v: serde_json::Value = serde_json::from_slice(&banned.body).unwrap();
-    v["banned_until"] = json!(NOW + 100);
-    banned.body = v.to_string().into_bytes();
-    let r = respond(g.on_store_reply(p, &banned, NOW, &mut FixedRng(1)));
+    let refused = StoreReply {
+        status: Some(200),
+        body: format!(r#"{{"granted":false,"banned_until":{}}}"#, NOW + 100).into_bytes(),
+    };
+    let r = respond(g.on_store_reply(p, &refused, NOW, &mut FixedRng(1)));
     assert_eq!(r.status, 429);
     assert!(String::from_utf8_lossy(&r.body).contains("\"retry_after_s\":100"));
+    // A store that cannot reserve: no verification, 503.
+    let (_, p) = call(post(&code));
+    assert_eq!(respond(g.on_store_reply(p, &StoreReply::default(), NOW, &mut FixedRng(1))).status, 503);
+    // The right code: its use clears the reservation (the attempt id rides on the use call).
+    let (_, p) = call(post(&code));
+    let (_, p) = call(g.on_store_reply(p, &granted, NOW, &mut FixedRng(1)));
+    let (r, _) = call(g.on_store_reply(p, &factors_reply(0), NOW, &mut FixedRng(1)));
+    assert!(r.path.ends_with("/totp/use"), "{}", r.path);
+    let used: serde_json::Value = serde_json::from_slice(r.body.as_deref().unwrap()).unwrap();
+    assert!(used["attempt"].is_string(), "{used}");
 }
 
 #[test]
@@ -899,17 +921,22 @@ fn recovery_codes_are_refused_while_banned() {
     j["regulation"] = json!({});
     let g = Gate::new(Config::parse(j.to_string().as_bytes()).unwrap());
     let (r, p) = call(json_post(&g, "/.mfa/recovery/verify", "alice", &[], json!({"code": "abcd-efgh-jkmn"})));
-    assert_eq!(r.path, "/v1/bans?user=alice");
-    let banned = StoreReply { status: Some(200), body: format!(r#"{{"banned_until":{}}}"#, NOW + 60).into_bytes() };
+    assert_eq!(r.path, "/v1/attempts");
+    let banned = StoreReply {
+        status: Some(200),
+        body: format!(r#"{{"granted":false,"banned_until":{}}}"#, NOW + 60).into_bytes(),
+    };
     assert_eq!(respond(g.on_store_reply(p, &banned, NOW, &mut FixedRng(1))).status, 429);
     let (_, p) = call(json_post(&g, "/.mfa/recovery/verify", "alice", &[], json!({"code": "abcd-efgh-jkmn"})));
     let (r, _) = call(g.on_store_reply(
         p,
-        &StoreReply { status: Some(200), body: br#"{"banned_until":null}"#.to_vec() },
+        &StoreReply { status: Some(200), body: br#"{"granted":true}"#.to_vec() },
         NOW,
         &mut FixedRng(1),
     ));
     assert_eq!(r.path, "/v1/users/alice/recovery/consume");
+    let sent: serde_json::Value = serde_json::from_slice(r.body.as_deref().unwrap()).unwrap();
+    assert!(sent["attempt"].is_string());
 }
 
 #[test]
@@ -1339,4 +1366,192 @@ fn a_trusted_device_opens_plain_pages_only() {
             other => panic!("{path}: {other:?}"),
         }
     }
+}
+
+fn revocation_listing(sessions: &[[u8; 16]], users: &[(&str, u64)]) -> StoreReply {
+    let hex = |id: &[u8; 16]| id.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let s: Vec<_> = sessions.iter().map(|id| json!({"id": hex(id), "expires_at": NOW + 3600})).collect();
+    let u: Vec<_> = users.iter().map(|(u, nb)| json!({"user": u, "not_before": nb})).collect();
+    let body = json!({"cursor": "e.1", "full": true, "sessions": s, "users": u});
+    StoreReply { status: Some(200), body: body.to_string().into_bytes() }
+}
+
+fn passes(g: &Gate, cookie: &str) -> bool {
+    matches!(
+        g.on_headers(&req("GET", "/app", Some("alice"), &[("cookie", cookie)]), NOW, &mut FixedRng(1)),
+        Decision::Pass(_)
+    )
+}
+
+#[test]
+fn revoked_sessions_are_refused_on_the_hot_path_and_stay_refused() {
+    let g = gate();
+    let c = session_cookie(&g, "alice", Method::Totp, NOW - 10);
+    assert!(passes(&g, &c));
+    assert!(g.revocations_request().unwrap().path.starts_with("/v1/revocations"));
+    // A revoked session id: the hot path sends it to the challenge (a store call for factors).
+    assert!(g.apply_revocations(&revocation_listing(&[[1; 16]], &[]), NOW));
+    assert!(!passes(&g, &c));
+    assert_eq!(g.revocations_request().unwrap().path, "/v1/revocations?since=e.1");
+    // The store down, a 5xx, garbage: what is known stays in force.
+    for bad in [
+        StoreReply::default(),
+        StoreReply { status: Some(500), body: vec![] },
+        StoreReply { status: Some(200), body: b"<html>".to_vec() },
+    ] {
+        assert!(!g.apply_revocations(&bad, NOW));
+        assert!(!passes(&g, &c));
+    }
+    // A user's "not before": sessions issued earlier are refused, later ones pass.
+    let g = gate();
+    let c = session_cookie(&g, "alice", Method::Totp, NOW - 10);
+    let issued = token::open_session(&g.keys.borrow(), &c[9..], "alice", None, NOW).unwrap().issued_at;
+    g.apply_revocations(&revocation_listing(&[], &[("alice", issued)]), NOW);
+    assert!(!passes(&g, &c), "issued in the same second as the event: revoked");
+    let g = gate();
+    g.apply_revocations(&revocation_listing(&[], &[("alice", issued - 1)]), NOW);
+    assert!(passes(&g, &c), "issued after the event");
+    // Shared with another worker's gate through the snapshot.
+    let other = gate();
+    assert!(other.install_revocations(&g.revocations_snapshot()));
+    assert_eq!(other.revocations_snapshot(), g.revocations_snapshot());
+    // Off: no poll.
+    let mut j = sample_json();
+    j["revocation"] = json!({"poll_ms": 0});
+    assert!(Gate::new(Config::parse(j.to_string().as_bytes()).unwrap()).revocations_request().is_none());
+    j["revocation"] = json!({"poll_ms": 50});
+    assert!(Config::parse(j.to_string().as_bytes()).is_err());
+}
+
+#[test]
+fn logout_revokes_the_session_everywhere() {
+    let g = gate();
+    let c = session_cookie(&g, "alice", Method::Totp, NOW - 10);
+    let (r, p) =
+        call(g.on_headers(&req("POST", "/.mfa/logout", Some("alice"), &[("cookie", &c)]), NOW, &mut FixedRng(1)));
+    assert_eq!((r.method, r.path.as_str()), ("POST", "/v1/revocations"));
+    let sent: serde_json::Value = serde_json::from_slice(r.body.as_deref().unwrap()).unwrap();
+    assert_eq!(sent["session_id"], "01".repeat(16));
+    assert_eq!(sent["user"], "alice");
+    // This worker refuses it at once, before any poll.
+    assert!(!passes(&g, &c));
+    let ok = StoreReply { status: Some(201), body: br#"{"ok":true}"#.to_vec() };
+    let r = respond(g.on_store_reply(p, &ok, NOW, &mut FixedRng(1)));
+    assert_eq!(r.status, 200);
+    assert!(r.header_value("set-cookie").unwrap().contains("Max-Age=0"));
+    // The store did not record it: cleared here, but the answer says it is incomplete.
+    let g = gate();
+    let (_, p) =
+        call(g.on_headers(&req("POST", "/.mfa/logout", Some("alice"), &[("cookie", &c)]), NOW, &mut FixedRng(1)));
+    let r = respond(g.on_store_reply(p, &StoreReply::default(), NOW, &mut FixedRng(1)));
+    assert_eq!(r.status, 503);
+    assert!(r.header_value("set-cookie").unwrap().contains("Max-Age=0"));
+}
+
+/// The hot-path cost of the revocation check (a figure, not a pass/fail test):
+/// `cargo test --release -p edge-mfa --lib -- --ignored hot_path_cost --nocapture`.
+#[test]
+#[ignore]
+fn hot_path_cost_of_the_revocation_check() {
+    use std::time::Instant;
+    let big = {
+        let hex = |i: u32| format!("{:032x}", u128::from(i) << 64 | 0xfeed);
+        let s: Vec<_> = (0..10_000u32).map(|i| json!({"id": hex(i), "expires_at": NOW + 3600})).collect();
+        let u: Vec<_> = (0..10_000u32).map(|i| json!({"user": format!("user{i}"), "not_before": NOW - 60})).collect();
+        StoreReply {
+            status: Some(200),
+            body: json!({"cursor": "e.1", "sessions": s, "users": u}).to_string().into_bytes(),
+        }
+    };
+    let mut off = sample_json();
+    off["revocation"] = json!({"poll_ms": 0});
+    let gates = [
+        ("revocation off", Gate::new(Config::parse(off.to_string().as_bytes()).unwrap())),
+        ("empty list", gate()),
+        ("20,000 entries", {
+            let g = gate();
+            g.apply_revocations(&big, NOW);
+            g
+        }),
+    ];
+    let n = 200_000;
+    for (name, g) in &gates {
+        let c = session_cookie(g, "alice", Method::Totp, NOW - 10);
+        let h = req("GET", "/app", Some("alice"), &[("cookie", &c)]);
+        let t = Instant::now();
+        for _ in 0..n {
+            assert!(matches!(g.on_headers(&h, NOW, &mut FixedRng(1)), Decision::Pass(_)));
+        }
+        eprintln!("on_headers hot path, {name}: {:.3} µs/request", t.elapsed().as_secs_f64() * 1e6 / n as f64);
+    }
+    let g = &gates[2].1;
+    let s =
+        token::open_session(&g.keys.borrow(), &session_cookie(g, "alice", Method::Totp, NOW)[9..], "alice", None, NOW)
+            .unwrap();
+    let t = Instant::now();
+    let mut hits = 0;
+    for _ in 0..2_000_000 {
+        hits += usize::from(g.revoked(std::hint::black_box("alice"), std::hint::black_box(&s)));
+    }
+    assert_eq!(hits, 0);
+    eprintln!("revoked() alone, 20,000 entries: {:.1} ns/check", t.elapsed().as_secs_f64() * 1e9 / 2e6);
+}
+
+/// Logout of a quick-login session (no first-factor identity) revokes it like any other, and
+/// clears the remembered user too.
+#[test]
+fn anonymous_logout_revokes_the_quick_session() {
+    let mut j = sample_json();
+    j["webauthn"] = json!({"rp_id": "app.test", "origins": ["https://app.test"]});
+    j["quick_login"] = json!(true);
+    let g = Gate::new(Config::parse(j.to_string().as_bytes()).unwrap());
+    let quick = Session {
+        auth_time: NOW,
+        issued_at: NOW,
+        expires: NOW + 60,
+        recheck_at: 0,
+        session_id: [9; 16],
+        method: Method::Webauthn,
+        quick: true,
+        phishing_resistant: true,
+        user_verified: true,
+    };
+    let c = format!("edge-mfa={}", token::seal_session(&g.keys.borrow(), "alice", &quick, "").unwrap());
+    let (r, p) = call(g.on_headers(&req("POST", "/.mfa/logout", None, &[("cookie", &c)]), NOW, &mut FixedRng(1)));
+    let sent: serde_json::Value = serde_json::from_slice(r.body.as_deref().unwrap()).unwrap();
+    assert_eq!((sent["user"].as_str(), sent["session_id"].as_str()), (Some("alice"), Some("09".repeat(16).as_str())));
+    assert!(!matches!(
+        g.on_headers(&req("GET", "/app", None, &[("cookie", &c)]), NOW, &mut FixedRng(1)),
+        Decision::Pass(_)
+    ));
+    let ok = StoreReply { status: Some(201), body: br#"{"ok":true}"#.to_vec() };
+    let r = respond(g.on_store_reply(p, &ok, NOW, &mut FixedRng(1)));
+    let cleared: Vec<&str> = r.headers.iter().filter(|(k, _)| k == "set-cookie").map(|(_, v)| v.as_str()).collect();
+    assert!(cleared.iter().any(|v| v.starts_with("edge-mfa=;")), "{cleared:?}");
+    assert!(cleared.iter().any(|v| v.starts_with("edge-mfa-user=;")), "{cleared:?}");
+}
+
+/// The own session kept across the user's own factor change: same id, record and expiry,
+/// issued a second after the store's "not before" (`now`), so the not-before spares it.
+#[test]
+fn the_kept_own_session_is_issued_after_the_not_before() {
+    let s = Session {
+        auth_time: NOW - 50,
+        issued_at: NOW - 40,
+        expires: NOW + 3000,
+        recheck_at: 0,
+        session_id: [4; 16],
+        method: Method::Totp,
+        quick: false,
+        phishing_resistant: false,
+        user_verified: false,
+    };
+    let again = super::assurance::reissued(&s, NOW + 1);
+    assert_eq!(again, Session { issued_at: NOW + 1, ..s.clone() });
+    let mut r = crate::revocation::Revocations::default();
+    let listing =
+        json!({"cursor": "e.1", "full": true, "sessions": [], "users": [{"user": "alice", "not_before": NOW}]});
+    r.apply(listing.to_string().as_bytes()).unwrap();
+    assert!(r.revoked("alice", &s.session_id, s.issued_at), "the old token ends");
+    assert!(!r.revoked("alice", &again.session_id, again.issued_at), "the re-issued one survives");
 }

@@ -9,7 +9,7 @@ use super::{Assurance, BodyKind, Decision, Gate, Pending, Req, Rng};
 use crate::http::safe_next;
 use crate::pages::Response;
 use crate::policy::NoFactor;
-use crate::store::{self, StoreError, StoreReply};
+use crate::store::{self, StoreError, StoreReply, StoreRequest};
 use crate::token::{self, Ceremony, Method, Session};
 use crate::webauthn as wa;
 use serde_json::{json, Value};
@@ -79,6 +79,15 @@ pub enum WaPending {
     LoginUse {
         req: Box<Req>,
         user: String,
+        next: String,
+        user_verified: bool,
+    },
+    /// Passkey quick login: the assertion verified; its challenge is being recorded as used
+    /// (a replay finds it taken). Nothing was written at `begin`.
+    LoginMarkUsed {
+        req: Box<Req>,
+        user: String,
+        use_call: Box<StoreRequest>,
         next: String,
         user_verified: bool,
     },
@@ -204,16 +213,29 @@ impl Gate {
                         Ok(r) => r,
                         Err(e) => return rejected(400, "webauthn_rejected", &e.to_string()),
                     };
-                    Decision::Call(
-                        store::consume_challenge(&self.cfg.store, &ceremony.challenge, "webauthn.get"),
-                        Pending::Webauthn(WaPending::LoginConsume {
-                            req,
-                            user,
-                            response: Box::new(resp),
-                            challenge: ceremony.challenge,
-                            next,
-                        }),
-                    )
+                    let call = store::consume_challenge(&self.cfg.store, &ceremony.challenge, "webauthn.get");
+                    let then = Pending::Webauthn(WaPending::LoginConsume {
+                        req: req.clone(),
+                        user: user.clone(),
+                        response: Box::new(resp),
+                        challenge: ceremony.challenge,
+                        next,
+                    });
+                    if user.is_empty() {
+                        // Quick login: the credential names the user only later, and `begin`
+                        // recorded nothing. Look the credential up (a read); only a verified
+                        // assertion writes, marking its challenge used (`LoginMarkUsed`).
+                        let Pending::Webauthn(WaPending::LoginConsume { req, user, response, challenge, next }) = then
+                        else {
+                            return rejected(500, "internal", "Unexpected state.");
+                        };
+                        let call = store::credential(&self.cfg.store, response.credential_id());
+                        return Decision::Call(
+                            call,
+                            Pending::Webauthn(WaPending::LoginVerify { req, user, response, challenge, next }),
+                        );
+                    }
+                    self.unless_banned(req, &user, (call, then))
                 }
             }
             _ => rejected(500, "internal", "Unexpected state."),
@@ -238,6 +260,13 @@ impl Gate {
         let Ok(state) = token::seal_ceremony(&self.keys.borrow(), &c) else {
             return self.unavailable(&req);
         };
+        if !registration && user.is_empty() {
+            // Anonymous quick login: a mere `begin` writes nothing (no challenge row, no audit
+            // row), so it cannot grow the store. The challenge lives only in the signed,
+            // expiring ceremony cookie; `finish` records it as used once the assertion verifies.
+            let r = Response::json(200, &json!({ "publicKey": options(&challenge) }));
+            return Decision::Respond(r.header("set-cookie", self.ceremony_cookie(&state, ttl)));
+        }
         let purpose = if registration { "webauthn.create" } else { "webauthn.get" };
         let owner = if user.is_empty() { None } else { Some(user) };
         let call = store::put_challenge(&self.cfg.store, &challenge, owner, purpose, c.expires);
@@ -432,15 +461,47 @@ impl Gate {
                     {
                         rejected(401, "user_verification_required", "Unlock the passkey with your PIN or biometrics.")
                     }
-                    Ok(out) => Decision::Call(
-                        store::use_webauthn(&self.cfg.store, &user, &factor.id, out.sign_count, out.backup_state),
-                        Pending::Webauthn(WaPending::LoginUse { req, user, next, user_verified: out.user_verified }),
-                    ),
+                    Ok(out) => {
+                        let user_verified = out.user_verified;
+                        let use_call =
+                            store::use_webauthn(&self.cfg.store, &user, &factor.id, out.sign_count, out.backup_state)
+                                .with_attempt(req.attempt.as_deref());
+                        if quick {
+                            // Anonymous quick login: `begin` wrote nothing, so the challenge is
+                            // recorded as used only now, after the assertion verified.
+                            let expires = now + settings.challenge_ttl_s;
+                            let mark =
+                                store::put_challenge(&self.cfg.store, &challenge, Some(&user), "webauthn.get", expires);
+                            return Decision::Call(
+                                mark,
+                                Pending::Webauthn(WaPending::LoginMarkUsed {
+                                    req,
+                                    user,
+                                    use_call: Box::new(use_call),
+                                    next,
+                                    user_verified,
+                                }),
+                            );
+                        }
+                        Decision::Call(
+                            use_call,
+                            Pending::Webauthn(WaPending::LoginUse { req, user, next, user_verified }),
+                        )
+                    }
                     Err(e) => {
                         self.failed(&req, &user, Method::Webauthn, rejected(401, "webauthn_rejected", &e.to_string()))
                     }
                 }
             }
+            WaPending::LoginMarkUsed { req, user, use_call, next, user_verified } => match store::parse_ok(reply) {
+                Ok(()) => {
+                    Decision::Call(*use_call, Pending::Webauthn(WaPending::LoginUse { req, user, next, user_verified }))
+                }
+                Err(StoreError::Conflict(_)) => {
+                    rejected(400, "challenge_used", "This request was already used or expired. Start again.")
+                }
+                Err(_) => self.unavailable(&req),
+            },
             WaPending::LoginUse { req, user, next, user_verified } => {
                 let clear = self.ceremony_cookie("", 0);
                 match store::parse_ok(reply) {

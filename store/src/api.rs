@@ -9,6 +9,7 @@ mod devices;
 mod factors;
 mod otp;
 mod recovery;
+mod revocations;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub transports: Transports,
     /// The operator's email template (`--email-template`); `None`: the built-in texts.
     pub email_template: Option<crate::email_template::EmailTemplate>,
+    /// Email/SMS send limits (per user, per address).
+    pub send_limits: db::otp_limits::SendLimits,
 }
 
 pub(crate) type Shared = Arc<AppState>;
@@ -49,21 +52,40 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// For 429: when to try again (unix seconds), sent as `retry_after_s` and `Retry-After`.
+    retry_at: Option<i64>,
 }
 
 impl ApiError {
     pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into() }
+        ApiError { status, code, message: message.into(), retry_at: None }
     }
 
     pub(crate) fn invalid(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid", message)
     }
+
+    fn retry_at(mut self, until: i64) -> Self {
+        self.retry_at = Some(until);
+        self
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({"error": self.code, "message": self.message}))).into_response()
+        match self.retry_at {
+            Some(until) => {
+                let left = (until - db::now()).max(1);
+                let mut r =
+                    (self.status, Json(json!({"error": self.code, "message": self.message, "retry_after_s": left})))
+                        .into_response();
+                if let Ok(v) = header::HeaderValue::from_str(&left.to_string()) {
+                    r.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+                r
+            }
+            None => (self.status, Json(json!({"error": self.code, "message": self.message}))).into_response(),
+        }
     }
 }
 
@@ -106,6 +128,12 @@ impl From<StoreError> for ApiError {
             }
             StoreError::NoSuchCode => Self::new(StatusCode::NOT_FOUND, "invalid_code", "no matching code"),
             StoreError::WrongCode => Self::new(StatusCode::UNAUTHORIZED, "invalid_code", "wrong code"),
+            StoreError::RateLimited(until) => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many codes sent; try again after {until}"),
+            )
+            .retry_at(until),
             StoreError::TooManyDevices => Self::new(
                 StatusCode::CONFLICT,
                 "too_many_devices",
@@ -143,6 +171,8 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/users/:user/devices/:id/use", post(devices::touch))
         .route("/v1/failures", post(bans::failure))
         .route("/v1/bans", get(bans::get))
+        .route("/v1/attempts", post(bans::reserve))
+        .route("/v1/revocations", get(revocations::list).post(revocations::revoke))
         .route("/v1/users/:user/audit", get(audit::list))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {

@@ -66,6 +66,18 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// End sessions server-side (every Envoy worker refuses them within seconds).
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SessionsCommand {
+    /// End every session of a user issued until now.
+    Revoke {
+        #[arg(long)]
+        user: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -117,6 +129,21 @@ pub struct ServeArgs {
     /// Default: the built-in, localized plain-text message.
     #[arg(long, env = "EDGE_MFA_STORE_EMAIL_TEMPLATE")]
     pub email_template: Option<String>,
+
+    /// Email/SMS codes sent per user within `--otp-send-window-s`; past it, 429.
+    #[arg(long, env = "EDGE_MFA_STORE_OTP_SENDS_PER_USER", default_value_t = 5,
+          value_parser = clap::value_parser!(i64).range(1..=1000))]
+    pub otp_sends_per_user: i64,
+
+    /// Email/SMS codes sent to one address within `--otp-send-window-s`; past it, 429.
+    #[arg(long, env = "EDGE_MFA_STORE_OTP_SENDS_PER_ADDRESS", default_value_t = 5,
+          value_parser = clap::value_parser!(i64).range(1..=1000))]
+    pub otp_sends_per_address: i64,
+
+    /// The sliding window of the send limits, in seconds.
+    #[arg(long, env = "EDGE_MFA_STORE_OTP_SEND_WINDOW_S", default_value_t = 900,
+          value_parser = clap::value_parser!(i64).range(1..=86_400))]
+    pub otp_send_window_s: i64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -166,6 +193,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
             let key = master_key(cli.key.as_deref())?;
             crate::import_django::run(&cli.db, &key, &django_db, dry_run)
         }
+        Command::Sessions(cmd) => sessions(&cli.db, cmd),
     }
 }
 
@@ -250,6 +278,19 @@ fn bans(db: &str, cmd: BansCommand) -> Result<(), String> {
     Ok(())
 }
 
+fn sessions(db: &str, cmd: SessionsCommand) -> Result<(), String> {
+    let pool = open(db)?;
+    match cmd {
+        SessionsCommand::Revoke { user } => {
+            let nb = pool
+                .with(|c| db::revocations::revoke_user_audited(c, &user, ADMIN, "admin"))
+                .map_err(|e| e.to_string())?;
+            println!("sessions of {} issued before {nb} are revoked", printable(&user));
+        }
+    }
+    Ok(())
+}
+
 fn serve(db: &str, key: Option<&str>, args: ServeArgs) -> Result<(), String> {
     let key = master_key(key)?;
     let token = match args.token.as_deref() {
@@ -278,7 +319,12 @@ fn serve(db: &str, key: Option<&str>, args: ServeArgs) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start runtime: {e}"))?;
-    let state = std::sync::Arc::new(api::AppState { pool, key, token, transports, email_template });
+    let send_limits = db::otp_limits::SendLimits {
+        per_user: args.otp_sends_per_user,
+        per_address: args.otp_sends_per_address,
+        window_s: args.otp_send_window_s,
+    };
+    let state = std::sync::Arc::new(api::AppState { pool, key, token, transports, email_template, send_limits });
     let served = runtime.block_on(api::serve(state.clone(), &args.listen));
     runtime.shutdown_timeout(std::time::Duration::from_secs(10));
     drop(state);

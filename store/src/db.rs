@@ -13,13 +13,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::crypto::{random_array, random_hex, MasterKey};
 
+pub mod attempts;
 pub mod audit;
 pub mod bans;
 pub mod challenges;
 pub mod devices;
 pub mod import;
 pub mod otp;
+pub mod otp_limits;
 pub mod recovery;
+pub mod revocations;
 pub mod sql;
 #[cfg(test)]
 pub mod testdb;
@@ -28,7 +31,7 @@ use sql::args;
 pub use sql::{Connection, Pool, Target};
 
 /// Latest schema version this binary understands.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 /// Upper bound on factors per user, so one account cannot grow without limit.
 pub const MAX_FACTORS_PER_USER: i64 = 20;
 /// How many session keys are kept: the signing key plus verify-only ones.
@@ -70,6 +73,8 @@ pub enum StoreError {
     /// One-time code: wrong code, one try used up (401).
     WrongCode,
     TooManyDevices,
+    /// Too many email/SMS codes sent; try again at this time (unix seconds).
+    RateLimited(i64),
     /// A stored secret could not be decrypted (wrong master key or tampering).
     Decrypt(String),
     /// Deadlock or serialization failure: the whole operation is retried.
@@ -94,6 +99,7 @@ impl std::fmt::Display for StoreError {
             StoreError::EnterpriseOwned => write!(f, "factor is owned by the enterprise"),
             StoreError::NoSuchCode | StoreError::WrongCode => write!(f, "invalid code"),
             StoreError::TooManyDevices => write!(f, "too many trusted devices"),
+            StoreError::RateLimited(until) => write!(f, "rate limited until {until}"),
             StoreError::Decrypt(what) => write!(f, "cannot decrypt {what}"),
             StoreError::Conflict(msg) => write!(f, "transaction conflict: {msg}"),
             StoreError::Duplicate(msg) => write!(f, "duplicate: {msg}"),
@@ -273,6 +279,34 @@ fn migrate_to(conn: &mut Connection, target: i64) -> Result<()> {
             CREATE INDEX audit_by_user ON audit(\"user\", seq);
             DELETE FROM schema_version;
             INSERT INTO schema_version(version) VALUES (2);",
+        ))?;
+    }
+    if current < 3 && target >= 3 {
+        // v3 (issue 8): reserved attempts (atomic regulation), the session revocation list
+        // (`seq` from the `revocation_seq` counter: commit-ordered, see `revocations`), and the
+        // email/SMS send log for rate limits.
+        tx.batch(&ddl(
+            &tx,
+            "ALTER TABLE failures ADD COLUMN attempt TEXT;
+            CREATE INDEX failures_by_attempt ON failures(attempt);
+            CREATE TABLE revocation_seq (n INTEGER NOT NULL);
+            INSERT INTO revocation_seq(n) VALUES (0);
+            CREATE TABLE revocations (
+                seq        INTEGER PRIMARY KEY,
+                kind       TEXT NOT NULL,
+                subject    TEXT NOT NULL,
+                at         INTEGER NOT NULL,
+                expires_at INTEGER NOT NULL
+            );
+            CREATE INDEX revocations_by_expiry ON revocations(expires_at);
+            CREATE TABLE otp_sends (
+                kind    TEXT NOT NULL,
+                subject TEXT NOT NULL,
+                at      INTEGER NOT NULL
+            );
+            CREATE INDEX otp_sends_by_subject ON otp_sends(kind, subject, at);
+            DELETE FROM schema_version;
+            INSERT INTO schema_version(version) VALUES (3);",
         ))?;
     }
     tx.commit()?;
@@ -686,6 +720,9 @@ pub fn update_factor(
                 detail: None,
             },
         )?;
+        if !enabled {
+            revocations::revoke_user(&tx, user)?;
+        }
     }
     let after = get_factor(&tx, user, id, None)?;
     tx.commit()?;
@@ -739,6 +776,7 @@ pub fn delete_factor(conn: &mut Connection, user: &str, id: &str, actor: &str) -
             detail: Some(serde_json::json!({"type": f.kind, "name": f.name})),
         },
     )?;
+    revocations::revoke_user(&tx, user)?;
     tx.commit()?;
     Ok(())
 }
@@ -768,6 +806,7 @@ pub fn reset_user(conn: &mut Connection, user: &str, actor: &str) -> Result<usiz
             detail: Some(serde_json::json!({"factors": n})),
         },
     )?;
+    revocations::revoke_user(&tx, user)?;
     tx.commit()?;
     Ok(n)
 }

@@ -330,7 +330,7 @@ fn secrets_are_encrypted_at_rest_and_db_is_intact() {
         let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
         assert_eq!(mode, "wal");
     }
-    assert_eq!(dir.sql_int("SELECT version FROM schema_version"), 2);
+    assert_eq!(dir.sql_int("SELECT version FROM schema_version"), 3);
 }
 
 #[test]

@@ -456,6 +456,14 @@ fn permutations(n: usize) -> Vec<Vec<usize>> {
     out
 }
 
+/// Waits for the next wall-clock second. Every attempt is counted for the one client address
+/// (127.0.0.1) before it is verified (issue 8, invariant 7), and `find_time_s: 1` counts one
+/// second: a race per second stays far below `max_retries: 100`.
+fn new_second() {
+    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_millis();
+    std::thread::sleep(std::time::Duration::from_millis(u64::from(1000 - ms) + 20));
+}
+
 #[test]
 fn cookie_corpus_none_accepted() {
     let Some(s) = start("attack_corpus::cookies", static_keys(), 2) else { return };
@@ -1437,6 +1445,7 @@ fn replays_succeed_exactly_once_even_across_two_workers() {
         let user = format!("racer{i}");
         let (secret, _) = enroll(&s, &user);
         let code = totp::code_at(&params(), &secret, now() + 30);
+        new_second();
         let rs = race(
             &s.base,
             "/.mfa/totp/verify",
@@ -1470,6 +1479,7 @@ fn replays_succeed_exactly_once_even_across_two_workers() {
     let codes: Vec<String> =
         r.json()["codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
     for (round, c) in codes.iter().take(3).enumerate() {
+        new_second();
         let rs = race(&s.base, "/.mfa/recovery/verify", &json_h(&dora), json!({"code": c}).to_string().as_bytes());
         let statuses: Vec<u16> = rs.iter().map(|r| r.status).collect();
         assert_eq!(successes(&rs), 1, "recovery code raced by {RACERS}: {statuses:?}");
@@ -1545,6 +1555,7 @@ fn replays_succeed_exactly_once_even_across_two_workers() {
         let (opts, jar) = begin();
         let a = key.assert(&opts, &web_origin).unwrap();
         let body = json!({"credential": serde_json::from_str::<Value>(&a).unwrap(), "next": "/app"}).to_string();
+        new_second();
         let rs = race(&s.base, "/.mfa/webauthn/login/finish", &json_h(&jar), body.as_bytes());
         let statuses: Vec<u16> = rs.iter().map(|r| r.status).collect();
         assert_eq!(successes(&rs), 1, "WebAuthn assertion raced by {RACERS}: {statuses:?}");
@@ -1589,6 +1600,7 @@ fn replays_succeed_exactly_once_even_across_two_workers() {
     for _ in 0..2 {
         let code = send();
         let body = json!({"channel": "email", "code": code}).to_string();
+        new_second();
         let rs = race(&s.base, "/.mfa/otp/verify", &json_h(&fay), body.as_bytes());
         let statuses: Vec<u16> = rs.iter().map(|r| r.status).collect();
         assert_eq!(successes(&rs), 1, "email code raced by {RACERS}: {statuses:?}");

@@ -353,6 +353,8 @@ pub async fn patch(
 #[derive(Deserialize)]
 struct UseBody {
     step: u64,
+    /// A reserved attempt (`POST /v1/attempts`) that this use settles as a success.
+    attempt: Option<String>,
 }
 
 pub async fn use_totp(
@@ -366,7 +368,13 @@ pub async fn use_totp(
     let actor = actor(&headers)?;
     let body: UseBody = parse_body(body)?;
     let step = to_step(body.step)?;
-    blocking(&state, move |s| s.pool.with(|c| db::use_totp_step(c, &user, &id, step, &actor))).await?;
+    blocking(&state, move |s| {
+        s.pool.with(|c| {
+            db::use_totp_step(c, &user, &id, step, &actor)?;
+            super::bans::clear_attempt(c, body.attempt.as_deref())
+        })
+    })
+    .await?;
     Ok(Json(json!({"ok": true})))
 }
 
@@ -374,6 +382,7 @@ pub async fn use_totp(
 struct WebauthnUseBody {
     sign_count: u32,
     backup_state: Option<bool>,
+    attempt: Option<String>,
 }
 
 pub async fn use_webauthn(
@@ -387,7 +396,10 @@ pub async fn use_webauthn(
     let actor = actor(&headers)?;
     let body: WebauthnUseBody = parse_body(body)?;
     blocking(&state, move |s| {
-        s.pool.with(|c| db::use_webauthn(c, &user, &id, i64::from(body.sign_count), body.backup_state, &actor))
+        s.pool.with(|c| {
+            db::use_webauthn(c, &user, &id, i64::from(body.sign_count), body.backup_state, &actor)?;
+            super::bans::clear_attempt(c, body.attempt.as_deref())
+        })
     })
     .await?;
     Ok(Json(json!({"ok": true})))

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use super::factors::normalize_address;
 use super::{actor, blocking, check_user, mask_address, parse_body, path_error, ApiError, ApiResult, Shared};
 use crate::crypto::random_digits;
-use crate::db::{self, otp, StoreError};
+use crate::db::{self, otp, otp_limits, StoreError};
 use crate::email_template::Values;
 use crate::transport::{utc_minute, Channel, Message};
 
@@ -127,6 +127,9 @@ pub async fn send(
                     .map(|a| String::from_utf8_lossy(&a).into_owned())
                     .ok_or(StoreError::NotFound("destination"))?,
             };
+            if let Err(until) = otp_limits::take(conn, &s.key, &u, &to, s.send_limits)? {
+                return Err(StoreError::RateLimited(until));
+            }
             let expires_at = otp::issue(
                 conn,
                 &s.key,
@@ -174,6 +177,7 @@ pub async fn send(
 struct VerifyBody {
     channel: String,
     code: String,
+    attempt: Option<String>,
 }
 
 pub async fn verify(
@@ -191,7 +195,13 @@ pub async fn verify(
         return Err(ApiError::invalid("code is too long"));
     }
     let code = body.code.trim().to_string();
-    blocking(&state, move |s| s.pool.with(|c| otp::verify(c, &s.key, &user, ch.as_str(), &code, &actor))).await?;
+    blocking(&state, move |s| {
+        s.pool.with(|c| {
+            otp::verify(c, &s.key, &user, ch.as_str(), &code, &actor)?;
+            super::bans::clear_attempt(c, body.attempt.as_deref())
+        })
+    })
+    .await?;
     Ok(Json(json!({"ok": true})))
 }
 

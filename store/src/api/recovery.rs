@@ -51,6 +51,7 @@ pub async fn put(
 #[derive(Deserialize)]
 struct ConsumeBody {
     code: String,
+    attempt: Option<String>,
 }
 
 pub async fn consume(
@@ -66,7 +67,13 @@ pub async fn consume(
     if body.code.len() > 256 {
         return Err(ApiError::invalid("code is too long"));
     }
-    let (id, remaining) =
-        blocking(&state, move |s| s.pool.with(|c| recovery::consume(c, &s.key, &user, &body.code, &actor))).await?;
+    let (id, remaining) = blocking(&state, move |s| {
+        s.pool.with(|c| {
+            let out = recovery::consume(c, &s.key, &user, &body.code, &actor)?;
+            super::bans::clear_attempt(c, body.attempt.as_deref())?;
+            Ok(out)
+        })
+    })
+    .await?;
     Ok(Json(json!({"remaining": remaining, "factor_id": id})))
 }

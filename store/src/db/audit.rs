@@ -9,6 +9,8 @@ use super::{now, Connection, Result};
 
 /// Rows kept per user; older ones are pruned as new ones arrive.
 pub const MAX_EVENTS_PER_USER: i64 = 1000;
+/// Rows kept without a user (per-IP failures, IP bans lifted); older ones are pruned.
+pub const MAX_ANONYMOUS_EVENTS: i64 = 10_000;
 
 pub struct Event<'a> {
     pub user: Option<&'a str>,
@@ -89,7 +91,20 @@ pub fn record(conn: &Connection, e: Event<'_>) -> Result<()> {
                 (SELECT seq FROM audit WHERE \"user\" = $1 ORDER BY seq DESC LIMIT 1 OFFSET $2)",
             args![user, MAX_EVENTS_PER_USER],
         )?;
+    } else {
+        prune_anonymous(conn, MAX_ANONYMOUS_EVENTS)?;
     }
+    Ok(())
+}
+
+/// Rows without a user (per-IP failures, lifted IP bans) are pruned like a user's, keeping the
+/// newest `keep`, so anonymous traffic cannot grow the log without bound.
+fn prune_anonymous(conn: &Connection, keep: i64) -> Result<()> {
+    conn.execute(
+        "DELETE FROM audit WHERE \"user\" IS NULL AND seq <=
+            (SELECT seq FROM audit WHERE \"user\" IS NULL ORDER BY seq DESC LIMIT 1 OFFSET $1)",
+        args![keep],
+    )?;
     Ok(())
 }
 
@@ -140,5 +155,35 @@ mod json_line_tests {
             serde_json::from_str::<Value>(&json_line(&ok, 0, &RequestContext::default())).unwrap()["result"],
             "ok"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_without_a_user_are_pruned() {
+        let mut conn = Connection::sqlite_in_memory().unwrap();
+        super::super::migrate(&mut conn).unwrap();
+        let ev = |user| Event { user, actor: "filter", event: "failure.recorded", factor_id: None, detail: None };
+        for _ in 0..30 {
+            record(&conn, ev(None)).unwrap();
+            record(&conn, ev(Some("al"))).unwrap();
+        }
+        prune_anonymous(&conn, 10).unwrap();
+        let count = |q: &str| conn.query_one(q, args![]).unwrap().get::<i64>(0).unwrap();
+        assert_eq!(count("SELECT count(*) FROM audit WHERE \"user\" IS NULL"), 10);
+        assert_eq!(count("SELECT count(*) FROM audit WHERE \"user\" = 'al'"), 30, "users' rows untouched");
+        // The newest are kept.
+        assert_eq!(
+            count("SELECT min(seq) FROM audit WHERE \"user\" IS NULL"),
+            count("SELECT max(seq) FROM audit WHERE \"user\" IS NULL") - 18
+        );
+        // And `record` keeps the bound by itself.
+        for _ in 0..(MAX_ANONYMOUS_EVENTS + 5) {
+            record(&conn, ev(None)).unwrap();
+        }
+        assert_eq!(count("SELECT count(*) FROM audit WHERE \"user\" IS NULL"), MAX_ANONYMOUS_EVENTS);
     }
 }

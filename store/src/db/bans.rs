@@ -17,6 +17,8 @@ pub struct Failure<'a> {
     /// Canonical textual IP address.
     pub ip: Option<&'a str>,
     pub method: &'a str,
+    /// A reserved attempt (see `attempts`): already counted, so not counted again.
+    pub attempt: Option<&'a str>,
     pub max_retries: i64,
     pub find_time_s: i64,
     pub ban_time_s: i64,
@@ -35,7 +37,7 @@ fn active_ban(conn: &Connection, kind: &str, subject: &str, now: i64) -> Result<
 }
 
 /// Lock key for one regulated subject.
-fn subject_lock(kind: &str, subject: &str) -> String {
+pub(super) fn subject_lock(kind: &str, subject: &str) -> String {
     format!("ban:{kind}:{subject}")
 }
 
@@ -69,10 +71,16 @@ pub fn record_failure(conn: &mut Connection, f: &Failure<'_>, actor: &str) -> Re
         let Some(subject) = subject else { continue };
         let mut until = active_ban(&tx, kind, subject, now)?;
         if until.is_none() {
-            tx.execute(
-                "INSERT INTO failures(kind, subject, at, method) VALUES ($1, $2, $3, $4)",
-                args![kind, subject, now, f.method],
-            )?;
+            let reserved = match f.attempt {
+                Some(a) => super::attempts::is_counted(&tx, kind, subject, a)?,
+                None => false,
+            };
+            if !reserved {
+                tx.execute(
+                    "INSERT INTO failures(kind, subject, at, method) VALUES ($1, $2, $3, $4)",
+                    args![kind, subject, now, f.method],
+                )?;
+            }
             let count: i64 = tx
                 .query_one(
                     "SELECT count(*) FROM failures WHERE kind = $1 AND subject = $2 AND at > $3",
@@ -100,6 +108,10 @@ pub fn record_failure(conn: &mut Connection, f: &Failure<'_>, actor: &str) -> Re
                         })),
                     },
                 )?;
+                if kind == KIND_USER {
+                    // A ban on the user ends their sessions too (a stolen session goes with it).
+                    super::revocations::revoke_user(&tx, subject)?;
+                }
                 until = Some(t);
             }
         }

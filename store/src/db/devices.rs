@@ -120,6 +120,7 @@ pub fn revoke(conn: &mut Connection, user: &str, id: &str, actor: &str) -> Resul
             detail: Some(serde_json::json!({"device": id_prefix(id)})),
         },
     )?;
+    super::revocations::revoke_user(&tx, user)?;
     tx.commit()?;
     Ok(())
 }
