@@ -29,7 +29,8 @@ fn full() -> Value {
         "email": {"ttl_s": 300},
         "sms": {"ttl_s": 300},
         "branding": {"title": "Acme"},
-        "regulation": {"max_retries": 5}
+        "regulation": {"max_retries": 5},
+        "revocation": {"poll_ms": 1000}
     })
 }
 
