@@ -110,11 +110,13 @@ impl Gate {
                     },
                     None => self.unavailable(&req),
                 },
-                // Revoked or expired: forget the cookie and ask for the second factor.
-                Err(StoreError::NotFound) => match self.challenge_for(req, now) {
-                    Decision::Respond(r) => Decision::Respond(r.header("set-cookie", self.device_cookie("", 0))),
-                    other => other,
-                },
+                // Revoked or expired: forget the cookie (so later requests skip this store call)
+                // and ask for the second factor; the challenge comes after a factors lookup.
+                Err(StoreError::NotFound) => {
+                    let mut req = req;
+                    req.set_cookies.push(self.device_cookie("", 0));
+                    self.challenge_for(req, now)
+                }
                 Err(_) => self.unavailable(&req),
             },
         }

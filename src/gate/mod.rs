@@ -110,6 +110,9 @@ pub struct Req {
     pub cookie_edit: Option<CookieEdit>,
     /// The regulation attempt reserved for this verification (see `regulation`).
     pub attempt: Option<String>,
+    /// `Set-Cookie` values the final answer to this request carries, whichever answer it turns
+    /// out to be (a step that ends in a store call cannot patch a response that does not exist yet).
+    pub set_cookies: Vec<String>,
 }
 
 impl Req {
@@ -499,6 +502,7 @@ impl Gate {
             },
             trust: false,
             cookie_edit: self.cookie_for_app(cookies.as_deref()),
+            set_cookies: Vec::new(),
             attempt: None,
             email: match (&self.cfg.email, &self.cfg.identity) {
                 (Some(e), IdentitySource::JwtPayload { header, .. }) if e.enforce => {
@@ -803,7 +807,8 @@ impl Gate {
                     Err(_) => return self.unavailable(&req),
                 };
                 let user = req.user.clone().unwrap_or_default();
-                self.challenge(&req, &user, &factors, reason, &next, allowed.as_deref(), now, rng)
+                let d = self.challenge(&req, &user, &factors, reason, &next, allowed.as_deref(), now, rng);
+                with_set_cookies(d, &req.set_cookies)
             }
             Pending::Home(p) => self.home_reply(p, reply, now),
             Pending::EnrollCheck(req) => {
@@ -1244,7 +1249,7 @@ impl Gate {
                 &json!({"ok": true, "user": user, "method": a.method.as_str(), "next": next, "expires_at": s.expires}),
             )
         };
-        let r = r.header("set-cookie", cookie);
+        let r = req.set_cookies.iter().fold(r.header("set-cookie", cookie), |r, c| r.header("set-cookie", c.clone()));
         if self.cfg.quick_login {
             // Remember who verified here (15 days, as django-mfa2), for quick login next time.
             if let Ok(t) = token::seal_remembered(&self.keys.borrow(), user, now + 15 * 86_400) {
@@ -1295,6 +1300,14 @@ impl Gate {
 
     pub(super) fn clear_cookie(&self) -> String {
         format!("{}={}; Max-Age=0", self.cfg.cookie_name, self.cookie_attrs())
+    }
+}
+
+/// Adds the cookies a request's answer must carry (`Req::set_cookies`) to a finished response.
+fn with_set_cookies(d: Decision, cookies: &[String]) -> Decision {
+    match d {
+        Decision::Respond(r) => Decision::Respond(cookies.iter().fold(r, |r, c| r.header("set-cookie", c.clone()))),
+        other => other,
     }
 }
 

@@ -1555,3 +1555,27 @@ fn the_kept_own_session_is_issued_after_the_not_before() {
     assert!(r.revoked("alice", &s.session_id, s.issued_at), "the old token ends");
     assert!(!r.revoked("alice", &again.session_id, again.issued_at), "the re-issued one survives");
 }
+
+#[test]
+fn a_revoked_device_cookie_is_cleared_on_the_challenge() {
+    let mut j = sample_json();
+    j["trusted_devices"] = json!({"days": 30});
+    let g = Gate::new(Config::parse(j.to_string().as_bytes()).unwrap());
+    let d = token::DeviceClaims { id: "dev1".into(), method: Method::Totp, auth_time: NOW - 3000 };
+    let name = g.cfg.device_cookie.clone();
+    let c = format!("{name}={}", token::seal_device(&g.keys.borrow(), "alice", &d, NOW + 86_400).unwrap());
+    let h = req("GET", "/app", Some("alice"), &[("cookie", &c), ("accept", "text/html")]);
+    let (r, p) = call(g.on_headers(&h, NOW, &mut FixedRng(1)));
+    assert!(r.path.contains("/devices/dev1"), "{}", r.path);
+    // The store no longer trusts the device: the challenge needs the user's factors first, and
+    // its answer must forget the cookie, or every later request pays this store call again.
+    let revoked = StoreReply { status: Some(404), body: br#"{"error":"not_found"}"#.to_vec() };
+    let (r, p) = call(g.on_store_reply(p, &revoked, NOW, &mut FixedRng(1)));
+    assert!(r.path.contains("/factors"), "{}", r.path);
+    let page = respond(g.on_store_reply(p, &factors_reply(0), NOW, &mut FixedRng(1)));
+    let cleared = page
+        .headers
+        .iter()
+        .any(|(k, v)| k == "set-cookie" && v.starts_with(&format!("{name}=;")) && v.contains("Max-Age=0"));
+    assert!(cleared, "{:?}", page.headers);
+}

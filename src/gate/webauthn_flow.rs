@@ -365,10 +365,11 @@ impl Gate {
                 match store::parse_created(reply) {
                     Ok(()) if session.is_none() => {
                         let next = self.after_first_factor(&next);
-                        match self.verified(&req, &user, Assurance::webauthn(now, user_verified), &next, now, rng) {
-                            Decision::Respond(r) => Decision::Respond(r.header("set-cookie", clear)),
-                            other => other,
-                        }
+                        // The ceremony cookie goes on whatever answer this ends in (trusting the
+                        // device first makes it a store call).
+                        let mut req = req;
+                        req.set_cookies.push(clear.clone());
+                        self.verified(&req, &user, Assurance::webauthn(now, user_verified), &next, now, rng)
                     }
                     Ok(()) => Decision::Respond(
                         Response::json(200, &json!({"ok": true, "next": next})).header("set-cookie", clear),
@@ -506,10 +507,11 @@ impl Gate {
                 let clear = self.ceremony_cookie("", 0);
                 match store::parse_ok(reply) {
                     Ok(()) => {
-                        match self.verified(&req, &user, Assurance::webauthn(now, user_verified), &next, now, rng) {
-                            Decision::Respond(r) => Decision::Respond(r.header("set-cookie", clear)),
-                            other => other,
-                        }
+                        // The ceremony cookie goes on whatever answer this ends in (trusting the
+                        // device first makes it a store call).
+                        let mut req = req;
+                        req.set_cookies.push(clear.clone());
+                        self.verified(&req, &user, Assurance::webauthn(now, user_verified), &next, now, rng)
                     }
                     Err(StoreError::Conflict(_)) => rejected(
                         401,

@@ -217,3 +217,33 @@ fn quick_login_needs_user_verification_unless_configured() {
         assert_eq!(seen["headers"]["x-mfa-user"], "yara");
     }
 }
+
+/// "Trust this device" turns the last step of a WebAuthn sign-in into a store call (recording
+/// the device) before the answer: the ceremony cookie must still be cleared on that answer.
+#[test]
+fn trusting_the_device_still_clears_the_ceremony_cookie() {
+    if !test_harness::e2e_enabled("webauthn::trust_clears_ceremony") {
+        return;
+    }
+    let s = Stack::start(StackOptions {
+        plugin_config: json!({
+            "webauthn": {"rp_id": "localhost", "origins": ["http://localhost:{LISTEN_PORT}"]},
+            "trusted_devices": {"days": 30}
+        }),
+        ..StackOptions::default()
+    });
+    let mut jar = Jar(vec![s.login_cookie("tess")]);
+    let mut key = SoftAuthenticator::new(Attestation::None);
+    assert_eq!(register(&s, &mut jar, &mut key).status, 200);
+    jar.drop_session();
+    let opts = login_options(&s, &mut jar);
+    let a = key.assert(&opts, &origin(&s)).unwrap();
+    let r = jar.post(
+        &s,
+        "/.mfa/webauthn/login/finish",
+        json!({"credential": serde_json::from_str::<Value>(&a).unwrap(), "next": "/app", "trust_device": true}),
+    );
+    assert_eq!(r.status, 200, "{r:?}\n{}", s.log_tails());
+    assert!(r.cookie("edge-mfa-device").is_some_and(|c| !c.ends_with('=')), "device trusted: {r:?}");
+    assert_eq!(r.cookie(CEREMONY).as_deref(), Some("edge-mfa-wa="), "ceremony cookie cleared: {r:?}");
+}
