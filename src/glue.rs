@@ -19,10 +19,10 @@ extern "C" {
     fn proxy_get_header_map_pairs(map_type: u32, data: *mut *mut u8, size: *mut usize) -> u32;
 }
 
-/// Every `Cookie` line of the request, from the serialized header map in one host call (the
-/// SDK's getter would build a `String` and a `Vec` per header, and panics on a host error).
-/// `None`: the host refused or sent a malformed map; the request then has no readable cookies.
-fn request_cookies() -> Option<crate::header_map::Cookies> {
+/// The request's headers, from the serialized header map in one host call (the SDK's getter
+/// would build a `String` and a `Vec` per header, and panics on a host error). `None`: the host
+/// refused or sent a malformed map; the request then has no readable headers.
+fn request_headers() -> Option<crate::header_map::HeaderMap> {
     const REQUEST_HEADERS: u32 = 0;
     let mut data: *mut u8 = std::ptr::null_mut();
     let mut size: usize = 0;
@@ -33,11 +33,12 @@ fn request_cookies() -> Option<crate::header_map::Cookies> {
             return None;
         }
         if data.is_null() {
-            return Some(crate::header_map::Cookies::default());
+            Vec::new()
+        } else {
+            Vec::from_raw_parts(data, size, size)
         }
-        Vec::from_raw_parts(data, size, size)
     };
-    crate::header_map::cookies(&buf)
+    crate::header_map::HeaderMap::parse(buf)
 }
 
 #[link(wasm_import_module = "wasi_snapshot_preview1")]
@@ -345,6 +346,7 @@ impl RootContext for Root {
             response_cookie: None,
             request_id: None,
             cookie_lines: std::cell::Cell::new(0),
+            headers: std::cell::OnceCell::new(),
         }))
     }
 
@@ -364,6 +366,8 @@ struct Filter {
     request_id: Option<String>,
     /// How many `Cookie` lines the request had (set when the gate reads `cookie`).
     cookie_lines: std::cell::Cell<usize>,
+    /// The request headers, read from the host once (see `request_headers`).
+    headers: std::cell::OnceCell<Option<crate::header_map::HeaderMap>>,
 }
 
 impl Headers for Filter {
@@ -371,15 +375,17 @@ impl Headers for Filter {
     /// which one hostile request could use to kill the VM. Such a header counts as absent
     /// (`Cookie` lines excepted: see below).
     fn get(&self, name: &str) -> Option<String> {
+        // One host call for the whole map, on the first read; every later read is a lookup.
+        let map = self.headers.get_or_init(request_headers).as_ref()?;
         if name == "cookie" {
             // Envoy hands a filter only the first of several `Cookie` lines: read them all, so a
             // second line naming the session cookie again makes it ambiguous (and refused), and
-            // edge-mfa's cookies are stripped from every line. One host call, scanned in place.
-            let cookies = request_cookies()?;
+            // edge-mfa's cookies are stripped from every line.
+            let cookies = map.cookies();
             self.cookie_lines.set(cookies.lines);
             return cookies.joined;
         }
-        self.get_http_request_header_bytes(name).and_then(|b| String::from_utf8(b).ok())
+        map.get(name).and_then(|b| std::str::from_utf8(b).ok()).map(str::to_string)
     }
 
     /// Envoy's `source.address` property: the downstream peer, or the address Envoy itself

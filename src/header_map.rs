@@ -25,39 +25,78 @@ fn u32_at(buf: &[u8], at: usize) -> Option<usize> {
     usize::try_from(u32::from_le_bytes(a)).ok()
 }
 
-/// The `Cookie` lines of the serialized map `buf`; `None` when `buf` is not a well-formed map
-/// (the caller then treats the request as having no readable cookies, so it gets no session).
-pub fn cookies(buf: &[u8]) -> Option<Cookies> {
-    if buf.is_empty() {
-        return Some(Cookies::default());
-    }
-    let count = u32_at(buf, 0)?;
-    let mut data = count.checked_mul(8)?.checked_add(4)?;
-    let mut out = Cookies::default();
-    for n in 0..count {
-        let sizes = 4 + n * 8;
-        let (klen, vlen) = (u32_at(buf, sizes)?, u32_at(buf, sizes + 4)?);
-        let key = buf.get(data..data.checked_add(klen)?)?;
-        data = data.checked_add(klen)?.checked_add(1)?;
-        let value = buf.get(data..data.checked_add(vlen)?)?;
-        data = data.checked_add(vlen)?.checked_add(1)?;
-        if !key.eq_ignore_ascii_case(b"cookie") {
-            continue;
+/// A request's headers as the host serialized them, read in place: the hot path asks the host
+/// once for the whole map and looks up `:path`, the identity header and every `Cookie` line here.
+#[derive(Debug)]
+pub struct HeaderMap {
+    buf: Vec<u8>,
+    /// (key start, key end, value start, value end) per pair, checked against `buf` once.
+    spans: Vec<(usize, usize, usize, usize)>,
+}
+
+impl HeaderMap {
+    /// `None` when `buf` is not a well-formed map (the caller then sees no headers at all, so
+    /// the request gets no session and no pass).
+    pub fn parse(buf: Vec<u8>) -> Option<HeaderMap> {
+        if buf.is_empty() {
+            return Some(HeaderMap { buf, spans: Vec::new() });
         }
-        out.lines += 1;
-        // A stray non-UTF-8 byte in an app cookie must neither hide edge-mfa's cookies from
-        // stripping nor lock its user out: it becomes U+FFFD (never `;` or `=`, so cookie
-        // boundaries hold; a token holding one fails its MAC).
-        let value = String::from_utf8_lossy(value);
-        match &mut out.joined {
-            Some(j) => {
-                j.push_str("; ");
-                j.push_str(&value);
+        let count = u32_at(&buf, 0)?;
+        let mut data = count.checked_mul(8)?.checked_add(4)?;
+        // Each pair needs at least its 8 size bytes and two NULs: bounds the allocation.
+        if count > buf.len() / 10 + 1 {
+            return None;
+        }
+        let mut spans = Vec::with_capacity(count);
+        for n in 0..count {
+            let sizes = 4 + n * 8;
+            let (klen, vlen) = (u32_at(&buf, sizes)?, u32_at(&buf, sizes + 4)?);
+            let key_end = data.checked_add(klen)?;
+            let value = key_end.checked_add(1)?;
+            let value_end = value.checked_add(vlen)?;
+            if value_end > buf.len() {
+                return None;
             }
-            None => out.joined = Some(value.into_owned()),
+            spans.push((data, key_end, value, value_end));
+            data = value_end.checked_add(1)?;
         }
+        Some(HeaderMap { buf, spans })
     }
-    Some(out)
+
+    fn pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.spans.iter().filter_map(|&(k, ke, v, ve)| Some((self.buf.get(k..ke)?, self.buf.get(v..ve)?)))
+    }
+
+    /// The first value of `name` (lower-case, as Envoy keeps header names).
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.pairs().find(|(k, _)| k.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
+    }
+
+    /// Every `Cookie` line, joined.
+    pub fn cookies(&self) -> Cookies {
+        let mut out = Cookies::default();
+        for (_, value) in self.pairs().filter(|(k, _)| k.eq_ignore_ascii_case(b"cookie")) {
+            out.lines += 1;
+            // A stray non-UTF-8 byte in an app cookie must neither hide edge-mfa's cookies from
+            // stripping nor lock its user out: it becomes U+FFFD (never `;` or `=`, so cookie
+            // boundaries hold; a token holding one fails its MAC).
+            let value = String::from_utf8_lossy(value);
+            match &mut out.joined {
+                Some(j) => {
+                    j.push_str("; ");
+                    j.push_str(&value);
+                }
+                None => out.joined = Some(value.into_owned()),
+            }
+        }
+        out
+    }
+}
+
+/// The `Cookie` lines of the serialized map `buf`; `None` when `buf` is not a well-formed map.
+#[cfg(test)]
+fn cookies(buf: &[u8]) -> Option<Cookies> {
+    HeaderMap::parse(buf.to_vec()).map(|m| m.cookies())
 }
 
 #[cfg(test)]
@@ -97,6 +136,16 @@ mod tests {
     fn non_utf8_bytes_become_replacement_characters() {
         let buf = serialize(&[("cookie", b"app=\xff; mfa=x")]);
         assert_eq!(cookies(&buf).and_then(|c| c.joined), Some("app=\u{fffd}; mfa=x".into()));
+    }
+
+    #[test]
+    fn looks_up_the_first_value_of_a_header() {
+        let buf = serialize(&[(":path", b"/app"), ("x-user", b"alice"), ("x-user", b"mallory"), ("bad", b"\xff")]);
+        let m = HeaderMap::parse(buf).unwrap();
+        assert_eq!(m.get(":path"), Some(&b"/app"[..]));
+        assert_eq!(m.get("x-user"), Some(&b"alice"[..]));
+        assert_eq!(m.get("bad"), Some(&b"\xff"[..]));
+        assert_eq!(m.get("absent"), None);
     }
 
     #[test]
