@@ -334,6 +334,29 @@ impl Stack {
         format!("{}={}", demo::IDENTITY_COOKIE, demo::demo_jwt(&self.jwt_secret, user, now, now + demo::DEMO_JWT_TTL_S))
     }
 
+    /// Enrolls TOTP for `user` through Envoy, as a browser-less client would (the enroll page,
+    /// then a code from its secret): the secret, the identity cookie and the session cookie
+    /// (`edge-mfa=…`). The one enrollment helper of the end-to-end tests.
+    pub fn enroll_totp(&self, user: &str) -> (Vec<u8>, String, String) {
+        use edge_mfa::totp;
+        let json = ("accept", "application/json");
+        let id = self.login_cookie(user);
+        let r = http::get(&self.url("/.mfa/totp/enroll?next=/app"), &[("cookie", &id), json]);
+        assert_eq!(r.status, 200, "{r:?}\n{}", self.log_tails());
+        let v = r.json();
+        let secret = totp::secret_from_base32(v["secret"].as_str().expect("enroll secret")).expect("base32 secret");
+        let params = totp::Params { alg: totp::Alg::Sha1, digits: 6, period: 30 };
+        let code = totp::code_at(&params, &secret, demo::now_s().max(0) as u64);
+        let r = http::post_json(
+            &self.url("/.mfa/totp/enroll"),
+            &serde_json::json!({"enroll_token": v["enroll_token"], "code": code, "name": "Phone"}),
+            &[("cookie", &id), json],
+        );
+        assert_eq!(r.status, 200, "{r:?}\n{}", self.log_tails());
+        let session = r.cookie("edge-mfa").filter(|c| !c.ends_with('=')).expect("session cookie");
+        (secret, id, session)
+    }
+
     /// Envoy's log (`--log-path`, plus its stdout/stderr).
     pub fn envoy_log(&self) -> String {
         read_lossy(&self.dir.join("envoy.log"))

@@ -133,21 +133,9 @@ fn reached_upstream(r: &http::Response) -> bool {
     r.header("x-envoy-upstream-service-time").is_some() || (r.status == 200 && r.body.contains("\"x-mfa-user\""))
 }
 
-/// Enrolls TOTP for `user` through the JSON API; returns the secret and the session cookie.
 fn enroll(s: &Stack, user: &str) -> (Vec<u8>, String) {
-    let id = s.login_cookie(user);
-    let r = http::get(&s.url("/.mfa/totp/enroll?next=/app"), &[("cookie", &id), JSON]);
-    assert_eq!(r.status, 200, "{r:?}\n{}", s.log_tails());
-    let v = r.json();
-    let secret = totp::secret_from_base32(v["secret"].as_str().unwrap()).unwrap();
-    let code = totp::code_at(&params(), &secret, now());
-    let r = http::post_json(
-        &s.url("/.mfa/totp/enroll"),
-        &json!({"enroll_token": v["enroll_token"], "code": code, "name": "Phone"}),
-        &[("cookie", &id), JSON],
-    );
-    assert_eq!(r.status, 200, "{r:?}\n{}", s.log_tails());
-    (secret, r.cookie(COOKIE).expect("session cookie"))
+    let (secret, _, session) = s.enroll_totp(user);
+    (secret, session)
 }
 
 fn origin(s: &Stack) -> String {

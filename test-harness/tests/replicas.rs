@@ -59,18 +59,9 @@ fn post(s: &Stack, cookie: &str, path: &str, body: &Value) -> http::Response {
     )
 }
 
-/// Enrolls TOTP for `user`; returns the secret and the session cookie.
 fn enroll(s: &Stack, user: &str) -> (Vec<u8>, String) {
-    let id = s.login_cookie(user);
-    let r = http::get(&s.url("/.mfa/totp/enroll?next=/app"), &[("cookie", &id), JSON]);
-    assert_eq!(r.status, 200, "{r:?}\n{}", s.log_tails());
-    let v = r.json();
-    let secret = totp::secret_from_base32(v["secret"].as_str().unwrap()).unwrap();
-    let code = totp::code_at(&params(), &secret, now());
-    let r =
-        post(s, &id, "/.mfa/totp/enroll", &json!({"enroll_token": v["enroll_token"], "code": code, "name": "Phone"}));
-    assert_eq!(r.status, 200, "{r:?}\n{}", s.log_tails());
-    (secret, r.cookie(COOKIE).expect("session cookie"))
+    let (secret, _, session) = s.enroll_totp(user);
+    (secret, session)
 }
 
 /// The same request from `RACERS` threads at once, each on its own open keep-alive connection

@@ -41,18 +41,8 @@ fn session_cookie(r: &http::Response) -> Option<String> {
     r.cookie(COOKIE).filter(|c| !c.ends_with('='))
 }
 
-/// Enrolls TOTP for `user`; returns (secret, identity cookie, session cookie).
 fn enroll(s: &Stack, user: &str) -> (Vec<u8>, String, String) {
-    let id = s.login_cookie(user);
-    let v = http::get(&s.url("/.mfa/totp/enroll"), &[("cookie", &id), JSON]).json();
-    let secret = totp::secret_from_base32(v["secret"].as_str().unwrap()).unwrap();
-    let r = http::post_json(
-        &s.url("/.mfa/totp/enroll"),
-        &json!({"enroll_token": v["enroll_token"], "code": totp::code_at(&p(), &secret, now())}),
-        &[("cookie", &id), JSON],
-    );
-    assert_eq!(r.status, 200, "{r:?}\n{}", s.log_tails());
-    (secret, id.clone(), session_cookie(&r).unwrap())
+    s.enroll_totp(user)
 }
 
 /// A second session for an enrolled user (another browser): verifies the code `ahead` steps on.

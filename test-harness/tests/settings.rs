@@ -25,18 +25,8 @@ fn cookie_named(r: &http::Response, name: &str) -> Option<String> {
     r.cookie(name).filter(|c| !c.ends_with('='))
 }
 
-/// Enrolls TOTP for `user`; returns (secret, identity cookie, session cookie).
 fn enroll(s: &Stack, user: &str) -> (Vec<u8>, String, String) {
-    let id = s.login_cookie(user);
-    let v = http::get(&s.url("/.mfa/totp/enroll"), &[("cookie", &id), JSON]).json();
-    let secret = totp::secret_from_base32(v["secret"].as_str().unwrap()).unwrap();
-    let r = http::post_json(
-        &s.url("/.mfa/totp/enroll"),
-        &json!({"enroll_token": v["enroll_token"], "code": totp::code_at(&p(), &secret, now())}),
-        &[("cookie", &id), JSON],
-    );
-    assert_eq!(r.status, 200, "{r:?}");
-    (secret, id.clone(), cookie_named(&r, "edge-mfa").unwrap())
+    s.enroll_totp(user)
 }
 
 fn home(s: &Stack, cookies: &str) -> Value {
