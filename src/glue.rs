@@ -157,6 +157,8 @@ struct RevocationSync {
     call: Option<u32>,
     /// The shared version last installed here.
     seen: Option<Vec<u8>>,
+    /// No poll before this (ms): the tick may come more often than `poll_ms`.
+    next_poll_ms: u64,
 }
 
 /// Reads shared data without the SDK's `unwrap` (a host error must not kill the VM): a value
@@ -179,12 +181,12 @@ impl Root {
         self.get_current_time().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
     }
 
-    /// The tick: revocation polling when on (every `poll_ms`), else the key refresh period.
+    /// The tick: revocation polling when on (every `poll_ms`), and at least every second, which
+    /// hands the passes counted in memory to the host's metrics (key refreshes have their own
+    /// deadline, `next_keys_at`).
     fn tick_period(gate: &Gate) -> Duration {
-        match gate.cfg.revocation_poll_ms {
-            Some(ms) => Duration::from_millis(ms),
-            None => Duration::from_secs(gate.cfg.key_refresh_s),
-        }
+        let second = Duration::from_secs(1);
+        gate.cfg.revocation_poll_ms.map_or(second, |ms| Duration::from_millis(ms).min(second))
     }
 
     /// Installs the list another worker shared, when its version changed since the last look.
@@ -205,11 +207,11 @@ impl Root {
     fn poll_revocations(&mut self) {
         let Some(gate) = self.gate.clone() else { return };
         let Some(period) = gate.cfg.revocation_poll_ms else { return };
-        if self.revocations.call.is_some() {
+        let now_ms = self.now_ms();
+        if self.revocations.call.is_some() || now_ms < self.revocations.next_poll_ms {
             return;
         }
         let (current, cas) = shared(REVOCATIONS_LEASE_KEY);
-        let now_ms = self.now_ms();
         let ttl = period.saturating_mul(3).max(gate.cfg.store.timeout_ms + period);
         let Some(lease) = crate::revocation::lease_take(current.as_deref(), self.revocations.me, now_ms, ttl) else {
             return;
@@ -218,6 +220,8 @@ impl Root {
             return; // another worker took it first
         }
         let Some(req) = gate.revocations_request() else { return };
+        // A little under the period, so a tick that comes a few ms early still polls.
+        self.revocations.next_poll_ms = now_ms.saturating_add(period.saturating_mul(9) / 10);
         if let Ok(id) = dispatch(self, &gate, &req, None) {
             self.revocations.call = Some(id);
         }
@@ -314,9 +318,7 @@ impl RootContext for Root {
                     // Retry quickly until the first keys arrive, then refresh on key_refresh_s.
                     self.set_tick_period(Duration::from_millis(500));
                 } else if let Some(g) = &self.gate {
-                    if g.cfg.revocation_poll_ms.is_some() {
-                        self.set_tick_period(Self::tick_period(g));
-                    }
+                    self.set_tick_period(Self::tick_period(g));
                 }
                 true
             }
@@ -328,6 +330,7 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
+        crate::glue_telemetry::flush_passes();
         if self.gate.as_ref().is_some_and(|g| g.needs_store_keys())
             && (!self.keys_ok || now_s(self) >= self.next_keys_at)
         {
@@ -396,6 +399,25 @@ impl Headers for Filter {
 }
 
 impl Filter {
+    /// True when the request, as read from the host, carries none of the identity headers: then
+    /// each is added (nothing to strip, and Envoy's replace scans the map to remove first).
+    /// Unknown (headers unreadable) counts as false, so they are replaced.
+    fn no_identity_headers(&self) -> bool {
+        match self.headers.get() {
+            Some(Some(map)) => IDENTITY_HEADERS.iter().all(|h| map.get(h).is_none()),
+            _ => false,
+        }
+    }
+
+    /// Sets identity header `name` to `value` (`None`: absent), as `no_identity_headers` allows.
+    fn put_identity(&self, fresh: bool, name: &str, value: Option<&str>) {
+        match (fresh, value) {
+            (true, Some(v)) => self.add_http_request_header(name, v),
+            (true, None) => {}
+            (false, v) => self.set_http_request_header(name, v),
+        }
+    }
+
     /// Applies the gate's `Cookie` decision: every line replaced by one, or all removed.
     fn edit_cookies(&self, edit: Option<CookieEdit>) {
         match edit {
@@ -418,12 +440,13 @@ impl Filter {
         match d {
             Decision::Pass(p) => {
                 self.edit_cookies(p.cookie);
-                self.set_http_request_header("x-mfa-user", Some(&p.user));
-                self.set_http_request_header("x-mfa-method", Some(p.method));
-                self.set_http_request_header("x-mfa-amr", crate::signals::amr(p.method));
+                let fresh = self.no_identity_headers();
+                self.put_identity(fresh, "x-mfa-user", Some(&p.user));
+                self.put_identity(fresh, "x-mfa-method", Some(p.method));
+                self.put_identity(fresh, "x-mfa-amr", crate::signals::amr(p.method));
                 match p.auth_time {
-                    Some(t) => self.set_http_request_header("x-mfa-auth-time", Some(&t.to_string())),
-                    None => self.set_http_request_header("x-mfa-auth-time", None),
+                    Some(t) => self.put_identity(fresh, "x-mfa-auth-time", Some(&t.to_string())),
+                    None => self.put_identity(fresh, "x-mfa-auth-time", None),
                 }
                 self.proceed(resumed)
             }
@@ -433,8 +456,10 @@ impl Filter {
             }
             Decision::Bypass(edit) => {
                 self.edit_cookies(edit);
-                for h in IDENTITY_HEADERS {
-                    self.set_http_request_header(h, None);
+                if !self.no_identity_headers() {
+                    for h in IDENTITY_HEADERS {
+                        self.set_http_request_header(h, None);
+                    }
                 }
                 self.proceed(resumed)
             }

@@ -30,6 +30,9 @@ struct Metrics {
     /// Host ids, indexed as `telemetry::counter_names()`.
     counters: Vec<Option<u32>>,
     latency: Option<u32>,
+    /// Passes counted here but not yet handed to the host, indexed as `counters`: the hot path
+    /// makes no metrics host call; `flush_passes` (the root tick, or a full batch) does.
+    unflushed: Vec<i64>,
     /// Store calls in flight: token -> start (ns).
     started: HashMap<u32, u64>,
 }
@@ -53,17 +56,50 @@ pub fn define_metrics() {
             return;
         }
         m.counters = telemetry::counter_names().iter().map(|n| define(COUNTER, n)).collect();
+        m.unflushed = vec![0; m.counters.len()];
         m.latency = define(HISTOGRAM, telemetry::STORE_LATENCY);
     });
 }
 
-/// The hot path's only cost: one host call with a known id.
+/// Passes a worker may hold back before handing them to the host (the tick hands them sooner).
+const PASS_BATCH: i64 = 256;
+
+/// Counts `c`: a pass in memory (the hot path's share), anything else with one host call.
 pub fn count(c: Counter) {
     let Some(i) = telemetry::counter_index(c) else { return };
     METRICS.with(|m| {
-        if let Some(Some(id)) = m.try_borrow().ok().and_then(|m| m.counters.get(i).copied()) {
-            // SAFETY: plain integer arguments.
-            unsafe { increment_metric(id, 1) };
+        let Ok(mut m) = m.try_borrow_mut() else { return };
+        if matches!(c, Counter::Passed(_)) {
+            let Some(n) = m.unflushed.get_mut(i) else { return };
+            *n += 1;
+            if *n < PASS_BATCH {
+                return;
+            }
+            *n = 0;
+            increment(m.counters.get(i).copied().flatten(), PASS_BATCH);
+        } else {
+            increment(m.counters.get(i).copied().flatten(), 1);
+        }
+    });
+}
+
+fn increment(id: Option<u32>, by: i64) {
+    if let Some(id) = id {
+        // SAFETY: plain integer arguments.
+        unsafe { increment_metric(id, by) };
+    }
+}
+
+/// Hands the passes counted in memory to the host; the root context calls it on its tick.
+pub fn flush_passes() {
+    METRICS.with(|m| {
+        let Ok(mut m) = m.try_borrow_mut() else { return };
+        let Metrics { counters, unflushed, .. } = &mut *m;
+        for (n, id) in unflushed.iter_mut().zip(counters.iter()) {
+            if *n > 0 {
+                increment(*id, *n);
+                *n = 0;
+            }
         }
     });
 }

@@ -13,6 +13,26 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// Session ids are 16 random bytes the filter minted, so their own bytes are a good hash:
+/// no SipHash rounds on the hot path. (User names keep std's hasher: they are chosen by people.)
+#[derive(Default)]
+struct SessionIdHasher(u64);
+
+impl Hasher for SessionIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let w = chunk.iter().rev().fold(0u64, |w, b| w << 8 | u64::from(*b));
+            self.0 = self.0.rotate_left(5) ^ w;
+        }
+    }
+}
+
+type SessionIds = HashMap<[u8; 16], u64, BuildHasherDefault<SessionIdHasher>>;
 
 /// The store's answer could not be read (not the protocol's JSON).
 #[derive(Debug, PartialEq, Eq)]
@@ -22,7 +42,7 @@ pub struct BadListing;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Revocations {
     /// Revoked session id -> when that session would have expired.
-    sessions: HashMap<[u8; 16], u64>,
+    sessions: SessionIds,
     /// User -> "not before": sessions issued at or before it are revoked. Times are whole
     /// seconds, so a session minted in the same second as the event is treated as older (a
     /// stolen one must not survive); a session the gate re-issues on purpose is dated a second on.

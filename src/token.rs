@@ -3,12 +3,14 @@
 //! Format: `<tag>.<kid>.<base64url(payload)>.<base64url(HMAC-SHA256)>`, the MAC covering everything
 //! before the last dot. The tag names both the format version and the purpose (`s2` session,
 //! `e1` enrollment), so a token minted for one purpose never verifies as another. The MAC is
-//! checked before the payload is even decoded, and verification allocates nothing.
+//! checked before the payload is even decoded. A session token that verified is kept in its
+//! key ring's small cache, so a browser's cookie costs one MAC check, not one per request.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use std::cell::RefCell;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -47,15 +49,17 @@ impl std::fmt::Debug for Key {
     }
 }
 
-/// The keys in force, signing key first.
+/// The keys in force, signing key first, and the session tokens they verified lately.
 #[derive(Clone, Debug, Default)]
 pub struct KeyRing {
     keys: Vec<Key>,
+    /// Lives and dies with these keys: a new ring (rotation) starts with an empty cache.
+    verified: RefCell<SessionCache>,
 }
 
 impl KeyRing {
     pub fn new(keys: Vec<Key>) -> KeyRing {
-        KeyRing { keys }
+        KeyRing { keys, verified: RefCell::default() }
     }
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
@@ -273,12 +277,12 @@ pub fn open_session(
     audience: Option<&str>,
     now: u64,
 ) -> Result<Session, TokenError> {
-    let mut buf = [0u8; MAX_PAYLOAD];
-    let (s, token_user) = open_session_payload(ring, token, audience, now, &mut buf)?;
-    if token_user != user.as_bytes() {
-        return Err(TokenError::WrongUser);
-    }
-    Ok(s)
+    open_session_with(ring, token, audience, now, |s, token_user| {
+        if token_user != user.as_bytes() {
+            return Err(TokenError::WrongUser);
+        }
+        Ok(s.clone())
+    })
 }
 
 /// Verifies a quick-login session, which names its own user (no first-factor identity).
@@ -288,22 +292,121 @@ pub fn open_quick_session(
     audience: Option<&str>,
     now: u64,
 ) -> Result<(Session, String), TokenError> {
-    let mut buf = [0u8; MAX_PAYLOAD];
-    let (s, user) = open_session_payload(ring, token, audience, now, &mut buf)?;
-    if !s.quick {
-        return Err(TokenError::WrongUser);
-    }
-    let user = std::str::from_utf8(user).map_err(|_| TokenError::Malformed)?.to_string();
-    Ok((s, user))
+    open_session_with(ring, token, audience, now, |s, user| {
+        if !s.quick {
+            return Err(TokenError::WrongUser);
+        }
+        let user = std::str::from_utf8(user).map_err(|_| TokenError::Malformed)?.to_string();
+        Ok((s.clone(), user))
+    })
 }
 
-fn open_session_payload<'b>(
+/// A session token's signed contents, checked once and then kept in the ring's cache.
+#[derive(Clone)]
+struct SessionClaims {
+    session: Session,
+    audience: Box<[u8]>,
+    user: Box<[u8]>,
+}
+
+/// Session tokens verified lately, so the cookie a browser sends on every request costs one
+/// MAC check, not one per request (as Envoy's jwt_authn caches verified JWTs).
+///
+/// Direct-mapped: the slot comes from the token's MAC characters (unpredictable for a token
+/// one did not mint), and a hit needs the whole presented token equal, compared in constant
+/// time, to one that verified. Only tokens that fully verified are kept, so a forged or
+/// altered token always goes through `open`'s MAC check. Time, audience and user are checked on
+/// every request, hit or not; revocation is the caller's check, also on every request.
+#[derive(Clone, Default)]
+struct SessionCache {
+    slots: Vec<Option<(Box<str>, SessionClaims)>>,
+}
+
+const CACHE_SLOTS: usize = 256;
+
+impl SessionCache {
+    fn slot(token: &str) -> usize {
+        // FNV-1a over the last characters: the MAC's, never attacker-useful (see above).
+        let tail = token.as_bytes().get(token.len().saturating_sub(16)..).unwrap_or_default();
+        let h = tail.iter().fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x0100_0193));
+        h as usize % CACHE_SLOTS
+    }
+
+    fn get(&self, token: &str) -> Option<&SessionClaims> {
+        match self.slots.get(Self::slot(token)) {
+            Some(Some((t, c))) if ct_eq(t.as_bytes(), token.as_bytes()) => Some(c),
+            _ => None,
+        }
+    }
+
+    fn put(&mut self, token: &str, claims: SessionClaims) {
+        if self.slots.is_empty() {
+            self.slots.resize(CACHE_SLOTS, None);
+        }
+        if let Some(slot) = self.slots.get_mut(Self::slot(token)) {
+            *slot = Some((token.into(), claims));
+        }
+    }
+}
+
+impl std::fmt::Debug for SessionCache {
+    /// Never the tokens: they are bearer credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SessionCache({} cached)", self.slots.iter().filter(|s| s.is_some()).count())
+    }
+}
+
+/// Equality of two byte strings in time that depends on their lengths only.
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut diff = 0u64;
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+        diff |= u64::from(x ^ y);
+    }
+    for (x, y) in ca.zip(cb) {
+        let mut wx = [0u8; 8];
+        let mut wy = [0u8; 8];
+        wx.copy_from_slice(x);
+        wy.copy_from_slice(y);
+        diff |= u64::from_ne_bytes(wx) ^ u64::from_ne_bytes(wy);
+    }
+    std::hint::black_box(diff) == 0
+}
+
+/// Verifies `token` (from the ring's cache when it verified lately), checks its time and
+/// audience, then hands its session and user to `f`.
+fn open_session_with<R>(
     ring: &KeyRing,
     token: &str,
     audience: Option<&str>,
     now: u64,
+    f: impl FnOnce(&Session, &[u8]) -> Result<R, TokenError>,
+) -> Result<R, TokenError> {
+    if let Ok(cache) = ring.verified.try_borrow() {
+        if let Some(c) = cache.get(token) {
+            check_session(&c.session, &c.audience, audience, now)?;
+            return f(&c.session, &c.user);
+        }
+    }
+    let mut buf = [0u8; MAX_PAYLOAD];
+    let (s, token_audience, user) = open_session_payload(ring, token, &mut buf)?;
+    check_session(&s, token_audience, audience, now)?;
+    let out = f(&s, user)?;
+    if let Ok(mut cache) = ring.verified.try_borrow_mut() {
+        cache.put(token, SessionClaims { session: s, audience: token_audience.into(), user: user.into() });
+    }
+    Ok(out)
+}
+
+/// Checks the MAC and decodes the payload; the session's time and audience are `check_session`'s.
+fn open_session_payload<'b>(
+    ring: &KeyRing,
+    token: &str,
     buf: &'b mut [u8; MAX_PAYLOAD],
-) -> Result<(Session, &'b [u8]), TokenError> {
+) -> Result<(Session, &'b [u8], &'b [u8]), TokenError> {
     let payload = open(ring, SESSION_TAG, token, buf)?;
     let mut r = Reader(payload);
     let auth_time = r.u64()?;
@@ -323,17 +426,6 @@ fn open_session_payload<'b>(
     if token_user.is_empty() {
         return Err(TokenError::Malformed);
     }
-    if expires <= now {
-        return Err(TokenError::Expired);
-    }
-    if auth_time > now.saturating_add(IAT_SKEW_S) || issued_at > now.saturating_add(IAT_SKEW_S) {
-        return Err(TokenError::FromFuture);
-    }
-    if let Some(a) = audience {
-        if !token_audience.eq_ignore_ascii_case(a.as_bytes()) {
-            return Err(TokenError::WrongAudience);
-        }
-    }
     let s = Session {
         auth_time,
         issued_at,
@@ -345,7 +437,23 @@ fn open_session_payload<'b>(
         phishing_resistant: flags & FLAG_PHISHING_RESISTANT != 0,
         user_verified: flags & FLAG_USER_VERIFIED != 0,
     };
-    Ok((s, token_user))
+    Ok((s, token_audience, token_user))
+}
+
+/// A verified session is still good at `now` and for this host.
+fn check_session(s: &Session, token_audience: &[u8], audience: Option<&str>, now: u64) -> Result<(), TokenError> {
+    if s.expires <= now {
+        return Err(TokenError::Expired);
+    }
+    if s.auth_time > now.saturating_add(IAT_SKEW_S) || s.issued_at > now.saturating_add(IAT_SKEW_S) {
+        return Err(TokenError::FromFuture);
+    }
+    if let Some(a) = audience {
+        if !token_audience.eq_ignore_ascii_case(a.as_bytes()) {
+            return Err(TokenError::WrongAudience);
+        }
+    }
+    Ok(())
 }
 
 /// What a trusted-device cookie carries: the device id the store knows, and the verification
@@ -597,6 +705,51 @@ mod tests {
         assert!(t.starts_with("s2.k1."));
         assert!(t.len() < 160, "compact: {}", t.len());
         assert_eq!(open_session(&r, &t, "alice", None, 1500), Ok(session()));
+    }
+
+    /// The cache answers only for the exact token that verified: every check that does not
+    /// depend on the MAC (time, user, audience, quick) still runs on a hit, and an altered token
+    /// that keeps the MAC (and so the cache slot) is verified afresh and refused.
+    #[test]
+    fn cached_sessions_are_rechecked_and_altered_tokens_are_not_cached_hits() {
+        let r = ring("k1", 1);
+        let t = seal_session(&r, "alice", &session(), "app.test").unwrap();
+        assert_eq!(open_session(&r, &t, "alice", Some("app.test"), 1500), Ok(session()));
+        assert_eq!(format!("{:?}", r.verified.borrow()), "SessionCache(1 cached)");
+        // Hits: the same answers as a fresh verification, for every check.
+        assert_eq!(open_session(&r, &t, "alice", Some("APP.test"), 1500), Ok(session()));
+        assert_eq!(open_session(&r, &t, "bob", None, 1500), Err(TokenError::WrongUser));
+        assert_eq!(open_session(&r, &t, "alice", Some("evil.test"), 1500), Err(TokenError::WrongAudience));
+        assert_eq!(open_session(&r, &t, "alice", None, 2000), Err(TokenError::Expired));
+        assert_eq!(open_session(&r, &t, "alice", None, 900 - IAT_SKEW_S), Err(TokenError::FromFuture));
+        assert_eq!(open_quick_session(&r, &t, None, 1500), Err(TokenError::WrongUser));
+        // Another payload under the cached token's MAC: same slot, not the same token.
+        let (signed, mac) = t.rsplit_once('.').unwrap();
+        let (head, payload) = signed.rsplit_once('.').unwrap();
+        let mut p = B64.decode(payload).unwrap();
+        p[0] ^= 1;
+        let forged = format!("{head}.{}.{mac}", B64.encode(&p));
+        assert_eq!(SessionCache::slot(&forged), SessionCache::slot(&t));
+        assert_eq!(open_session(&r, &forged, "alice", None, 1500), Err(TokenError::BadMac));
+        // A rotated ring starts empty: a token under a retired key no longer verifies.
+        let rotated = ring("k2", 2);
+        assert_eq!(open_session(&rotated, &t, "alice", None, 1500), Err(TokenError::UnknownKid));
+        assert_eq!(format!("{:?}", rotated.verified.borrow()), "SessionCache(0 cached)");
+        // Refused tokens are never cached.
+        assert_eq!(open_session(&r, &forged, "alice", None, 1500), Err(TokenError::BadMac));
+        assert_eq!(format!("{:?}", r.verified.borrow()), "SessionCache(1 cached)");
+    }
+
+    #[test]
+    fn constant_time_equality_is_equality() {
+        for (a, b) in [("", ""), ("a", "a"), ("abcdefghi", "abcdefghi"), ("abcdefghi", "abcdefghj"), ("x", "")] {
+            assert_eq!(ct_eq(a.as_bytes(), b.as_bytes()), a == b, "{a:?} {b:?}");
+        }
+        let long = "s2.k1.".repeat(20);
+        let mut other = long.clone().into_bytes();
+        other[7] ^= 1;
+        assert!(ct_eq(long.as_bytes(), long.as_bytes()));
+        assert!(!ct_eq(long.as_bytes(), &other));
     }
 
     #[test]
