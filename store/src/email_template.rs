@@ -133,21 +133,6 @@ fn printable(s: &str) -> String {
     s.chars().map(|c| if c.is_control() { '\u{FFFD}' } else { c }).collect()
 }
 
-pub fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#x27;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 fn fill(part: &Part, v: &Values, html: bool) -> String {
     let mut out = String::new();
     for p in &part.pieces {
@@ -162,7 +147,8 @@ fn fill(part: &Part, v: &Values, html: bool) -> String {
             Piece::Var(Var::Site) => printable(v.site),
         };
         if html {
-            out.push_str(&html_escape(&value));
+            // `&<>"'` escaped, so a value is safe in element text and quoted attributes alike.
+            html_escape::encode_quoted_attribute_to_string(&value, &mut out);
         } else {
             out.push_str(&value);
         }
@@ -205,12 +191,12 @@ mod tests {
         d.write("m.txt", "Hi {{ user }}, code {{ otp }} ({{ site }}, {{ expires_in }} min)");
         let t = EmailTemplate::load(&p).unwrap();
         assert!(t.has_text());
-        let r = t.render(&values("<b>x</b>", "A&B \"Corp\""));
+        let r = t.render(&values("<b>x</b>", "A&B \"Corp\" 's"));
         assert_eq!(
             r.html.as_deref(),
-            Some("<p>Hi &lt;b&gt;x&lt;/b&gt;, code 012345 for A&amp;B &quot;Corp&quot;, 5 min</p>")
+            Some("<p>Hi &lt;b&gt;x&lt;/b&gt;, code 012345 for A&amp;B &quot;Corp&quot; &#x27;s, 5 min</p>")
         );
-        assert_eq!(r.text.as_deref(), Some("Hi <b>x</b>, code 012345 (A&B \"Corp\", 5 min)"));
+        assert_eq!(r.text.as_deref(), Some("Hi <b>x</b>, code 012345 (A&B \"Corp\" 's, 5 min)"));
     }
 
     #[test]
