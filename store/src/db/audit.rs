@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::sql::args;
 use super::{now, Connection, Result};
+use crate::logging::SECURITY_EVENT;
 
 /// Rows kept per user; older ones are pruned as new ones arrive.
 pub const MAX_EVENTS_PER_USER: i64 = 1000;
@@ -98,10 +99,11 @@ pub fn json_line(e: &Event<'_>, at: i64, ctx: &RequestContext) -> String {
 }
 
 /// Appends `e`; call it inside the transaction that made the change, so the
-/// log and the state cannot disagree. Also writes it to stderr as one JSON line (`json_line`).
+/// log and the state cannot disagree. Also logs it as one JSON line (`json_line`, target
+/// [`SECURITY_EVENT`]).
 pub fn record(conn: &Connection, e: Event<'_>) -> Result<()> {
     let line = CONTEXT.with(|c| json_line(&e, now(), &c.borrow()));
-    eprintln!("{line}");
+    tracing::info!(target: SECURITY_EVENT, "{line}");
     conn.execute(
         "INSERT INTO audit(at, \"user\", actor, event, factor_id, detail)
          VALUES ($1, $2, $3, $4, $5, $6)",
