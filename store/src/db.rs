@@ -1,7 +1,8 @@
-//! Persistence on SQLite or PostgreSQL (see [`sql`]): schema, migrations and
-//! the atomic operations the protocol relies on (single-use TOTP steps,
-//! WebAuthn signature counters, race-free first enrollment). Feature-specific
-//! tables live in submodules.
+//! Persistence on SQLite or PostgreSQL (see [`sql`]): the schema ([`migrations`]) and the
+//! atomic operations the protocol relies on, one module per resource ([`factors`] with the
+//! single-use TOTP step, the WebAuthn counter and race-free first enrollment; [`keys`],
+//! [`users`], [`devices`], [`recovery`], ...). This root holds what they share: the lock
+//! names, the clock, [`Pool::open`] and the error type; it re-exports the names callers use.
 //!
 //! Every multi-statement write runs in [`Connection::transaction`], which
 //! serializes it against concurrent requests, other store replicas and the
