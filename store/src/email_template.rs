@@ -219,29 +219,28 @@ mod tests {
         assert_eq!((r.text, r.html.as_deref()), (None, Some("<b>012345</b>")));
     }
 
+    /// Writes `<stem>.html` (and `<stem>.txt` if `text` is given) and checks that loading is
+    /// refused with an error naming the last file written and `needle`.
+    fn assert_refused(d: &Dir, stem: &str, html: &str, text: Option<&str>, needle: &str) {
+        let p = d.write(&format!("{stem}.html"), html);
+        let bad = text.map_or_else(|| p.clone(), |t| d.write(&format!("{stem}.txt"), t));
+        let e = EmailTemplate::load(&p).unwrap_err();
+        assert!(e.contains(&bad.display().to_string()) && e.contains(needle), "{e}");
+    }
+
     #[test]
     fn unknown_placeholder_is_refused_naming_file_and_placeholder() {
         let d = Dir::new("unknown");
-        let p = d.write("m.html", "{{ otp }} {{ username }}");
-        let e = EmailTemplate::load(&p).unwrap_err();
-        assert!(e.contains(&p.display().to_string()) && e.contains("{{ username }}"), "{e}");
+        assert_refused(&d, "m", "{{ otp }} {{ username }}", None, "{{ username }}");
         // In the text part too.
-        let p = d.write("n.html", "{{ otp }}");
-        let txt = d.write("n.txt", "{{ otp }} {{ code }}");
-        let e = EmailTemplate::load(&p).unwrap_err();
-        assert!(e.contains(&txt.display().to_string()) && e.contains("{{ code }}"), "{e}");
+        assert_refused(&d, "n", "{{ otp }}", Some("{{ otp }} {{ code }}"), "{{ code }}");
     }
 
     #[test]
     fn a_part_without_the_code_is_refused() {
         let d = Dir::new("nootp");
-        let p = d.write("m.html", "<p>Hello {{ user }}</p>");
-        let e = EmailTemplate::load(&p).unwrap_err();
-        assert!(e.contains(&p.display().to_string()) && e.contains("{{ otp }}"), "{e}");
-        let p = d.write("n.html", "{{ otp }}");
-        let txt = d.write("n.txt", "Hello {{ user }}");
-        let e = EmailTemplate::load(&p).unwrap_err();
-        assert!(e.contains(&txt.display().to_string()) && e.contains("{{ otp }}"), "{e}");
+        assert_refused(&d, "m", "<p>Hello {{ user }}</p>", None, "{{ otp }}");
+        assert_refused(&d, "n", "{{ otp }}", Some("Hello {{ user }}"), "{{ otp }}");
     }
 
     #[test]
