@@ -141,7 +141,7 @@ impl From<StoreError> for ApiError {
             ),
             // Details go to the log only; clients learn nothing about internals.
             other => {
-                eprintln!("edge-mfa-store: internal error: {other}");
+                tracing::error!("internal error: {other}");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
             }
         }
@@ -192,7 +192,7 @@ async fn log_request(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let ctx = request_context(&req);
     let resp = REQUEST.scope(ctx, next.run(req)).await;
-    eprintln!("edge-mfa-store: {method} {path} {} {}ms", resp.status().as_u16(), started.elapsed().as_millis());
+    tracing::info!("{method} {path} {} {}ms", resp.status().as_u16(), started.elapsed().as_millis());
     resp
 }
 
@@ -432,7 +432,7 @@ pub async fn serve(state: Shared, listen: &str) -> Result<(), String> {
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| format!("server error: {e}"))?;
-    eprintln!("edge-mfa-store: shut down");
+    tracing::info!("shut down");
     Ok(())
 }
 

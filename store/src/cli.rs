@@ -307,13 +307,13 @@ fn serve(db: &str, key: Option<&str>, args: ServeArgs) -> Result<(), String> {
         .transpose()?;
     if let Some(t) = &email_template {
         let parts = if t.has_text() { "HTML + plain text" } else { "HTML" };
-        eprintln!("edge-mfa-store: email template {} ({parts})", t.source.display());
+        tracing::info!("email template {} ({parts})", t.source.display());
     }
     let pool = open(db)?;
-    eprintln!("edge-mfa-store: database: {}", pool.target().describe());
+    tracing::info!("database: {}", pool.target().describe());
     pool.with(|c| db::verify_master_key(c, &key)).map_err(|e| e.to_string())?;
     if let Some(kid) = pool.with(|c| db::add_session_key(c, &key, true)).map_err(|e| e.to_string())? {
-        eprintln!("edge-mfa-store: created session key {kid}");
+        tracing::info!("created session key {kid}");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

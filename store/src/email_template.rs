@@ -133,21 +133,6 @@ fn printable(s: &str) -> String {
     s.chars().map(|c| if c.is_control() { '\u{FFFD}' } else { c }).collect()
 }
 
-pub fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#x27;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 fn fill(part: &Part, v: &Values, html: bool) -> String {
     let mut out = String::new();
     for p in &part.pieces {
@@ -162,7 +147,8 @@ fn fill(part: &Part, v: &Values, html: bool) -> String {
             Piece::Var(Var::Site) => printable(v.site),
         };
         if html {
-            out.push_str(&html_escape(&value));
+            // `&<>"'` escaped, so a value is safe in element text and quoted attributes alike.
+            html_escape::encode_quoted_attribute_to_string(&value, &mut out);
         } else {
             out.push_str(&value);
         }
@@ -205,12 +191,12 @@ mod tests {
         d.write("m.txt", "Hi {{ user }}, code {{ otp }} ({{ site }}, {{ expires_in }} min)");
         let t = EmailTemplate::load(&p).unwrap();
         assert!(t.has_text());
-        let r = t.render(&values("<b>x</b>", "A&B \"Corp\""));
+        let r = t.render(&values("<b>x</b>", "A&B \"Corp\" 's"));
         assert_eq!(
             r.html.as_deref(),
-            Some("<p>Hi &lt;b&gt;x&lt;/b&gt;, code 012345 for A&amp;B &quot;Corp&quot;, 5 min</p>")
+            Some("<p>Hi &lt;b&gt;x&lt;/b&gt;, code 012345 for A&amp;B &quot;Corp&quot; &#x27;s, 5 min</p>")
         );
-        assert_eq!(r.text.as_deref(), Some("Hi <b>x</b>, code 012345 (A&B \"Corp\", 5 min)"));
+        assert_eq!(r.text.as_deref(), Some("Hi <b>x</b>, code 012345 (A&B \"Corp\" 's, 5 min)"));
     }
 
     #[test]
@@ -233,29 +219,28 @@ mod tests {
         assert_eq!((r.text, r.html.as_deref()), (None, Some("<b>012345</b>")));
     }
 
+    /// Writes `<stem>.html` (and `<stem>.txt` if `text` is given) and checks that loading is
+    /// refused with an error naming the last file written and `needle`.
+    fn assert_refused(d: &Dir, stem: &str, html: &str, text: Option<&str>, needle: &str) {
+        let p = d.write(&format!("{stem}.html"), html);
+        let bad = text.map_or_else(|| p.clone(), |t| d.write(&format!("{stem}.txt"), t));
+        let e = EmailTemplate::load(&p).unwrap_err();
+        assert!(e.contains(&bad.display().to_string()) && e.contains(needle), "{e}");
+    }
+
     #[test]
     fn unknown_placeholder_is_refused_naming_file_and_placeholder() {
         let d = Dir::new("unknown");
-        let p = d.write("m.html", "{{ otp }} {{ username }}");
-        let e = EmailTemplate::load(&p).unwrap_err();
-        assert!(e.contains(&p.display().to_string()) && e.contains("{{ username }}"), "{e}");
+        assert_refused(&d, "m", "{{ otp }} {{ username }}", None, "{{ username }}");
         // In the text part too.
-        let p = d.write("n.html", "{{ otp }}");
-        let txt = d.write("n.txt", "{{ otp }} {{ code }}");
-        let e = EmailTemplate::load(&p).unwrap_err();
-        assert!(e.contains(&txt.display().to_string()) && e.contains("{{ code }}"), "{e}");
+        assert_refused(&d, "n", "{{ otp }}", Some("{{ otp }} {{ code }}"), "{{ code }}");
     }
 
     #[test]
     fn a_part_without_the_code_is_refused() {
         let d = Dir::new("nootp");
-        let p = d.write("m.html", "<p>Hello {{ user }}</p>");
-        let e = EmailTemplate::load(&p).unwrap_err();
-        assert!(e.contains(&p.display().to_string()) && e.contains("{{ otp }}"), "{e}");
-        let p = d.write("n.html", "{{ otp }}");
-        let txt = d.write("n.txt", "Hello {{ user }}");
-        let e = EmailTemplate::load(&p).unwrap_err();
-        assert!(e.contains(&txt.display().to_string()) && e.contains("{{ otp }}"), "{e}");
+        assert_refused(&d, "m", "<p>Hello {{ user }}</p>", None, "{{ otp }}");
+        assert_refused(&d, "n", "{{ otp }}", Some("Hello {{ user }}"), "{{ otp }}");
     }
 
     #[test]

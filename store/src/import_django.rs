@@ -28,6 +28,25 @@ const SELECT_WITHOUT_EMAIL: &str = "SELECT CAST(k.id AS BIGINT), k.username, k.k
      FROM mfa_user_keys k
      ORDER BY k.id";
 
+/// A [`Row`] from a result row of either client, in the SELECTs' column order: `r.get`
+/// (rusqlite) or `r.try_get` (postgres), which differ only in their error types.
+macro_rules! django_row {
+    ($r:ident . $get:ident) => {
+        Row {
+            id: $r.$get(0)?,
+            username: $r.$get(1)?,
+            key_type: $r.$get(2)?,
+            properties: $r.$get(3)?,
+            added_on: $r.$get(4)?,
+            last_used: $r.$get(5)?,
+            enabled: $r.$get::<_, i64>(6)? != 0,
+            owned_by_enterprise: $r.$get::<_, i64>(7)? != 0,
+            user_handle: $r.$get(8)?,
+            email: $r.$get(9)?,
+        }
+    };
+}
+
 /// Reads every `mfa_user_keys` row; the second value says whether `auth_user`
 /// was there to provide email addresses.
 pub fn read_rows(source: &str) -> Result<(Vec<Row>, bool), String> {
@@ -44,20 +63,7 @@ fn read_sqlite(path: &Path) -> Result<(Vec<Row>, bool), String> {
         .map_err(|e| format!("cannot open Django database {}: {e}", path.display()))?;
     let query = |sql: &str| -> rusqlite::Result<Vec<Row>> {
         let mut stmt = conn.prepare(sql)?;
-        let rows = stmt.query_map([], |r| {
-            Ok(Row {
-                id: r.get(0)?,
-                username: r.get(1)?,
-                key_type: r.get(2)?,
-                properties: r.get(3)?,
-                added_on: r.get(4)?,
-                last_used: r.get(5)?,
-                enabled: r.get::<_, i64>(6)? != 0,
-                owned_by_enterprise: r.get::<_, i64>(7)? != 0,
-                user_handle: r.get(8)?,
-                email: r.get(9)?,
-            })
-        })?;
+        let rows = stmt.query_map([], |r| Ok(django_row!(r.get)))?;
         rows.collect()
     };
     match query(SELECT_WITH_EMAIL) {
@@ -85,22 +91,7 @@ fn read_postgres(url: &str) -> Result<(Vec<Row>, bool), String> {
         .map_err(|e| format!("Django database at {host}: {}", pg_reason(&e)))?;
     let mut query = |sql: &str| -> Result<Vec<Row>, postgres::Error> {
         let rows = client.query(sql, &[])?;
-        rows.iter()
-            .map(|r| {
-                Ok(Row {
-                    id: r.try_get(0)?,
-                    username: r.try_get(1)?,
-                    key_type: r.try_get(2)?,
-                    properties: r.try_get(3)?,
-                    added_on: r.try_get(4)?,
-                    last_used: r.try_get(5)?,
-                    enabled: r.try_get::<_, i64>(6)? != 0,
-                    owned_by_enterprise: r.try_get::<_, i64>(7)? != 0,
-                    user_handle: r.try_get(8)?,
-                    email: r.try_get(9)?,
-                })
-            })
-            .collect()
+        rows.iter().map(|r| Ok(django_row!(r.try_get))).collect()
     };
     match query(SELECT_WITH_EMAIL) {
         Ok(rows) => Ok((rows, true)),

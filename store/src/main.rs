@@ -7,16 +7,18 @@ mod db;
 mod django;
 mod email_template;
 mod import_django;
+mod logging;
 mod transport;
 
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
+    logging::init();
     match cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("edge-mfa-store: error: {e}");
+            tracing::error!("{e}");
             std::process::ExitCode::FAILURE
         }
     }

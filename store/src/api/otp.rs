@@ -165,7 +165,7 @@ pub async fn send(
         .await
         .unwrap_or_else(|e| Err(format!("delivery worker failed: {e}")));
     if let Err(e) = delivered {
-        eprintln!("edge-mfa-store: {e}");
+        tracing::warn!("{e}");
         blocking(&state, move |s| s.pool.with(|conn| otp::withdraw(conn, &s.key, &user, ch.as_str(), &code, &actor)))
             .await?;
         return Err(ApiError::new(StatusCode::BAD_GATEWAY, "delivery_failed", "the message could not be delivered"));

@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::sql::args;
 use super::{now, Connection, Result};
+use crate::logging::SECURITY_EVENT;
 
 /// Rows kept per user; older ones are pruned as new ones arrive.
 pub const MAX_EVENTS_PER_USER: i64 = 1000;
@@ -18,6 +19,28 @@ pub struct Event<'a> {
     pub event: &'a str,
     pub factor_id: Option<&'a str>,
     pub detail: Option<Value>,
+}
+
+impl<'a> Event<'a> {
+    /// An event about `user`'s account (most events).
+    pub fn of(user: &'a str, actor: &'a str, event: &'a str) -> Self {
+        Self::about(Some(user), actor, event)
+    }
+
+    /// An event about a user, or about no user (per-IP failures, lifted IP bans).
+    pub fn about(user: Option<&'a str>, actor: &'a str, event: &'a str) -> Self {
+        Event { user, actor, event, factor_id: None, detail: None }
+    }
+
+    /// The factor concerned.
+    pub fn factor(self, id: &'a str) -> Self {
+        Event { factor_id: Some(id), ..self }
+    }
+
+    /// A small non-secret detail object, stored with the row (never logged).
+    pub fn detail(self, detail: Value) -> Self {
+        Event { detail: Some(detail), ..self }
+    }
 }
 
 /// One row as listed.
@@ -76,10 +99,11 @@ pub fn json_line(e: &Event<'_>, at: i64, ctx: &RequestContext) -> String {
 }
 
 /// Appends `e`; call it inside the transaction that made the change, so the
-/// log and the state cannot disagree. Also writes it to stderr as one JSON line (`json_line`).
+/// log and the state cannot disagree. Also logs it as one JSON line (`json_line`, target
+/// [`SECURITY_EVENT`]).
 pub fn record(conn: &Connection, e: Event<'_>) -> Result<()> {
     let line = CONTEXT.with(|c| json_line(&e, now(), &c.borrow()));
-    eprintln!("{line}");
+    tracing::info!(target: SECURITY_EVENT, "{line}");
     conn.execute(
         "INSERT INTO audit(at, \"user\", actor, event, factor_id, detail)
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -134,13 +158,8 @@ mod json_line_tests {
 
     #[test]
     fn one_json_object_without_detail() {
-        let e = Event {
-            user: Some("alice"),
-            actor: "filter",
-            event: "failure.recorded",
-            factor_id: None,
-            detail: Some(serde_json::json!({"method": "totp", "ip": "192.0.2.7", "code": "123456"})),
-        };
+        let e = Event::of("alice", "filter", "failure.recorded")
+            .detail(serde_json::json!({"method": "totp", "ip": "192.0.2.7", "code": "123456"}));
         let ctx = RequestContext { request_id: Some("req-1".into()), client_ip: None };
         let line = json_line(&e, 1700000000, &ctx);
         assert!(!line.contains('\n') && !line.contains("123456"), "{line}");
@@ -166,7 +185,7 @@ mod tests {
     fn rows_without_a_user_are_pruned() {
         let mut conn = Connection::sqlite_in_memory().unwrap();
         super::super::migrate(&mut conn).unwrap();
-        let ev = |user| Event { user, actor: "filter", event: "failure.recorded", factor_id: None, detail: None };
+        let ev = |user| Event::about(user, "filter", "failure.recorded");
         for _ in 0..30 {
             record(&conn, ev(None)).unwrap();
             record(&conn, ev(Some("al"))).unwrap();

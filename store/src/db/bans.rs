@@ -58,13 +58,8 @@ pub fn record_failure(conn: &mut Connection, f: &Failure<'_>, actor: &str) -> Re
     tx.execute("DELETE FROM bans WHERE until <= $1", args![now])?;
     audit::record(
         &tx,
-        audit::Event {
-            user: f.user,
-            actor,
-            event: "failure.recorded",
-            factor_id: None,
-            detail: Some(serde_json::json!({"method": f.method, "ip": f.ip})),
-        },
+        audit::Event::about(f.user, actor, "failure.recorded")
+            .detail(serde_json::json!({"method": f.method, "ip": f.ip})),
     )?;
     let mut out = Outcome::default();
     for (kind, subject) in [(KIND_USER, f.user), (KIND_IP, f.ip)] {
@@ -98,15 +93,9 @@ pub fn record_failure(conn: &mut Connection, f: &Failure<'_>, actor: &str) -> Re
                 tx.execute("DELETE FROM failures WHERE kind = $1 AND subject = $2", args![kind, subject])?;
                 audit::record(
                     &tx,
-                    audit::Event {
-                        user: f.user,
-                        actor,
-                        event: "ban.started",
-                        factor_id: None,
-                        detail: Some(serde_json::json!({
-                            "subject": kind, "ip": f.ip, "until": t, "failures": count,
-                        })),
-                    },
+                    audit::Event::about(f.user, actor, "ban.started").detail(serde_json::json!({
+                        "subject": kind, "ip": f.ip, "until": t, "failures": count,
+                    })),
                 )?;
                 if kind == KIND_USER {
                     // A ban on the user ends their sessions too (a stolen session goes with it).
@@ -165,16 +154,10 @@ pub fn lift(conn: &mut Connection, subject: &str, actor: &str) -> Result<usize> 
         let is_user = kind == KIND_USER;
         audit::record(
             &tx,
-            audit::Event {
-                user: is_user.then_some(subject),
-                actor,
-                event: "ban.lifted",
-                factor_id: None,
-                detail: Some(serde_json::json!({
-                    "subject": kind,
-                    "ip": (!is_user).then_some(subject),
-                })),
-            },
+            audit::Event::about(is_user.then_some(subject), actor, "ban.lifted").detail(serde_json::json!({
+                "subject": kind,
+                "ip": (!is_user).then_some(subject),
+            })),
         )?;
     }
     tx.commit()?;

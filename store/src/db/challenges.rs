@@ -31,13 +31,7 @@ pub fn create(
     }
     audit::record(
         conn,
-        audit::Event {
-            user,
-            actor,
-            event: "challenge.created",
-            factor_id: None,
-            detail: Some(serde_json::json!({"purpose": purpose})),
-        },
+        audit::Event::about(user, actor, "challenge.created").detail(serde_json::json!({"purpose": purpose})),
     )?;
     Ok(())
 }
@@ -60,20 +54,19 @@ pub fn consume(conn: &mut Connection, id: &str, purpose: &str, actor: &str) -> R
     };
     audit::record(
         &tx,
-        audit::Event {
-            user: user.as_deref(),
+        audit::Event::about(
+            user.as_deref(),
             actor,
-            event: if outcome.is_ok() { "challenge.consumed" } else { "challenge.rejected" },
-            factor_id: None,
-            detail: Some(serde_json::json!({
-                "purpose": stored_purpose,
-                "reason": match &outcome {
-                    Ok(()) => None,
-                    Err(StoreError::Expired) => Some("expired"),
-                    Err(_) => Some("purpose_mismatch"),
-                },
-            })),
-        },
+            if outcome.is_ok() { "challenge.consumed" } else { "challenge.rejected" },
+        )
+        .detail(serde_json::json!({
+            "purpose": stored_purpose,
+            "reason": match &outcome {
+                Ok(()) => None,
+                Err(StoreError::Expired) => Some("expired"),
+                Err(_) => Some("purpose_mismatch"),
+            },
+        })),
     )?;
     tx.commit()?;
     outcome.map(|()| Challenge { user, purpose: stored_purpose })

@@ -2,7 +2,7 @@
 //! The per-user cap is checked in the same write transaction as the insert.
 
 use super::sql::args;
-use super::{audit, now, user_lock, Connection, Result, StoreError};
+use super::{audit, changed, now, user_lock, Connection, Result, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct Device {
@@ -46,13 +46,8 @@ pub fn add(conn: &mut Connection, user: &str, d: &Device, max_devices: i64, acto
     };
     audit::record(
         &tx,
-        audit::Event {
-            user: Some(user),
-            actor,
-            event: "device.trusted",
-            factor_id: None,
-            detail: Some(serde_json::json!({"device": id_prefix(&d.id), "expires_at": d.expires_at})),
-        },
+        audit::Event::of(user, actor, "device.trusted")
+            .detail(serde_json::json!({"device": id_prefix(&d.id), "expires_at": d.expires_at})),
     )?;
     tx.commit()?;
     Ok(())
@@ -86,18 +81,10 @@ pub fn touch(conn: &mut Connection, user: &str, id: &str, actor: &str) -> Result
         "UPDATE devices SET last_used_at = $1 WHERE id = $2 AND \"user\" = $3 AND expires_at > $1",
         args![now, id, user],
     )?;
-    if n == 0 {
-        return Err(StoreError::NotFound("device"));
-    }
+    changed(n, "device")?;
     audit::record(
         &tx,
-        audit::Event {
-            user: Some(user),
-            actor,
-            event: "device.used",
-            factor_id: None,
-            detail: Some(serde_json::json!({"device": id_prefix(id)})),
-        },
+        audit::Event::of(user, actor, "device.used").detail(serde_json::json!({"device": id_prefix(id)})),
     )?;
     tx.commit()?;
     Ok(())
@@ -106,19 +93,10 @@ pub fn touch(conn: &mut Connection, user: &str, id: &str, actor: &str) -> Result
 /// Revokes (deletes) a device.
 pub fn revoke(conn: &mut Connection, user: &str, id: &str, actor: &str) -> Result<()> {
     let tx = conn.transaction(&[&user_lock(user)])?;
-    let n = tx.execute("DELETE FROM devices WHERE id = $1 AND \"user\" = $2", args![id, user])?;
-    if n == 0 {
-        return Err(StoreError::NotFound("device"));
-    }
+    changed(tx.execute("DELETE FROM devices WHERE id = $1 AND \"user\" = $2", args![id, user])?, "device")?;
     audit::record(
         &tx,
-        audit::Event {
-            user: Some(user),
-            actor,
-            event: "device.revoked",
-            factor_id: None,
-            detail: Some(serde_json::json!({"device": id_prefix(id)})),
-        },
+        audit::Event::of(user, actor, "device.revoked").detail(serde_json::json!({"device": id_prefix(id)})),
     )?;
     super::revocations::revoke_user(&tx, user)?;
     tx.commit()?;

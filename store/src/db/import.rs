@@ -6,8 +6,9 @@
 use serde_json::json;
 
 use super::sql::args;
-use super::{insert_factor, recovery, user_lock, Connection, MasterKey, NewFactor, Result, StoreError};
+use super::{insert_factor, recovery, user_lock, Connection, NewFactor, Result, StoreError};
 use crate::crypto::b64url;
+use crate::crypto::MasterKey;
 use crate::django::{Material, Record};
 
 /// Actor recorded in the audit log for imported factors.
@@ -171,7 +172,7 @@ mod tests {
     fn setup() -> (TestDb, Connection, MasterKey) {
         let db = TestDb::new("import");
         let conn = db.conn();
-        (db, conn, MasterKey::from_base64(&b64url(&[9u8; 32])).unwrap())
+        (db, conn, crate::db::testdb::test_key())
     }
 
     fn rec(id: i64, user: &str, material: Material) -> Record {

@@ -39,13 +39,7 @@ pub fn issue(conn: &mut Connection, key: &MasterKey, user: &str, new: &NewCode<'
     )?;
     audit::record(
         &tx,
-        audit::Event {
-            user: Some(user),
-            actor,
-            event: "otp.sent",
-            factor_id: None,
-            detail: Some(serde_json::json!({"channel": channel, "sent_to": sent_to})),
-        },
+        audit::Event::of(user, actor, "otp.sent").detail(serde_json::json!({"channel": channel, "sent_to": sent_to})),
     )?;
     tx.commit()?;
     Ok(expires_at)
@@ -68,13 +62,7 @@ pub fn withdraw(
     )?;
     audit::record(
         &tx,
-        audit::Event {
-            user: Some(user),
-            actor,
-            event: "otp.delivery_failed",
-            factor_id: None,
-            detail: Some(serde_json::json!({"channel": channel})),
-        },
+        audit::Event::of(user, actor, "otp.delivery_failed").detail(serde_json::json!({"channel": channel})),
     )?;
     tx.commit()?;
     Ok(())
@@ -111,13 +99,7 @@ pub fn verify(
         tx.execute("DELETE FROM otp_codes WHERE \"user\" = $1 AND channel = $2", args![user, channel])?;
         audit::record(
             &tx,
-            audit::Event {
-                user: Some(user),
-                actor,
-                event: "otp.verified",
-                factor_id: None,
-                detail: Some(serde_json::json!({"channel": channel})),
-            },
+            audit::Event::of(user, actor, "otp.verified").detail(serde_json::json!({"channel": channel})),
         )?;
         Ok(())
     } else {
@@ -127,13 +109,8 @@ pub fn verify(
         )?;
         audit::record(
             &tx,
-            audit::Event {
-                user: Some(user),
-                actor,
-                event: if tries + 1 >= MAX_TRIES { "otp.voided" } else { "otp.failed" },
-                factor_id: None,
-                detail: Some(serde_json::json!({"channel": channel, "tries": tries + 1})),
-            },
+            audit::Event::of(user, actor, if tries + 1 >= MAX_TRIES { "otp.voided" } else { "otp.failed" })
+                .detail(serde_json::json!({"channel": channel, "tries": tries + 1})),
         )?;
         Err(StoreError::WrongCode)
     };

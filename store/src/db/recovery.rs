@@ -65,13 +65,7 @@ pub fn replace(
     }
     audit::record(
         &tx,
-        audit::Event {
-            user: Some(user),
-            actor,
-            event: "recovery.generated",
-            factor_id: Some(&id),
-            detail: Some(serde_json::json!({"count": n})),
-        },
+        audit::Event::of(user, actor, "recovery.generated").factor(&id).detail(serde_json::json!({"count": n})),
     )?;
     tx.commit()?;
     Ok((id, n))
@@ -182,13 +176,7 @@ fn finish(tx: Tx<'_>, user: &str, id: String, actor: &str) -> Result<(String, i6
         tx.query_one("SELECT count(*) FROM recovery_codes WHERE factor_id = $1", args![&id])?.get(0)?;
     audit::record(
         &tx,
-        audit::Event {
-            user: Some(user),
-            actor,
-            event: "recovery.used",
-            factor_id: Some(&id),
-            detail: Some(serde_json::json!({"remaining": remaining})),
-        },
+        audit::Event::of(user, actor, "recovery.used").factor(&id).detail(serde_json::json!({"remaining": remaining})),
     )?;
     tx.commit()?;
     Ok((id, remaining))
@@ -197,7 +185,6 @@ fn finish(tx: Tx<'_>, user: &str, id: String, actor: &str) -> Result<(String, i6
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::b64url;
     use base64::Engine as _;
     use sha2::Sha256;
 
@@ -211,7 +198,7 @@ mod tests {
     fn imported_django_codes_work_once_each_beside_native_ones() {
         let db = crate::db::testdb::TestDb::new("recovery_import");
         let mut conn = db.conn();
-        let key = MasterKey::from_base64(&b64url(&[9u8; 32])).unwrap();
+        let key = crate::db::testdb::test_key();
         let codes = ["AbCde-12345", "ZZzzz-00000"];
         let hashes: Vec<String> = codes.iter().map(|c| django_hash(c, "saltsaltsalt123", 1000)).collect();
         let rec = django::Record {
@@ -248,7 +235,7 @@ mod tests {
     fn an_imported_code_used_twice_at_once_works_once() {
         let db = crate::db::testdb::TestDb::new("recovery_race");
         let pool = std::sync::Arc::new(db.pool());
-        let key = std::sync::Arc::new(MasterKey::from_base64(&b64url(&[9u8; 32])).unwrap());
+        let key = std::sync::Arc::new(crate::db::testdb::test_key());
         for round in 0..5i64 {
             let user = format!("u{round}");
             let rec = django::Record {

@@ -53,13 +53,8 @@ pub fn revoke_user_audited(conn: &mut Connection, user: &str, actor: &str, reaso
     let now = revoke_user(&tx, user)?;
     audit::record(
         &tx,
-        audit::Event {
-            user: Some(user),
-            actor,
-            event: "sessions.revoked",
-            factor_id: None,
-            detail: Some(serde_json::json!({"reason": reason, "not_before": now})),
-        },
+        audit::Event::of(user, actor, "sessions.revoked")
+            .detail(serde_json::json!({"reason": reason, "not_before": now})),
     )?;
     tx.commit()?;
     Ok(now)
@@ -76,13 +71,8 @@ pub fn revoke_session(conn: &mut Connection, session_id: &str, expires_at: i64, 
     insert(&tx, KIND_SESSION, session_id, now, expires_at.min(now + USER_RETENTION_S))?;
     audit::record(
         &tx,
-        audit::Event {
-            user: Some(user),
-            actor,
-            event: "session.revoked",
-            factor_id: None,
-            detail: Some(serde_json::json!({"session": &session_id[..8.min(session_id.len())]})),
-        },
+        audit::Event::of(user, actor, "session.revoked")
+            .detail(serde_json::json!({"session": &session_id[..8.min(session_id.len())]})),
     )?;
     tx.commit()
 }

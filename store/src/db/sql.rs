@@ -23,7 +23,7 @@
 //! (writes), open `conn.transaction(&[&user_lock(user)])` where a check and a
 //! write must not interleave, bind with `args![..]` to `$1, $2`, read with
 //! `query_opt`/`query_one`/`query` and `Row::get`, write `INTEGER` and `BLOB`
-//! in DDL (the PostgreSQL dialect is derived in `db::ddl`), never
+//! in DDL (the PostgreSQL dialect is derived in `db::migrations::ddl`), never
 //! `INSERT OR IGNORE` (use `ON CONFLICT DO NOTHING`), never SQLite functions
 //! such as `json_set` or `changes()`, and quote `"user"`.
 

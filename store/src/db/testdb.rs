@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::{migrate, Connection, Pool, Target};
+use crate::crypto::{b64url, MasterKey};
 
 pub struct TestDb {
     /// The `--db` value: a SQLite path or a `postgres://` URL naming the schema.
@@ -58,4 +59,17 @@ impl Drop for TestDb {
             }
         }
     }
+}
+
+/// The unit tests' master key.
+pub fn test_key() -> MasterKey {
+    MasterKey::from_base64(&b64url(&[9u8; 32])).unwrap()
+}
+
+/// A migrated (twice: migrating is idempotent) in-memory SQLite database and [`test_key`].
+pub fn memory() -> (Connection, MasterKey) {
+    let mut conn = Connection::sqlite_in_memory().unwrap();
+    migrate(&mut conn).unwrap();
+    migrate(&mut conn).unwrap();
+    (conn, test_key())
 }
