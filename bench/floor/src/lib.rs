@@ -17,6 +17,7 @@
 //! | `source-address` | `get_property(["source", "address"])` |
 //! | `shared-data` | one `get_shared_data` read (the value is set once at configure time) |
 //! | `clock` | one `get_current_time` |
+//! | `state3` | three filter-state writes (`set_property`), as edge-mfa's pass does for the access log |
 //! | `all` | all of the above (`hmac` once, with the precomputed key) |
 //!
 //! The body is wasm32-only so a host `cargo build` of this crate is a no-op.
@@ -51,6 +52,7 @@ mod filter {
         source_address: bool,
         shared_data: bool,
         clock: bool,
+        state3: bool,
     }
 
     impl Work {
@@ -67,6 +69,7 @@ mod filter {
                 "source-address" => Work { source_address: true, ..w },
                 "shared-data" => Work { shared_data: true, ..w },
                 "clock" => Work { clock: true, ..w },
+                "state3" => Work { state3: true, ..w },
                 "all" => Work {
                     header_map: true,
                     hmac: false,
@@ -76,6 +79,7 @@ mod filter {
                     source_address: true,
                     shared_data: true,
                     clock: true,
+                    state3: false,
                 },
                 _ => return None,
             })
@@ -144,6 +148,11 @@ mod filter {
             }
             if w.clock {
                 std::hint::black_box(self.get_current_time());
+            }
+            if w.state3 {
+                self.set_property(vec!["edge_mfa.decision"], Some(b"pass"));
+                self.set_property(vec!["edge_mfa.user"], user.as_deref().map(str::as_bytes));
+                self.set_property(vec!["edge_mfa.method"], Some(b"totp"));
             }
             if w.writes3 {
                 self.set_http_request_header("x-floor-a", Some("alice"));
