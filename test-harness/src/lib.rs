@@ -29,6 +29,7 @@ pub mod demo;
 pub mod fault_proxy;
 pub mod http;
 pub mod pg;
+pub mod process;
 mod stack;
 
 pub use demo::{demo_jwt, DEMO_JWT_SECRET};
