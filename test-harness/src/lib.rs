@@ -25,6 +25,7 @@
 //! `--log-level` / `--component-log-level`.
 
 pub mod authenticator;
+pub mod client;
 pub mod demo;
 pub mod fault_proxy;
 pub mod http;

@@ -1,0 +1,148 @@
+//! What the end-to-end tests share as a client: starting a stack (or skipping), the clock and
+//! TOTP parameters, a browser's cookie jar ([`Jar`]) and a burst of identical requests
+//! ([`race`]). One copy instead of one per test file.
+
+use std::sync::{Arc, Barrier};
+
+use edge_mfa::totp::{Alg, Params};
+use serde_json::Value;
+
+use crate::http::{self, Response};
+use crate::{e2e_enabled, merge_json, Stack, StackOptions};
+
+/// `accept: application/json`: the gate answers in JSON.
+pub const JSON: (&str, &str) = ("accept", "application/json");
+/// `accept: text/html`: the gate answers with pages.
+pub const HTML: (&str, &str) = ("accept", "text/html");
+
+/// Seconds since the Unix epoch.
+pub fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// The demo config's TOTP parameters (SHA-1, 6 digits, 30 s).
+pub fn totp_params() -> Params {
+    Params { alg: Alg::Sha1, digits: 6, period: 30 }
+}
+
+/// A stack with `plugin_config` merged over the demo config and one Envoy worker, or `None`
+/// when end-to-end tests are skipped (see [`e2e_enabled`]).
+pub fn stack(name: &str, plugin_config: Value) -> Option<Stack> {
+    e2e_enabled(name).then(|| Stack::start(StackOptions { plugin_config, ..StackOptions::default() }))
+}
+
+/// Like [`stack`], with `concurrency` Envoy workers and a store timeout of 10 s unless
+/// `plugin_config` sets one: a busy shared machine must not turn healthy store calls into 503s.
+pub fn patient_stack(name: &str, plugin_config: Value, concurrency: u32) -> Option<Stack> {
+    let mut cfg = serde_json::json!({"store": {"timeout_ms": 10_000}});
+    merge_json(&mut cfg, &plugin_config);
+    e2e_enabled(name).then(|| Stack::start(StackOptions { plugin_config: cfg, concurrency }))
+}
+
+/// A browser's cookies (`name=value` each): what it started with (the identity, say) plus the
+/// `tracked` cookies the gate sets, replaced or dropped (an empty value) as responses say.
+#[derive(Debug, Clone)]
+pub struct Jar {
+    pub cookies: Vec<String>,
+    tracked: &'static [&'static str],
+}
+
+impl Jar {
+    pub fn new(tracked: &'static [&'static str], cookies: Vec<String>) -> Jar {
+        Jar { cookies, tracked }
+    }
+
+    /// The `Cookie` header value.
+    pub fn header(&self) -> String {
+        self.cookies.join("; ")
+    }
+
+    /// Takes the tracked cookies a response sets.
+    pub fn take(&mut self, r: &Response) {
+        for name in self.tracked {
+            if let Some(c) = r.cookie(name) {
+                self.remove(name);
+                if !c.ends_with('=') {
+                    self.cookies.push(c);
+                }
+            }
+        }
+    }
+
+    /// The cookie `name` (`name=value`), if held.
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.cookies.iter().find(|c| c.starts_with(&format!("{name}="))).cloned()
+    }
+
+    /// Forgets the cookie `name`.
+    pub fn remove(&mut self, name: &str) {
+        self.cookies.retain(|x| !x.starts_with(&format!("{name}=")));
+    }
+
+    /// POSTs `body` as JSON to `path` through the stack with these cookies; takes what it sets.
+    pub fn post(&mut self, s: &Stack, path: &str, body: Value) -> Response {
+        let r = http::post_json(&s.url(path), &body, &[("cookie", &self.header()), JSON]);
+        self.take(&r);
+        r
+    }
+
+    /// GETs `path` (JSON) through the stack with these cookies; takes what it sets.
+    pub fn get_json(&mut self, s: &Stack, path: &str) -> Response {
+        let r = http::get(&s.url(path), &[("cookie", &self.header()), JSON]);
+        self.take(&r);
+        r
+    }
+}
+
+/// Sends the same POST from `racers` threads at once, each on its own, already open keep-alive
+/// connection (so they spread over Envoy's workers); returns the responses. The warm-up is
+/// answered by the filter itself (no identity: 401), not the demo upstream, which stalls on a
+/// burst of fresh connections. Nothing may panic before the barrier.
+pub fn race(base: &str, path: &str, headers: &[(String, String)], body: &[u8], racers: usize) -> Vec<Response> {
+    let barrier = Arc::new(Barrier::new(racers));
+    std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..racers)
+            .map(|_| {
+                let barrier = barrier.clone();
+                sc.spawn(move || {
+                    let mut conn = http::Conn::new(base);
+                    let warm = conn.send("GET", "/app", &[JSON], b"").map(|r| r.status);
+                    let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                    barrier.wait();
+                    assert_eq!(warm.ok(), Some(401), "warm-up request");
+                    conn.send("POST", path, &h, body).expect("racer")
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().expect("racer thread")).collect()
+    })
+}
+
+/// How many responses are a success (200, or 303 for a form).
+pub fn successes(rs: &[Response]) -> usize {
+    rs.iter().filter(|r| r.status == 200 || r.status == 303).count()
+}
+
+/// The headers of a JSON POST with `cookie`, owned (for [`race`]).
+pub fn json_post_headers(cookie: &str) -> Vec<(String, String)> {
+    vec![
+        ("cookie".into(), cookie.into()),
+        ("content-type".into(), "application/json".into()),
+        ("accept".into(), "application/json".into()),
+    ]
+}
+
+/// True when the response was routed to the upstream (not answered by the filter or Envoy):
+/// Envoy's `x-envoy-upstream-service-time` (only on routed responses), or the demo upstream's
+/// echo of the `x-mfa-*` headers it received.
+pub fn reached_upstream(r: &Response) -> bool {
+    r.header("x-envoy-upstream-service-time").is_some() || (r.status == 200 && r.body.contains("\"x-mfa-user\""))
+}
+
+/// Waits for the next wall-clock second. Every attempt is counted for the one client address
+/// (127.0.0.1) before it is verified (issue 8, invariant 7), and `find_time_s: 1` counts one
+/// second: a race per second stays far below `max_retries: 100`.
+pub fn new_second() {
+    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_millis()).unwrap_or(0);
+    std::thread::sleep(std::time::Duration::from_millis(u64::from(1000 - ms) + 20));
+}

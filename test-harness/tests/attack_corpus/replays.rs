@@ -1,0 +1,245 @@
+//! 4. Replays, sequential and concurrent across two Envoy workers: every one-time secret works once.
+
+use super::*;
+
+const RACERS: usize = 16;
+
+/// [`race`] with [`RACERS`] threads.
+fn race_all(base: &str, path: &str, headers: &[(String, String)], body: &[u8]) -> Vec<http::Response> {
+    race(base, path, headers, body, RACERS)
+}
+
+/// Per-worker downstream connection counts from Envoy's admin stats.
+fn worker_connections(s: &Stack) -> HashMap<String, u64> {
+    let r = http::get(&format!("{}/stats?filter=worker_.*downstream_cx_total", s.admin), &[]);
+    r.body
+        .lines()
+        .filter(|l| l.starts_with(&format!("listener.127.0.0.1_{}.worker_", s.listen_port)))
+        .filter_map(|l| {
+            let (k, v) = l.split_once(": ")?;
+            Some((k.to_string(), v.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn replays_succeed_exactly_once_even_across_two_workers() {
+    // Regulation is all but off here (100 failures a second): 15 losing racers per round are
+    // failures, and bans (per user and per client IP, all 127.0.0.1 here) would turn later
+    // rounds into 429s. Bans have their own test (regulation.rs); this one is about single use.
+    // (`"regulation": null` cannot be passed: merge_json treats null as "remove the key".)
+    let cfg = json!({
+        "recovery": {"count": 20},
+        "email": {},
+        "regulation": {"max_retries": 100, "find_time_s": 1, "ban_time_s": 1},
+        "webauthn": {"rp_id": "localhost", "origins": ["http://localhost:{LISTEN_PORT}"]}
+    });
+    let Some(s) = start("attack_corpus::replays", cfg, 2) else { return };
+
+    // TOTP, sequential: a code works once, then is `code_used`.
+    let (secret, _) = enroll(&s, "carol");
+    let carol = s.login_cookie("carol");
+    let code = totp::code_at(&params(), &secret, now() + 30);
+    let body = json!({"code": code}).to_string();
+    let r = http::raw(
+        &s.base,
+        "POST",
+        "/.mfa/totp/verify",
+        &[("cookie", &carol), ("content-type", "application/json"), JSON],
+        body.as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = http::raw(
+        &s.base,
+        "POST",
+        "/.mfa/totp/verify",
+        &[("cookie", &carol), ("content-type", "application/json"), JSON],
+        body.as_bytes(),
+    );
+    assert_eq!((r.status, r.json()["error"].as_str()), (401, Some("code_used")), "{r:?}");
+    assert!(r.cookie(COOKIE).is_none());
+
+    // TOTP, concurrent: 16 simultaneous posts of one code, for four users -> one success each.
+    let mut totp_rounds = Vec::new();
+    for i in 0..4 {
+        let user = format!("racer{i}");
+        let (secret, _) = enroll(&s, &user);
+        let code = totp::code_at(&params(), &secret, now() + 30);
+        new_second();
+        let rs = race_all(
+            &s.base,
+            "/.mfa/totp/verify",
+            &json_post_headers(&s.login_cookie(&user)),
+            json!({"code": code}).to_string().as_bytes(),
+        );
+        let ok = successes(&rs);
+        let statuses: Vec<u16> = rs.iter().map(|r| r.status).collect();
+        assert_eq!(ok, 1, "TOTP code raced by {RACERS}: {statuses:?}");
+        for r in rs.iter().filter(|r| r.status != 200) {
+            assert_eq!((r.status, r.json()["error"].as_str()), (401, Some("code_used")), "{r:?}");
+            assert!(r.cookie(COOKIE).is_none());
+        }
+        totp_rounds.push(statuses);
+    }
+
+    // Recovery codes, concurrent: one success per code, the count goes down by one each.
+    let (_, session) = enroll(&s, "dora");
+    let dora = s.login_cookie("dora");
+    let dora_both = format!("{dora}; {session}");
+    let csrf =
+        http::get(&s.url("/.mfa/"), &[("cookie", &dora_both), JSON]).json()["csrf"].as_str().unwrap().to_string();
+    let r = http::raw(
+        &s.base,
+        "POST",
+        "/.mfa/recovery/generate",
+        &[("cookie", &dora_both), ("content-type", "application/json"), JSON],
+        json!({"csrf": csrf}).to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let codes: Vec<String> =
+        r.json()["codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
+    for (round, c) in codes.iter().take(3).enumerate() {
+        new_second();
+        let rs = race_all(
+            &s.base,
+            "/.mfa/recovery/verify",
+            &json_post_headers(&dora),
+            json!({"code": c}).to_string().as_bytes(),
+        );
+        let statuses: Vec<u16> = rs.iter().map(|r| r.status).collect();
+        assert_eq!(successes(&rs), 1, "recovery code raced by {RACERS}: {statuses:?}");
+        let winner = rs.iter().find(|r| r.status == 200).unwrap();
+        assert_eq!(winner.json()["remaining"].as_u64(), Some(19 - round as u64), "{winner:?}");
+        for r in rs.iter().filter(|r| r.status != 200) {
+            assert_eq!(r.status, 401, "{r:?}");
+            assert!(r.cookie(COOKIE).is_none());
+        }
+        // And sequentially afterwards.
+        let r = http::raw(
+            &s.base,
+            "POST",
+            "/.mfa/recovery/verify",
+            &[("cookie", &dora), ("content-type", "application/json"), JSON],
+            json!({"code": c}).to_string().as_bytes(),
+        );
+        assert_eq!(r.status, 401, "{r:?}");
+    }
+
+    // WebAuthn: an assertion and its challenge are good for one sign-in.
+    let port = s.listen_port;
+    let web_origin = format!("http://localhost:{port}");
+    let mut key = SoftAuthenticator::new(Attestation::None);
+    let erin = s.login_cookie("erin");
+    let post = |cookie: &str, path: &str, body: &Value| {
+        http::raw(
+            &s.base,
+            "POST",
+            path,
+            &[("cookie", cookie), ("content-type", "application/json"), JSON],
+            body.to_string().as_bytes(),
+        )
+    };
+    let r = post(&erin, "/.mfa/webauthn/register/begin", &json!({}));
+    assert_eq!(r.status, 200, "{r:?}");
+    let wa = r.cookie(CEREMONY).unwrap();
+    let cred = key.register(&r.json(), &web_origin).unwrap();
+    let r = post(
+        &format!("{erin}; {wa}"),
+        "/.mfa/webauthn/register/finish",
+        &json!({"credential": serde_json::from_str::<Value>(&cred).unwrap(), "name": "k"}),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+
+    let begin = || {
+        let r = post(&erin, "/.mfa/webauthn/login/begin", &json!({"next": "/app"}));
+        assert_eq!(r.status, 200, "{r:?}");
+        (r.json(), format!("{erin}; {}", r.cookie(CEREMONY).unwrap()))
+    };
+    let finish = |cookie: &str, assertion: &str| {
+        post(
+            cookie,
+            "/.mfa/webauthn/login/finish",
+            &json!({"credential": serde_json::from_str::<Value>(assertion).unwrap(), "next": "/app"}),
+        )
+    };
+    // Sequential: the assertion replayed with its ceremony cookie, then a fresh assertion
+    // signed over the spent challenge.
+    let (opts, jar) = begin();
+    let a = key.assert(&opts, &web_origin).unwrap();
+    let r = finish(&jar, &a);
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = finish(&jar, &a);
+    assert!(matches!(r.status, 400 | 401) && r.cookie(COOKIE).is_none(), "assertion replay: {r:?}");
+    let a2 = key.assert(&opts, &web_origin).unwrap();
+    let r = finish(&jar, &a2);
+    assert!(matches!(r.status, 400 | 401) && r.cookie(COOKIE).is_none(), "challenge replay: {r:?}");
+    assert_eq!(r.json()["error"], "challenge_used", "{r:?}");
+    // Concurrent: one assertion, one ceremony, 16 finishes at once.
+    let mut wa_rounds = Vec::new();
+    for _ in 0..2 {
+        let (opts, jar) = begin();
+        let a = key.assert(&opts, &web_origin).unwrap();
+        let body = json!({"credential": serde_json::from_str::<Value>(&a).unwrap(), "next": "/app"}).to_string();
+        new_second();
+        let rs = race_all(&s.base, "/.mfa/webauthn/login/finish", &json_post_headers(&jar), body.as_bytes());
+        let statuses: Vec<u16> = rs.iter().map(|r| r.status).collect();
+        assert_eq!(successes(&rs), 1, "WebAuthn assertion raced by {RACERS}: {statuses:?}");
+        for r in rs.iter().filter(|r| r.status != 200) {
+            assert!(matches!(r.status, 400 | 401) && r.cookie(COOKIE).is_none(), "{r:?}");
+        }
+        wa_rounds.push(statuses);
+    }
+    // Email codes: enroll an address (proven by a code), then sign in with an emailed code,
+    // replayed sequentially and raced.
+    let (_, fay_session) = enroll(&s, "fay");
+    let fay = s.login_cookie("fay");
+    let fay_both = format!("{fay}; {fay_session}");
+    let csrf = http::get(&s.url("/.mfa/"), &[("cookie", &fay_both), JSON]).json()["csrf"].as_str().unwrap().to_string();
+    let r =
+        post(&fay_both, "/.mfa/otp/enroll", &json!({"channel": "email", "address": "fay@example.com", "csrf": csrf}));
+    assert_eq!(r.status, 200, "{r:?}");
+    let state = r.json()["state"].as_str().unwrap().to_string();
+    let last_code = || {
+        let msgs = s.outbox();
+        let m = msgs.iter().rev().find(|m| m["to"] == "fay@example.com").expect("an email to fay").clone();
+        m["code"].as_str().unwrap().to_string()
+    };
+    let code = last_code();
+    let r = post(&fay_both, "/.mfa/otp/enroll/confirm", &json!({"channel": "email", "state": state, "code": code}));
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = post(&fay_both, "/.mfa/otp/enroll/confirm", &json!({"channel": "email", "state": state, "code": code}));
+    assert_ne!(r.status, 200, "enrollment code replayed: {r:?}");
+    let send = || {
+        let r = post(&fay, "/.mfa/otp/send", &json!({"channel": "email"}));
+        assert_eq!(r.status, 200, "{r:?}");
+        last_code()
+    };
+    let code = send();
+    let verify_body = json!({"channel": "email", "code": code});
+    let r = post(&fay, "/.mfa/otp/verify", &verify_body);
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = post(&fay, "/.mfa/otp/verify", &verify_body);
+    assert_eq!(r.status, 401, "email code replayed: {r:?}");
+    assert!(r.cookie(COOKIE).is_none());
+    let mut email_rounds = Vec::new();
+    for _ in 0..2 {
+        let code = send();
+        let body = json!({"channel": "email", "code": code}).to_string();
+        new_second();
+        let rs = race_all(&s.base, "/.mfa/otp/verify", &json_post_headers(&fay), body.as_bytes());
+        let statuses: Vec<u16> = rs.iter().map(|r| r.status).collect();
+        assert_eq!(successes(&rs), 1, "email code raced by {RACERS}: {statuses:?}");
+        for r in rs.iter().filter(|r| r.status != 200) {
+            assert_eq!(r.status, 401, "{r:?}");
+            assert!(r.cookie(COOKIE).is_none());
+        }
+        email_rounds.push(statuses);
+    }
+
+    let workers = worker_connections(&s);
+    eprintln!(
+        "replays: TOTP rounds {totp_rounds:?}; WebAuthn rounds {wa_rounds:?}; email rounds {email_rounds:?}; \
+         connections per worker {workers:?}"
+    );
+    assert!(workers.len() >= 2 && workers.values().all(|&n| n > 0), "both Envoy workers took connections: {workers:?}");
+}
