@@ -86,6 +86,14 @@ impl Jar {
         r
     }
 
+    /// What the upstream saw of `GET /app` with these cookies (the demo upstream's echo);
+    /// asserts that the request passed.
+    pub fn upstream(&self, s: &Stack) -> Value {
+        let r = http::get(&s.url("/app"), &[("cookie", &self.header()), JSON]);
+        assert_eq!(r.status, 200, "{r:?}");
+        r.json()
+    }
+
     /// GETs `path` (JSON) through the stack with these cookies; takes what it sets.
     pub fn get_json(&mut self, s: &Stack, path: &str) -> Response {
         let r = http::get(&s.url(path), &[("cookie", &self.header()), JSON]);

@@ -7,25 +7,21 @@
 //! Needs `EDGE_MFA_TEST_PG_URL` (skips with a printed reason without it; `scripts/test-postgres`,
 //! run by `make test`, provides one).
 
-use std::sync::{Arc, Barrier};
-
-use edge_mfa::totp::{self, Alg, Params};
+use edge_mfa::totp;
 use serde_json::{json, Value};
 use test_harness::authenticator::{Attestation, SoftAuthenticator};
+use test_harness::client::{json_post_headers, new_second, now, race, successes, totp_params as params, JSON};
 use test_harness::pg::{fresh_schema, PgSchema};
 use test_harness::{http, Stack, StackOptions};
 
 const COOKIE: &str = "edge-mfa";
 const CEREMONY: &str = "edge-mfa-wa";
-const JSON: (&str, &str) = ("accept", "application/json");
 const RACERS: usize = 16;
 
-fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
-}
-
-fn params() -> Params {
-    Params { alg: Alg::Sha1, digits: 6, period: 30 }
+/// [`race`] with [`RACERS`] threads, over both workers (and the filter's store calls over both
+/// replicas).
+fn race_all(base: &str, path: &str, headers: &[(String, String)], body: &[u8]) -> Vec<http::Response> {
+    race(base, path, headers, body, RACERS)
 }
 
 /// Two replicas on a fresh schema, Envoy with two workers; `None` (skipped) without PostgreSQL
@@ -39,14 +35,6 @@ fn start(name: &str, cfg: Value) -> Option<(Stack, PgSchema)> {
     test_harness::merge_json(&mut plugin_config, &cfg);
     let s = Stack::start_replicated(StackOptions { plugin_config, concurrency: 2 }, &pg.url, 2);
     Some((s, pg))
-}
-
-fn json_h(cookie: &str) -> Vec<(String, String)> {
-    vec![
-        ("cookie".into(), cookie.into()),
-        ("content-type".into(), "application/json".into()),
-        ("accept".into(), "application/json".into()),
-    ]
 }
 
 fn post(s: &Stack, cookie: &str, path: &str, body: &Value) -> http::Response {
@@ -64,44 +52,9 @@ fn enroll(s: &Stack, user: &str) -> (Vec<u8>, String) {
     (secret, session)
 }
 
-/// The same request from `RACERS` threads at once, each on its own open keep-alive connection
-/// (so they spread over both Envoy workers, and the filter's store calls over both replicas).
-fn race(base: &str, path: &str, headers: &[(String, String)], body: &[u8]) -> Vec<http::Response> {
-    let barrier = Arc::new(Barrier::new(RACERS));
-    std::thread::scope(|sc| {
-        let hs: Vec<_> = (0..RACERS)
-            .map(|_| {
-                let barrier = barrier.clone();
-                sc.spawn(move || {
-                    let mut conn = http::Conn::new(base);
-                    // Warm up the connection (answered by the filter itself: no identity, 401).
-                    let warm = conn.send("GET", "/app", &[JSON], b"").map(|r| r.status);
-                    let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                    barrier.wait();
-                    assert_eq!(warm.ok(), Some(401), "warm-up request");
-                    conn.send("POST", path, &h, body).expect("racer")
-                })
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().expect("racer thread")).collect()
-    })
-}
-
-fn successes(rs: &[http::Response]) -> usize {
-    rs.iter().filter(|r| r.status == 200 || r.status == 303).count()
-}
-
 /// How many log lines of each replica contain `needle` (the store logs every request's path).
 fn per_replica(s: &Stack, needle: &str) -> Vec<usize> {
     s.store_logs().iter().map(|log| log.lines().filter(|l| l.contains(needle)).count()).collect()
-}
-
-/// Waits for the next wall-clock second. Every attempt is counted for the one client address
-/// (127.0.0.1) before it is verified (issue 8, invariant 7), and `find_time_s: 1` counts one
-/// second: a race per second stays far below `max_retries: 100`.
-fn new_second() {
-    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_millis();
-    std::thread::sleep(std::time::Duration::from_millis(u64::from(1000 - ms) + 20));
 }
 
 #[test]
@@ -123,10 +76,10 @@ fn two_replicas_one_time_codes_succeed_exactly_once() {
         let (secret, _) = enroll(&s, &user);
         let code = totp::code_at(&params(), &secret, now() + 30);
         new_second();
-        let rs = race(
+        let rs = race_all(
             &s.base,
             "/.mfa/totp/verify",
-            &json_h(&s.login_cookie(&user)),
+            &json_post_headers(&s.login_cookie(&user)),
             json!({"code": code}).to_string().as_bytes(),
         );
         let statuses: Vec<u16> = rs.iter().map(|r| r.status).collect();
@@ -149,7 +102,12 @@ fn two_replicas_one_time_codes_succeed_exactly_once() {
         r.json()["codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
     for (round, c) in codes.iter().take(4).enumerate() {
         new_second();
-        let rs = race(&s.base, "/.mfa/recovery/verify", &json_h(&dora), json!({"code": c}).to_string().as_bytes());
+        let rs = race_all(
+            &s.base,
+            "/.mfa/recovery/verify",
+            &json_post_headers(&dora),
+            json!({"code": c}).to_string().as_bytes(),
+        );
         let statuses: Vec<u16> = rs.iter().map(|r| r.status).collect();
         assert_eq!(successes(&rs), 1, "recovery code raced by {RACERS}: {statuses:?}");
         let winner = rs.iter().find(|r| r.status == 200).unwrap();
@@ -183,7 +141,7 @@ fn two_replicas_one_time_codes_succeed_exactly_once() {
         let a = key.assert(&r.json(), &web_origin).unwrap();
         let body = json!({"credential": serde_json::from_str::<Value>(&a).unwrap(), "next": "/app"}).to_string();
         new_second();
-        let rs = race(&s.base, "/.mfa/webauthn/login/finish", &json_h(&jar), body.as_bytes());
+        let rs = race_all(&s.base, "/.mfa/webauthn/login/finish", &json_post_headers(&jar), body.as_bytes());
         let statuses: Vec<u16> = rs.iter().map(|r| r.status).collect();
         assert_eq!(successes(&rs), 1, "WebAuthn assertion raced by {RACERS}: {statuses:?}");
         for r in rs.iter().filter(|r| r.status != 200) {
@@ -223,7 +181,7 @@ fn two_replicas_one_time_codes_succeed_exactly_once() {
         assert_eq!(r.status, 200, "{r:?}");
         let body = json!({"channel": "email", "code": last_code()}).to_string();
         new_second();
-        let rs = race(&s.base, "/.mfa/otp/verify", &json_h(&fay), body.as_bytes());
+        let rs = race_all(&s.base, "/.mfa/otp/verify", &json_post_headers(&fay), body.as_bytes());
         let statuses: Vec<u16> = rs.iter().map(|r| r.status).collect();
         assert_eq!(successes(&rs), 1, "email code raced by {RACERS}: {statuses:?}");
         for r in rs.iter().filter(|r| r.status != 200) {
@@ -266,7 +224,8 @@ fn two_replicas_count_parallel_wrong_guesses_together() {
     // granted and the rest are 429 at once. The granted ones are settled as failures: the MAX-th
     // counted starts the ban, so at most MAX-1 of them can still be answered 401 (in a tight race
     // none is: the reservations in flight already count).
-    let rs = race(&s.base, "/.mfa/totp/verify", &json_h(&gus), json!({"code": wrong}).to_string().as_bytes());
+    let rs =
+        race_all(&s.base, "/.mfa/totp/verify", &json_post_headers(&gus), json!({"code": wrong}).to_string().as_bytes());
     let statuses: Vec<u16> = rs.iter().map(|r| r.status).collect();
     let plain = statuses.iter().filter(|&&st| st == 401).count();
     let banned = statuses.iter().filter(|&&st| st == 429).count();
