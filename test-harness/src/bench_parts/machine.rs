@@ -23,8 +23,7 @@ pub(crate) fn pinned(cpu: Option<&str>, prog: &str) -> Command {
     }
 }
 
-/// Spawns with `PR_SET_PDEATHSIG=SIGTERM` (children die with the bench;
-
+/// How many cores this process may use.
 pub(crate) fn cores() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
