@@ -39,6 +39,25 @@ pub fn patient_stack(name: &str, plugin_config: Value, concurrency: u32) -> Opti
     e2e_enabled(name).then(|| Stack::start(StackOptions { plugin_config: cfg, concurrency }))
 }
 
+/// Generates `user`'s recovery codes with their session cookie `session` (`edge-mfa=…`),
+/// through the security home's CSRF token; returns the codes.
+pub fn recovery_codes(s: &Stack, user: &str, session: &str) -> Vec<String> {
+    let both = format!("{}; {session}", s.login_cookie(user));
+    let home = http::get(&s.url("/.mfa/"), &[("cookie", &both), JSON]);
+    assert_eq!(home.status, 200, "{home:?}");
+    let csrf = home.json()["csrf"].as_str().unwrap_or_default().to_string();
+    let r = http::post_json(
+        &s.url("/.mfa/recovery/generate"),
+        &serde_json::json!({"csrf": csrf}),
+        &[("cookie", &both), JSON],
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    r.json()["codes"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|c| c.as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
+}
+
 /// A browser's cookies (`name=value` each): what it started with (the identity, say) plus the
 /// `tracked` cookies the gate sets, replaced or dropped (an empty value) as responses say.
 #[derive(Debug, Clone)]

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use edge_mfa::totp;
 use serde_json::{json, Value};
-use test_harness::client::{now, patient_stack as start, reached_upstream, totp_params as params, HTML, JSON};
+use test_harness::client::{
+    now, patient_stack as start, reached_upstream, recovery_codes, totp_params as params, HTML, JSON,
+};
 use test_harness::fault_proxy::Fault;
 use test_harness::{http, Stack};
 
@@ -25,17 +27,6 @@ const COOKIE: &str = "edge-mfa";
 fn enroll(s: &Stack, user: &str) -> (Vec<u8>, String) {
     let (secret, _, session) = s.enroll_totp(user);
     (secret, session)
-}
-
-/// Generates recovery codes for a user with a session (the security home's CSRF token).
-fn recovery_codes(s: &Stack, user: &str, session: &str) -> Vec<String> {
-    let both = format!("{}; {session}", s.login_cookie(user));
-    let home = http::get(&s.url("/.mfa/"), &[("cookie", &both), JSON]);
-    assert_eq!(home.status, 200, "{home:?}");
-    let csrf = home.json()["csrf"].as_str().unwrap().to_string();
-    let r = http::post_json(&s.url("/.mfa/recovery/generate"), &json!({"csrf": csrf}), &[("cookie", &both), JSON]);
-    assert_eq!(r.status, 200, "{r:?}");
-    r.json()["codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect()
 }
 
 /// A user's factors straight from the store (not through the proxy).

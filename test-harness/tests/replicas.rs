@@ -10,7 +10,9 @@
 use edge_mfa::totp;
 use serde_json::{json, Value};
 use test_harness::authenticator::{Attestation, SoftAuthenticator};
-use test_harness::client::{json_post_headers, new_second, now, race, successes, totp_params as params, JSON};
+use test_harness::client::{
+    json_post_headers, new_second, now, race, recovery_codes, successes, totp_params as params, JSON,
+};
 use test_harness::pg::{fresh_schema, PgSchema};
 use test_harness::{http, Stack, StackOptions};
 
@@ -94,12 +96,7 @@ fn two_replicas_one_time_codes_succeed_exactly_once() {
     // Recovery codes: one success per code; the remaining count goes down by exactly one.
     let (_, session) = enroll(&s, "dora");
     let dora = s.login_cookie("dora");
-    let both = format!("{dora}; {session}");
-    let csrf = http::get(&s.url("/.mfa/"), &[("cookie", &both), JSON]).json()["csrf"].as_str().unwrap().to_string();
-    let r = post(&s, &both, "/.mfa/recovery/generate", &json!({"csrf": csrf}));
-    assert_eq!(r.status, 200, "{r:?}");
-    let codes: Vec<String> =
-        r.json()["codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
+    let codes = recovery_codes(&s, "dora", &session);
     for (round, c) in codes.iter().take(4).enumerate() {
         new_second();
         let rs = race_all(

@@ -85,19 +85,7 @@ fn replays_succeed_exactly_once_even_across_two_workers() {
     // Recovery codes, concurrent: one success per code, the count goes down by one each.
     let (_, session) = enroll(&s, "dora");
     let dora = s.login_cookie("dora");
-    let dora_both = format!("{dora}; {session}");
-    let csrf =
-        http::get(&s.url("/.mfa/"), &[("cookie", &dora_both), JSON]).json()["csrf"].as_str().unwrap().to_string();
-    let r = http::raw(
-        &s.base,
-        "POST",
-        "/.mfa/recovery/generate",
-        &[("cookie", &dora_both), ("content-type", "application/json"), JSON],
-        json!({"csrf": csrf}).to_string().as_bytes(),
-    );
-    assert_eq!(r.status, 200, "{r:?}");
-    let codes: Vec<String> =
-        r.json()["codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
+    let codes = recovery_codes(&s, "dora", &session);
     for (round, c) in codes.iter().take(3).enumerate() {
         new_second();
         let rs = race_all(
