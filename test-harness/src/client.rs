@@ -5,11 +5,13 @@
 use std::sync::{Arc, Barrier};
 
 use edge_mfa::totp::{Alg, Params};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::http::{self, Response};
 use crate::{e2e_enabled, merge_json, Stack, StackOptions};
 
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "edge-mfa";
 /// `accept: application/json`: the gate answers in JSON.
 pub const JSON: (&str, &str) = ("accept", "application/json");
 /// `accept: text/html`: the gate answers with pages.
@@ -34,7 +36,7 @@ pub fn stack(name: &str, plugin_config: Value) -> Option<Stack> {
 /// Like [`stack`], with `concurrency` Envoy workers and a store timeout of 10 s unless
 /// `plugin_config` sets one: a busy shared machine must not turn healthy store calls into 503s.
 pub fn patient_stack(name: &str, plugin_config: Value, concurrency: u32) -> Option<Stack> {
-    let mut cfg = serde_json::json!({"store": {"timeout_ms": 10_000}});
+    let mut cfg = json!({"store": {"timeout_ms": 10_000}});
     merge_json(&mut cfg, &plugin_config);
     e2e_enabled(name).then(|| Stack::start(StackOptions { plugin_config: cfg, concurrency }))
 }
@@ -46,11 +48,7 @@ pub fn recovery_codes(s: &Stack, user: &str, session: &str) -> Vec<String> {
     let home = http::get(&s.url("/.mfa/"), &[("cookie", &both), JSON]);
     assert_eq!(home.status, 200, "{home:?}");
     let csrf = home.json()["csrf"].as_str().unwrap_or_default().to_string();
-    let r = http::post_json(
-        &s.url("/.mfa/recovery/generate"),
-        &serde_json::json!({"csrf": csrf}),
-        &[("cookie", &both), JSON],
-    );
+    let r = http::post_json(&s.url("/.mfa/recovery/generate"), &json!({"csrf": csrf}), &[("cookie", &both), JSON]);
     assert_eq!(r.status, 200, "{r:?}");
     r.json()["codes"]
         .as_array()
@@ -172,4 +170,49 @@ pub fn reached_upstream(r: &Response) -> bool {
 pub fn new_second() {
     let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_millis()).unwrap_or(0);
     std::thread::sleep(std::time::Duration::from_millis(u64::from(1000 - ms) + 20));
+}
+
+/// Enrolls TOTP for `user`, then, at the start of a new second, races one code from `racers`
+/// connections at once: asserts exactly one success and `401 code_used` without a session
+/// cookie for every other racer. Returns the statuses.
+pub fn race_totp_code(s: &Stack, user: &str, racers: usize) -> Vec<u16> {
+    let (secret, id, _) = s.enroll_totp(user);
+    let code = edge_mfa::totp::code_at(&totp_params(), &secret, now() + 30);
+    new_second();
+    let rs = race(
+        &s.base,
+        "/.mfa/totp/verify",
+        &json_post_headers(&id),
+        json!({"code": code}).to_string().as_bytes(),
+        racers,
+    );
+    let statuses: Vec<u16> = rs.iter().map(|r| r.status).collect();
+    assert_eq!(successes(&rs), 1, "TOTP code raced by {racers}: {statuses:?}\n{}", s.log_tails());
+    for r in rs.iter().filter(|r| r.status != 200) {
+        assert_eq!((r.status, r.json()["error"].as_str()), (401, Some("code_used")), "{r:?}");
+        assert!(r.cookie(SESSION_COOKIE).is_none());
+    }
+    statuses
+}
+
+/// At the start of a new second, races the recovery `code` from `racers` connections with
+/// the identity cookie `id`: asserts exactly one success, reporting `remaining` codes, and a
+/// plain 401 without a session cookie for every other racer.
+pub fn race_recovery_code(s: &Stack, id: &str, code: &str, remaining: u64, racers: usize) {
+    new_second();
+    let rs = race(
+        &s.base,
+        "/.mfa/recovery/verify",
+        &json_post_headers(id),
+        json!({"code": code}).to_string().as_bytes(),
+        racers,
+    );
+    let statuses: Vec<u16> = rs.iter().map(|r| r.status).collect();
+    assert_eq!(successes(&rs), 1, "recovery code raced by {racers}: {statuses:?}");
+    let winner = rs.iter().find(|r| r.status == 200).map(Response::json);
+    assert_eq!(winner.as_ref().and_then(|w| w["remaining"].as_u64()), Some(remaining), "{winner:?}");
+    for r in rs.iter().filter(|r| r.status != 200) {
+        assert_eq!(r.status, 401, "{r:?}");
+        assert!(r.cookie(SESSION_COOKIE).is_none());
+    }
 }

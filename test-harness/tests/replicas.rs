@@ -11,7 +11,8 @@ use edge_mfa::totp;
 use serde_json::{json, Value};
 use test_harness::authenticator::{Attestation, SoftAuthenticator};
 use test_harness::client::{
-    json_post_headers, new_second, now, race, recovery_codes, successes, totp_params as params, JSON,
+    json_post_headers, new_second, now, race, race_recovery_code, race_totp_code, recovery_codes, successes,
+    totp_params as params, JSON,
 };
 use test_harness::pg::{fresh_schema, PgSchema};
 use test_harness::{http, Stack, StackOptions};
@@ -72,47 +73,14 @@ fn two_replicas_one_time_codes_succeed_exactly_once() {
     let Some((s, _pg)) = start("replicas::exactly_once", cfg) else { return };
 
     // TOTP: one code raced by 16, for six users.
-    let mut totp_rounds = Vec::new();
-    for i in 0..6 {
-        let user = format!("racer{i}");
-        let (secret, _) = enroll(&s, &user);
-        let code = totp::code_at(&params(), &secret, now() + 30);
-        new_second();
-        let rs = race_all(
-            &s.base,
-            "/.mfa/totp/verify",
-            &json_post_headers(&s.login_cookie(&user)),
-            json!({"code": code}).to_string().as_bytes(),
-        );
-        let statuses: Vec<u16> = rs.iter().map(|r| r.status).collect();
-        assert_eq!(successes(&rs), 1, "TOTP code raced by {RACERS} over two replicas: {statuses:?}\n{}", s.log_tails());
-        for r in rs.iter().filter(|r| r.status != 200) {
-            assert_eq!((r.status, r.json()["error"].as_str()), (401, Some("code_used")), "{r:?}");
-            assert!(r.cookie(COOKIE).is_none());
-        }
-        totp_rounds.push(statuses);
-    }
+    let totp_rounds: Vec<Vec<u16>> = (0..6).map(|i| race_totp_code(&s, &format!("racer{i}"), RACERS)).collect();
 
     // Recovery codes: one success per code; the remaining count goes down by exactly one.
     let (_, session) = enroll(&s, "dora");
     let dora = s.login_cookie("dora");
     let codes = recovery_codes(&s, "dora", &session);
     for (round, c) in codes.iter().take(4).enumerate() {
-        new_second();
-        let rs = race_all(
-            &s.base,
-            "/.mfa/recovery/verify",
-            &json_post_headers(&dora),
-            json!({"code": c}).to_string().as_bytes(),
-        );
-        let statuses: Vec<u16> = rs.iter().map(|r| r.status).collect();
-        assert_eq!(successes(&rs), 1, "recovery code raced by {RACERS}: {statuses:?}");
-        let winner = rs.iter().find(|r| r.status == 200).unwrap();
-        assert_eq!(winner.json()["remaining"].as_u64(), Some(19 - round as u64), "{winner:?}");
-        for r in rs.iter().filter(|r| r.status != 200) {
-            assert_eq!(r.status, 401, "{r:?}");
-            assert!(r.cookie(COOKIE).is_none());
-        }
+        race_recovery_code(&s, &dora, c, 19 - round as u64, RACERS);
     }
 
     // WebAuthn: one assertion (one challenge, one counter value) raced by 16.

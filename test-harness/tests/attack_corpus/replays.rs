@@ -60,48 +60,14 @@ fn replays_succeed_exactly_once_even_across_two_workers() {
     assert!(r.cookie(COOKIE).is_none());
 
     // TOTP, concurrent: 16 simultaneous posts of one code, for four users -> one success each.
-    let mut totp_rounds = Vec::new();
-    for i in 0..4 {
-        let user = format!("racer{i}");
-        let (secret, _) = enroll(&s, &user);
-        let code = totp::code_at(&params(), &secret, now() + 30);
-        new_second();
-        let rs = race_all(
-            &s.base,
-            "/.mfa/totp/verify",
-            &json_post_headers(&s.login_cookie(&user)),
-            json!({"code": code}).to_string().as_bytes(),
-        );
-        let ok = successes(&rs);
-        let statuses: Vec<u16> = rs.iter().map(|r| r.status).collect();
-        assert_eq!(ok, 1, "TOTP code raced by {RACERS}: {statuses:?}");
-        for r in rs.iter().filter(|r| r.status != 200) {
-            assert_eq!((r.status, r.json()["error"].as_str()), (401, Some("code_used")), "{r:?}");
-            assert!(r.cookie(COOKIE).is_none());
-        }
-        totp_rounds.push(statuses);
-    }
+    let totp_rounds: Vec<Vec<u16>> = (0..4).map(|i| race_totp_code(&s, &format!("racer{i}"), RACERS)).collect();
 
     // Recovery codes, concurrent: one success per code, the count goes down by one each.
     let (_, session) = enroll(&s, "dora");
     let dora = s.login_cookie("dora");
     let codes = recovery_codes(&s, "dora", &session);
     for (round, c) in codes.iter().take(3).enumerate() {
-        new_second();
-        let rs = race_all(
-            &s.base,
-            "/.mfa/recovery/verify",
-            &json_post_headers(&dora),
-            json!({"code": c}).to_string().as_bytes(),
-        );
-        let statuses: Vec<u16> = rs.iter().map(|r| r.status).collect();
-        assert_eq!(successes(&rs), 1, "recovery code raced by {RACERS}: {statuses:?}");
-        let winner = rs.iter().find(|r| r.status == 200).unwrap();
-        assert_eq!(winner.json()["remaining"].as_u64(), Some(19 - round as u64), "{winner:?}");
-        for r in rs.iter().filter(|r| r.status != 200) {
-            assert_eq!(r.status, 401, "{r:?}");
-            assert!(r.cookie(COOKIE).is_none());
-        }
+        race_recovery_code(&s, &dora, c, 19 - round as u64, RACERS);
         // And sequentially afterwards.
         let r = http::raw(
             &s.base,
