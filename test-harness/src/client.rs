@@ -172,47 +172,50 @@ pub fn new_second() {
     std::thread::sleep(std::time::Duration::from_millis(u64::from(1000 - ms) + 20));
 }
 
-/// Enrolls TOTP for `user`, then, at the start of a new second, races one code from `racers`
-/// connections at once: asserts exactly one success and `401 code_used` without a session
-/// cookie for every other racer. Returns the statuses.
+/// At the start of a new second, POSTs the same JSON `body` to `path` with `cookie` from
+/// `racers` connections at once: asserts that exactly one succeeds and that every other racer
+/// gets an answer `loser_ok` accepts, without a session cookie. Returns the responses.
+pub fn race_single_use(
+    s: &Stack,
+    what: &str,
+    path: &str,
+    cookie: &str,
+    body: &Value,
+    racers: usize,
+    loser_ok: impl Fn(&Response) -> bool,
+) -> Vec<Response> {
+    new_second();
+    let rs = race(&s.base, path, &json_post_headers(cookie), body.to_string().as_bytes(), racers);
+    let statuses = statuses(&rs);
+    assert_eq!(successes(&rs), 1, "{what} raced by {racers}: {statuses:?}\n{}", s.log_tails());
+    for r in rs.iter().filter(|r| r.status != 200) {
+        assert!(loser_ok(r) && r.cookie(SESSION_COOKIE).is_none(), "{what}, a losing racer: {r:?}");
+    }
+    rs
+}
+
+/// The status of each response.
+pub fn statuses(rs: &[Response]) -> Vec<u16> {
+    rs.iter().map(|r| r.status).collect()
+}
+
+/// Enrolls TOTP for `user`, then races one of its codes (see [`race_single_use`]): the losers
+/// get `401 code_used`. Returns the statuses.
 pub fn race_totp_code(s: &Stack, user: &str, racers: usize) -> Vec<u16> {
     let (secret, id, _) = s.enroll_totp(user);
     let code = edge_mfa::totp::code_at(&totp_params(), &secret, now() + 30);
-    new_second();
-    let rs = race(
-        &s.base,
-        "/.mfa/totp/verify",
-        &json_post_headers(&id),
-        json!({"code": code}).to_string().as_bytes(),
-        racers,
-    );
-    let statuses: Vec<u16> = rs.iter().map(|r| r.status).collect();
-    assert_eq!(successes(&rs), 1, "TOTP code raced by {racers}: {statuses:?}\n{}", s.log_tails());
-    for r in rs.iter().filter(|r| r.status != 200) {
-        assert_eq!((r.status, r.json()["error"].as_str()), (401, Some("code_used")), "{r:?}");
-        assert!(r.cookie(SESSION_COOKIE).is_none());
-    }
-    statuses
+    let rs = race_single_use(s, "TOTP code", "/.mfa/totp/verify", &id, &json!({"code": code}), racers, |r| {
+        (r.status, r.json()["error"].as_str()) == (401, Some("code_used"))
+    });
+    statuses(&rs)
 }
 
-/// At the start of a new second, races the recovery `code` from `racers` connections with
-/// the identity cookie `id`: asserts exactly one success, reporting `remaining` codes, and a
-/// plain 401 without a session cookie for every other racer.
+/// Races the recovery `code` with the identity cookie `id` (see [`race_single_use`]): the
+/// winner reports `remaining` codes, the losers get a plain 401.
 pub fn race_recovery_code(s: &Stack, id: &str, code: &str, remaining: u64, racers: usize) {
-    new_second();
-    let rs = race(
-        &s.base,
-        "/.mfa/recovery/verify",
-        &json_post_headers(id),
-        json!({"code": code}).to_string().as_bytes(),
-        racers,
-    );
-    let statuses: Vec<u16> = rs.iter().map(|r| r.status).collect();
-    assert_eq!(successes(&rs), 1, "recovery code raced by {racers}: {statuses:?}");
+    let rs = race_single_use(s, "recovery code", "/.mfa/recovery/verify", id, &json!({"code": code}), racers, |r| {
+        r.status == 401
+    });
     let winner = rs.iter().find(|r| r.status == 200).map(Response::json);
     assert_eq!(winner.as_ref().and_then(|w| w["remaining"].as_u64()), Some(remaining), "{winner:?}");
-    for r in rs.iter().filter(|r| r.status != 200) {
-        assert_eq!(r.status, 401, "{r:?}");
-        assert!(r.cookie(SESSION_COOKIE).is_none());
-    }
 }

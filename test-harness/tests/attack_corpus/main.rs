@@ -27,8 +27,8 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 use test_harness::authenticator::{Attestation, SoftAuthenticator};
 use test_harness::client::{
-    json_post_headers, new_second, now, patient_stack as start, race, race_recovery_code, race_totp_code,
-    reached_upstream, recovery_codes, successes, totp_params as params, HTML, JSON,
+    now, patient_stack as start, race_recovery_code, race_single_use, race_totp_code, reached_upstream, recovery_codes,
+    statuses, totp_params as params, HTML, JSON,
 };
 use test_harness::{http, Stack};
 
