@@ -1,6 +1,7 @@
 //! What the end-to-end tests share as a client: starting a stack (or skipping), the clock and
-//! TOTP parameters, a browser's cookie jar ([`Jar`]) and a burst of identical requests
-//! ([`race`]). One copy instead of one per test file.
+//! TOTP parameters, a browser's cookie jar ([`Jar`]), a burst of identical requests ([`race`])
+//! and the single-use check built on it ([`race_single_use`]). One copy instead of one per test
+//! file.
 
 use std::sync::{Arc, Barrier};
 
