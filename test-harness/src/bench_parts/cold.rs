@@ -6,11 +6,8 @@ use std::time::{Duration, Instant};
 use edge_mfa::totp::{self, Alg, Params};
 use serde_json::{json, Value};
 use test_harness::authenticator::{Attestation, SoftAuthenticator};
+use test_harness::client::now;
 use test_harness::{http, Stack};
-
-pub(crate) fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
 
 pub(crate) fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
     if v.is_empty() {
