@@ -98,6 +98,12 @@ pub fn free_port() -> u16 {
     panic!("no free loopback port");
 }
 
+/// Whether the Envoy whose admin interface is at `admin` (`http://127.0.0.1:PORT`) says it is
+/// ready (`GET /ready` answers 200 `LIVE`).
+pub fn envoy_live(admin: &str) -> bool {
+    matches!(crate::http::try_raw(admin, "GET", "/ready", &[], b""), Ok(r) if r.status == 200 && r.body.contains("LIVE"))
+}
+
 /// Size of a file in bytes, or 0.
 pub fn file_len(p: &Path) -> u64 {
     fs::metadata(p).map(|m| m.len()).unwrap_or(0)

@@ -12,7 +12,7 @@ use base64::Engine;
 
 use crate::demo;
 use crate::http;
-use crate::process::{file_len, free_port, read_from, read_lossy, spawn_logged, stop_child, tail};
+use crate::process::{envoy_live, file_len, free_port, read_from, read_lossy, spawn_logged, stop_child, tail};
 
 /// The Envoy bootstrap template (see `envoy/envoy.template.yaml`).
 const ENVOY_TEMPLATE: &str = include_str!("../../envoy/envoy.template.yaml");
@@ -616,8 +616,7 @@ impl Stack {
         let admin = self.admin.clone();
         self.wait_until("envoy admin /ready -> LIVE", deadline, |s| {
             s.check_alive("envoy");
-            matches!(http::try_raw(&admin, "GET", "/ready", &[], b""),
-                Ok(r) if r.status == 200 && r.body.contains("LIVE"))
+            envoy_live(&admin)
         });
         let base = self.base.clone();
         self.wait_until("a non-5xx answer to GET /healthz through Envoy's listener", deadline, |s| {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use test_harness::envoy_command;
 use test_harness::http;
-use test_harness::process::{free_port, spawn_logged, stop_child, tail};
+use test_harness::process::{envoy_live, free_port, spawn_logged, stop_child, tail};
 
 use crate::machine::pinned;
 
@@ -79,9 +79,7 @@ impl Envoy {
             if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {
                 panic!("envoy {name} exited during startup ({st}):\n{}", tail(&self.log, 4096));
             }
-            let ready = matches!(http::try_raw(&admin, "GET", "/ready", &[], b""),
-                Ok(r) if r.status == 200 && r.body.contains("LIVE"));
-            if ready {
+            if envoy_live(&admin) {
                 let base = format!("http://127.0.0.1:{}", self.listen);
                 if http::try_raw(&base, "GET", "/", &[], b"").is_ok() {
                     return;
