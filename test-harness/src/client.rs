@@ -8,11 +8,14 @@ use std::sync::{Arc, Barrier};
 use edge_mfa::totp::{Alg, Params};
 use serde_json::{json, Value};
 
+use crate::authenticator::SoftAuthenticator;
 use crate::http::{self, Response};
 use crate::{e2e_enabled, merge_json, Stack, StackOptions};
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "edge-mfa";
+/// The WebAuthn ceremony cookie's name.
+pub const CEREMONY_COOKIE: &str = "edge-mfa-wa";
 /// `accept: application/json`: the gate answers in JSON.
 pub const JSON: (&str, &str) = ("accept", "application/json");
 /// `accept: text/html`: the gate answers with pages.
@@ -40,6 +43,52 @@ pub fn patient_stack(name: &str, plugin_config: Value, concurrency: u32) -> Opti
     let mut cfg = json!({"store": {"timeout_ms": 10_000}});
     merge_json(&mut cfg, &plugin_config);
     e2e_enabled(name).then(|| Stack::start(StackOptions { plugin_config: cfg, concurrency }))
+}
+
+/// POSTs `body` as JSON to `path` through Envoy with `cookie`.
+pub fn post(s: &Stack, cookie: &str, path: &str, body: &Value) -> Response {
+    http::raw(
+        &s.base,
+        "POST",
+        path,
+        &[("cookie", cookie), ("content-type", "application/json"), JSON],
+        body.to_string().as_bytes(),
+    )
+}
+
+/// Registers the software authenticator `key` for the user of the identity cookie `id` (register
+/// begin, then finish with the ceremony cookie); asserts both answer 200.
+pub fn register_key(s: &Stack, id: &str, key: &mut SoftAuthenticator, origin: &str) {
+    let r = post(s, id, "/.mfa/webauthn/register/begin", &json!({}));
+    assert_eq!(r.status, 200, "{r:?}");
+    let ceremony = r.cookie(CEREMONY_COOKIE).unwrap_or_default();
+    let cred = key.register(&r.json(), origin).unwrap_or_else(|e| panic!("the authenticator registers: {e:?}"));
+    let cred: Value = serde_json::from_str(&cred).unwrap_or_default();
+    let r = post(
+        s,
+        &format!("{id}; {ceremony}"),
+        "/.mfa/webauthn/register/finish",
+        &json!({"credential": cred, "name": "k"}),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+}
+
+/// Starts enrolling `address` for email codes with `cookies` (identity and session), through
+/// the security home's CSRF token; returns the enrollment `state`. The code is in the outbox
+/// ([`last_code_to`]).
+pub fn start_email_enrollment(s: &Stack, cookies: &str, address: &str) -> String {
+    let home = http::get(&s.url("/.mfa/"), &[("cookie", cookies), JSON]);
+    let csrf = home.json()["csrf"].as_str().unwrap_or_default().to_string();
+    let r = post(s, cookies, "/.mfa/otp/enroll", &json!({"channel": "email", "address": address, "csrf": csrf}));
+    assert_eq!(r.status, 200, "{r:?}");
+    r.json()["state"].as_str().unwrap_or_default().to_string()
+}
+
+/// The last code the store mailed to `address` (its dev outbox).
+pub fn last_code_to(s: &Stack, address: &str) -> String {
+    let msgs = s.outbox();
+    let m = msgs.iter().rev().find(|m| m["to"] == address).unwrap_or_else(|| panic!("an email to {address}"));
+    m["code"].as_str().unwrap_or_default().to_string()
 }
 
 /// Generates `user`'s recovery codes with their session cookie `session` (`edge-mfa=…`),
@@ -207,6 +256,17 @@ pub fn race_totp_code(s: &Stack, user: &str, racers: usize) -> Vec<u16> {
     let code = edge_mfa::totp::code_at(&totp_params(), &secret, now() + 30);
     let rs = race_single_use(s, "TOTP code", "/.mfa/totp/verify", &id, &json!({"code": code}), racers, |r| {
         (r.status, r.json()["error"].as_str()) == (401, Some("code_used"))
+    });
+    statuses(&rs)
+}
+
+/// Races one WebAuthn `assertion` (the authenticator's JSON) with the `cookies` of its ceremony
+/// (see [`race_single_use`]): the losers get a 400 or 401. Returns the statuses.
+pub fn race_assertion(s: &Stack, cookies: &str, assertion: &str, racers: usize) -> Vec<u16> {
+    let credential: Value = serde_json::from_str(assertion).unwrap_or_default();
+    let body = json!({"credential": credential, "next": "/app"});
+    let rs = race_single_use(s, "WebAuthn assertion", "/.mfa/webauthn/login/finish", cookies, &body, racers, |r| {
+        matches!(r.status, 400 | 401)
     });
     statuses(&rs)
 }

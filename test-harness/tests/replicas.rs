@@ -11,8 +11,8 @@ use edge_mfa::totp;
 use serde_json::{json, Value};
 use test_harness::authenticator::{Attestation, SoftAuthenticator};
 use test_harness::client::{
-    json_post_headers, now, race, race_recovery_code, race_single_use, race_totp_code, recovery_codes, statuses,
-    totp_params as params, JSON,
+    json_post_headers, last_code_to, now, post, race, race_assertion, race_recovery_code, race_single_use,
+    race_totp_code, recovery_codes, register_key, start_email_enrollment, statuses, totp_params as params,
 };
 use test_harness::pg::{fresh_schema, PgSchema};
 use test_harness::{http, Stack, StackOptions};
@@ -38,16 +38,6 @@ fn start(name: &str, cfg: Value) -> Option<(Stack, PgSchema)> {
     test_harness::merge_json(&mut plugin_config, &cfg);
     let s = Stack::start_replicated(StackOptions { plugin_config, concurrency: 2 }, &pg.url, 2);
     Some((s, pg))
-}
-
-fn post(s: &Stack, cookie: &str, path: &str, body: &Value) -> http::Response {
-    http::raw(
-        &s.base,
-        "POST",
-        path,
-        &[("cookie", cookie), ("content-type", "application/json"), JSON],
-        body.to_string().as_bytes(),
-    )
 }
 
 fn enroll(s: &Stack, user: &str) -> (Vec<u8>, String) {
@@ -87,48 +77,22 @@ fn two_replicas_one_time_codes_succeed_exactly_once() {
     let web_origin = format!("http://localhost:{}", s.listen_port);
     let mut key = SoftAuthenticator::new(Attestation::None);
     let erin = s.login_cookie("erin");
-    let r = post(&s, &erin, "/.mfa/webauthn/register/begin", &json!({}));
-    assert_eq!(r.status, 200, "{r:?}");
-    let wa = r.cookie(CEREMONY).unwrap();
-    let cred = key.register(&r.json(), &web_origin).unwrap();
-    let r = post(
-        &s,
-        &format!("{erin}; {wa}"),
-        "/.mfa/webauthn/register/finish",
-        &json!({"credential": serde_json::from_str::<Value>(&cred).unwrap(), "name": "k"}),
-    );
-    assert_eq!(r.status, 200, "{r:?}");
+    register_key(&s, &erin, &mut key, &web_origin);
     let mut wa_rounds = Vec::new();
     for _ in 0..3 {
         let r = post(&s, &erin, "/.mfa/webauthn/login/begin", &json!({"next": "/app"}));
         assert_eq!(r.status, 200, "{r:?}");
         let jar = format!("{erin}; {}", r.cookie(CEREMONY).unwrap());
         let a = key.assert(&r.json(), &web_origin).unwrap();
-        let body = json!({"credential": serde_json::from_str::<Value>(&a).unwrap(), "next": "/app"});
-        let rs = race_single_use(&s, "WebAuthn assertion", "/.mfa/webauthn/login/finish", &jar, &body, RACERS, |r| {
-            matches!(r.status, 400 | 401)
-        });
-        wa_rounds.push(statuses(&rs));
+        wa_rounds.push(race_assertion(&s, &jar, &a, RACERS));
     }
 
     // Emailed codes: enroll an address, then race sign-in codes.
     let (_, fay_session) = enroll(&s, "fay");
     let fay = s.login_cookie("fay");
     let fay_both = format!("{fay}; {fay_session}");
-    let csrf = http::get(&s.url("/.mfa/"), &[("cookie", &fay_both), JSON]).json()["csrf"].as_str().unwrap().to_string();
-    let r = post(
-        &s,
-        &fay_both,
-        "/.mfa/otp/enroll",
-        &json!({"channel": "email", "address": "fay@example.com", "csrf": csrf}),
-    );
-    assert_eq!(r.status, 200, "{r:?}");
-    let state = r.json()["state"].as_str().unwrap().to_string();
-    let last_code = || {
-        let msgs = s.outbox();
-        let m = msgs.iter().rev().find(|m| m["to"] == "fay@example.com").expect("an email to fay").clone();
-        m["code"].as_str().unwrap().to_string()
-    };
+    let state = start_email_enrollment(&s, &fay_both, "fay@example.com");
+    let last_code = || last_code_to(&s, "fay@example.com");
     let r = post(
         &s,
         &fay_both,

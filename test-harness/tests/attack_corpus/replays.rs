@@ -35,22 +35,10 @@ fn replays_succeed_exactly_once_even_across_two_workers() {
     let (secret, _) = enroll(&s, "carol");
     let carol = s.login_cookie("carol");
     let code = totp::code_at(&params(), &secret, now() + 30);
-    let body = json!({"code": code}).to_string();
-    let r = http::raw(
-        &s.base,
-        "POST",
-        "/.mfa/totp/verify",
-        &[("cookie", &carol), ("content-type", "application/json"), JSON],
-        body.as_bytes(),
-    );
+    let body = json!({"code": code});
+    let r = post(&s, &carol, "/.mfa/totp/verify", &body);
     assert_eq!(r.status, 200, "{r:?}");
-    let r = http::raw(
-        &s.base,
-        "POST",
-        "/.mfa/totp/verify",
-        &[("cookie", &carol), ("content-type", "application/json"), JSON],
-        body.as_bytes(),
-    );
+    let r = post(&s, &carol, "/.mfa/totp/verify", &body);
     assert_eq!((r.status, r.json()["error"].as_str()), (401, Some("code_used")), "{r:?}");
     assert!(r.cookie(COOKIE).is_none());
 
@@ -64,13 +52,7 @@ fn replays_succeed_exactly_once_even_across_two_workers() {
     for (round, c) in codes.iter().take(3).enumerate() {
         race_recovery_code(&s, &dora, c, 19 - round as u64, RACERS);
         // And sequentially afterwards.
-        let r = http::raw(
-            &s.base,
-            "POST",
-            "/.mfa/recovery/verify",
-            &[("cookie", &dora), ("content-type", "application/json"), JSON],
-            json!({"code": c}).to_string().as_bytes(),
-        );
+        let r = post(&s, &dora, "/.mfa/recovery/verify", &json!({"code": c}));
         assert_eq!(r.status, 401, "{r:?}");
     }
 
@@ -79,33 +61,16 @@ fn replays_succeed_exactly_once_even_across_two_workers() {
     let web_origin = format!("http://localhost:{port}");
     let mut key = SoftAuthenticator::new(Attestation::None);
     let erin = s.login_cookie("erin");
-    let post = |cookie: &str, path: &str, body: &Value| {
-        http::raw(
-            &s.base,
-            "POST",
-            path,
-            &[("cookie", cookie), ("content-type", "application/json"), JSON],
-            body.to_string().as_bytes(),
-        )
-    };
-    let r = post(&erin, "/.mfa/webauthn/register/begin", &json!({}));
-    assert_eq!(r.status, 200, "{r:?}");
-    let wa = r.cookie(CEREMONY).unwrap();
-    let cred = key.register(&r.json(), &web_origin).unwrap();
-    let r = post(
-        &format!("{erin}; {wa}"),
-        "/.mfa/webauthn/register/finish",
-        &json!({"credential": serde_json::from_str::<Value>(&cred).unwrap(), "name": "k"}),
-    );
-    assert_eq!(r.status, 200, "{r:?}");
+    register_key(&s, &erin, &mut key, &web_origin);
 
     let begin = || {
-        let r = post(&erin, "/.mfa/webauthn/login/begin", &json!({"next": "/app"}));
+        let r = post(&s, &erin, "/.mfa/webauthn/login/begin", &json!({"next": "/app"}));
         assert_eq!(r.status, 200, "{r:?}");
         (r.json(), format!("{erin}; {}", r.cookie(CEREMONY).unwrap()))
     };
     let finish = |cookie: &str, assertion: &str| {
         post(
+            &s,
             cookie,
             "/.mfa/webauthn/login/finish",
             &json!({"credential": serde_json::from_str::<Value>(assertion).unwrap(), "next": "/app"}),
@@ -128,42 +93,30 @@ fn replays_succeed_exactly_once_even_across_two_workers() {
     for _ in 0..2 {
         let (opts, jar) = begin();
         let a = key.assert(&opts, &web_origin).unwrap();
-        let body = json!({"credential": serde_json::from_str::<Value>(&a).unwrap(), "next": "/app"});
-        let rs = race_single_use(&s, "WebAuthn assertion", "/.mfa/webauthn/login/finish", &jar, &body, RACERS, |r| {
-            matches!(r.status, 400 | 401)
-        });
-        wa_rounds.push(statuses(&rs));
+        wa_rounds.push(race_assertion(&s, &jar, &a, RACERS));
     }
     // Email codes: enroll an address (proven by a code), then sign in with an emailed code,
     // replayed sequentially and raced.
     let (_, fay_session) = enroll(&s, "fay");
     let fay = s.login_cookie("fay");
     let fay_both = format!("{fay}; {fay_session}");
-    let csrf = http::get(&s.url("/.mfa/"), &[("cookie", &fay_both), JSON]).json()["csrf"].as_str().unwrap().to_string();
-    let r =
-        post(&fay_both, "/.mfa/otp/enroll", &json!({"channel": "email", "address": "fay@example.com", "csrf": csrf}));
-    assert_eq!(r.status, 200, "{r:?}");
-    let state = r.json()["state"].as_str().unwrap().to_string();
-    let last_code = || {
-        let msgs = s.outbox();
-        let m = msgs.iter().rev().find(|m| m["to"] == "fay@example.com").expect("an email to fay").clone();
-        m["code"].as_str().unwrap().to_string()
-    };
+    let state = start_email_enrollment(&s, &fay_both, "fay@example.com");
+    let last_code = || last_code_to(&s, "fay@example.com");
     let code = last_code();
-    let r = post(&fay_both, "/.mfa/otp/enroll/confirm", &json!({"channel": "email", "state": state, "code": code}));
+    let r = post(&s, &fay_both, "/.mfa/otp/enroll/confirm", &json!({"channel": "email", "state": state, "code": code}));
     assert_eq!(r.status, 200, "{r:?}");
-    let r = post(&fay_both, "/.mfa/otp/enroll/confirm", &json!({"channel": "email", "state": state, "code": code}));
+    let r = post(&s, &fay_both, "/.mfa/otp/enroll/confirm", &json!({"channel": "email", "state": state, "code": code}));
     assert_ne!(r.status, 200, "enrollment code replayed: {r:?}");
     let send = || {
-        let r = post(&fay, "/.mfa/otp/send", &json!({"channel": "email"}));
+        let r = post(&s, &fay, "/.mfa/otp/send", &json!({"channel": "email"}));
         assert_eq!(r.status, 200, "{r:?}");
         last_code()
     };
     let code = send();
     let verify_body = json!({"channel": "email", "code": code});
-    let r = post(&fay, "/.mfa/otp/verify", &verify_body);
+    let r = post(&s, &fay, "/.mfa/otp/verify", &verify_body);
     assert_eq!(r.status, 200, "{r:?}");
-    let r = post(&fay, "/.mfa/otp/verify", &verify_body);
+    let r = post(&s, &fay, "/.mfa/otp/verify", &verify_body);
     assert_eq!(r.status, 401, "email code replayed: {r:?}");
     assert!(r.cookie(COOKIE).is_none());
     let mut email_rounds = Vec::new();
