@@ -52,7 +52,7 @@ fn per_replica(s: &Stack, needle: &str) -> Vec<usize> {
 
 #[test]
 fn two_replicas_one_time_codes_succeed_exactly_once() {
-    // Regulation all but off (as in attack_corpus.rs): 15 losers per round are failures, and
+    // Regulation all but off (as in attack_corpus/replays.rs): 15 losers per round are failures, and
     // every attempt is counted for the one client address: one race per second (`new_second`).
     let cfg = json!({
         "recovery": {"count": 20},
