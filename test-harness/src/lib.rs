@@ -6,6 +6,10 @@
 //!   them all on drop.
 //! * [`http`]: a tiny HTTP/1.1 client (no redirects, no proxy, all headers).
 //! * [`demo`]: the demo first factor (HS256 identity JWT) and form helpers.
+//! * [`client`]: what the end-to-end tests share: stack starters, a cookie jar, racing a
+//!   one-time secret from many connections.
+//! * [`process`]: child processes (tied to this one, logged, stopped), free ports, log tails and
+//!   memory readings, shared by [`Stack`], `bench` and `soak`.
 //!
 //! Where things come from (env var, else default):
 //! * wasm filter: `EDGE_MFA_WASM`, else `<repo>/build/edge_mfa.wasm` (`make wasm`)
@@ -25,10 +29,12 @@
 //! `--log-level` / `--component-log-level`.
 
 pub mod authenticator;
+pub mod client;
 pub mod demo;
 pub mod fault_proxy;
 pub mod http;
 pub mod pg;
+pub mod process;
 mod stack;
 
 pub use demo::{demo_jwt, DEMO_JWT_SECRET};

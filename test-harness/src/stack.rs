@@ -1,20 +1,18 @@
 //! Starting and stopping the whole stack: store, demo upstream, Envoy.
 
-use std::collections::HashSet;
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom};
-use std::net::TcpListener;
-use std::os::unix::process::CommandExt;
+use std::fs::{self, File};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{mpsc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 
 use crate::demo;
 use crate::http;
+use crate::process::{envoy_live, file_len, free_port, read_from, read_lossy, spawn_logged, stop_child, tail};
 
 /// The Envoy bootstrap template (see `envoy/envoy.template.yaml`).
 const ENVOY_TEMPLATE: &str = include_str!("../../envoy/envoy.template.yaml");
@@ -24,7 +22,6 @@ const DEMO_PLUGIN_CONFIG: &str = include_str!("../../envoy/demo-plugin-config.js
 const STORE_READY_TIMEOUT: Duration = Duration::from_secs(30);
 const UPSTREAM_READY_TIMEOUT: Duration = Duration::from_secs(15);
 const ENVOY_READY_TIMEOUT: Duration = Duration::from_secs(90);
-const STOP_GRACE: Duration = Duration::from_secs(5);
 const LOG_TAIL_BYTES: u64 = 8 * 1024;
 
 /// The repository root (the workspace this crate lives in).
@@ -392,19 +389,11 @@ impl Stack {
         assert!(bin.is_file(), "store binary {} not found: run `make store` or set EDGE_MFA_STORE_BIN", bin.display());
         let log = self.dir.join("store.log");
         let offset = file_len(&log);
-        let mut cmd = Command::new(&bin);
-        cmd.current_dir(&self.dir)
-            .arg("serve")
-            .env("EDGE_MFA_STORE_TOKEN", &self.store_token)
-            .env("EDGE_MFA_STORE_KEY", &self.store_key)
-            .env("EDGE_MFA_STORE_DB", &self.store_db)
-            .env("EDGE_MFA_STORE_LISTEN", format!("127.0.0.1:{}", self.store_listen_port))
-            // Email/SMS codes go to a dev outbox file that tests read (see `Stack::outbox`).
-            .env("EDGE_MFA_STORE_OUTBOX", self.dir.join("outbox"));
+        let mut cmd = self.store_command(&bin, self.store_listen_port);
         for (k, v) in &self.store_env {
             cmd.env(k, v);
         }
-        let child = self.spawn_logged("store", cmd, &log);
+        let child = spawn_logged("store", cmd, &log);
         self.store = Some(child);
         let needle = format!("edge-mfa-store listening on 127.0.0.1:{}", self.store_listen_port);
         let deadline = Instant::now() + STORE_READY_TIMEOUT;
@@ -415,6 +404,20 @@ impl Stack {
             matches!(http::try_raw(&s.store_url, "GET", "/v1/health", &[("authorization", &auth)], b""),
                 Ok(r) if r.status == 200)
         });
+    }
+
+    /// `edge-mfa-store serve` on `port` with this stack's DB, token and key.
+    fn store_command(&self, bin: &Path, port: u16) -> Command {
+        let mut cmd = Command::new(bin);
+        cmd.current_dir(&self.dir)
+            .arg("serve")
+            .env("EDGE_MFA_STORE_TOKEN", &self.store_token)
+            .env("EDGE_MFA_STORE_KEY", &self.store_key)
+            .env("EDGE_MFA_STORE_DB", &self.store_db)
+            .env("EDGE_MFA_STORE_LISTEN", format!("127.0.0.1:{port}"))
+            // Email/SMS codes go to a dev outbox file that tests read (see `Stack::outbox`).
+            .env("EDGE_MFA_STORE_OUTBOX", self.dir.join("outbox"));
+        cmd
     }
 
     /// Restarts the store with extra environment variables (e.g. `EDGE_MFA_STORE_EMAIL_TEMPLATE`),
@@ -429,15 +432,8 @@ impl Stack {
     fn start_replica(&mut self, i: usize) {
         let port = self.replicas[i].0;
         let log = self.dir.join(format!("store-{}.log", i + 1));
-        let mut cmd = Command::new(store_bin());
-        cmd.current_dir(&self.dir)
-            .arg("serve")
-            .env("EDGE_MFA_STORE_TOKEN", &self.store_token)
-            .env("EDGE_MFA_STORE_KEY", &self.store_key)
-            .env("EDGE_MFA_STORE_DB", &self.store_db)
-            .env("EDGE_MFA_STORE_LISTEN", format!("127.0.0.1:{port}"))
-            .env("EDGE_MFA_STORE_OUTBOX", self.dir.join("outbox"));
-        let child = self.spawn_logged("store replica", cmd, &log);
+        let cmd = self.store_command(&store_bin(), port);
+        let child = spawn_logged("store replica", cmd, &log);
         self.replicas[i].1 = Some(child);
         let url = format!("http://127.0.0.1:{port}");
         self.wait_until(
@@ -553,7 +549,7 @@ impl Stack {
             .arg(format!("127.0.0.1:{}", self.upstream_port))
             .arg("--jwt-secret")
             .arg(&self.jwt_secret);
-        let child = self.spawn_logged("upstream", cmd, &log);
+        let child = spawn_logged("upstream", cmd, &log);
         self.upstream = Some(child);
         let needle = format!("demo-upstream listening on 127.0.0.1:{}", self.upstream_port);
         self.wait_for_line("upstream", &log, 0, &needle, Instant::now() + UPSTREAM_READY_TIMEOUT);
@@ -614,14 +610,13 @@ impl Stack {
             // Flush the log file often so envoy_log() is current.
             .arg("--file-flush-interval-msec")
             .arg("100");
-        let child = self.spawn_logged("envoy", cmd, &log);
+        let child = spawn_logged("envoy", cmd, &log);
         self.envoy = Some(child);
         let deadline = Instant::now() + ENVOY_READY_TIMEOUT;
         let admin = self.admin.clone();
         self.wait_until("envoy admin /ready -> LIVE", deadline, |s| {
             s.check_alive("envoy");
-            matches!(http::try_raw(&admin, "GET", "/ready", &[], b""),
-                Ok(r) if r.status == 200 && r.body.contains("LIVE"))
+            envoy_live(&admin)
         });
         let base = self.base.clone();
         self.wait_until("a non-5xx answer to GET /healthz through Envoy's listener", deadline, |s| {
@@ -629,18 +624,6 @@ impl Stack {
             matches!(http::try_raw(&base, "GET", "/healthz", &[], b""),
                     Ok(r) if r.status < 500)
         });
-    }
-
-    fn spawn_logged(&self, what: &str, mut cmd: Command, log: &Path) -> Child {
-        let out = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap_or_else(|e| panic!("open {}: {e}", log.display()));
-        let err = out.try_clone().expect("clone log handle");
-        cmd.stdin(Stdio::null()).stdout(Stdio::from(out)).stderr(Stdio::from(err));
-        let desc = format!("{:?}", cmd.get_program());
-        spawn_tied(cmd).unwrap_or_else(|e| panic!("failed to start {what} ({desc}): {e}"))
     }
 
     /// Panics (with log tails) if the named child has exited.
@@ -763,77 +746,6 @@ fn remove_stale_dirs() {
     });
 }
 
-/// SIGTERM, wait up to 5 s, then SIGKILL; always reaps.
-fn stop_child(mut c: Child) {
-    if let Ok(Some(_)) = c.try_wait() {
-        return;
-    }
-    unsafe {
-        libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
-    }
-    let deadline = Instant::now() + STOP_GRACE;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = c.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = c.kill();
-    let _ = c.wait();
-}
-
-/// Children are spawned from one long-lived thread with
-/// `PR_SET_PDEATHSIG=SIGTERM`, so they die with the test process even if it
-/// is killed or a `Stack` is leaked in a static (the death signal fires when
-/// the spawning *thread* exits, hence the dedicated thread).
-fn spawn_tied(cmd: Command) -> std::io::Result<Child> {
-    type Req = (Command, mpsc::Sender<std::io::Result<Child>>);
-    static SPAWNER: OnceLock<Mutex<mpsc::Sender<Req>>> = OnceLock::new();
-    let tx = SPAWNER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<Req>();
-        std::thread::Builder::new()
-            .name("edge-mfa-spawner".into())
-            .spawn(move || {
-                for (mut cmd, reply) in rx {
-                    let parent = unsafe { libc::getpid() };
-                    unsafe {
-                        cmd.pre_exec(move || {
-                            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                            if libc::getppid() != parent {
-                                libc::_exit(1);
-                            }
-                            Ok(())
-                        });
-                    }
-                    let _ = reply.send(cmd.spawn());
-                }
-            })
-            .expect("spawn edge-mfa-spawner thread");
-        Mutex::new(tx)
-    });
-    let (rtx, rrx) = mpsc::channel();
-    tx.lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .send((cmd, rtx))
-        .map_err(|_| std::io::Error::other("spawner thread is gone"))?;
-    rrx.recv().map_err(|_| std::io::Error::other("spawner thread is gone"))?
-}
-
-/// A loopback port that was free a moment ago and that this process has not
-/// handed out before.
-fn free_port() -> u16 {
-    static USED: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
-    let used = USED.get_or_init(|| Mutex::new(HashSet::new()));
-    for _ in 0..1000 {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let p = l.local_addr().expect("local_addr").port();
-        if used.lock().unwrap_or_else(|e| e.into_inner()).insert(p) {
-            return p;
-        }
-    }
-    panic!("no free loopback port");
-}
-
 fn unique_base_id() -> u32 {
     static N: AtomicU32 = AtomicU32::new(0);
     // Hot restart is disabled anyway; keep base ids distinct across stacks
@@ -936,35 +848,6 @@ pub fn envoy_command() -> Vec<String> {
         v
     })
     .clone()
-}
-
-fn file_len(p: &Path) -> u64 {
-    fs::metadata(p).map(|m| m.len()).unwrap_or(0)
-}
-
-fn read_lossy(p: &Path) -> String {
-    fs::read(p).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
-}
-
-fn read_from(p: &Path, offset: u64) -> String {
-    let Ok(mut f) = File::open(p) else {
-        return String::new();
-    };
-    let mut b = Vec::new();
-    if f.seek(SeekFrom::Start(offset)).is_ok() {
-        let _ = f.read_to_end(&mut b);
-    }
-    String::from_utf8_lossy(&b).into_owned()
-}
-
-fn tail(p: &Path, n: u64) -> String {
-    let len = file_len(p);
-    let s = read_from(p, len.saturating_sub(n));
-    if len > n {
-        format!("[...]{s}")
-    } else {
-        s
-    }
 }
 
 #[cfg(test)]

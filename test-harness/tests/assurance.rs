@@ -6,29 +6,16 @@
 
 use base64::Engine;
 use edge_mfa::token::{self, Key, KeyRing, Method, Session};
-use edge_mfa::totp::{self, Alg, Params};
+use edge_mfa::totp;
 use serde_json::{json, Value};
 use test_harness::authenticator::{Attestation, SoftAuthenticator};
+use test_harness::client::{now, stack, totp_params as p, Jar, JSON};
 use test_harness::{demo, http, Stack, StackExtras, StackOptions};
 
 const SESSION: &str = "edge-mfa";
 const DEVICE: &str = "edge-mfa-device";
 const REMEMBERED: &str = "edge-mfa-user";
 const CEREMONY: &str = "edge-mfa-wa";
-const JSON: (&str, &str) = ("accept", "application/json");
-
-fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
-}
-
-fn p() -> Params {
-    Params { alg: Alg::Sha1, digits: 6, period: 30 }
-}
-
-fn stack(name: &str, config: Value) -> Option<Stack> {
-    test_harness::e2e_enabled(name)
-        .then(|| Stack::start(StackOptions { plugin_config: config, ..StackOptions::default() }))
-}
 
 fn webauthn_config() -> Value {
     json!({"rp_id": "localhost", "origins": ["http://localhost:{LISTEN_PORT}"]})
@@ -38,41 +25,14 @@ fn origin(s: &Stack) -> String {
     format!("http://localhost:{}", s.listen_port)
 }
 
-/// A browser's cookies: the identity (if any) plus every cookie edge-mfa sets.
-struct Jar(Vec<String>);
-
-impl Jar {
-    fn header(&self) -> String {
-        self.0.join("; ")
-    }
-    fn take(&mut self, r: &http::Response) {
-        for name in [SESSION, DEVICE, REMEMBERED, CEREMONY] {
-            if let Some(c) = r.cookie(name) {
-                self.0.retain(|x| !x.starts_with(&format!("{name}=")));
-                if !c.ends_with('=') {
-                    self.0.push(c);
-                }
-            }
-        }
-    }
-    fn get(&self, name: &str) -> Option<String> {
-        self.0.iter().find(|c| c.starts_with(&format!("{name}="))).cloned()
-    }
-    fn post(&mut self, s: &Stack, path: &str, body: Value) -> http::Response {
-        let r = http::post_json(&s.url(path), &body, &[("cookie", &self.header()), JSON]);
-        self.take(&r);
-        r
-    }
-    fn get_json(&mut self, s: &Stack, path: &str) -> http::Response {
-        let r = http::get(&s.url(path), &[("cookie", &self.header()), JSON]);
-        self.take(&r);
-        r
-    }
+/// A browser: the identity (if any) plus every cookie edge-mfa sets.
+fn browser(cookies: Vec<String>) -> Jar {
+    Jar::new(&[SESSION, DEVICE, REMEMBERED, CEREMONY], cookies)
 }
 
 /// Enrolls TOTP as `user`'s first factor; returns the secret and the browser (identity + session).
 fn enroll_totp(s: &Stack, user: &str) -> (Vec<u8>, Jar) {
-    let mut jar = Jar(vec![s.login_cookie(user)]);
+    let mut jar = browser(vec![s.login_cookie(user)]);
     let r = jar.get_json(s, "/.mfa/totp/enroll");
     assert_eq!(r.status, 200, "{r:?}\n{}", s.log_tails());
     let v = r.json();
@@ -206,7 +166,7 @@ fn trusted_device_is_a_convenience_not_a_fresh_factor() {
     let r = first("/keys");
     assert_eq!((r.status, r.json()["reason"].as_str()), (401, Some("method_required")), "device to methods: {r:?}");
     assert_eq!(first("/kiosk").status, 200, "a rule that names trusted_device accepts it");
-    let mut thief = Jar(vec![id.clone(), device]);
+    let mut thief = browser(vec![id.clone(), device]);
     let r = http::get(&s.url("/app"), &[("cookie", &thief.header())]);
     assert_eq!(r.status, 200, "plain pages open: {r:?}\n{}", s.log_tails());
     let seen = r.json();
@@ -343,13 +303,13 @@ fn enforced_email_must_be_presented_before_the_first_enrollment() {
 fn quick_login_needs_user_verification_on_every_path() {
     let config = json!({"webauthn": webauthn_config(), "quick_login": true});
     let Some(s) = stack("assurance::quick_uv", config) else { return };
-    let mut owner = Jar(vec![s.login_cookie("yuri")]);
+    let mut owner = browser(vec![s.login_cookie("yuri")]);
     let mut key = SoftAuthenticator::new(Attestation::None);
     assert_eq!(register_key(&s, &mut owner, &mut key).status, 200);
     let remembered = owner.get(REMEMBERED).expect("quick login remembers the user");
 
     // Another browser holding only the remembered-user cookie (copied, or a shared computer).
-    let mut other = Jar(vec![remembered.clone()]);
+    let mut other = browser(vec![remembered.clone()]);
     let r = other.post(&s, "/.mfa/webauthn/login/begin", json!({"next": "/app"}));
     assert_eq!(r.status, 200, "{r:?}");
     key.user_verified = false;
@@ -464,7 +424,7 @@ fn the_client_ip_for_bans_is_envoys() {
         http::post_json(
             &s.url("/.mfa/totp/verify"),
             &json!({"code": code}),
-            &[("cookie", &jar.0[0]), ("x-forwarded-for", xff), JSON],
+            &[("cookie", &jar.cookies[0]), ("x-forwarded-for", xff), JSON],
         )
     };
     // Three wrong codes from one client, each claiming another address, over two users.

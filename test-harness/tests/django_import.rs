@@ -11,16 +11,12 @@ use base64::Engine;
 use edge_mfa::totp::{self, Alg, Params};
 use serde_json::{json, Value};
 use test_harness::authenticator::SoftAuthenticator;
+use test_harness::client::{now, Jar, JSON};
 use test_harness::{http, repo_root, store_bin, Stack, StackOptions};
 
-const JSON: (&str, &str) = ("accept", "application/json");
 const SESSION: &str = "edge-mfa";
 const CEREMONY: &str = "edge-mfa-wa";
 const U2F_APPID: &str = "https://localhost";
-
-fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
-}
 
 fn required() -> bool {
     std::env::var("EDGE_MFA_E2E_REQUIRED").map(|v| !v.is_empty() && v != "0").unwrap_or(false)
@@ -72,37 +68,9 @@ fn import(s: &Stack, django: &std::ffi::OsStr, dry_run: bool) -> String {
     text
 }
 
-/// Cookies of one browser: identity plus whatever edge-mfa sets.
-struct Jar(Vec<String>);
-
-impl Jar {
-    fn header(&self) -> String {
-        self.0.join("; ")
-    }
-    fn take(&mut self, r: &http::Response) {
-        for name in [SESSION, CEREMONY] {
-            if let Some(c) = r.cookie(name) {
-                self.0.retain(|x| !x.starts_with(&format!("{name}=")));
-                if !c.ends_with('=') {
-                    self.0.push(c);
-                }
-            }
-        }
-    }
-    fn post(&mut self, s: &Stack, path: &str, body: Value) -> http::Response {
-        let r = http::post_json(&s.url(path), &body, &[("cookie", &self.header()), JSON]);
-        self.take(&r);
-        r
-    }
-    fn has_session(&self) -> bool {
-        self.0.iter().any(|c| c.starts_with(&format!("{SESSION}=")))
-    }
-    /// The upstream's view of a request with these cookies.
-    fn upstream(&self, s: &Stack) -> Value {
-        let r = http::get(&s.url("/app"), &[("cookie", &self.header()), JSON]);
-        assert_eq!(r.status, 200, "{r:?}");
-        r.json()
-    }
+/// A browser for one user: the identity plus whatever edge-mfa sets.
+fn browser(cookies: Vec<String>) -> Jar {
+    Jar::new(&[SESSION, CEREMONY], cookies)
 }
 
 /// The edge configured like the django-mfa2 project: FIDO_SERVER_ID, U2F_APPID, email codes.
@@ -206,35 +174,35 @@ fn import_and_sign_in(s: &Stack, django: &std::ffi::OsStr, secrets: &Value) {
 
     // alice: the authenticator app enrolled in django-mfa2.
     let alice = &secrets["alice"];
-    let mut jar = Jar(vec![s.login_cookie("alice")]);
+    let mut jar = browser(vec![s.login_cookie("alice")]);
     let code = totp_code(alice["totp_secret"].as_str().unwrap(), now());
     let r = jar.post(s, "/.mfa/totp/verify", json!({"code": code, "next": "/app"}));
     assert_eq!(r.status, 200, "{r:?}\n{}", s.log_tails());
     assert_eq!(jar.upstream(s)["headers"]["x-mfa-method"], "totp");
-    let r = Jar(vec![s.login_cookie("alice")]).post(s, "/.mfa/totp/verify", json!({"code": code}));
+    let r = browser(vec![s.login_cookie("alice")]).post(s, "/.mfa/totp/verify", json!({"code": code}));
     assert_eq!(r.status, 401, "the same code twice: {r:?}");
 
     // alice: the FIDO2 key registered through django-mfa2 (same RP ID), sign count 0 → 1.
     let handle = B64.decode(alice["fido2"]["user_id"].as_str().unwrap()).unwrap();
     let mut key = soft_key(&alice["fido2"], handle, None);
-    let mut jar = Jar(vec![s.login_cookie("alice")]);
+    let mut jar = browser(vec![s.login_cookie("alice")]);
     let r = webauthn_login(s, &mut jar, &mut key);
     assert_eq!(r.status, 200, "{r:?}\n{}", s.log_tails());
     assert_eq!(jar.upstream(s)["headers"]["x-mfa-method"], "webauthn");
-    let r = webauthn_login(s, &mut Jar(vec![s.login_cookie("alice")]), &mut key);
+    let r = webauthn_login(s, &mut browser(vec![s.login_cookie("alice")]), &mut key);
     assert_eq!(r.status, 200, "and again (counter moves on): {r:?}");
     // python-fido2 never stored the backup-eligibility flag: a synced passkey (BE=1) registered
     // through django-mfa2 must sign in too.
     key.backup_eligible = true;
     key.backup_state = true;
-    let r = webauthn_login(s, &mut Jar(vec![s.login_cookie("alice")]), &mut key);
+    let r = webauthn_login(s, &mut browser(vec![s.login_cookie("alice")]), &mut key);
     assert_eq!(r.status, 200, "a synced passkey from django-mfa2: {r:?}");
 
     // alice: django-mfa2's recovery codes, each once; typed without the dash also works.
     let codes: Vec<String> =
         alice["recovery_codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
     let recover = |code: &str| {
-        let mut jar = Jar(vec![s.login_cookie("alice")]);
+        let mut jar = browser(vec![s.login_cookie("alice")]);
         let r = jar.post(s, "/.mfa/recovery/verify", json!({"code": code, "next": "/app"}));
         (r, jar)
     };
@@ -243,7 +211,7 @@ fn import_and_sign_in(s: &Stack, django: &std::ffi::OsStr, secrets: &Value) {
     assert_eq!(jar.upstream(s)["headers"]["x-mfa-method"], "recovery");
     let (r, jar) = recover(&codes[0]);
     assert_ne!(r.status, 200, "a used code: {r:?}");
-    assert!(!jar.has_session());
+    assert!(jar.get(SESSION).is_none());
     let (r, _) = recover(&codes[1].to_lowercase());
     assert_ne!(r.status, 200, "django-mfa2 codes are case-sensitive: {r:?}");
     let (r, _) = recover(&format!(" {} ", codes[1].replace('-', "")));
@@ -256,7 +224,7 @@ fn import_and_sign_in(s: &Stack, django: &std::ffi::OsStr, secrets: &Value) {
     }
 
     // alice: her django-mfa2 Email key sends codes to her auth_user address.
-    let mut jar = Jar(vec![s.login_cookie("alice")]);
+    let mut jar = browser(vec![s.login_cookie("alice")]);
     let r = jar.post(s, "/.mfa/otp/send", json!({"channel": "email"}));
     assert_eq!(r.status, 200, "{r:?}\n{}", s.log_tails());
     let outbox = s.outbox();
@@ -268,23 +236,26 @@ fn import_and_sign_in(s: &Stack, django: &std::ffi::OsStr, secrets: &Value) {
     // bob: a U2F key through the appid extension; his disabled TOTP stays disabled.
     let bob = &secrets["bob"];
     let mut key = soft_key(&bob["u2f"], Vec::new(), Some(U2F_APPID));
-    let mut jar = Jar(vec![s.login_cookie("bob")]);
+    let mut jar = browser(vec![s.login_cookie("bob")]);
     let r = webauthn_login(s, &mut jar, &mut key);
     assert_eq!(r.status, 200, "{r:?}\n{}", s.log_tails());
     assert_eq!(jar.upstream(s)["headers"]["x-mfa-user"], "bob");
     let code = totp_code(bob["disabled_totp_secret"].as_str().unwrap(), now());
-    let r = Jar(vec![s.login_cookie("bob")]).post(s, "/.mfa/totp/verify", json!({"code": code}));
+    let r = browser(vec![s.login_cookie("bob")]).post(s, "/.mfa/totp/verify", json!({"code": code}));
     assert_ne!(r.status, 200, "a disabled django-mfa2 key stays disabled: {r:?}");
     let bob_code = bob["recovery_codes"][4].as_str().unwrap();
-    let r = Jar(vec![s.login_cookie("bob")]).post(s, "/.mfa/recovery/verify", json!({"code": bob_code}));
+    let r = browser(vec![s.login_cookie("bob")]).post(s, "/.mfa/recovery/verify", json!({"code": bob_code}));
     assert_eq!(r.status, 200, "{r:?}");
-    let r =
-        Jar(vec![s.login_cookie("alice")]).post(s, "/.mfa/recovery/verify", json!({"code": bob["recovery_codes"][3]}));
+    let r = browser(vec![s.login_cookie("alice")]).post(
+        s,
+        "/.mfa/recovery/verify",
+        json!({"code": bob["recovery_codes"][3]}),
+    );
     assert_ne!(r.status, 200, "bob's code is not alice's: {r:?}");
 
     // carol: her good row was imported although her other row was malformed.
     let code = totp_code(secrets["carol"]["totp_secret"].as_str().unwrap(), now());
-    let r = Jar(vec![s.login_cookie("carol")]).post(s, "/.mfa/totp/verify", json!({"code": code}));
+    let r = browser(vec![s.login_cookie("carol")]).post(s, "/.mfa/totp/verify", json!({"code": code}));
     assert_eq!(r.status, 200, "{r:?}");
 }
 

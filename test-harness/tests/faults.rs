@@ -14,49 +14,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use edge_mfa::totp::{self, Alg, Params};
+use edge_mfa::totp;
 use serde_json::{json, Value};
+use test_harness::client::{
+    now, patient_stack as start, reached_upstream, recovery_codes, totp_params as params, HTML, JSON,
+};
 use test_harness::fault_proxy::Fault;
-use test_harness::{http, Stack, StackOptions};
+use test_harness::{http, Stack};
 
 const COOKIE: &str = "edge-mfa";
-const JSON: (&str, &str) = ("accept", "application/json");
-const HTML: (&str, &str) = ("accept", "text/html");
-
-fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
-}
-
-fn params() -> Params {
-    Params { alg: Alg::Sha1, digits: 6, period: 30 }
-}
-
-/// Starts a stack; the store timeout defaults to 10 s here (a busy shared machine must not turn
-/// healthy store calls into 503s); tests that test the timeout set their own.
-fn start(name: &str, plugin_config: Value, concurrency: u32) -> Option<Stack> {
-    let mut cfg = json!({"store": {"timeout_ms": 10_000}});
-    test_harness::merge_json(&mut cfg, &plugin_config);
-    test_harness::e2e_enabled(name).then(|| Stack::start(StackOptions { plugin_config: cfg, concurrency }))
-}
-
-fn reached_upstream(r: &http::Response) -> bool {
-    r.header("x-envoy-upstream-service-time").is_some() || (r.status == 200 && r.body.contains("\"x-mfa-user\""))
-}
 
 fn enroll(s: &Stack, user: &str) -> (Vec<u8>, String) {
     let (secret, _, session) = s.enroll_totp(user);
     (secret, session)
-}
-
-/// Generates recovery codes for a user with a session (the security home's CSRF token).
-fn recovery_codes(s: &Stack, user: &str, session: &str) -> Vec<String> {
-    let both = format!("{}; {session}", s.login_cookie(user));
-    let home = http::get(&s.url("/.mfa/"), &[("cookie", &both), JSON]);
-    assert_eq!(home.status, 200, "{home:?}");
-    let csrf = home.json()["csrf"].as_str().unwrap().to_string();
-    let r = http::post_json(&s.url("/.mfa/recovery/generate"), &json!({"csrf": csrf}), &[("cookie", &both), JSON]);
-    assert_eq!(r.status, 200, "{r:?}");
-    r.json()["codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect()
 }
 
 /// A user's factors straight from the store (not through the proxy).
@@ -65,6 +35,22 @@ fn store_factors(s: &Stack, user: &str) -> Vec<Value> {
     let r = http::get(&format!("{}/v1/users/{user}/factors", s.store_url), &[("authorization", &auth)]);
     assert_eq!(r.status, 200, "{r:?}");
     r.json()["factors"].as_array().cloned().unwrap_or_default()
+}
+
+/// One-time uses `(user, what, status)`: how often each `(user, what)` was accepted (200), and
+/// how many answers had each status.
+fn tally<K: Clone + Eq + std::hash::Hash>(
+    uses: &[(String, K, u16)],
+) -> (HashMap<(String, K), usize>, BTreeMap<u16, usize>) {
+    let mut ok: HashMap<(String, K), usize> = HashMap::new();
+    let mut statuses: BTreeMap<u16, usize> = BTreeMap::new();
+    for (u, what, st) in uses {
+        *statuses.entry(*st).or_default() += 1;
+        if *st == 200 {
+            *ok.entry((u.clone(), what.clone())).or_default() += 1;
+        }
+    }
+    (ok, statuses)
 }
 
 fn integrity_check(db: &std::path::Path) -> String {
@@ -457,14 +443,7 @@ fn store_kill_9_during_burst_loses_nothing_and_replays_nothing() {
 
     // 2. No recovery code accepted twice, none accepted again now; none of the successes lost.
     let recovery_uses = recovery_uses.into_inner().unwrap();
-    let mut rec_ok: HashMap<(String, String), usize> = HashMap::new();
-    let mut rec_statuses: BTreeMap<u16, usize> = BTreeMap::new();
-    for (u, c, st) in &recovery_uses {
-        *rec_statuses.entry(*st).or_default() += 1;
-        if *st == 200 {
-            *rec_ok.entry((u.clone(), c.clone())).or_default() += 1;
-        }
-    }
+    let (rec_ok, rec_statuses) = tally(&recovery_uses);
     for ((u, c), n) in &rec_ok {
         assert_eq!(*n, 1, "recovery code {c} of {u} accepted {n} times");
         let r = http::post_json(&s.url("/.mfa/recovery/verify"), &json!({"code": c}), &[("cookie", &ids[u]), JSON]);
@@ -480,14 +459,7 @@ fn store_kill_9_during_burst_loses_nothing_and_replays_nothing() {
 
     // 3. No TOTP step accepted twice; the store remembers the last accepted one.
     let totp_uses = totp_uses.into_inner().unwrap();
-    let mut step_ok: HashMap<(String, u64), usize> = HashMap::new();
-    let mut totp_statuses: BTreeMap<u16, usize> = BTreeMap::new();
-    for (u, step, st) in &totp_uses {
-        *totp_statuses.entry(*st).or_default() += 1;
-        if *st == 200 {
-            *step_ok.entry((u.clone(), *step)).or_default() += 1;
-        }
-    }
+    let (step_ok, totp_statuses) = tally(&totp_uses);
     for ((u, step), n) in &step_ok {
         assert_eq!(*n, 1, "TOTP step {step} of {u} accepted {n} times");
     }

@@ -1,21 +1,12 @@
 //! The MFA gate end to end in a real Envoy: identity, challenge, TOTP enrollment and
 //! verification, session cookies, spoofing, replay, store outage and open redirects.
 
-use edge_mfa::totp::{self, Alg, Params};
+use edge_mfa::totp;
 use serde_json::{json, Value};
+use test_harness::client::{now, totp_params as params, HTML, JSON};
 use test_harness::{http, Stack, StackOptions};
 
 const COOKIE: &str = "edge-mfa";
-const JSON: (&str, &str) = ("accept", "application/json");
-const HTML: (&str, &str) = ("accept", "text/html");
-
-fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
-}
-
-fn params() -> Params {
-    Params { alg: Alg::Sha1, digits: 6, period: 30 }
-}
 
 /// A stack with the demo config, or None when e2e tests are skipped (no wasm built).
 fn stack(name: &str) -> Option<Stack> {

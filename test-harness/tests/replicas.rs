@@ -7,25 +7,24 @@
 //! Needs `EDGE_MFA_TEST_PG_URL` (skips with a printed reason without it; `scripts/test-postgres`,
 //! run by `make test`, provides one).
 
-use std::sync::{Arc, Barrier};
-
-use edge_mfa::totp::{self, Alg, Params};
+use edge_mfa::totp;
 use serde_json::{json, Value};
 use test_harness::authenticator::{Attestation, SoftAuthenticator};
+use test_harness::client::{
+    json_post_headers, last_code_to, now, post, race, race_assertion, race_recovery_code, race_single_use,
+    race_totp_code, recovery_codes, register_key, start_email_enrollment, statuses, totp_params as params,
+};
 use test_harness::pg::{fresh_schema, PgSchema};
 use test_harness::{http, Stack, StackOptions};
 
 const COOKIE: &str = "edge-mfa";
 const CEREMONY: &str = "edge-mfa-wa";
-const JSON: (&str, &str) = ("accept", "application/json");
 const RACERS: usize = 16;
 
-fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
-}
-
-fn params() -> Params {
-    Params { alg: Alg::Sha1, digits: 6, period: 30 }
+/// [`race`] with [`RACERS`] threads, over both workers (and the filter's store calls over both
+/// replicas).
+fn race_all(base: &str, path: &str, headers: &[(String, String)], body: &[u8]) -> Vec<http::Response> {
+    race(base, path, headers, body, RACERS)
 }
 
 /// Two replicas on a fresh schema, Envoy with two workers; `None` (skipped) without PostgreSQL
@@ -41,54 +40,9 @@ fn start(name: &str, cfg: Value) -> Option<(Stack, PgSchema)> {
     Some((s, pg))
 }
 
-fn json_h(cookie: &str) -> Vec<(String, String)> {
-    vec![
-        ("cookie".into(), cookie.into()),
-        ("content-type".into(), "application/json".into()),
-        ("accept".into(), "application/json".into()),
-    ]
-}
-
-fn post(s: &Stack, cookie: &str, path: &str, body: &Value) -> http::Response {
-    http::raw(
-        &s.base,
-        "POST",
-        path,
-        &[("cookie", cookie), ("content-type", "application/json"), JSON],
-        body.to_string().as_bytes(),
-    )
-}
-
 fn enroll(s: &Stack, user: &str) -> (Vec<u8>, String) {
     let (secret, _, session) = s.enroll_totp(user);
     (secret, session)
-}
-
-/// The same request from `RACERS` threads at once, each on its own open keep-alive connection
-/// (so they spread over both Envoy workers, and the filter's store calls over both replicas).
-fn race(base: &str, path: &str, headers: &[(String, String)], body: &[u8]) -> Vec<http::Response> {
-    let barrier = Arc::new(Barrier::new(RACERS));
-    std::thread::scope(|sc| {
-        let hs: Vec<_> = (0..RACERS)
-            .map(|_| {
-                let barrier = barrier.clone();
-                sc.spawn(move || {
-                    let mut conn = http::Conn::new(base);
-                    // Warm up the connection (answered by the filter itself: no identity, 401).
-                    let warm = conn.send("GET", "/app", &[JSON], b"").map(|r| r.status);
-                    let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                    barrier.wait();
-                    assert_eq!(warm.ok(), Some(401), "warm-up request");
-                    conn.send("POST", path, &h, body).expect("racer")
-                })
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().expect("racer thread")).collect()
-    })
-}
-
-fn successes(rs: &[http::Response]) -> usize {
-    rs.iter().filter(|r| r.status == 200 || r.status == 303).count()
 }
 
 /// How many log lines of each replica contain `needle` (the store logs every request's path).
@@ -96,17 +50,9 @@ fn per_replica(s: &Stack, needle: &str) -> Vec<usize> {
     s.store_logs().iter().map(|log| log.lines().filter(|l| l.contains(needle)).count()).collect()
 }
 
-/// Waits for the next wall-clock second. Every attempt is counted for the one client address
-/// (127.0.0.1) before it is verified (issue 8, invariant 7), and `find_time_s: 1` counts one
-/// second: a race per second stays far below `max_retries: 100`.
-fn new_second() {
-    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_millis();
-    std::thread::sleep(std::time::Duration::from_millis(u64::from(1000 - ms) + 20));
-}
-
 #[test]
 fn two_replicas_one_time_codes_succeed_exactly_once() {
-    // Regulation all but off (as in attack_corpus.rs): 15 losers per round are failures, and
+    // Regulation all but off (as in attack_corpus/replays.rs): 15 losers per round are failures, and
     // every attempt is counted for the one client address: one race per second (`new_second`).
     let cfg = json!({
         "recovery": {"count": 20},
@@ -117,99 +63,36 @@ fn two_replicas_one_time_codes_succeed_exactly_once() {
     let Some((s, _pg)) = start("replicas::exactly_once", cfg) else { return };
 
     // TOTP: one code raced by 16, for six users.
-    let mut totp_rounds = Vec::new();
-    for i in 0..6 {
-        let user = format!("racer{i}");
-        let (secret, _) = enroll(&s, &user);
-        let code = totp::code_at(&params(), &secret, now() + 30);
-        new_second();
-        let rs = race(
-            &s.base,
-            "/.mfa/totp/verify",
-            &json_h(&s.login_cookie(&user)),
-            json!({"code": code}).to_string().as_bytes(),
-        );
-        let statuses: Vec<u16> = rs.iter().map(|r| r.status).collect();
-        assert_eq!(successes(&rs), 1, "TOTP code raced by {RACERS} over two replicas: {statuses:?}\n{}", s.log_tails());
-        for r in rs.iter().filter(|r| r.status != 200) {
-            assert_eq!((r.status, r.json()["error"].as_str()), (401, Some("code_used")), "{r:?}");
-            assert!(r.cookie(COOKIE).is_none());
-        }
-        totp_rounds.push(statuses);
-    }
+    let totp_rounds: Vec<Vec<u16>> = (0..6).map(|i| race_totp_code(&s, &format!("racer{i}"), RACERS)).collect();
 
     // Recovery codes: one success per code; the remaining count goes down by exactly one.
     let (_, session) = enroll(&s, "dora");
     let dora = s.login_cookie("dora");
-    let both = format!("{dora}; {session}");
-    let csrf = http::get(&s.url("/.mfa/"), &[("cookie", &both), JSON]).json()["csrf"].as_str().unwrap().to_string();
-    let r = post(&s, &both, "/.mfa/recovery/generate", &json!({"csrf": csrf}));
-    assert_eq!(r.status, 200, "{r:?}");
-    let codes: Vec<String> =
-        r.json()["codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
+    let codes = recovery_codes(&s, "dora", &session);
     for (round, c) in codes.iter().take(4).enumerate() {
-        new_second();
-        let rs = race(&s.base, "/.mfa/recovery/verify", &json_h(&dora), json!({"code": c}).to_string().as_bytes());
-        let statuses: Vec<u16> = rs.iter().map(|r| r.status).collect();
-        assert_eq!(successes(&rs), 1, "recovery code raced by {RACERS}: {statuses:?}");
-        let winner = rs.iter().find(|r| r.status == 200).unwrap();
-        assert_eq!(winner.json()["remaining"].as_u64(), Some(19 - round as u64), "{winner:?}");
-        for r in rs.iter().filter(|r| r.status != 200) {
-            assert_eq!(r.status, 401, "{r:?}");
-            assert!(r.cookie(COOKIE).is_none());
-        }
+        race_recovery_code(&s, &dora, c, 19 - round as u64, RACERS);
     }
 
     // WebAuthn: one assertion (one challenge, one counter value) raced by 16.
     let web_origin = format!("http://localhost:{}", s.listen_port);
     let mut key = SoftAuthenticator::new(Attestation::None);
     let erin = s.login_cookie("erin");
-    let r = post(&s, &erin, "/.mfa/webauthn/register/begin", &json!({}));
-    assert_eq!(r.status, 200, "{r:?}");
-    let wa = r.cookie(CEREMONY).unwrap();
-    let cred = key.register(&r.json(), &web_origin).unwrap();
-    let r = post(
-        &s,
-        &format!("{erin}; {wa}"),
-        "/.mfa/webauthn/register/finish",
-        &json!({"credential": serde_json::from_str::<Value>(&cred).unwrap(), "name": "k"}),
-    );
-    assert_eq!(r.status, 200, "{r:?}");
+    register_key(&s, &erin, &mut key, &web_origin);
     let mut wa_rounds = Vec::new();
     for _ in 0..3 {
         let r = post(&s, &erin, "/.mfa/webauthn/login/begin", &json!({"next": "/app"}));
         assert_eq!(r.status, 200, "{r:?}");
         let jar = format!("{erin}; {}", r.cookie(CEREMONY).unwrap());
         let a = key.assert(&r.json(), &web_origin).unwrap();
-        let body = json!({"credential": serde_json::from_str::<Value>(&a).unwrap(), "next": "/app"}).to_string();
-        new_second();
-        let rs = race(&s.base, "/.mfa/webauthn/login/finish", &json_h(&jar), body.as_bytes());
-        let statuses: Vec<u16> = rs.iter().map(|r| r.status).collect();
-        assert_eq!(successes(&rs), 1, "WebAuthn assertion raced by {RACERS}: {statuses:?}");
-        for r in rs.iter().filter(|r| r.status != 200) {
-            assert!(matches!(r.status, 400 | 401) && r.cookie(COOKIE).is_none(), "{r:?}");
-        }
-        wa_rounds.push(statuses);
+        wa_rounds.push(race_assertion(&s, &jar, &a, RACERS));
     }
 
     // Emailed codes: enroll an address, then race sign-in codes.
     let (_, fay_session) = enroll(&s, "fay");
     let fay = s.login_cookie("fay");
     let fay_both = format!("{fay}; {fay_session}");
-    let csrf = http::get(&s.url("/.mfa/"), &[("cookie", &fay_both), JSON]).json()["csrf"].as_str().unwrap().to_string();
-    let r = post(
-        &s,
-        &fay_both,
-        "/.mfa/otp/enroll",
-        &json!({"channel": "email", "address": "fay@example.com", "csrf": csrf}),
-    );
-    assert_eq!(r.status, 200, "{r:?}");
-    let state = r.json()["state"].as_str().unwrap().to_string();
-    let last_code = || {
-        let msgs = s.outbox();
-        let m = msgs.iter().rev().find(|m| m["to"] == "fay@example.com").expect("an email to fay").clone();
-        m["code"].as_str().unwrap().to_string()
-    };
+    let state = start_email_enrollment(&s, &fay_both, "fay@example.com");
+    let last_code = || last_code_to(&s, "fay@example.com");
     let r = post(
         &s,
         &fay_both,
@@ -221,16 +104,9 @@ fn two_replicas_one_time_codes_succeed_exactly_once() {
     for _ in 0..3 {
         let r = post(&s, &fay, "/.mfa/otp/send", &json!({"channel": "email"}));
         assert_eq!(r.status, 200, "{r:?}");
-        let body = json!({"channel": "email", "code": last_code()}).to_string();
-        new_second();
-        let rs = race(&s.base, "/.mfa/otp/verify", &json_h(&fay), body.as_bytes());
-        let statuses: Vec<u16> = rs.iter().map(|r| r.status).collect();
-        assert_eq!(successes(&rs), 1, "email code raced by {RACERS}: {statuses:?}");
-        for r in rs.iter().filter(|r| r.status != 200) {
-            assert_eq!(r.status, 401, "{r:?}");
-            assert!(r.cookie(COOKIE).is_none());
-        }
-        email_rounds.push(statuses);
+        let body = json!({"channel": "email", "code": last_code()});
+        let rs = race_single_use(&s, "email code", "/.mfa/otp/verify", &fay, &body, RACERS, |r| r.status == 401);
+        email_rounds.push(statuses(&rs));
     }
 
     // Both replicas did the one-time work (round robin), so the guarantees above held across them.
@@ -266,7 +142,8 @@ fn two_replicas_count_parallel_wrong_guesses_together() {
     // granted and the rest are 429 at once. The granted ones are settled as failures: the MAX-th
     // counted starts the ban, so at most MAX-1 of them can still be answered 401 (in a tight race
     // none is: the reservations in flight already count).
-    let rs = race(&s.base, "/.mfa/totp/verify", &json_h(&gus), json!({"code": wrong}).to_string().as_bytes());
+    let rs =
+        race_all(&s.base, "/.mfa/totp/verify", &json_post_headers(&gus), json!({"code": wrong}).to_string().as_bytes());
     let statuses: Vec<u16> = rs.iter().map(|r| r.status).collect();
     let plain = statuses.iter().filter(|&&st| st == 401).count();
     let banned = statuses.iter().filter(|&&st| st == 429).count();

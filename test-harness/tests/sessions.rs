@@ -12,29 +12,19 @@ use std::process::Command;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use edge_mfa::totp::{self, Alg, Params};
+use edge_mfa::totp;
 use serde_json::{json, Value};
-use test_harness::{http, Stack, StackOptions};
+use test_harness::client::{now, patient_stack, totp_params as p, JSON};
+use test_harness::{http, Stack};
 
-const JSON: (&str, &str) = ("accept", "application/json");
 const COOKIE: &str = "edge-mfa";
 /// The invariant: revocations reach every worker within this.
 const PROPAGATION: Duration = Duration::from_secs(5);
 
-fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
-}
-
-fn p() -> Params {
-    Params { alg: Alg::Sha1, digits: 6, period: 30 }
-}
-
 /// Two workers; a generous store timeout (a slow store on a shared machine is a correct 503
 /// that has nothing to do with the invariant under test).
 fn stack(name: &str, config: Value) -> Option<Stack> {
-    let mut cfg = json!({"store": {"timeout_ms": 10_000}});
-    test_harness::merge_json(&mut cfg, &config);
-    test_harness::e2e_enabled(name).then(|| Stack::start(StackOptions { plugin_config: cfg, concurrency: 2 }))
+    patient_stack(name, config, 2)
 }
 
 fn session_cookie(r: &http::Response) -> Option<String> {

@@ -1,25 +1,11 @@
 //! django-mfa2's settings and methods at the edge, end to end in a real Envoy: trusted devices,
 //! re-checks, allowed methods, hide_disable, enterprise-owned keys, and CSRF on the security home.
 
-use edge_mfa::totp::{self, Alg, Params};
+use edge_mfa::totp;
 use serde_json::{json, Value};
 use test_harness::authenticator::{Attestation, SoftAuthenticator};
-use test_harness::{http, Stack, StackOptions};
-
-const JSON: (&str, &str) = ("accept", "application/json");
-
-fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
-}
-
-fn p() -> Params {
-    Params { alg: Alg::Sha1, digits: 6, period: 30 }
-}
-
-fn stack(name: &str, config: Value) -> Option<Stack> {
-    test_harness::e2e_enabled(name)
-        .then(|| Stack::start(StackOptions { plugin_config: config, ..StackOptions::default() }))
-}
+use test_harness::client::{now, stack, totp_params as p, JSON};
+use test_harness::{http, Stack};
 
 fn cookie_named(r: &http::Response, name: &str) -> Option<String> {
     r.cookie(name).filter(|c| !c.ends_with('='))

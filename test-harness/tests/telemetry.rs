@@ -4,13 +4,8 @@
 
 use edge_mfa::totp::{self, Alg, Params};
 use serde_json::json;
+use test_harness::client::{now, JSON};
 use test_harness::{http, Stack, StackOptions};
-
-const JSON: (&str, &str) = ("accept", "application/json");
-
-fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
-}
 
 /// The value of the Prometheus sample `name{labels...}` (labels in any order), if present.
 fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {

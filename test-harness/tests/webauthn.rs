@@ -3,6 +3,7 @@
 
 use serde_json::{json, Value};
 use test_harness::authenticator::{Attestation, SoftAuthenticator};
+use test_harness::client::Jar;
 use test_harness::{http, Stack, StackOptions};
 
 const SESSION: &str = "edge-mfa";
@@ -21,31 +22,9 @@ fn origin(s: &Stack) -> String {
     format!("http://localhost:{}", s.base.rsplit(':').next().unwrap())
 }
 
-/// A browser's cookies for one user: identity, plus whatever edge-mfa sets.
-struct Jar(Vec<String>);
-
-impl Jar {
-    fn header(&self) -> String {
-        self.0.join("; ")
-    }
-    fn take(&mut self, r: &http::Response) {
-        for name in [SESSION, CEREMONY] {
-            if let Some(c) = r.cookie(name) {
-                self.0.retain(|x| !x.starts_with(&format!("{name}=")));
-                if !c.ends_with('=') {
-                    self.0.push(c);
-                }
-            }
-        }
-    }
-    fn drop_session(&mut self) {
-        self.0.retain(|x| !x.starts_with(&format!("{SESSION}=")));
-    }
-    fn post(&mut self, s: &Stack, path: &str, body: Value) -> http::Response {
-        let r = http::post_json(&s.url(path), &body, &[("cookie", &self.header()), ("accept", "application/json")]);
-        self.take(&r);
-        r
-    }
+/// A browser for one user: the identity plus whatever edge-mfa sets.
+fn browser(cookies: Vec<String>) -> Jar {
+    Jar::new(&[SESSION, CEREMONY], cookies)
 }
 
 fn register(s: &Stack, jar: &mut Jar, key: &mut SoftAuthenticator) -> http::Response {
@@ -76,7 +55,7 @@ fn finish(s: &Stack, jar: &mut Jar, assertion: &str) -> http::Response {
 #[test]
 fn security_key_registers_signs_in_and_refuses_replays() {
     let Some(s) = stack("webauthn::security_key") else { return };
-    let mut jar = Jar(vec![s.login_cookie("quinn")]);
+    let mut jar = browser(vec![s.login_cookie("quinn")]);
     let mut key = SoftAuthenticator::new(Attestation::PackedSelf);
     let r = register(&s, &mut jar, &mut key);
     assert_eq!(r.status, 200, "{r:?}\n{}", s.log_tails());
@@ -86,7 +65,7 @@ fn security_key_registers_signs_in_and_refuses_replays() {
     assert_eq!(seen["headers"]["x-mfa-method"], "webauthn");
 
     // Sign in again, from scratch.
-    jar.drop_session();
+    jar.remove(SESSION);
     let opts = login_options(&s, &mut jar);
     assert_eq!(opts["publicKey"]["allowCredentials"].as_array().map(Vec::len), Some(1));
     let a = key.assert(&opts, &origin(&s)).unwrap();
@@ -95,9 +74,9 @@ fn security_key_registers_signs_in_and_refuses_replays() {
     assert!(jar.header().contains("edge-mfa="));
 
     // The same assertion again with the same ceremony cookie: the challenge is spent.
-    jar.drop_session();
-    let mut stale = Jar(jar.0.clone());
-    stale.0.retain(|c| !c.starts_with("edge-mfa-wa="));
+    jar.remove(SESSION);
+    let mut stale = jar.clone();
+    stale.remove(CEREMONY);
     let r = finish(&s, &mut stale, &a);
     assert_eq!(r.status, 400, "no ceremony cookie: {r:?}");
     // With a new ceremony, the old assertion's challenge does not match.
@@ -124,7 +103,7 @@ fn security_key_registers_signs_in_and_refuses_replays() {
 
     // Someone else's key.
     let mut other = SoftAuthenticator::new(Attestation::None);
-    let mut other_jar = Jar(vec![s.login_cookie("rita")]);
+    let mut other_jar = browser(vec![s.login_cookie("rita")]);
     assert_eq!(register(&s, &mut other_jar, &mut other).status, 200);
     let opts = login_options(&s, &mut jar);
     let mut forged = opts.clone();
@@ -134,7 +113,7 @@ fn security_key_registers_signs_in_and_refuses_replays() {
 
     // A second key needs the first factor: refused without a session.
     let mut second = SoftAuthenticator::new(Attestation::None);
-    jar.drop_session();
+    jar.remove(SESSION);
     let r = jar.post(&s, "/.mfa/webauthn/register/begin", json!({}));
     assert_eq!(r.status, 403, "{r:?}");
     let _ = &mut second;
@@ -143,7 +122,7 @@ fn security_key_registers_signs_in_and_refuses_replays() {
 #[test]
 fn recovery_codes_sign_in_once_each() {
     let Some(s) = stack("webauthn::recovery") else { return };
-    let mut jar = Jar(vec![s.login_cookie("sam")]);
+    let mut jar = browser(vec![s.login_cookie("sam")]);
     let mut key = SoftAuthenticator::new(Attestation::None);
     assert_eq!(register(&s, &mut jar, &mut key).status, 200);
     // No CSRF token: refused. The security home (JSON) gives the session's token.
@@ -156,14 +135,14 @@ fn recovery_codes_sign_in_once_each() {
         r.json()["codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
     assert_eq!(codes.len(), 10);
     // The challenge now offers recovery codes too.
-    jar.drop_session();
+    jar.remove(SESSION);
     let r = http::get(&s.url("/app"), &[("cookie", &jar.header()), ("accept", "application/json")]);
     assert_eq!(r.json()["verify"]["recovery"], "/.mfa/recovery/verify", "{r:?}");
     let r = jar.post(&s, "/.mfa/recovery/verify", json!({"code": codes[3], "next": "/app"}));
     assert_eq!((r.status, r.json()["remaining"].as_u64()), (200, Some(9)), "{r:?}");
     let seen = http::get(&s.url("/app"), &[("cookie", &jar.header())]).json();
     assert_eq!(seen["headers"]["x-mfa-method"], "recovery");
-    jar.drop_session();
+    jar.remove(SESSION);
     let r = jar.post(&s, "/.mfa/recovery/verify", json!({"code": codes[3]}));
     assert_eq!(r.status, 401, "a used code: {r:?}");
     assert!(!jar.header().contains("edge-mfa="));
@@ -192,11 +171,11 @@ fn quick_login_needs_user_verification_unless_configured() {
             }),
             ..StackOptions::default()
         });
-        let mut jar = Jar(vec![s.login_cookie("yara")]);
+        let mut jar = browser(vec![s.login_cookie("yara")]);
         let mut key = SoftAuthenticator::new(Attestation::None);
         assert_eq!(register(&s, &mut jar, &mut key).status, 200);
         // A stranger's browser: no identity, no session; only the passkey.
-        let mut anon = Jar(vec![]);
+        let mut anon = browser(vec![]);
         let r = anon.post(&s, "/.mfa/webauthn/login/begin", json!({"next": "/app"}));
         assert_eq!(r.status, 200, "{r:?}");
         let opts = r.json();
@@ -232,10 +211,10 @@ fn trusting_the_device_still_clears_the_ceremony_cookie() {
         }),
         ..StackOptions::default()
     });
-    let mut jar = Jar(vec![s.login_cookie("tess")]);
+    let mut jar = browser(vec![s.login_cookie("tess")]);
     let mut key = SoftAuthenticator::new(Attestation::None);
     assert_eq!(register(&s, &mut jar, &mut key).status, 200);
-    jar.drop_session();
+    jar.remove(SESSION);
     let opts = login_options(&s, &mut jar);
     let a = key.assert(&opts, &origin(&s)).unwrap();
     let r = jar.post(

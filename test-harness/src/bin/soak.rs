@@ -5,32 +5,14 @@
 //!
 //! Env: SOAK_SECONDS (default 300), SOAK_CONNECTIONS (default 32), SOAK_SAMPLE_S (default 10).
 
-use edge_mfa::totp::{self, Alg, Params};
-use serde_json::json;
 use std::fmt::Write as _;
 use std::process::Command;
 use std::time::{Duration, Instant};
+use test_harness::process::{envoy_allocated_bytes, rss_kib, spawn_tied};
 use test_harness::{http, Stack, StackOptions};
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-fn admin_allocated(admin: &str) -> u64 {
-    let r = http::get(&format!("{admin}/memory"), &[]);
-    serde_json::from_str::<serde_json::Value>(&r.body)
-        .ok()
-        .and_then(|v| v["allocated"].as_str().and_then(|s| s.parse().ok()))
-        .unwrap_or(0)
 }
 
 fn main() {
@@ -38,18 +20,8 @@ fn main() {
     let conns = env_u64("SOAK_CONNECTIONS", 32);
     let sample = env_u64("SOAK_SAMPLE_S", 10).max(1);
     let stack = Stack::start(StackOptions { concurrency: 2, ..StackOptions::default() });
-    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     // A real session: enroll TOTP through the JSON API.
-    let id = stack.login_cookie("soak");
-    let v = http::get(&stack.url("/.mfa/totp/enroll"), &[("cookie", &id), ("accept", "application/json")]).json();
-    let secret = totp::secret_from_base32(v["secret"].as_str().expect("secret")).expect("base32");
-    let p = Params { alg: Alg::Sha1, digits: 6, period: 30 };
-    let r = http::post_json(
-        &stack.url("/.mfa/totp/enroll"),
-        &json!({"enroll_token": v["enroll_token"], "code": totp::code_at(&p, &secret, now())}),
-        &[("cookie", &id), ("accept", "application/json")],
-    );
-    let session = r.cookie("edge-mfa").expect("session cookie");
+    let (_, id, session) = stack.enroll_totp("soak");
     let cookies = format!("{id}; {session}");
     let check = http::get(&stack.url("/app"), &[("cookie", &cookies)]);
     assert_eq!(check.json()["headers"]["x-mfa-user"], "soak", "the soak must measure passes, not challenges");
@@ -66,16 +38,17 @@ fn main() {
         &format!("cookie: {cookies}"),
     ])
     .arg(stack.url("/app"));
-    let child = wrk.stdout(std::process::Stdio::piped()).spawn().expect("wrk (apt-get install wrk)");
+    wrk.stdout(std::process::Stdio::piped());
+    let child = spawn_tied(wrk).expect("wrk (apt-get install wrk)");
     let start = Instant::now();
     let mut samples: Vec<(u64, u64, u64)> = Vec::new();
     while start.elapsed() < Duration::from_secs(seconds) {
-        samples.push((start.elapsed().as_secs(), rss_kib(pid), admin_allocated(&stack.admin)));
+        samples.push((start.elapsed().as_secs(), rss_kib(pid), envoy_allocated_bytes(&stack.admin)));
         std::thread::sleep(Duration::from_secs(sample));
     }
     let out = child.wait_with_output().expect("wrk output");
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    samples.push((start.elapsed().as_secs(), rss_kib(pid), admin_allocated(&stack.admin)));
+    samples.push((start.elapsed().as_secs(), rss_kib(pid), envoy_allocated_bytes(&stack.admin)));
     let store_after = http::get(&format!("{}/v1/health", stack.store_url), &[]).status;
 
     let grab = |key: &str| text.lines().find(|l| l.trim_start().starts_with(key)).map(|l| l.trim().to_string());
