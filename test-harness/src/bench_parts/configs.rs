@@ -43,10 +43,11 @@ pub(crate) const LADDER: &[&str] = &[
     "b-source-address",
     "b-shared-data",
     "b-clock",
+    "b-state3",
     "b-all",
 ];
 
-pub(crate) const DEFAULT_CONFIGS: &str = "a,b,c,e,e-norevoke,e-jwt,e-challenge,b-header-map,b-hmac,b-hmac-pre,b-writes3,b-response,b-source-address,b-shared-data,b-clock,b-all";
+pub(crate) const DEFAULT_CONFIGS: &str = "a,b,c,e,e-norevoke,e-jwt,e-challenge,b-header-map,b-hmac,b-hmac-pre,b-writes3,b-response,b-source-address,b-shared-data,b-clock,b-state3,b-all";
 
 pub(crate) const SPECS: &[Spec] = &[
     Spec { id: "a", title: "no filter (router only)", filters: &[], challenge: false },
@@ -152,6 +153,12 @@ pub(crate) const SPECS: &[Spec] = &[
         challenge: false,
     },
     Spec { id: "b-clock", title: "floor + get_current_time", filters: &[Filter::Floor("clock")], challenge: false },
+    Spec {
+        id: "b-state3",
+        title: "floor + 3 filter-state writes (set_property, as edge-mfa's access-log fields)",
+        filters: &[Filter::Floor("state3")],
+        challenge: false,
+    },
     Spec {
         id: "b-all",
         title: "floor + all of the above (HMAC precomputed)",
