@@ -518,6 +518,32 @@ pub struct AuditLog {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Validation the protocol states.
+
+/// A plain ASCII `local@domain` address, as the store accepts for email factors and
+/// destinations: safe to put in SMTP commands and headers (no spaces, angle brackets, quotes
+/// or control characters).
+pub fn valid_email(s: &str) -> bool {
+    let Some((local, domain)) = s.rsplit_once('@') else {
+        return false;
+    };
+    let local_ok = (1..=64).contains(&local.len())
+        && local.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~.".contains(&b))
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..");
+    let domain_ok = (3..=253).contains(&domain.len())
+        && domain.contains('.')
+        && domain.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    s.len() <= 254 && local_ok && domain_ok
+}
+
+// ---------------------------------------------------------------------------------------------
 // The pairing with the document.
 
 /// Reads a JSON value as `T`, for checking the document's examples against the types.
@@ -643,3 +669,31 @@ pub const SCHEMAS: &[Named] = schemas![
     TotpState,
     NewFactor,
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails() {
+        for ok in ["a@b.co", "alice.smith+mfa@mail.example.com", "x_y@a-b.example"] {
+            assert!(valid_email(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "alice",
+            "@example.com",
+            "alice@",
+            "alice@localhost",
+            "a b@x.com",
+            "a@x.com\r\nRCPT TO:<b@y.com>",
+            "<a@x.com>",
+            "a..b@x.com",
+            "a@-x.com",
+            "é@x.com",
+            "a@x..com",
+        ] {
+            assert!(!valid_email(bad), "{bad}");
+        }
+    }
+}

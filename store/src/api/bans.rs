@@ -1,14 +1,11 @@
 //! Failure reporting and ban lookups.
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::{HeaderMap, Uri};
+use axum::http::Uri;
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use edge_mfa_proto as proto;
 
-use super::{actor, blocking, check_b64url_id, check_user, parse_body, query_params, ApiError, ApiResult, Shared};
+use super::{blocking, check_b64url_id, check_user, query_params, secs, Actor, ApiError, ApiResult, Body, Shared};
 use crate::db::{attempts, bans};
 
 /// Canonical text of an IP address (so `::ffff:1.2.3.4`-style variants and
@@ -25,25 +22,11 @@ pub(crate) fn canonical_ip(ip: &str) -> ApiResult<String> {
     })
 }
 
-#[derive(Deserialize)]
-struct FailureBody {
-    user: Option<String>,
-    ip: Option<String>,
-    method: Option<String>,
-    /// A reserved attempt (`POST /v1/attempts`) this failure settles: already counted.
-    attempt: Option<String>,
-    max_retries: Option<u32>,
-    find_time_s: Option<u32>,
-    ban_time_s: Option<u32>,
-}
-
 pub async fn failure(
     State(state): State<Shared>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<Value>> {
-    let actor = actor(&headers)?;
-    let body: FailureBody = parse_body(body)?;
+    Actor(actor): Actor,
+    Body(body): Body<proto::Failure>,
+) -> ApiResult<Json<proto::FailureOutcome>> {
     if body.user.is_none() && body.ip.is_none() {
         return Err(ApiError::invalid("give user and/or ip"));
     }
@@ -85,13 +68,13 @@ pub async fn failure(
         })
     })
     .await?;
-    Ok(Json(json!({
-        "user_banned_until": out.user_banned_until,
-        "ip_banned_until": out.ip_banned_until,
-    })))
+    Ok(Json(proto::FailureOutcome {
+        user_banned_until: out.user_banned_until.map(secs),
+        ip_banned_until: out.ip_banned_until.map(secs),
+    }))
 }
 
-pub async fn get(State(state): State<Shared>, uri: Uri) -> ApiResult<Json<Value>> {
+pub async fn get(State(state): State<Shared>, uri: Uri) -> ApiResult<Json<proto::BanStatus>> {
     let mut q = query_params(&uri)?;
     let user = q.remove("user");
     if let Some(u) = &user {
@@ -100,7 +83,7 @@ pub async fn get(State(state): State<Shared>, uri: Uri) -> ApiResult<Json<Value>
     let ip = q.remove("ip").map(|ip| canonical_ip(&ip)).transpose()?;
     let until =
         blocking(&state, move |s| s.pool.with(|c| bans::banned_until(c, user.as_deref(), ip.as_deref()))).await?;
-    Ok(Json(json!({"banned_until": until})))
+    Ok(Json(proto::BanStatus { banned_until: until.map(secs) }))
 }
 
 /// Settles a reserved attempt as a success (the use that proves it was right); ids that do not
@@ -112,19 +95,11 @@ pub(crate) fn clear_attempt(c: &crate::db::Connection, attempt: Option<&str>) ->
     }
 }
 
-#[derive(Deserialize)]
-struct AttemptBody {
-    user: Option<String>,
-    ip: Option<String>,
-    attempt: String,
-    method: Option<String>,
-    max_retries: Option<u32>,
-    find_time_s: Option<u32>,
-}
-
 /// `POST /v1/attempts`: count this attempt unless banned, in one transaction.
-pub async fn reserve(State(state): State<Shared>, body: Result<Bytes, BytesRejection>) -> ApiResult<Json<Value>> {
-    let body: AttemptBody = parse_body(body)?;
+pub async fn reserve(
+    State(state): State<Shared>,
+    Body(body): Body<proto::Attempt>,
+) -> ApiResult<Json<proto::Reservation>> {
     if body.user.is_none() && body.ip.is_none() {
         return Err(ApiError::invalid("give user and/or ip"));
     }
@@ -159,7 +134,9 @@ pub async fn reserve(State(state): State<Shared>, body: Result<Bytes, BytesRejec
     })
     .await?;
     Ok(Json(match out {
-        attempts::Reservation::Granted => json!({"granted": true, "banned_until": null}),
-        attempts::Reservation::Refused { until } => json!({"granted": false, "banned_until": until}),
+        attempts::Reservation::Granted => proto::Reservation { granted: true, banned_until: None },
+        attempts::Reservation::Refused { until } => {
+            proto::Reservation { granted: false, banned_until: Some(secs(until)) }
+        }
     }))
 }
