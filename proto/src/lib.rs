@@ -4,7 +4,8 @@
 //! the document with its type; `tests/openapi.rs` checks the pairing both ways.
 //!
 //! Readers are lenient where the document gives a default or allows members to be missing
-//! (`#[serde(default)]`), and unknown members are ignored, as the document requires of clients.
+//! (`#[serde(default)]`; a missing `Option` is `None`), and unknown members are ignored, as the
+//! document requires of clients.
 //! Only serde: the filter builds this crate for wasm32-unknown-unknown.
 
 use serde::{Deserialize, Serialize};
@@ -25,7 +26,7 @@ pub struct Error {
     #[serde(default)]
     pub message: String,
     /// For `429 rate_limited`: seconds until a retry may succeed (also sent as `Retry-After`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after_s: Option<u64>,
 }
 
@@ -48,19 +49,18 @@ pub struct Factor {
     pub enabled: bool,
     #[serde(default)]
     pub added_at: u64,
-    #[serde(default)]
     pub last_used_at: Option<u64>,
     #[serde(default)]
     pub owned_by_enterprise: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub totp: Option<TotpState>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub webauthn: Option<WebauthnState>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub recovery: Option<RecoveryState>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub email: Option<AddressState>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub sms: Option<AddressState>,
 }
 
@@ -132,15 +132,14 @@ pub struct WebauthnState {
     #[serde(default)]
     pub attestation_format: String,
     /// Null when the credential was stored without one (the protocol allows it).
-    #[serde(default)]
     pub user_handle: Option<String>,
     #[serde(default)]
     pub discoverable: bool,
     /// Imported from django-mfa2: `django-mfa2:<key id>`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub imported_from: Option<String>,
     /// An imported U2F key, verified through the appid extension.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub u2f_appid: Option<String>,
     /// Imported from django-mfa2 (python-fido2 never stored the BE flag): whatever BE the
     /// authenticator states is accepted.
@@ -151,9 +150,7 @@ pub struct WebauthnState {
 /// An email or SMS factor; `address` is null in PATCH replies.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AddressState {
-    #[serde(default)]
     pub address: Option<String>,
-    #[serde(default)]
     pub masked: Option<String>,
 }
 
@@ -165,7 +162,6 @@ pub struct Device {
     pub user_agent: String,
     #[serde(default)]
     pub added_at: u64,
-    #[serde(default)]
     pub last_used_at: Option<u64>,
     #[serde(default)]
     pub expires_at: u64,
@@ -186,18 +182,18 @@ pub struct AuditEvent {
 pub struct NewFactor {
     #[serde(rename = "type")]
     pub kind: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub totp: Option<TotpParams>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub webauthn: Option<WebauthnParams>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub email: Option<AddressParams>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub sms: Option<AddressParams>,
     /// TOTP only: the step of the code that proved possession (it cannot be replayed).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub used_step: Option<u64>,
     #[serde(default)]
     pub only_if_none: bool,
@@ -234,7 +230,6 @@ pub struct FactorList {
     #[serde(default)]
     pub user: String,
     pub factors: Vec<Factor>,
-    #[serde(default)]
     pub banned_until: Option<u64>,
 }
 
@@ -247,9 +242,9 @@ pub struct Created {
 /// `PATCH /v1/users/{user}/factors/{id}`: at least one member.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FactorPatch {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
 }
 
@@ -264,7 +259,7 @@ pub struct AddressParams {
 pub struct TotpUse {
     pub step: u64,
     /// A reserved attempt (`POST /v1/attempts`) that this use settles as a success.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub attempt: Option<String>,
 }
 
@@ -272,9 +267,8 @@ pub struct TotpUse {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WebauthnUse {
     pub sign_count: u32,
-    #[serde(default)]
     pub backup_state: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub attempt: Option<String>,
 }
 
@@ -291,7 +285,6 @@ pub struct NewChallenge {
     /// The challenge, base64url.
     pub id: String,
     /// None for usernameless (passkey) login.
-    #[serde(default)]
     pub user: Option<String>,
     pub purpose: String,
     pub expires_at: i64,
@@ -306,7 +299,6 @@ pub struct ChallengeConsume {
 /// What a consumed challenge was issued for.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConsumedChallenge {
-    #[serde(default)]
     pub user: Option<String>,
     pub purpose: String,
 }
@@ -335,7 +327,7 @@ pub struct RecoveryState {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecoveryConsume {
     pub code: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub attempt: Option<String>,
 }
 
@@ -353,18 +345,17 @@ pub struct OtpSend {
     /// `email` or `sms`.
     pub channel: String,
     /// Where to send it; absent: the user's enabled factor of that channel.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub destination: Option<String>,
-    #[serde(default)]
     pub ttl_s: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
     #[serde(default)]
     pub show_code_in_subject: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub locale: Option<String>,
     /// The site's name for the email template's `{{ site }}`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub site: Option<String>,
 }
 
@@ -382,7 +373,7 @@ pub struct OtpSent {
 pub struct OtpVerify {
     pub channel: String,
     pub code: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub attempt: Option<String>,
 }
 
@@ -400,60 +391,45 @@ pub struct NewDevice {
     pub user_agent: String,
     pub expires_at: i64,
     /// The most trusted devices the user may have (else `409 too_many_devices`).
-    #[serde(default)]
     pub max_devices: Option<u32>,
 }
 
 /// `POST /v1/failures`: a failed second-factor attempt (user and/or ip).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
-    #[serde(default)]
     pub user: Option<String>,
-    #[serde(default)]
     pub ip: Option<String>,
-    #[serde(default)]
     pub method: Option<String>,
     /// A reserved attempt (`POST /v1/attempts`) this failure settles: already counted.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub attempt: Option<String>,
-    #[serde(default)]
     pub max_retries: Option<u32>,
-    #[serde(default)]
     pub find_time_s: Option<u32>,
-    #[serde(default)]
     pub ban_time_s: Option<u32>,
 }
 
 /// The bans a recorded failure started (or that were already running).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailureOutcome {
-    #[serde(default)]
     pub user_banned_until: Option<u64>,
-    #[serde(default)]
     pub ip_banned_until: Option<u64>,
 }
 
 /// `GET /v1/bans?user=&ip=`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BanStatus {
-    #[serde(default)]
     pub banned_until: Option<u64>,
 }
 
 /// `POST /v1/attempts`: count an attempt unless the user or ip is banned or at its limit.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attempt {
-    #[serde(default)]
     pub user: Option<String>,
-    #[serde(default)]
     pub ip: Option<String>,
     /// The attempt's id (base64url), named again by the call that settles it.
     pub attempt: String,
-    #[serde(default)]
     pub method: Option<String>,
-    #[serde(default)]
     pub max_retries: Option<u32>,
-    #[serde(default)]
     pub find_time_s: Option<u32>,
 }
 
@@ -461,7 +437,6 @@ pub struct Attempt {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reservation {
     pub granted: bool,
-    #[serde(default)]
     pub banned_until: Option<u64>,
 }
 
@@ -496,9 +471,7 @@ pub struct RevokedUser {
 /// `POST /v1/revocations`: one session (logout), or every session of the user.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Revocation {
-    #[serde(default)]
     pub session_id: Option<String>,
-    #[serde(default)]
     pub expires_at: Option<i64>,
     pub user: String,
 }
@@ -507,7 +480,7 @@ pub struct Revocation {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Revoked {
     pub ok: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub not_before: Option<i64>,
 }
 

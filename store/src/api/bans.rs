@@ -22,25 +22,36 @@ pub(crate) fn canonical_ip(ip: &str) -> ApiResult<String> {
     })
 }
 
+/// The second factor an attempt was for (`totp`, `webauthn`, ...); `unknown` if not given.
+fn check_method(method: Option<String>) -> ApiResult<String> {
+    let method = method.unwrap_or_else(|| "unknown".into());
+    if !(1..=32).contains(&method.len()) || !method.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+        return Err(ApiError::invalid("method must be 1..=32 characters of [A-Za-z0-9._-]"));
+    }
+    Ok(method)
+}
+
+/// Who failed or attempts: the user and/or the client ip (canonical).
+fn check_subject(user: Option<&str>, ip: Option<&str>) -> ApiResult<Option<String>> {
+    if user.is_none() && ip.is_none() {
+        return Err(ApiError::invalid("give user and/or ip"));
+    }
+    if let Some(u) = user {
+        check_user(u)?;
+    }
+    ip.map(canonical_ip).transpose()
+}
+
 pub async fn failure(
     State(state): State<Shared>,
     Actor(actor): Actor,
     Body(body): Body<proto::Failure>,
 ) -> ApiResult<Json<proto::FailureOutcome>> {
-    if body.user.is_none() && body.ip.is_none() {
-        return Err(ApiError::invalid("give user and/or ip"));
-    }
-    if let Some(u) = &body.user {
-        check_user(u)?;
-    }
-    let ip = body.ip.as_deref().map(canonical_ip).transpose()?;
+    let ip = check_subject(body.user.as_deref(), body.ip.as_deref())?;
     if let Some(a) = &body.attempt {
         check_b64url_id("attempt", a)?;
     }
-    let method = body.method.unwrap_or_else(|| "unknown".into());
-    if !(1..=32).contains(&method.len()) || !method.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
-        return Err(ApiError::invalid("method must be 1..=32 characters of [A-Za-z0-9._-]"));
-    }
+    let method = check_method(body.method)?;
     let max_retries = body.max_retries.unwrap_or(5);
     let find_time_s = body.find_time_s.unwrap_or(120);
     let ban_time_s = body.ban_time_s.unwrap_or(300);
@@ -100,18 +111,9 @@ pub async fn reserve(
     State(state): State<Shared>,
     Body(body): Body<proto::Attempt>,
 ) -> ApiResult<Json<proto::Reservation>> {
-    if body.user.is_none() && body.ip.is_none() {
-        return Err(ApiError::invalid("give user and/or ip"));
-    }
-    if let Some(u) = &body.user {
-        check_user(u)?;
-    }
+    let ip = check_subject(body.user.as_deref(), body.ip.as_deref())?;
     check_b64url_id("attempt", &body.attempt)?;
-    let ip = body.ip.as_deref().map(canonical_ip).transpose()?;
-    let method = body.method.unwrap_or_else(|| "unknown".into());
-    if !(1..=32).contains(&method.len()) || !method.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
-        return Err(ApiError::invalid("method must be 1..=32 characters of [A-Za-z0-9._-]"));
-    }
+    let method = check_method(body.method)?;
     let max_retries = body.max_retries.unwrap_or(5);
     let find_time_s = body.find_time_s.unwrap_or(120);
     if !(1..=1000).contains(&max_retries) || !(1..=bans::MAX_FIND_TIME_S as u32).contains(&find_time_s) {
