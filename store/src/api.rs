@@ -1,6 +1,9 @@
 //! HTTP/JSON protocol v1 (see `openapi.yaml`): routing, auth, validation and
 //! mapping of store outcomes to status codes. Handlers live in submodules,
-//! one per resource.
+//! one per resource; their bodies are the types of `edge_mfa_proto`, and what
+//! every handler checks first (path segments, the user, the actor, the JSON
+//! body) are the extractors below (`UserPath`, `UserItemPath`, `Segment`,
+//! `Actor`, `Body<T>`).
 
 mod audit;
 mod bans;
