@@ -51,27 +51,6 @@ pub struct Revocations {
     cursor: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct Listing {
-    cursor: String,
-    #[serde(default)]
-    sessions: Vec<SessionEntry>,
-    #[serde(default)]
-    users: Vec<UserEntry>,
-}
-
-#[derive(Deserialize)]
-struct SessionEntry {
-    id: String,
-    expires_at: u64,
-}
-
-#[derive(Deserialize)]
-struct UserEntry {
-    user: String,
-    not_before: u64,
-}
-
 /// The shared-data form (compact JSON), read by every worker when its version changes.
 #[derive(Serialize, Deserialize)]
 struct Snapshot {
@@ -130,7 +109,7 @@ impl Revocations {
     /// unreadable listing is an error and changes nothing. Entries are never removed here,
     /// even by a "full" listing: the union only ever revokes more.
     pub fn apply(&mut self, body: &[u8]) -> Result<bool, BadListing> {
-        let l: Listing = serde_json::from_slice(body).map_err(|_| BadListing)?;
+        let l: edge_mfa_proto::RevocationList = serde_json::from_slice(body).map_err(|_| BadListing)?;
         if l.cursor.len() > 64 {
             return Err(BadListing);
         }

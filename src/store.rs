@@ -8,7 +8,10 @@ use crate::token::{Key, KeyRing};
 use crate::totp::{secret_from_base32, secret_to_base32, Alg, Params};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64U;
 use base64::Engine;
-use serde::Deserialize;
+use edge_mfa_proto as proto;
+
+/// A trusted device as the security home lists it.
+pub use proto::Device;
 
 /// A request to the store, ready for `dispatch_http_call`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,6 +27,10 @@ pub struct StoreRequest {
 impl StoreRequest {
     fn new(method: &'static str, path: String, body: Option<Vec<u8>>) -> StoreRequest {
         StoreRequest { method, path, body, by_user: false }
+    }
+    /// A request with a JSON body (a type of the protocol crate).
+    fn json(method: &'static str, path: String, body: &impl serde::Serialize) -> StoreRequest {
+        StoreRequest::new(method, path, serde_json::to_vec(body).ok())
     }
     /// Marks a change the user asked for from the security home.
     pub fn by_user(mut self) -> StoreRequest {
@@ -102,25 +109,27 @@ pub fn create_totp(
     used_step: u64,
     only_if_none: bool,
 ) -> StoreRequest {
-    let body = serde_json::json!({
-        "type": "totp",
-        "name": name,
-        "totp": {"secret": secret_to_base32(secret), "digits": p.digits, "period": p.period, "algorithm": p.alg.as_str()},
-        "used_step": used_step,
-        "only_if_none": only_if_none,
-    });
-    StoreRequest::new(
-        "POST",
-        format!("{}/users/{}/factors", cfg.path_prefix, percent_encode(user)),
-        Some(body.to_string().into_bytes()),
-    )
+    let body = proto::NewFactor {
+        kind: "totp".into(),
+        name: Some(name.into()),
+        totp: Some(proto::TotpParams {
+            secret: secret_to_base32(secret),
+            digits: Some(u64::from(p.digits)),
+            period: Some(p.period),
+            algorithm: Some(p.alg.as_str().into()),
+        }),
+        used_step: Some(used_step),
+        only_if_none,
+        ..Default::default()
+    };
+    StoreRequest::json("POST", format!("{}/users/{}/factors", cfg.path_prefix, percent_encode(user)), &body)
 }
 
 pub fn use_totp_step(cfg: &StoreConfig, user: &str, factor_id: &str, step: u64) -> StoreRequest {
-    StoreRequest::new(
+    StoreRequest::json(
         "POST",
         format!("{}/users/{}/factors/{}/totp/use", cfg.path_prefix, percent_encode(user), percent_encode(factor_id)),
-        Some(serde_json::json!({ "step": step }).to_string().into_bytes()),
+        &proto::TotpUse { step, attempt: None },
     )
 }
 
@@ -147,24 +156,27 @@ pub fn create_webauthn(
     only_if_none: bool,
     owned_by_enterprise: bool,
 ) -> StoreRequest {
-    let aaguid: String = w.aaguid.iter().map(|b| format!("{b:02x}")).collect();
-    let body = serde_json::json!({
-        "type": "webauthn",
-        "name": w.name,
-        "webauthn": {
-            "credential_id": B64U.encode(w.credential_id), "public_key": B64U.encode(w.public_key), "alg": w.alg,
-            "sign_count": w.sign_count, "aaguid": aaguid, "transports": w.transports, "backup_eligible": w.backup_eligible,
-            "backup_state": w.backup_state, "attestation_format": w.attestation_format, "user_handle": B64U.encode(w.user_handle),
-            "discoverable": w.discoverable,
-        },
-        "only_if_none": only_if_none,
-        "owned_by_enterprise": owned_by_enterprise,
-    });
-    StoreRequest::new(
-        "POST",
-        format!("{}/users/{}/factors", cfg.path_prefix, percent_encode(user)),
-        Some(body.to_string().into_bytes()),
-    )
+    let body = proto::NewFactor {
+        kind: "webauthn".into(),
+        name: Some(w.name.into()),
+        webauthn: Some(proto::WebauthnParams {
+            credential_id: B64U.encode(w.credential_id),
+            public_key: B64U.encode(w.public_key),
+            alg: w.alg,
+            sign_count: w.sign_count,
+            aaguid: Some(w.aaguid.iter().map(|b| format!("{b:02x}")).collect()),
+            transports: w.transports.to_vec(),
+            backup_eligible: w.backup_eligible,
+            backup_state: w.backup_state,
+            attestation_format: Some(w.attestation_format.into()),
+            user_handle: Some(B64U.encode(w.user_handle)),
+            discoverable: w.discoverable,
+        }),
+        only_if_none,
+        owned_by_enterprise,
+        ..Default::default()
+    };
+    StoreRequest::json("POST", format!("{}/users/{}/factors", cfg.path_prefix, percent_encode(user)), &body)
 }
 
 pub fn use_webauthn(
@@ -174,7 +186,7 @@ pub fn use_webauthn(
     sign_count: u32,
     backup_state: bool,
 ) -> StoreRequest {
-    StoreRequest::new(
+    StoreRequest::json(
         "POST",
         format!(
             "{}/users/{}/factors/{}/webauthn/use",
@@ -182,7 +194,7 @@ pub fn use_webauthn(
             percent_encode(user),
             percent_encode(factor_id)
         ),
-        Some(serde_json::json!({"sign_count": sign_count, "backup_state": backup_state}).to_string().into_bytes()),
+        &proto::WebauthnUse { sign_count, backup_state: Some(backup_state), attempt: None },
     )
 }
 
@@ -194,16 +206,20 @@ pub fn put_challenge(
     purpose: &str,
     expires_at: u64,
 ) -> StoreRequest {
-    let body =
-        serde_json::json!({"id": B64U.encode(challenge), "user": user, "purpose": purpose, "expires_at": expires_at});
-    StoreRequest::new("POST", format!("{}/challenges", cfg.path_prefix), Some(body.to_string().into_bytes()))
+    let body = proto::NewChallenge {
+        id: B64U.encode(challenge),
+        user: user.map(String::from),
+        purpose: purpose.into(),
+        expires_at: signed(expires_at),
+    };
+    StoreRequest::json("POST", format!("{}/challenges", cfg.path_prefix), &body)
 }
 
 pub fn consume_challenge(cfg: &StoreConfig, challenge: &[u8], purpose: &str) -> StoreRequest {
-    StoreRequest::new(
+    StoreRequest::json(
         "POST",
         format!("{}/challenges/{}/consume", cfg.path_prefix, B64U.encode(challenge)),
-        Some(serde_json::json!({ "purpose": purpose }).to_string().into_bytes()),
+        &proto::ChallengeConsume { purpose: purpose.into() },
     )
 }
 
@@ -215,17 +231,10 @@ pub fn patch_factor(
     name: Option<&str>,
     enabled: Option<bool>,
 ) -> StoreRequest {
-    let mut body = serde_json::Map::new();
-    if let Some(n) = name {
-        body.insert("name".into(), n.into());
-    }
-    if let Some(e) = enabled {
-        body.insert("enabled".into(), e.into());
-    }
-    StoreRequest::new(
+    StoreRequest::json(
         "PATCH",
         format!("{}/users/{}/factors/{}", cfg.path_prefix, percent_encode(user), percent_encode(id)),
-        Some(serde_json::Value::Object(body).to_string().into_bytes()),
+        &proto::FactorPatch { name: name.map(String::from), enabled },
     )
     .by_user()
 }
@@ -248,16 +257,13 @@ pub fn add_device(
     expires_at: u64,
     max: u32,
 ) -> StoreRequest {
-    let ua: String = user_agent.chars().take(200).collect();
-    StoreRequest::new(
-        "POST",
-        format!("{}/users/{}/devices", cfg.path_prefix, percent_encode(user)),
-        Some(
-            serde_json::json!({"id": id, "user_agent": ua, "expires_at": expires_at, "max_devices": max})
-                .to_string()
-                .into_bytes(),
-        ),
-    )
+    let body = proto::NewDevice {
+        id: id.into(),
+        user_agent: user_agent.chars().take(200).collect(),
+        expires_at: signed(expires_at),
+        max_devices: Some(max),
+    };
+    StoreRequest::json("POST", format!("{}/users/{}/devices", cfg.path_prefix, percent_encode(user)), &body)
 }
 
 pub fn devices(cfg: &StoreConfig, user: &str) -> StoreRequest {
@@ -282,27 +288,8 @@ pub fn revoke_device(cfg: &StoreConfig, user: &str, id: &str) -> StoreRequest {
     .by_user()
 }
 
-/// A trusted device as the security home lists it.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, Deserialize)]
-pub struct Device {
-    pub id: String,
-    #[serde(default)]
-    pub user_agent: String,
-    #[serde(default)]
-    pub added_at: u64,
-    #[serde(default)]
-    pub last_used_at: Option<u64>,
-    #[serde(default)]
-    pub expires_at: u64,
-}
-
 pub fn parse_devices(reply: &StoreReply) -> Result<Vec<Device>, StoreError> {
-    expect(reply, &[200])?;
-    #[derive(Deserialize)]
-    struct Ds {
-        devices: Vec<Device>,
-    }
-    serde_json::from_slice::<Ds>(&reply.body).map(|d| d.devices).map_err(|_| StoreError::Unavailable)
+    read::<proto::DeviceList>(reply, &[200]).map(|d| d.devices)
 }
 
 /// Asks the store to make, keep (hashed) and deliver a one-time code. `site` (the branding
@@ -318,54 +305,43 @@ pub fn otp_send(
     show_code_in_subject: bool,
     site: Option<&str>,
 ) -> StoreRequest {
-    let mut body =
-        serde_json::json!({"channel": channel, "ttl_s": ttl_s, "show_code_in_subject": show_code_in_subject});
-    if let Some(d) = destination {
-        crate::http::json_set(&mut body, "destination", d.into());
-    }
-    if let Some(s) = subject {
-        crate::http::json_set(&mut body, "subject", s.into());
-    }
-    if let Some(s) = site {
-        crate::http::json_set(&mut body, "site", s.into());
-    }
-    StoreRequest::new(
-        "POST",
-        format!("{}/users/{}/otp", cfg.path_prefix, percent_encode(user)),
-        Some(body.to_string().into_bytes()),
-    )
+    let body = proto::OtpSend {
+        channel: channel.into(),
+        destination: destination.map(String::from),
+        // Out of range either way: the store refuses it.
+        ttl_s: Some(u32::try_from(ttl_s).unwrap_or(u32::MAX)),
+        subject: subject.map(String::from),
+        show_code_in_subject,
+        locale: None,
+        site: site.map(String::from),
+    };
+    StoreRequest::json("POST", format!("{}/users/{}/otp", cfg.path_prefix, percent_encode(user)), &body)
 }
 
 pub fn otp_verify(cfg: &StoreConfig, user: &str, channel: &str, code: &str) -> StoreRequest {
-    StoreRequest::new(
+    StoreRequest::json(
         "POST",
         format!("{}/users/{}/otp/verify", cfg.path_prefix, percent_encode(user)),
-        Some(serde_json::json!({"channel": channel, "code": code}).to_string().into_bytes()),
+        &proto::OtpVerify { channel: channel.into(), code: code.into(), attempt: None },
     )
 }
 
 /// Where a code went (masked) and until when it is good.
 pub fn parse_sent(reply: &StoreReply) -> Result<(String, u64), StoreError> {
-    expect(reply, &[200, 201, 202])?;
-    #[derive(Deserialize)]
-    struct S {
-        #[serde(default)]
-        sent_to: String,
-        #[serde(default)]
-        expires_at: u64,
-    }
-    serde_json::from_slice::<S>(&reply.body).map(|s| (s.sent_to, s.expires_at)).map_err(|_| StoreError::Unavailable)
+    read::<proto::OtpSent>(reply, &[200, 201, 202]).map(|s| (s.sent_to, s.expires_at))
 }
 
 /// Saves a proven email address or phone number as a factor.
 pub fn create_address_factor(cfg: &StoreConfig, user: &str, channel: &str, name: &str, address: &str) -> StoreRequest {
-    let mut body = serde_json::json!({"type": channel, "name": name});
-    crate::http::json_set(&mut body, channel, serde_json::json!({ "address": address }));
-    StoreRequest::new(
-        "POST",
-        format!("{}/users/{}/factors", cfg.path_prefix, percent_encode(user)),
-        Some(body.to_string().into_bytes()),
-    )
+    let member = || Some(proto::AddressParams { address: address.into() });
+    let body = proto::NewFactor {
+        kind: channel.into(),
+        name: Some(name.into()),
+        email: if channel == "email" { member() } else { None },
+        sms: if channel == "sms" { member() } else { None },
+        ..Default::default()
+    };
+    StoreRequest::json("POST", format!("{}/users/{}/factors", cfg.path_prefix, percent_encode(user)), &body)
 }
 
 /// Records a failed second-factor attempt for the user and the client IP (with `attempt`, the
@@ -378,10 +354,16 @@ pub fn record_failure(
     r: &crate::config::Regulation,
     attempt: Option<&str>,
 ) -> StoreRequest {
-    let body = serde_json::json!({"user": user, "ip": ip, "method": method, "max_retries": r.max_retries,
-        "find_time_s": r.find_time_s, "ban_time_s": r.ban_time_s});
-    StoreRequest::new("POST", format!("{}/failures", cfg.path_prefix), Some(body.to_string().into_bytes()))
-        .with_attempt(attempt)
+    let body = proto::Failure {
+        user: Some(user.into()),
+        ip: ip.map(String::from),
+        method: Some(method.into()),
+        attempt: attempt.map(String::from),
+        max_retries: Some(r.max_retries),
+        find_time_s: Some(seconds(r.find_time_s)),
+        ban_time_s: Some(seconds(r.ban_time_s)),
+    };
+    StoreRequest::json("POST", format!("{}/failures", cfg.path_prefix), &body)
 }
 
 /// Counts an attempt for the user and the client IP unless either is banned or at its limit:
@@ -394,21 +376,20 @@ pub fn reserve_attempt(
     method: &str,
     r: &crate::config::Regulation,
 ) -> StoreRequest {
-    let body = serde_json::json!({"user": user, "ip": ip, "attempt": attempt, "method": method,
-        "max_retries": r.max_retries, "find_time_s": r.find_time_s});
-    StoreRequest::new("POST", format!("{}/attempts", cfg.path_prefix), Some(body.to_string().into_bytes()))
+    let body = proto::Attempt {
+        user: Some(user.into()),
+        ip: ip.map(String::from),
+        attempt: attempt.into(),
+        method: Some(method.into()),
+        max_retries: Some(r.max_retries),
+        find_time_s: Some(seconds(r.find_time_s)),
+    };
+    StoreRequest::json("POST", format!("{}/attempts", cfg.path_prefix), &body)
 }
 
 /// `Ok(None)`: the attempt may go ahead; `Ok(Some(until))`: refused (banned or at the limit).
 pub fn parse_reservation(reply: &StoreReply) -> Result<Option<u64>, StoreError> {
-    expect(reply, &[200])?;
-    #[derive(Deserialize)]
-    struct R {
-        granted: bool,
-        #[serde(default)]
-        banned_until: Option<u64>,
-    }
-    let r: R = serde_json::from_slice(&reply.body).map_err(|_| StoreError::Unavailable)?;
+    let r = read::<proto::Reservation>(reply, &[200])?;
     if r.granted {
         Ok(None)
     } else {
@@ -427,9 +408,12 @@ pub fn revocations(cfg: &StoreConfig, cursor: Option<&str>) -> StoreRequest {
 
 /// Ends one session server-side (logout): every worker refuses it from its next poll on.
 pub fn revoke_session(cfg: &StoreConfig, user: &str, session_id: &[u8; 16], expires_at: u64) -> StoreRequest {
-    let id: String = session_id.iter().map(|b| format!("{b:02x}")).collect();
-    let body = serde_json::json!({"user": user, "session_id": id, "expires_at": expires_at});
-    StoreRequest::new("POST", format!("{}/revocations", cfg.path_prefix), Some(body.to_string().into_bytes()))
+    let body = proto::Revocation {
+        session_id: Some(session_id.iter().map(|b| format!("{b:02x}")).collect()),
+        expires_at: Some(signed(expires_at)),
+        user: user.into(),
+    };
+    StoreRequest::json("POST", format!("{}/revocations", cfg.path_prefix), &body)
 }
 
 pub fn bans(cfg: &StoreConfig, user: &str, ip: Option<&str>) -> StoreRequest {
@@ -442,62 +426,42 @@ pub fn bans(cfg: &StoreConfig, user: &str, ip: Option<&str>) -> StoreRequest {
 
 /// The end of the ban that a recorded failure started, if any.
 pub fn parse_failure(reply: &StoreReply) -> Option<u64> {
-    expect(reply, &[200]).ok()?;
-    #[derive(Deserialize)]
-    struct F {
-        user_banned_until: Option<u64>,
-        ip_banned_until: Option<u64>,
-    }
-    let f: F = serde_json::from_slice(&reply.body).ok()?;
+    let f = read::<proto::FailureOutcome>(reply, &[200]).ok()?;
     f.user_banned_until.max(f.ip_banned_until)
 }
 
 /// `banned_until` of a ban check or a factor listing.
 pub fn parse_ban(reply: &StoreReply) -> Result<Option<u64>, StoreError> {
-    expect(reply, &[200])?;
-    #[derive(Deserialize)]
-    struct B {
-        #[serde(default)]
-        banned_until: Option<u64>,
-    }
-    serde_json::from_slice::<B>(&reply.body).map(|b| b.banned_until).map_err(|_| StoreError::Unavailable)
+    read::<proto::BanStatus>(reply, &[200]).map(|b| b.banned_until)
 }
 
 /// `retry_after_s` of a 429 from the store (a send limit).
 pub fn parse_retry_after(reply: &StoreReply) -> Option<u64> {
-    #[derive(Deserialize)]
-    struct R {
-        retry_after_s: u64,
-    }
-    serde_json::from_slice::<R>(&reply.body).ok().map(|r| r.retry_after_s)
+    serde_json::from_slice::<proto::Error>(&reply.body).ok().and_then(|e| e.retry_after_s)
 }
 
 /// Replaces the user's recovery codes (the store keeps keyed hashes only).
 pub fn put_recovery(cfg: &StoreConfig, user: &str, codes: &[String]) -> StoreRequest {
-    StoreRequest::new(
+    StoreRequest::json(
         "PUT",
         format!("{}/users/{}/recovery", cfg.path_prefix, percent_encode(user)),
-        Some(serde_json::json!({ "codes": codes }).to_string().into_bytes()),
+        &proto::RecoveryCodes { codes: codes.to_vec() },
     )
 }
 
 /// Consumes one recovery code atomically.
 pub fn consume_recovery(cfg: &StoreConfig, user: &str, code: &str) -> StoreRequest {
-    StoreRequest::new(
+    StoreRequest::json(
         "POST",
         format!("{}/users/{}/recovery/consume", cfg.path_prefix, percent_encode(user)),
-        Some(serde_json::json!({ "code": code }).to_string().into_bytes()),
+        &proto::RecoveryConsume { code: code.into(), attempt: None },
     )
 }
 
-/// How many recovery codes are left after a consume or a regeneration.
+/// How many recovery codes are left after a consume or a regeneration (both replies carry
+/// `remaining`, which is all `RecoveryState` reads).
 pub fn parse_remaining(reply: &StoreReply) -> Result<u32, StoreError> {
-    expect(reply, &[200])?;
-    #[derive(Deserialize)]
-    struct R {
-        remaining: u32,
-    }
-    serde_json::from_slice::<R>(&reply.body).map(|r| r.remaining).map_err(|_| StoreError::Unavailable)
+    read::<proto::RecoveryState>(reply, &[200]).map(|r| r.remaining)
 }
 
 /// Finds the user owning a credential (passkey quick login).
@@ -509,11 +473,7 @@ fn expect(reply: &StoreReply, ok: &[u32]) -> Result<(), StoreError> {
     match reply.status {
         Some(s) if ok.contains(&s) => Ok(()),
         Some(409) => {
-            #[derive(Deserialize)]
-            struct E {
-                error: String,
-            }
-            let code = serde_json::from_slice::<E>(&reply.body).map(|e| e.error).unwrap_or_default();
+            let code = serde_json::from_slice::<proto::Error>(&reply.body).map(|e| e.error).unwrap_or_default();
             Err(StoreError::Conflict(code))
         }
         Some(404) => Err(StoreError::NotFound),
@@ -522,18 +482,24 @@ fn expect(reply: &StoreReply, ok: &[u32]) -> Result<(), StoreError> {
     }
 }
 
+/// A reply of one of the `ok` statuses, read as `T`; anything else fails closed.
+fn read<T: serde::de::DeserializeOwned>(reply: &StoreReply, ok: &[u32]) -> Result<T, StoreError> {
+    expect(reply, ok)?;
+    serde_json::from_slice(&reply.body).map_err(|_| StoreError::Unavailable)
+}
+
+/// Our unsigned seconds as the protocol's signed ones (saturating: far beyond any real time).
+fn signed(t: u64) -> i64 {
+    i64::try_from(t).unwrap_or(i64::MAX)
+}
+
+/// A configured duration as the protocol's 32-bit seconds (saturating: the store refuses it).
+fn seconds(t: u64) -> u32 {
+    u32::try_from(t).unwrap_or(u32::MAX)
+}
+
 pub fn parse_keys(reply: &StoreReply) -> Result<KeyRing, StoreError> {
-    expect(reply, &[200])?;
-    #[derive(Deserialize)]
-    struct K {
-        kid: String,
-        secret: String,
-    }
-    #[derive(Deserialize)]
-    struct Ks {
-        keys: Vec<K>,
-    }
-    let ks: Ks = serde_json::from_slice(&reply.body).map_err(|_| StoreError::Unavailable)?;
+    let ks = read::<proto::Keys>(reply, &[200])?;
     let mut out = Vec::new();
     for k in ks.keys {
         let secret = decode_b64(&k.secret).ok_or(StoreError::Unavailable)?;
@@ -582,109 +548,53 @@ pub struct TotpFactor {
 }
 
 pub fn parse_factors(reply: &StoreReply) -> Result<Vec<Factor>, StoreError> {
-    expect(reply, &[200])?;
-    #[derive(Deserialize)]
-    struct T {
-        secret: String,
-        digits: u32,
-        period: u64,
-        algorithm: String,
-        #[serde(default)]
-        last_step: u64,
-    }
-    #[derive(Deserialize)]
-    struct W {
-        credential_id: String,
-        public_key: String,
-        #[serde(default)]
-        sign_count: u32,
-        #[serde(default)]
-        backup_eligible: bool,
-        #[serde(default)]
-        backup_eligible_unknown: bool,
-        #[serde(default)]
-        transports: Vec<String>,
-        /// Null when the credential was stored without one (the protocol allows it).
-        #[serde(default)]
-        user_handle: Option<String>,
-    }
-    #[derive(Deserialize)]
-    struct Rc {
-        remaining: u32,
-    }
-    #[derive(Deserialize)]
-    struct F {
-        id: String,
-        #[serde(rename = "type")]
-        kind: String,
-        #[serde(default)]
-        name: String,
-        enabled: bool,
-        #[serde(default)]
-        added_at: u64,
-        #[serde(default)]
-        last_used_at: Option<u64>,
-        #[serde(default)]
-        totp: Option<T>,
-        #[serde(default)]
-        webauthn: Option<W>,
-        #[serde(default)]
-        recovery: Option<Rc>,
-        #[serde(default)]
-        owned_by_enterprise: bool,
-    }
-    #[derive(Deserialize)]
-    struct Fs {
-        factors: Vec<F>,
-    }
-    let fs: Fs = serde_json::from_slice(&reply.body).map_err(|_| StoreError::Unavailable)?;
-    let mut out = Vec::with_capacity(fs.factors.len());
-    for f in fs.factors {
-        let webauthn = match (f.kind.as_str(), f.webauthn) {
-            ("webauthn", Some(w)) => Some(WebauthnFactor {
-                credential_id: B64U
-                    .decode(w.credential_id.trim_end_matches('='))
-                    .map_err(|_| StoreError::Unavailable)?,
-                public_key: B64U.decode(w.public_key.trim_end_matches('=')).map_err(|_| StoreError::Unavailable)?,
-                sign_count: w.sign_count,
-                backup_eligible: w.backup_eligible,
-                backup_eligible_unknown: w.backup_eligible_unknown,
-                transports: w.transports,
-                user_handle: B64U
-                    .decode(w.user_handle.unwrap_or_default().trim_end_matches('='))
-                    .map_err(|_| StoreError::Unavailable)?,
-            }),
-            ("webauthn", None) => return Err(StoreError::Unavailable),
-            _ => None,
-        };
-        let totp = match (f.kind.as_str(), f.totp) {
-            ("totp", Some(t)) => {
-                let params = Params {
-                    alg: Alg::parse(&t.algorithm).ok_or(StoreError::Unavailable)?,
-                    digits: t.digits,
-                    period: t.period,
-                };
-                params.check().map_err(|_| StoreError::Unavailable)?;
-                let secret = secret_from_base32(&t.secret).ok_or(StoreError::Unavailable)?;
-                Some(TotpFactor { secret, params, last_step: t.last_step })
-            }
-            ("totp", None) => return Err(StoreError::Unavailable),
-            _ => None,
-        };
-        out.push(Factor {
-            id: f.id,
-            kind: f.kind,
-            name: f.name,
-            enabled: f.enabled,
-            added_at: f.added_at,
-            last_used_at: f.last_used_at,
-            totp,
-            webauthn,
-            recovery_remaining: f.recovery.map(|r| r.remaining),
-            owned_by_enterprise: f.owned_by_enterprise,
-        });
-    }
-    Ok(out)
+    let fs = read::<proto::FactorList>(reply, &[200])?;
+    fs.factors.into_iter().map(factor_from).collect()
+}
+
+/// Decodes what the filter uses of a factor; a TOTP or WebAuthn factor without its member, or
+/// with one that does not decode, fails the whole reply (closed).
+fn factor_from(f: proto::Factor) -> Result<Factor, StoreError> {
+    let b64u = |s: &str| B64U.decode(s.trim_end_matches('=')).map_err(|_| StoreError::Unavailable);
+    let webauthn = match (f.kind.as_str(), f.webauthn) {
+        ("webauthn", Some(w)) => Some(WebauthnFactor {
+            credential_id: b64u(&w.credential_id)?,
+            public_key: b64u(&w.public_key)?,
+            sign_count: w.sign_count,
+            backup_eligible: w.backup_eligible,
+            backup_eligible_unknown: w.backup_eligible_unknown,
+            transports: w.transports,
+            user_handle: b64u(w.user_handle.as_deref().unwrap_or_default())?,
+        }),
+        ("webauthn", None) => return Err(StoreError::Unavailable),
+        _ => None,
+    };
+    let totp = match (f.kind.as_str(), f.totp) {
+        ("totp", Some(t)) => {
+            let params = Params {
+                alg: Alg::parse(&t.algorithm).ok_or(StoreError::Unavailable)?,
+                digits: t.digits,
+                period: t.period,
+            };
+            params.check().map_err(|_| StoreError::Unavailable)?;
+            let secret = t.secret.as_deref().and_then(secret_from_base32).ok_or(StoreError::Unavailable)?;
+            Some(TotpFactor { secret, params, last_step: t.last_step })
+        }
+        ("totp", None) => return Err(StoreError::Unavailable),
+        _ => None,
+    };
+    Ok(Factor {
+        id: f.id,
+        kind: f.kind,
+        name: f.name,
+        enabled: f.enabled,
+        added_at: f.added_at,
+        last_used_at: f.last_used_at,
+        totp,
+        webauthn,
+        recovery_remaining: f.recovery.map(|r| r.remaining),
+        owned_by_enterprise: f.owned_by_enterprise,
+    })
 }
 
 /// Expects a 201 from factor creation.
@@ -694,17 +604,9 @@ pub fn parse_created(reply: &StoreReply) -> Result<(), StoreError> {
 
 /// The user named by a credential lookup, and that credential.
 pub fn parse_credential(reply: &StoreReply) -> Result<(String, Factor), StoreError> {
-    expect(reply, &[200])?;
-    #[derive(Deserialize)]
-    struct C {
-        user: String,
-        factor: serde_json::Value,
-    }
-    let c: C = serde_json::from_slice(&reply.body).map_err(|_| StoreError::Unavailable)?;
-    let wrapped = serde_json::json!({ "factors": [c.factor] }).to_string();
-    let mut fs = parse_factors(&StoreReply { status: Some(200), body: wrapped.into_bytes() })?;
-    match fs.pop() {
-        Some(f) if f.webauthn.is_some() => Ok((c.user, f)),
+    let c = read::<proto::CredentialOwner>(reply, &[200])?;
+    match factor_from(c.factor)? {
+        f if f.webauthn.is_some() => Ok((c.user, f)),
         _ => Err(StoreError::Unavailable),
     }
 }

@@ -110,7 +110,7 @@ impl Transports {
                     .ok_or("EDGE_MFA_STORE_SMTP must look like smtp://host:port")?;
                 debug_assert_eq!(path, "/");
                 let from = env("EDGE_MFA_STORE_SMTP_FROM")
-                    .filter(|f| crate::api::valid_email(f))
+                    .filter(|f| edge_mfa_proto::valid_email(f))
                     .ok_or("EDGE_MFA_STORE_SMTP_FROM must be set to a plain email address")?;
                 Some(Smtp { addr, from })
             }

@@ -373,3 +373,42 @@ fn missing_or_malformed_configuration_refuses_to_start() {
     let url_key = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([0xfb; 32]);
     drop(Server::start(&dir, &url_key));
 }
+
+/// The router and `edge_mfa_proto::OPERATIONS` (which a proto test pairs with openapi.yaml)
+/// name the same operations: each one in the table is routed here (whatever the answer, it is
+/// not the fallback's "no such route" nor 405), and each `.route(..)` of `api.rs` is in the table.
+#[test]
+fn every_protocol_operation_is_routed_and_back() {
+    let dir = TempDir::new();
+    let srv = Server::start(&dir, &master_key(1));
+    let cred = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([7u8; 16]);
+    for op in edge_mfa_proto::OPERATIONS {
+        let path = op
+            .path
+            .replace("{user}", "alice")
+            .replace("{id}", "AAAAAAAAAAAAAAAAAAAAAA")
+            .replace("{credential_id}", &cred);
+        let r = srv.request(op.method, &path, op.request.map(|_| "{}"));
+        assert_ne!(r.status, 405, "{} {}", op.method, op.path);
+        let fallback = r.status == 404 && r.json()["message"] == "no such route";
+        assert!(!fallback, "{} {} is not routed", op.method, op.path);
+    }
+
+    let source = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/api.rs")).unwrap();
+    let mut routed = std::collections::BTreeSet::new();
+    for line in source.lines().map(str::trim).filter(|l| l.starts_with(".route(\"")) {
+        let path = line[8..].split('"').next().unwrap();
+        let path: Vec<String> = path
+            .split('/')
+            .map(|s| s.strip_prefix(':').map_or_else(|| s.to_string(), |p| format!("{{{p}}}")))
+            .collect();
+        for method in ["get", "put", "post", "patch", "delete"] {
+            if line.contains(&format!("{method}(")) {
+                routed.insert((method.to_uppercase(), path.join("/")));
+            }
+        }
+    }
+    let listed: std::collections::BTreeSet<(String, String)> =
+        edge_mfa_proto::OPERATIONS.iter().map(|o| (o.method.to_string(), o.path.to_string())).collect();
+    assert_eq!(routed, listed, "api.rs routes vs edge_mfa_proto::OPERATIONS");
+}

@@ -1,23 +1,16 @@
 //! A user's audit log.
 
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::Uri;
 use axum::Json;
-use serde_json::{json, Value};
+use edge_mfa_proto as proto;
 
-use super::{blocking, check_user, path_error, query_params, ApiError, ApiResult, Shared};
+use super::{blocking, query_params, ApiError, ApiResult, Shared, UserPath};
 use crate::db::audit;
 
 pub const MAX_LIMIT: i64 = 500;
 
-pub async fn list(
-    State(state): State<Shared>,
-    path: Result<Path<String>, PathRejection>,
-    uri: Uri,
-) -> ApiResult<Json<Value>> {
-    let Path(user) = path.map_err(path_error)?;
-    check_user(&user)?;
+pub async fn list(State(state): State<Shared>, UserPath(user): UserPath, uri: Uri) -> ApiResult<Json<proto::AuditLog>> {
     let limit = match query_params(&uri)?.get("limit") {
         None => 50,
         Some(l) => l
@@ -27,16 +20,9 @@ pub async fn list(
             .ok_or_else(|| ApiError::invalid(format!("limit must be 1..={MAX_LIMIT}")))?,
     };
     let rows = blocking(&state, move |s| s.pool.with(|c| audit::list(c, &user, limit))).await?;
-    let events: Vec<Value> = rows.iter().map(event_json).collect();
-    Ok(Json(json!({"events": events})))
+    Ok(Json(proto::AuditLog { events: rows.into_iter().map(event_reply).collect() }))
 }
 
-pub(crate) fn event_json(r: &audit::Row) -> Value {
-    json!({
-        "at": r.at,
-        "event": r.event,
-        "actor": r.actor,
-        "factor_id": r.factor_id,
-        "detail": r.detail,
-    })
+pub(crate) fn event_reply(r: audit::Row) -> proto::AuditEvent {
+    proto::AuditEvent { at: r.at, event: r.event, actor: r.actor, factor_id: r.factor_id, detail: r.detail }
 }

@@ -1,14 +1,11 @@
 //! Failure reporting and ban lookups.
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::{HeaderMap, Uri};
+use axum::http::Uri;
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use edge_mfa_proto as proto;
 
-use super::{actor, blocking, check_b64url_id, check_user, parse_body, query_params, ApiError, ApiResult, Shared};
+use super::{blocking, check_b64url_id, check_user, query_params, secs, Actor, ApiError, ApiResult, Body, Shared};
 use crate::db::{attempts, bans};
 
 /// Canonical text of an IP address (so `::ffff:1.2.3.4`-style variants and
@@ -25,39 +22,36 @@ pub(crate) fn canonical_ip(ip: &str) -> ApiResult<String> {
     })
 }
 
-#[derive(Deserialize)]
-struct FailureBody {
-    user: Option<String>,
-    ip: Option<String>,
-    method: Option<String>,
-    /// A reserved attempt (`POST /v1/attempts`) this failure settles: already counted.
-    attempt: Option<String>,
-    max_retries: Option<u32>,
-    find_time_s: Option<u32>,
-    ban_time_s: Option<u32>,
+/// The second factor an attempt was for (`totp`, `webauthn`, ...); `unknown` if not given.
+fn check_method(method: Option<String>) -> ApiResult<String> {
+    let method = method.unwrap_or_else(|| "unknown".into());
+    if !(1..=32).contains(&method.len()) || !method.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+        return Err(ApiError::invalid("method must be 1..=32 characters of [A-Za-z0-9._-]"));
+    }
+    Ok(method)
+}
+
+/// Who failed or attempts: the user and/or the client ip (canonical).
+fn check_subject(user: Option<&str>, ip: Option<&str>) -> ApiResult<Option<String>> {
+    if user.is_none() && ip.is_none() {
+        return Err(ApiError::invalid("give user and/or ip"));
+    }
+    if let Some(u) = user {
+        check_user(u)?;
+    }
+    ip.map(canonical_ip).transpose()
 }
 
 pub async fn failure(
     State(state): State<Shared>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<Value>> {
-    let actor = actor(&headers)?;
-    let body: FailureBody = parse_body(body)?;
-    if body.user.is_none() && body.ip.is_none() {
-        return Err(ApiError::invalid("give user and/or ip"));
-    }
-    if let Some(u) = &body.user {
-        check_user(u)?;
-    }
-    let ip = body.ip.as_deref().map(canonical_ip).transpose()?;
+    Actor(actor): Actor,
+    Body(body): Body<proto::Failure>,
+) -> ApiResult<Json<proto::FailureOutcome>> {
+    let ip = check_subject(body.user.as_deref(), body.ip.as_deref())?;
     if let Some(a) = &body.attempt {
         check_b64url_id("attempt", a)?;
     }
-    let method = body.method.unwrap_or_else(|| "unknown".into());
-    if !(1..=32).contains(&method.len()) || !method.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
-        return Err(ApiError::invalid("method must be 1..=32 characters of [A-Za-z0-9._-]"));
-    }
+    let method = check_method(body.method)?;
     let max_retries = body.max_retries.unwrap_or(5);
     let find_time_s = body.find_time_s.unwrap_or(120);
     let ban_time_s = body.ban_time_s.unwrap_or(300);
@@ -85,13 +79,13 @@ pub async fn failure(
         })
     })
     .await?;
-    Ok(Json(json!({
-        "user_banned_until": out.user_banned_until,
-        "ip_banned_until": out.ip_banned_until,
-    })))
+    Ok(Json(proto::FailureOutcome {
+        user_banned_until: out.user_banned_until.map(secs),
+        ip_banned_until: out.ip_banned_until.map(secs),
+    }))
 }
 
-pub async fn get(State(state): State<Shared>, uri: Uri) -> ApiResult<Json<Value>> {
+pub async fn get(State(state): State<Shared>, uri: Uri) -> ApiResult<Json<proto::BanStatus>> {
     let mut q = query_params(&uri)?;
     let user = q.remove("user");
     if let Some(u) = &user {
@@ -100,7 +94,7 @@ pub async fn get(State(state): State<Shared>, uri: Uri) -> ApiResult<Json<Value>
     let ip = q.remove("ip").map(|ip| canonical_ip(&ip)).transpose()?;
     let until =
         blocking(&state, move |s| s.pool.with(|c| bans::banned_until(c, user.as_deref(), ip.as_deref()))).await?;
-    Ok(Json(json!({"banned_until": until})))
+    Ok(Json(proto::BanStatus { banned_until: until.map(secs) }))
 }
 
 /// Settles a reserved attempt as a success (the use that proves it was right); ids that do not
@@ -112,31 +106,14 @@ pub(crate) fn clear_attempt(c: &crate::db::Connection, attempt: Option<&str>) ->
     }
 }
 
-#[derive(Deserialize)]
-struct AttemptBody {
-    user: Option<String>,
-    ip: Option<String>,
-    attempt: String,
-    method: Option<String>,
-    max_retries: Option<u32>,
-    find_time_s: Option<u32>,
-}
-
 /// `POST /v1/attempts`: count this attempt unless banned, in one transaction.
-pub async fn reserve(State(state): State<Shared>, body: Result<Bytes, BytesRejection>) -> ApiResult<Json<Value>> {
-    let body: AttemptBody = parse_body(body)?;
-    if body.user.is_none() && body.ip.is_none() {
-        return Err(ApiError::invalid("give user and/or ip"));
-    }
-    if let Some(u) = &body.user {
-        check_user(u)?;
-    }
+pub async fn reserve(
+    State(state): State<Shared>,
+    Body(body): Body<proto::Attempt>,
+) -> ApiResult<Json<proto::Reservation>> {
+    let ip = check_subject(body.user.as_deref(), body.ip.as_deref())?;
     check_b64url_id("attempt", &body.attempt)?;
-    let ip = body.ip.as_deref().map(canonical_ip).transpose()?;
-    let method = body.method.unwrap_or_else(|| "unknown".into());
-    if !(1..=32).contains(&method.len()) || !method.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
-        return Err(ApiError::invalid("method must be 1..=32 characters of [A-Za-z0-9._-]"));
-    }
+    let method = check_method(body.method)?;
     let max_retries = body.max_retries.unwrap_or(5);
     let find_time_s = body.find_time_s.unwrap_or(120);
     if !(1..=1000).contains(&max_retries) || !(1..=bans::MAX_FIND_TIME_S as u32).contains(&find_time_s) {
@@ -159,7 +136,9 @@ pub async fn reserve(State(state): State<Shared>, body: Result<Bytes, BytesRejec
     })
     .await?;
     Ok(Json(match out {
-        attempts::Reservation::Granted => json!({"granted": true, "banned_until": null}),
-        attempts::Reservation::Refused { until } => json!({"granted": false, "banned_until": until}),
+        attempts::Reservation::Granted => proto::Reservation { granted: true, banned_until: None },
+        attempts::Reservation::Refused { until } => {
+            proto::Reservation { granted: false, banned_until: Some(secs(until)) }
+        }
     }))
 }

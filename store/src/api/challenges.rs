@@ -1,14 +1,11 @@
 //! Single-use WebAuthn ceremony challenges.
 
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use edge_mfa_proto as proto;
 
-use super::{actor, blocking, check_b64url_id, check_user, parse_body, path_error, ApiError, ApiResult, Shared};
+use super::{blocking, check_b64url_id, check_user, done, Actor, ApiError, ApiResult, Body, Segment, Shared};
 use crate::db::{self, challenges};
 
 /// Longest accepted challenge lifetime.
@@ -24,21 +21,11 @@ fn check_purpose(p: &str) -> ApiResult<()> {
     }
 }
 
-#[derive(Deserialize)]
-struct CreateBody {
-    id: String,
-    user: Option<String>,
-    purpose: String,
-    expires_at: i64,
-}
-
 pub async fn create(
     State(state): State<Shared>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let actor = actor(&headers)?;
-    let body: CreateBody = parse_body(body)?;
+    Actor(actor): Actor,
+    Body(body): Body<proto::NewChallenge>,
+) -> ApiResult<(StatusCode, Json<proto::Done>)> {
     check_b64url_id("id", &body.id)?;
     if let Some(u) = &body.user {
         check_user(u)?;
@@ -52,28 +39,20 @@ pub async fn create(
         s.pool.with(|c| challenges::create(c, &body.id, body.user.as_deref(), &body.purpose, body.expires_at, &actor))
     })
     .await?;
-    Ok((StatusCode::CREATED, Json(json!({"ok": true}))))
-}
-
-#[derive(Deserialize)]
-struct ConsumeBody {
-    purpose: String,
+    Ok((StatusCode::CREATED, done()))
 }
 
 pub async fn consume(
     State(state): State<Shared>,
-    path: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<Value>> {
-    let Path(id) = path.map_err(path_error)?;
-    let actor = actor(&headers)?;
-    let body: ConsumeBody = parse_body(body)?;
+    Segment(id): Segment,
+    Actor(actor): Actor,
+    Body(body): Body<proto::ChallengeConsume>,
+) -> ApiResult<Json<proto::ConsumedChallenge>> {
     check_purpose(&body.purpose)?;
     if check_b64url_id("id", &id).is_err() {
         // Could never have been stored.
         return Err(db::StoreError::NotFound("challenge").into());
     }
     let c = blocking(&state, move |s| s.pool.with(|c| challenges::consume(c, &id, &body.purpose, &actor))).await?;
-    Ok(Json(json!({"user": c.user, "purpose": c.purpose})))
+    Ok(Json(proto::ConsumedChallenge { user: c.user, purpose: c.purpose }))
 }

@@ -2,19 +2,19 @@
 //! WebAuthn, email and SMS factors, rename/enable/disable, deletion, and the
 //! atomic "use" operations (TOTP step, WebAuthn signature counter).
 
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::extract::State;
+use axum::http::{StatusCode, Uri};
 use axum::Json;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine as _;
+use edge_mfa_proto as proto;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::recovery::count;
 use super::{
-    actor, blocking, check_name, check_user, mask_address, parse_body, path_error, query_params, valid_email, ApiError,
-    ApiResult, Shared,
+    blocking, check_name, done, mask_address, query_params, secs, valid_email, Actor, ApiError, ApiResult, Body,
+    Segment, Shared, UserItemPath, UserPath,
 };
 use crate::crypto::b64url;
 use crate::db::{self, bans, NewFactor};
@@ -31,52 +31,55 @@ pub(crate) fn decode_b64url(s: &str, min: usize, max: usize) -> Option<Vec<u8>> 
 }
 
 /// Wire form of a factor, including its secret if it was decrypted (this
-/// endpoint is the filter's).
-pub(crate) fn factor_json(f: &db::Factor) -> Value {
-    let mut v = json!({
-        "id": f.id,
-        "type": f.kind,
-        "name": f.name,
-        "enabled": f.enabled,
-        "added_at": f.added_at,
-        "last_used_at": f.last_used_at,
-        "owned_by_enterprise": f.owned_by_enterprise,
-    });
+/// endpoint is the filter's). A type member whose stored parameters do not
+/// read is left out, and the filter refuses the factor.
+pub(crate) fn factor_reply(f: &db::Factor) -> proto::Factor {
     let p = &f.params;
+    let address = || proto::AddressState {
+        address: f.secret.as_deref().map(|s| String::from_utf8_lossy(s).into_owned()),
+        masked: p.get("masked").and_then(Value::as_str).map(String::from),
+    };
+    let mut out = proto::Factor {
+        id: f.id.clone(),
+        kind: f.kind.clone(),
+        name: f.name.clone(),
+        enabled: f.enabled,
+        added_at: secs(f.added_at),
+        last_used_at: f.last_used_at.map(secs),
+        owned_by_enterprise: f.owned_by_enterprise,
+        ..Default::default()
+    };
     match f.kind.as_str() {
-        "totp" => {
-            v["totp"] = json!({
-                "secret": f.secret.as_deref().map(|s| data_encoding::BASE32_NOPAD.encode(s)),
-                "digits": p.get("digits"),
-                "period": p.get("period"),
-                "algorithm": p.get("algorithm"),
-                "last_step": f.last_step,
-            });
-        }
+        "totp" => out.totp = totp_state(f),
         "webauthn" => {
-            let mut w = p.clone();
-            w["sign_count"] = f.sign_count.into();
-            v["webauthn"] = w;
+            out.webauthn = proto::WebauthnState::deserialize(p)
+                .ok()
+                .and_then(|w| Some(proto::WebauthnState { sign_count: u32::try_from(f.sign_count).ok()?, ..w }))
         }
-        "recovery" => v["recovery"] = json!({"remaining": f.recovery_remaining}),
-        "email" | "sms" => {
-            v[f.kind.as_str()] = json!({
-                "address": f.secret.as_deref().map(|s| String::from_utf8_lossy(s).into_owned()),
-                "masked": p.get("masked"),
-            });
-        }
+        "recovery" => out.recovery = Some(proto::RecoveryState { remaining: count(f.recovery_remaining) }),
+        "email" => out.email = Some(address()),
+        "sms" => out.sms = Some(address()),
         _ => {}
     }
-    v
+    out
+}
+
+fn totp_state(f: &db::Factor) -> Option<proto::TotpState> {
+    let p = &f.params;
+    Some(proto::TotpState {
+        secret: f.secret.as_deref().map(|s| data_encoding::BASE32_NOPAD.encode(s)),
+        digits: u32::try_from(p.get("digits")?.as_u64()?).ok()?,
+        period: p.get("period")?.as_u64()?,
+        algorithm: p.get("algorithm")?.as_str()?.to_string(),
+        last_step: u64::try_from(f.last_step).ok()?,
+    })
 }
 
 pub async fn list(
     State(state): State<Shared>,
-    path: Result<Path<String>, PathRejection>,
+    UserPath(user): UserPath,
     uri: Uri,
-) -> ApiResult<Json<Value>> {
-    let Path(user) = path.map_err(path_error)?;
-    check_user(&user)?;
+) -> ApiResult<Json<proto::FactorList>> {
     let ip = query_params(&uri)?.remove("ip").map(|ip| super::bans::canonical_ip(&ip)).transpose()?;
     let u = user.clone();
     let (factors, banned_until) = blocking(&state, move |s| {
@@ -87,57 +90,8 @@ pub async fn list(
         })
     })
     .await?;
-    let factors: Vec<Value> = factors.iter().map(factor_json).collect();
-    Ok(Json(json!({"user": user, "factors": factors, "banned_until": banned_until})))
-}
-
-#[derive(Deserialize)]
-struct CreateBody {
-    #[serde(rename = "type")]
-    kind: String,
-    name: Option<String>,
-    totp: Option<TotpBody>,
-    webauthn: Option<WebauthnBody>,
-    email: Option<AddressBody>,
-    sms: Option<AddressBody>,
-    used_step: Option<u64>,
-    #[serde(default)]
-    only_if_none: bool,
-    #[serde(default)]
-    owned_by_enterprise: bool,
-}
-
-#[derive(Deserialize)]
-struct TotpBody {
-    secret: String,
-    digits: Option<u64>,
-    period: Option<u64>,
-    algorithm: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct WebauthnBody {
-    credential_id: String,
-    public_key: String,
-    alg: i64,
-    #[serde(default)]
-    sign_count: u32,
-    aaguid: Option<String>,
-    #[serde(default)]
-    transports: Vec<String>,
-    #[serde(default)]
-    backup_eligible: bool,
-    #[serde(default)]
-    backup_state: bool,
-    attestation_format: Option<String>,
-    user_handle: Option<String>,
-    #[serde(default)]
-    discoverable: bool,
-}
-
-#[derive(Deserialize)]
-struct AddressBody {
-    address: String,
+    let factors = factors.iter().map(factor_reply).collect();
+    Ok(Json(proto::FactorList { user, factors, banned_until: banned_until.map(secs) }))
 }
 
 fn to_step(step: u64) -> ApiResult<i64> {
@@ -182,7 +136,7 @@ pub(crate) fn normalize_address(channel: &str, address: &str) -> ApiResult<Strin
     }
 }
 
-fn validate_totp(body: &CreateBody) -> ApiResult<(Vec<u8>, Value)> {
+fn validate_totp(body: &proto::NewFactor) -> ApiResult<(Vec<u8>, Value)> {
     let totp = body.totp.as_ref().ok_or_else(|| ApiError::invalid("totp parameters are required"))?;
     let secret = decode_base32(&totp.secret)
         .filter(|s| (10..=64).contains(&s.len()))
@@ -205,7 +159,7 @@ fn validate_totp(body: &CreateBody) -> ApiResult<(Vec<u8>, Value)> {
 const TRANSPORTS: [&str; 6] = ["usb", "nfc", "ble", "internal", "hybrid", "smart-card"];
 
 /// Returns (canonical credential id, params) for a WebAuthn factor.
-fn validate_webauthn(w: &WebauthnBody) -> ApiResult<(String, Value)> {
+fn validate_webauthn(w: &proto::WebauthnParams) -> ApiResult<(String, Value)> {
     let credential_id = canonical_credential_id(&w.credential_id)?;
     let public_key = decode_b64url(&w.public_key, 1, 2048)
         .ok_or_else(|| ApiError::invalid("public_key must be base64url of 1..=2048 bytes"))?;
@@ -250,7 +204,7 @@ fn validate_webauthn(w: &WebauthnBody) -> ApiResult<(String, Value)> {
     Ok((credential_id, params))
 }
 
-fn validate_new_factor(body: CreateBody) -> ApiResult<NewFactor> {
+fn validate_new_factor(body: proto::NewFactor) -> ApiResult<NewFactor> {
     let default_name = match body.kind.as_str() {
         "totp" => "Authenticator",
         "webauthn" => "Security key",
@@ -304,39 +258,25 @@ fn validate_new_factor(body: CreateBody) -> ApiResult<NewFactor> {
 
 pub async fn create(
     State(state): State<Shared>,
-    path: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let Path(user) = path.map_err(path_error)?;
-    check_user(&user)?;
-    let actor = actor(&headers)?;
-    let body: CreateBody = parse_body(body)?;
+    UserPath(user): UserPath,
+    Actor(actor): Actor,
+    Body(body): Body<proto::NewFactor>,
+) -> ApiResult<(StatusCode, Json<proto::Created>)> {
     let only_if_none = body.only_if_none;
     let factor = validate_new_factor(body)?;
     let id = blocking(&state, move |s| {
         s.pool.with(|c| db::create_factor(c, &s.key, &user, factor.clone(), only_if_none, &actor))
     })
     .await?;
-    Ok((StatusCode::CREATED, Json(json!({ "id": id }))))
-}
-
-#[derive(Deserialize)]
-struct PatchBody {
-    name: Option<String>,
-    enabled: Option<bool>,
+    Ok((StatusCode::CREATED, Json(proto::Created { id })))
 }
 
 pub async fn patch(
     State(state): State<Shared>,
-    path: Result<Path<(String, String)>, PathRejection>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<Value>> {
-    let Path((user, id)) = path.map_err(path_error)?;
-    check_user(&user)?;
-    let actor = actor(&headers)?;
-    let body: PatchBody = parse_body(body)?;
+    UserItemPath(user, id): UserItemPath,
+    Actor(actor): Actor,
+    Body(body): Body<proto::FactorPatch>,
+) -> ApiResult<Json<proto::Factor>> {
     if body.name.is_none() && body.enabled.is_none() {
         return Err(ApiError::invalid("give name and/or enabled"));
     }
@@ -347,26 +287,15 @@ pub async fn patch(
         s.pool.with(|c| db::update_factor(c, &user, &id, body.name.as_deref(), body.enabled, &actor))
     })
     .await?;
-    Ok(Json(factor_json(&f)))
-}
-
-#[derive(Deserialize)]
-struct UseBody {
-    step: u64,
-    /// A reserved attempt (`POST /v1/attempts`) that this use settles as a success.
-    attempt: Option<String>,
+    Ok(Json(factor_reply(&f)))
 }
 
 pub async fn use_totp(
     State(state): State<Shared>,
-    path: Result<Path<(String, String)>, PathRejection>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<Value>> {
-    let Path((user, id)) = path.map_err(path_error)?;
-    check_user(&user)?;
-    let actor = actor(&headers)?;
-    let body: UseBody = parse_body(body)?;
+    UserItemPath(user, id): UserItemPath,
+    Actor(actor): Actor,
+    Body(body): Body<proto::TotpUse>,
+) -> ApiResult<Json<proto::Done>> {
     let step = to_step(body.step)?;
     blocking(&state, move |s| {
         s.pool.with(|c| {
@@ -375,26 +304,15 @@ pub async fn use_totp(
         })
     })
     .await?;
-    Ok(Json(json!({"ok": true})))
-}
-
-#[derive(Deserialize)]
-struct WebauthnUseBody {
-    sign_count: u32,
-    backup_state: Option<bool>,
-    attempt: Option<String>,
+    Ok(done())
 }
 
 pub async fn use_webauthn(
     State(state): State<Shared>,
-    path: Result<Path<(String, String)>, PathRejection>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<Value>> {
-    let Path((user, id)) = path.map_err(path_error)?;
-    check_user(&user)?;
-    let actor = actor(&headers)?;
-    let body: WebauthnUseBody = parse_body(body)?;
+    UserItemPath(user, id): UserItemPath,
+    Actor(actor): Actor,
+    Body(body): Body<proto::WebauthnUse>,
+) -> ApiResult<Json<proto::Done>> {
     blocking(&state, move |s| {
         s.pool.with(|c| {
             db::use_webauthn(c, &user, &id, i64::from(body.sign_count), body.backup_state, &actor)?;
@@ -402,27 +320,23 @@ pub async fn use_webauthn(
         })
     })
     .await?;
-    Ok(Json(json!({"ok": true})))
+    Ok(done())
 }
 
 pub async fn credential(
     State(state): State<Shared>,
-    path: Result<Path<String>, PathRejection>,
-) -> ApiResult<Json<Value>> {
-    let Path(cred) = path.map_err(path_error)?;
+    Segment(cred): Segment,
+) -> ApiResult<Json<proto::CredentialOwner>> {
     let cred = canonical_credential_id(&cred)?;
     let f = blocking(&state, move |s| s.pool.with(|c| db::find_credential(c, &cred))).await?;
-    Ok(Json(json!({"user": f.user, "factor": factor_json(&f)})))
+    Ok(Json(proto::CredentialOwner { factor: factor_reply(&f), user: f.user }))
 }
 
 pub async fn delete(
     State(state): State<Shared>,
-    path: Result<Path<(String, String)>, PathRejection>,
-    headers: HeaderMap,
+    UserItemPath(user, id): UserItemPath,
+    Actor(actor): Actor,
 ) -> ApiResult<StatusCode> {
-    let Path((user, id)) = path.map_err(path_error)?;
-    check_user(&user)?;
-    let actor = actor(&headers)?;
     blocking(&state, move |s| s.pool.with(|c| db::delete_factor(c, &user, &id, &actor))).await?;
     Ok(StatusCode::NO_CONTENT)
 }

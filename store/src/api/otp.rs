@@ -1,15 +1,12 @@
 //! Emailed / texted one-time codes: generation, delivery, verification.
 
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use edge_mfa_proto as proto;
 
 use super::factors::normalize_address;
-use super::{actor, blocking, check_user, mask_address, parse_body, path_error, ApiError, ApiResult, Shared};
+use super::{blocking, done, mask_address, secs, Actor, ApiError, ApiResult, Body, Shared, UserPath};
 use crate::crypto::random_digits;
 use crate::db::{self, otp, otp_limits, StoreError};
 use crate::email_template::Values;
@@ -56,19 +53,6 @@ fn render_subject(template: &str, code: &str, show: bool) -> String {
     }
 }
 
-#[derive(Deserialize)]
-struct SendBody {
-    channel: String,
-    destination: Option<String>,
-    ttl_s: Option<u32>,
-    subject: Option<String>,
-    #[serde(default)]
-    show_code_in_subject: bool,
-    locale: Option<String>,
-    /// The site's name for the email template's `{{ site }}` (the filter sends its branding title).
-    site: Option<String>,
-}
-
 /// `{{ site }}` when the request names none: the filter's default branding title.
 const DEFAULT_SITE: &str = "edge-mfa";
 
@@ -78,14 +62,10 @@ fn channel(s: &str) -> ApiResult<Channel> {
 
 pub async fn send(
     State(state): State<Shared>,
-    path: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let Path(user) = path.map_err(path_error)?;
-    check_user(&user)?;
-    let actor = actor(&headers)?;
-    let body: SendBody = parse_body(body)?;
+    UserPath(user): UserPath,
+    Actor(actor): Actor,
+    Body(body): Body<proto::OtpSend>,
+) -> ApiResult<(StatusCode, Json<proto::OtpSent>)> {
     let ch = channel(&body.channel)?;
     let ttl_s = body.ttl_s.unwrap_or(300);
     if !(30..=3600).contains(&ttl_s) {
@@ -170,26 +150,15 @@ pub async fn send(
             .await?;
         return Err(ApiError::new(StatusCode::BAD_GATEWAY, "delivery_failed", "the message could not be delivered"));
     }
-    Ok((StatusCode::ACCEPTED, Json(json!({"expires_at": expires_at, "sent_to": mask_address(&to)}))))
-}
-
-#[derive(Deserialize)]
-struct VerifyBody {
-    channel: String,
-    code: String,
-    attempt: Option<String>,
+    Ok((StatusCode::ACCEPTED, Json(proto::OtpSent { expires_at: secs(expires_at), sent_to: mask_address(&to) })))
 }
 
 pub async fn verify(
     State(state): State<Shared>,
-    path: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<Value>> {
-    let Path(user) = path.map_err(path_error)?;
-    check_user(&user)?;
-    let actor = actor(&headers)?;
-    let body: VerifyBody = parse_body(body)?;
+    UserPath(user): UserPath,
+    Actor(actor): Actor,
+    Body(body): Body<proto::OtpVerify>,
+) -> ApiResult<Json<proto::Done>> {
     let ch = channel(&body.channel)?;
     if body.code.len() > 32 {
         return Err(ApiError::invalid("code is too long"));
@@ -202,7 +171,7 @@ pub async fn verify(
         })
     })
     .await?;
-    Ok(Json(json!({"ok": true})))
+    Ok(done())
 }
 
 #[cfg(test)]

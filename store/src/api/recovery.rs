@@ -1,33 +1,25 @@
 //! Recovery codes: replace the whole set, consume one.
 
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use axum::extract::State;
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use edge_mfa_proto as proto;
 
-use super::{actor, blocking, check_user, parse_body, path_error, ApiError, ApiResult, Shared};
+use super::{blocking, Actor, ApiError, ApiResult, Body, Shared, UserPath};
 use crate::db::recovery;
 
 pub const MAX_CODES: usize = 20;
 
-#[derive(Deserialize)]
-struct PutBody {
-    codes: Vec<String>,
+/// A count of codes (at most `MAX_CODES`) as the protocol's unsigned number.
+pub(crate) fn count(n: i64) -> u32 {
+    u32::try_from(n).unwrap_or(0)
 }
 
 pub async fn put(
     State(state): State<Shared>,
-    path: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<Value>> {
-    let Path(user) = path.map_err(path_error)?;
-    check_user(&user)?;
-    let actor = actor(&headers)?;
-    let body: PutBody = parse_body(body)?;
+    UserPath(user): UserPath,
+    Actor(actor): Actor,
+    Body(body): Body<proto::RecoveryCodes>,
+) -> ApiResult<Json<proto::RecoverySet>> {
     if !(1..=MAX_CODES).contains(&body.codes.len()) {
         return Err(ApiError::invalid(format!("codes must hold 1..={MAX_CODES} codes")));
     }
@@ -45,25 +37,15 @@ pub async fn put(
     }
     let (id, remaining) =
         blocking(&state, move |s| s.pool.with(|c| recovery::replace(c, &s.key, &user, &normalized, &actor))).await?;
-    Ok(Json(json!({"id": id, "remaining": remaining})))
-}
-
-#[derive(Deserialize)]
-struct ConsumeBody {
-    code: String,
-    attempt: Option<String>,
+    Ok(Json(proto::RecoverySet { id, remaining: count(remaining) }))
 }
 
 pub async fn consume(
     State(state): State<Shared>,
-    path: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<Value>> {
-    let Path(user) = path.map_err(path_error)?;
-    check_user(&user)?;
-    let actor = actor(&headers)?;
-    let body: ConsumeBody = parse_body(body)?;
+    UserPath(user): UserPath,
+    Actor(actor): Actor,
+    Body(body): Body<proto::RecoveryConsume>,
+) -> ApiResult<Json<proto::RecoveryConsumed>> {
     if body.code.len() > 256 {
         return Err(ApiError::invalid("code is too long"));
     }
@@ -75,5 +57,5 @@ pub async fn consume(
         })
     })
     .await?;
-    Ok(Json(json!({"remaining": remaining, "factor_id": id})))
+    Ok(Json(proto::RecoveryConsumed { remaining: count(remaining), factor_id: id }))
 }

@@ -1,43 +1,32 @@
 //! The session revocation list: the filter polls it (`GET`) and adds to it on logout (`POST`).
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{StatusCode, Uri};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use edge_mfa_proto as proto;
 
-use super::{actor, blocking, check_user, parse_body, query_params, ApiError, ApiResult, Shared};
+use super::{blocking, check_user, query_params, secs, Actor, ApiError, ApiResult, Body, Shared};
 use crate::db::revocations;
 
 /// `GET /v1/revocations?since=<cursor>`: what was revoked after the cursor (all of it without one).
-pub async fn list(State(state): State<Shared>, uri: Uri) -> ApiResult<Json<Value>> {
+pub async fn list(State(state): State<Shared>, uri: Uri) -> ApiResult<Json<proto::RevocationList>> {
     let mut q = query_params(&uri)?;
     let since = q.remove("since").filter(|s| !s.is_empty() && s.len() <= 64);
     let l = blocking(&state, move |s| s.pool.with(|c| revocations::list(c, since.as_deref()))).await?;
-    let sessions: Vec<Value> = l.sessions.iter().map(|(id, exp)| json!({"id": id, "expires_at": exp})).collect();
-    let users: Vec<Value> = l.users.iter().map(|(u, nb)| json!({"user": u, "not_before": nb})).collect();
-    Ok(Json(json!({"cursor": l.cursor, "full": l.full, "sessions": sessions, "users": users})))
-}
-
-#[derive(Deserialize)]
-struct RevokeBody {
-    /// One session: its 16-byte id in hex, and when it would have expired.
-    session_id: Option<String>,
-    expires_at: Option<i64>,
-    /// The session's user (audit log; with no `session_id`: every session of the user).
-    user: String,
+    Ok(Json(proto::RevocationList {
+        cursor: l.cursor,
+        full: l.full,
+        sessions: l.sessions.into_iter().map(|(id, exp)| proto::RevokedSession { id, expires_at: secs(exp) }).collect(),
+        users: l.users.into_iter().map(|(user, nb)| proto::RevokedUser { user, not_before: secs(nb) }).collect(),
+    }))
 }
 
 /// `POST /v1/revocations`: ends one session (logout) or every session of a user.
 pub async fn revoke(
     State(state): State<Shared>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let actor = actor(&headers)?;
-    let body: RevokeBody = parse_body(body)?;
+    Actor(actor): Actor,
+    Body(body): Body<proto::Revocation>,
+) -> ApiResult<(StatusCode, Json<proto::Revoked>)> {
     check_user(&body.user)?;
     match body.session_id {
         Some(id) => {
@@ -49,14 +38,14 @@ pub async fn revoke(
                 s.pool.with(|c| revocations::revoke_session(c, &id, expires_at, &body.user, &actor))
             })
             .await?;
-            Ok((StatusCode::CREATED, Json(json!({"ok": true}))))
+            Ok((StatusCode::CREATED, Json(proto::Revoked { ok: true, not_before: None })))
         }
         None => {
             let nb = blocking(&state, move |s| {
                 s.pool.with(|c| revocations::revoke_user_audited(c, &body.user, &actor, "requested"))
             })
             .await?;
-            Ok((StatusCode::CREATED, Json(json!({"ok": true, "not_before": nb}))))
+            Ok((StatusCode::CREATED, Json(proto::Revoked { ok: true, not_before: Some(nb) })))
         }
     }
 }
