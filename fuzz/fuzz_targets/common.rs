@@ -40,9 +40,12 @@ pub fn ring() -> KeyRing {
     KeyRing::new(vec![k1, k2])
 }
 
+/// One ring per thread: a ring keeps a cache of verified sessions, so it is not `Sync`.
 fn keyring() -> &'static KeyRing {
-    static R: OnceLock<KeyRing> = OnceLock::new();
-    R.get_or_init(ring)
+    thread_local! {
+        static R: &'static KeyRing = Box::leak(Box::new(ring()));
+    }
+    R.with(|r| *r)
 }
 
 /// Splits `data` on `SEP`.
