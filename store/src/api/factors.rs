@@ -46,7 +46,7 @@ pub(crate) fn factor_json(f: &db::Factor) -> Value {
     match f.kind.as_str() {
         "totp" => {
             v["totp"] = json!({
-                "secret": f.secret.as_deref().map(|s| data_encoding::BASE32_NOPAD.encode(s)),
+                "secret": f.secret.as_deref().map(crate::crypto::base32),
                 "digits": p.get("digits"),
                 "period": p.get("period"),
                 "algorithm": p.get("algorithm"),
@@ -146,8 +146,7 @@ fn to_step(step: u64) -> ApiResult<i64> {
 
 /// Decodes base32 (RFC 4648, case-insensitive, padding optional).
 fn decode_base32(s: &str) -> Option<Vec<u8>> {
-    let normalized = s.trim_end_matches('=').to_ascii_uppercase();
-    data_encoding::BASE32_NOPAD.decode(normalized.as_bytes()).ok()
+    crate::crypto::from_base32(s)
 }
 
 /// Canonical base64url of a WebAuthn credential id (16..=1023 bytes).
