@@ -11,13 +11,16 @@ use crate::token::{Key, KeyRing, Method};
 use crate::totp::{Alg, Params};
 use base64::Engine;
 use serde::Deserialize;
+use std::borrow::Cow;
 use std::fmt;
 
 /// A refused configuration: where (the dotted key path, `webauthn.origins[1]`) and what is wrong.
+/// Paths and messages are mostly literals, so `Cow` keeps refusals from allocating (and the
+/// module from growing with one copy per message).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
     /// Dotted key path; empty for the document as a whole (not JSON, wrong top-level type).
-    pub path: String,
+    pub path: Cow<'static, str>,
     pub problem: Problem,
 }
 
@@ -25,29 +28,29 @@ pub struct ConfigError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Problem {
     /// `path: <message>`.
-    Invalid(String),
+    Invalid(Cow<'static, str>),
     /// `path must <rule>`: a value outside its range or form (`must be 50..=60000`).
-    Must(String),
+    Must(Cow<'static, str>),
     /// `path is required`, or `path (or <alternative>) is required`.
     Required { or: Option<String> },
     /// `path needs <what>`: a setting that only works with another.
-    Needs(String),
+    Needs(Cow<'static, str>),
     /// A message that already names its key path (`branding.*`, from `Brand::new`).
     Stated(String),
 }
 
 impl ConfigError {
-    pub fn invalid(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    pub fn invalid(path: impl Into<Cow<'static, str>>, message: impl Into<Cow<'static, str>>) -> ConfigError {
         ConfigError { path: path.into(), problem: Problem::Invalid(message.into()) }
     }
-    pub fn must(path: impl Into<String>, rule: impl Into<String>) -> ConfigError {
-        ConfigError { path: path.into(), problem: Problem::Must(rule.into()) }
+    pub fn must(path: impl Into<Cow<'static, str>>, rule: &'static str) -> ConfigError {
+        ConfigError { path: path.into(), problem: Problem::Must(Cow::Borrowed(rule)) }
     }
-    pub fn required(path: impl Into<String>, or: Option<String>) -> ConfigError {
+    pub fn required(path: impl Into<Cow<'static, str>>, or: Option<String>) -> ConfigError {
         ConfigError { path: path.into(), problem: Problem::Required { or } }
     }
-    pub fn needs(path: impl Into<String>, what: impl Into<String>) -> ConfigError {
-        ConfigError { path: path.into(), problem: Problem::Needs(what.into()) }
+    pub fn needs(path: &'static str, what: &'static str) -> ConfigError {
+        ConfigError { path: Cow::Borrowed(path), problem: Problem::Needs(Cow::Borrowed(what)) }
     }
 }
 
@@ -714,8 +717,10 @@ fn secret_from(what: &str, value: Option<String>, env_name: Option<String>, env:
                 )),
             }
         }
-        (Some(_), Some(_)) => Err(ConfigError::invalid(what, format!("give {what} or {what}_env, not both"))),
-        _ => Err(ConfigError::required(what, Some(format!("{what}_env")))),
+        (Some(_), Some(_)) => {
+            Err(ConfigError::invalid(what.to_string(), format!("give {what} or {what}_env, not both")))
+        }
+        _ => Err(ConfigError::required(what.to_string(), Some(format!("{what}_env")))),
     }
 }
 
@@ -965,7 +970,7 @@ impl TryFrom<RawBranding> for crate::pages::Brand {
     type Error = ConfigError;
     fn try_from(b: RawBranding) -> Result<crate::pages::Brand, ConfigError> {
         crate::pages::Brand::new(b.title, b.logo_url, b.primary_color, b.background_color, b.base_template)
-            .map_err(|m| ConfigError { path: "branding".into(), problem: Problem::Stated(m) })
+            .map_err(|m| ConfigError { path: Cow::Borrowed("branding"), problem: Problem::Stated(m) })
     }
 }
 
@@ -999,8 +1004,8 @@ impl Config {
         let raw: RawConfig = serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(bytes))
             .map_err(|e| {
                 let path = match e.path().to_string() {
-                    p if p == "." => String::new(),
-                    p => p,
+                    p if p == "." => Cow::Borrowed(""),
+                    p => Cow::Owned(p),
                 };
                 ConfigError::invalid(path, e.inner().to_string())
             })?;
