@@ -906,11 +906,9 @@ impl TryFrom<RawTotp> for Totp {
 impl TryFrom<RawRecheck> for (u64, u64) {
     type Error = ConfigError;
     fn try_from(r: RawRecheck) -> Result<(u64, u64), ConfigError> {
-        if r.min_s >= 1 && r.min_s <= r.max_s {
-            Ok((r.min_s, r.max_s))
-        } else {
-            Err(ConfigError::invalid("recheck", "need 1 <= min_s <= max_s"))
-        }
+        (r.min_s >= 1 && r.min_s <= r.max_s)
+            .then_some((r.min_s, r.max_s))
+            .ok_or_else(|| ConfigError::invalid("recheck", "need 1 <= min_s <= max_s"))
     }
 }
 
@@ -918,11 +916,7 @@ impl TryFrom<RawRecheck> for (u64, u64) {
 impl TryFrom<RawRecovery> for usize {
     type Error = ConfigError;
     fn try_from(r: RawRecovery) -> Result<usize, ConfigError> {
-        if (1..=20).contains(&r.count) {
-            Ok(r.count)
-        } else {
-            Err(ConfigError::must("recovery.count", "be 1..=20"))
-        }
+        (1..=20).contains(&r.count).then_some(r.count).ok_or_else(|| ConfigError::must("recovery.count", "be 1..=20"))
     }
 }
 
@@ -930,11 +924,9 @@ impl TryFrom<RawRecovery> for usize {
 impl TryFrom<RawDevices> for (u64, u32) {
     type Error = ConfigError;
     fn try_from(d: RawDevices) -> Result<(u64, u32), ConfigError> {
-        if (1..=400).contains(&d.days) && (1..=50).contains(&d.max) {
-            Ok((d.days, d.max))
-        } else {
-            Err(ConfigError::invalid("trusted_devices", "days 1..=400, max 1..=50"))
-        }
+        ((1..=400).contains(&d.days) && (1..=50).contains(&d.max))
+            .then_some((d.days, d.max))
+            .ok_or_else(|| ConfigError::invalid("trusted_devices", "days 1..=400, max 1..=50"))
     }
 }
 
@@ -958,11 +950,7 @@ impl TryFrom<RawEmail> for EmailSettings {
 impl TryFrom<RawSms> for u64 {
     type Error = ConfigError;
     fn try_from(s: RawSms) -> Result<u64, ConfigError> {
-        if (60..=3600).contains(&s.ttl_s) {
-            Ok(s.ttl_s)
-        } else {
-            Err(ConfigError::must("sms.ttl_s", "be 60..=3600"))
-        }
+        (60..=3600).contains(&s.ttl_s).then_some(s.ttl_s).ok_or_else(|| ConfigError::must("sms.ttl_s", "be 60..=3600"))
     }
 }
 
