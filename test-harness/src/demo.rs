@@ -166,6 +166,7 @@ mod tests {
     #[test]
     fn forms() {
         assert_eq!(form_decode("a+b%20c%2F%zz%4"), "a b c/%zz%4");
+        assert_eq!(form_encode("a b/\u{e9}~-._+"), "a+b%2F%C3%A9~-._%2B");
         let enc = encode_form(&[("username", "a b&c"), ("next", "/x?y=1")]);
         assert_eq!(enc, "username=a+b%26c&next=%2Fx%3Fy%3D1");
         assert_eq!(
