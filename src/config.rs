@@ -1,11 +1,81 @@
 //! Plugin configuration: parsed and checked once when Envoy (re)configures the plugin, never per
 //! request. Unknown keys are refused so a typo cannot silently weaken the policy.
+//!
+//! Each section is deserialized into its `Raw*` struct, then checked by its own `TryFrom`
+//! (`IdentitySource::try_from(RawIdentity)`, `Policy::try_from(RawPolicy)`, …); `Config::parse`
+//! only assembles the results. Every refusal is a [`ConfigError`] naming the key path, the
+//! wording `edge-mfa check-config` prints (cli/tests/check_config.rs pins it).
 
 use crate::policy::{NoFactor, Policy, Rule};
 use crate::token::{Key, KeyRing, Method};
 use crate::totp::{Alg, Params};
 use base64::Engine;
 use serde::Deserialize;
+use std::borrow::Cow;
+use std::fmt;
+
+/// A refused configuration: where (the dotted key path, `webauthn.origins[1]`) and what is wrong.
+/// Paths and messages are mostly literals, so `Cow` keeps refusals from allocating (and the
+/// module from growing with one copy per message).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted key path; empty for the document as a whole (not JSON, wrong top-level type).
+    pub path: Cow<'static, str>,
+    pub problem: Problem,
+}
+
+/// What is wrong at a key path; each variant is one way of saying it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Problem {
+    /// `path: <message>`.
+    Invalid(Cow<'static, str>),
+    /// `path must <rule>`: a value outside its range or form (`must be 50..=60000`).
+    Must(Cow<'static, str>),
+    /// `path is required`, or `path (or <alternative>) is required`.
+    Required { or: Option<String> },
+    /// `path needs <what>`: a setting that only works with another.
+    Needs(Cow<'static, str>),
+    /// A message that already names its key path (`branding.*`, from `Brand::new`).
+    Stated(String),
+}
+
+impl ConfigError {
+    pub fn invalid(path: impl Into<Cow<'static, str>>, message: impl Into<Cow<'static, str>>) -> ConfigError {
+        ConfigError { path: path.into(), problem: Problem::Invalid(message.into()) }
+    }
+    pub fn must(path: impl Into<Cow<'static, str>>, rule: &'static str) -> ConfigError {
+        ConfigError { path: path.into(), problem: Problem::Must(Cow::Borrowed(rule)) }
+    }
+    pub fn required(path: impl Into<Cow<'static, str>>, or: Option<String>) -> ConfigError {
+        ConfigError { path: path.into(), problem: Problem::Required { or } }
+    }
+    pub fn needs(path: &'static str, what: &'static str) -> ConfigError {
+        ConfigError { path: Cow::Borrowed(path), problem: Problem::Needs(Cow::Borrowed(what)) }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        let path = &self.path;
+        match &self.problem {
+            Problem::Invalid(m) if path.is_empty() => write!(f, "invalid edge-mfa config: {m}"),
+            Problem::Invalid(m) => write!(f, "{path}: {m}"),
+            Problem::Must(rule) => write!(f, "{path} must {rule}"),
+            Problem::Required { or: None } => write!(f, "{path} is required"),
+            Problem::Required { or: Some(alt) } => write!(f, "{path} (or {alt}) is required"),
+            Problem::Needs(what) => write!(f, "{path} needs {what}"),
+            Problem::Stated(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The VM's environment, where `*_env` secrets are read.
+type Env<'e> = &'e dyn Fn(&str) -> Option<String>;
+
+/// A raw section with what its check needs from outside it (the environment, the issuer).
+struct With<T, C>(T, C);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,7 +129,7 @@ struct RawConfig {
     #[serde(default)]
     branding: Option<RawBranding>,
     #[serde(default = "default_regulation")]
-    regulation: Option<Regulation>,
+    regulation: Option<RawRegulation>,
     #[serde(default = "default_revocation")]
     revocation: Option<RawRevocation>,
 }
@@ -83,19 +153,42 @@ fn default_revocation_poll_ms() -> u64 {
 
 /// Bans after repeated second-factor failures (defaults as Authelia's: 5 tries in 2 minutes,
 /// banned for 5 minutes). `"regulation": null` turns it off.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug)]
 pub struct Regulation {
-    #[serde(default = "default_max_retries")]
     pub max_retries: u32,
-    #[serde(default = "default_find_time")]
     pub find_time_s: u64,
-    #[serde(default = "default_ban_time")]
     pub ban_time_s: u64,
 }
 
-fn default_regulation() -> Option<Regulation> {
-    Some(Regulation {
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRegulation {
+    #[serde(default = "default_max_retries")]
+    max_retries: u32,
+    #[serde(default = "default_find_time")]
+    find_time_s: u64,
+    #[serde(default = "default_ban_time")]
+    ban_time_s: u64,
+}
+
+impl TryFrom<RawRegulation> for Regulation {
+    type Error = ConfigError;
+    fn try_from(r: RawRegulation) -> Result<Regulation, ConfigError> {
+        if !(1..=100).contains(&r.max_retries)
+            || !(1..=86_400).contains(&r.find_time_s)
+            || !(1..=86_400 * 7).contains(&r.ban_time_s)
+        {
+            return Err(ConfigError::invalid(
+                "regulation",
+                "max_retries 1..=100, find_time_s 1..=86400, ban_time_s 1..=604800",
+            ));
+        }
+        Ok(Regulation { max_retries: r.max_retries, find_time_s: r.find_time_s, ban_time_s: r.ban_time_s })
+    }
+}
+
+fn default_regulation() -> Option<RawRegulation> {
+    Some(RawRegulation {
         max_retries: default_max_retries(),
         find_time_s: default_find_time(),
         ban_time_s: default_ban_time(),
@@ -257,55 +350,67 @@ pub struct WebauthnSettings {
     pub challenge_ttl_s: u64,
 }
 
-fn parse_webauthn(w: RawWebauthn, issuer: &str) -> Result<WebauthnSettings, String> {
-    use crate::webauthn::{RelyingParty, UserVerification};
-    if w.rp_id.is_empty() || w.rp_id.contains(['/', ':', ' ']) {
-        return Err("webauthn.rp_id: must be a domain name such as example.com".into());
-    }
-    if w.origins.is_empty() {
-        return Err("webauthn.origins: must list the allowed origins, e.g. https://app.example.com".into());
-    }
-    for (i, o) in w.origins.iter().enumerate() {
-        let host = o.strip_prefix("https://").or_else(|| o.strip_prefix("http://")).unwrap_or("");
-        let host = host.split(':').next().unwrap_or("");
-        if host.is_empty() || o.ends_with('/') || !(host == w.rp_id || host.ends_with(&format!(".{}", w.rp_id))) {
-            return Err(format!("webauthn.origins[{i}]: {o:?} is not on rp_id {:?} (scheme://host[:port])", w.rp_id));
+impl TryFrom<With<RawWebauthn, &str>> for WebauthnSettings {
+    type Error = ConfigError;
+    /// The relying party; its name defaults to the TOTP issuer (the second item).
+    fn try_from(With(w, issuer): With<RawWebauthn, &str>) -> Result<WebauthnSettings, ConfigError> {
+        use crate::webauthn::{RelyingParty, UserVerification};
+        if w.rp_id.is_empty() || w.rp_id.contains(['/', ':', ' ']) {
+            return Err(ConfigError::invalid("webauthn.rp_id", "must be a domain name such as example.com"));
         }
-    }
-    let user_verification = match w.user_verification.as_str() {
-        "required" => UserVerification::Required,
-        "preferred" => UserVerification::Preferred,
-        "discouraged" => UserVerification::Discouraged,
-        other => return Err(format!("webauthn.user_verification: unknown value {other:?}")),
-    };
-    if !["none", "indirect", "direct", "enterprise"].contains(&w.attestation.as_str()) {
-        return Err("webauthn.attestation must be none, indirect, direct or enterprise".into());
-    }
-    if !["discouraged", "preferred", "required"].contains(&w.resident_key.as_str()) {
-        return Err("webauthn.resident_key must be discouraged, preferred or required".into());
-    }
-    if let Some(a) = &w.attachment {
-        if a != "platform" && a != "cross-platform" {
-            return Err("webauthn.attachment must be platform or cross-platform".into());
+        if w.origins.is_empty() {
+            return Err(ConfigError::invalid(
+                "webauthn.origins",
+                "must list the allowed origins, e.g. https://app.example.com",
+            ));
         }
+        for (i, o) in w.origins.iter().enumerate() {
+            let host = o.strip_prefix("https://").or_else(|| o.strip_prefix("http://")).unwrap_or("");
+            let host = host.split(':').next().unwrap_or("");
+            if host.is_empty() || o.ends_with('/') || !(host == w.rp_id || host.ends_with(&format!(".{}", w.rp_id))) {
+                return Err(ConfigError::invalid(
+                    format!("webauthn.origins[{i}]"),
+                    format!("{o:?} is not on rp_id {:?} (scheme://host[:port])", w.rp_id),
+                ));
+            }
+        }
+        let user_verification = match w.user_verification.as_str() {
+            "required" => UserVerification::Required,
+            "preferred" => UserVerification::Preferred,
+            "discouraged" => UserVerification::Discouraged,
+            other => {
+                return Err(ConfigError::invalid("webauthn.user_verification", format!("unknown value {other:?}")))
+            }
+        };
+        if !["none", "indirect", "direct", "enterprise"].contains(&w.attestation.as_str()) {
+            return Err(ConfigError::must("webauthn.attestation", "be none, indirect, direct or enterprise"));
+        }
+        if !["discouraged", "preferred", "required"].contains(&w.resident_key.as_str()) {
+            return Err(ConfigError::must("webauthn.resident_key", "be discouraged, preferred or required"));
+        }
+        if let Some(a) = &w.attachment {
+            if a != "platform" && a != "cross-platform" {
+                return Err(ConfigError::must("webauthn.attachment", "be platform or cross-platform"));
+            }
+        }
+        if !(30..=600).contains(&w.challenge_ttl_s) {
+            return Err(ConfigError::must("webauthn.challenge_ttl_s", "be 30..=600"));
+        }
+        Ok(WebauthnSettings {
+            rp: RelyingParty {
+                id: w.rp_id,
+                name: w.rp_name.unwrap_or_else(|| issuer.to_string()),
+                origins: w.origins,
+                appid: w.appid,
+                user_verification,
+                attestation: w.attestation,
+                resident_key: w.resident_key,
+                attachment: w.attachment,
+                timeout_ms: w.timeout_ms,
+            },
+            challenge_ttl_s: w.challenge_ttl_s,
+        })
     }
-    if !(30..=600).contains(&w.challenge_ttl_s) {
-        return Err("webauthn.challenge_ttl_s must be 30..=600".into());
-    }
-    Ok(WebauthnSettings {
-        rp: RelyingParty {
-            id: w.rp_id,
-            name: w.rp_name.unwrap_or_else(|| issuer.to_string()),
-            origins: w.origins,
-            appid: w.appid,
-            user_verification,
-            attestation: w.attestation,
-            resident_key: w.resident_key,
-            attachment: w.attachment,
-            timeout_ms: w.timeout_ms,
-        },
-        challenge_ttl_s: w.challenge_ttl_s,
-    })
 }
 
 #[derive(Deserialize)]
@@ -596,216 +701,356 @@ pub fn decode_b64(s: &str) -> Option<Vec<u8>> {
 
 /// A secret given either inline (`value`) or as the name of an environment variable of the VM
 /// (`env`), never both: env values stay out of the plugin configuration and `/config_dump`.
-fn secret_from(
-    what: &str,
-    value: Option<String>,
-    env_name: Option<String>,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<String, String> {
+/// `what` is the key path of the inline form (`store.token`).
+fn secret_from(what: &str, value: Option<String>, env_name: Option<String>, env: Env) -> Result<String, ConfigError> {
     match (value, env_name) {
         (Some(v), None) if !v.is_empty() => Ok(v),
         (None, Some(name)) => {
             if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-                return Err(format!("{what}_env must name an environment variable ([A-Za-z0-9_]+)"));
+                return Err(ConfigError::must(format!("{what}_env"), "name an environment variable ([A-Za-z0-9_]+)"));
             }
             match env(&name) {
                 Some(v) if !v.trim().is_empty() => Ok(v.trim().to_string()),
-                _ => Err(format!(
-                    "{what}_env: the VM has no environment variable {name} (Envoy vm_config.environment_variables)"
+                _ => Err(ConfigError::invalid(
+                    format!("{what}_env"),
+                    format!("the VM has no environment variable {name} (Envoy vm_config.environment_variables)"),
                 )),
             }
         }
-        (Some(_), Some(_)) => Err(format!("{what}: give {what} or {what}_env, not both")),
-        _ => Err(format!("{what} (or {what}_env) is required")),
+        (Some(_), Some(_)) => {
+            Err(ConfigError::invalid(what.to_string(), format!("give {what} or {what}_env, not both")))
+        }
+        _ => Err(ConfigError::required(what.to_string(), Some(format!("{what}_env")))),
     }
 }
 
-impl Config {
-    /// Parses a configuration whose secrets are all inline (no environment).
-    pub fn parse(bytes: &[u8]) -> Result<Config, String> {
-        Config::parse_with_env(bytes, &|_| None)
-    }
-
-    /// Parses the plugin configuration; `*_env` secrets are read through `env` (the VM's
-    /// environment, which Envoy fills from `vm_config.environment_variables`), once, here.
-    pub fn parse_with_env(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Config, String> {
-        // serde_path_to_error names the key (`webauthn.origins[1]: invalid type ...`), not only a column.
-        let raw: RawConfig = serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(bytes))
-            .map_err(|e| match e.path().to_string().as_str() {
-                "." => format!("invalid edge-mfa config: {}", e.inner()),
-                path => format!("{path}: {}", e.inner()),
-            })?;
-        let identity = match (raw.identity.header, raw.identity.jwt_payload_header, raw.identity.claim) {
+impl TryFrom<RawIdentity> for IdentitySource {
+    type Error = ConfigError;
+    fn try_from(raw: RawIdentity) -> Result<IdentitySource, ConfigError> {
+        let identity = match (raw.header, raw.jwt_payload_header, raw.claim) {
             (Some(h), None, None) => IdentitySource::Header(h.to_ascii_lowercase()),
             (None, Some(h), claim) => IdentitySource::JwtPayload {
                 header: h.to_ascii_lowercase(),
                 claim: claim.unwrap_or_else(|| "sub".into()),
             },
-            _ => return Err("identity: give either {\"header\"} or {\"jwt_payload_header\", \"claim\"}".into()),
+            _ => {
+                return Err(ConfigError::invalid(
+                    "identity",
+                    "give either {\"header\"} or {\"jwt_payload_header\", \"claim\"}",
+                ))
+            }
         };
         if !header_name_ok(identity.header()) {
             let key = if matches!(identity, IdentitySource::Header(_)) { "header" } else { "jwt_payload_header" };
-            return Err(format!("identity.{key}: must be a lowercase header name and not x-mfa-*"));
+            return Err(ConfigError::invalid(
+                format!("identity.{key}"),
+                "must be a lowercase header name and not x-mfa-*",
+            ));
         }
-        if let Some(u) = &raw.login_url {
-            if !(u.starts_with('/') || u.starts_with("https://") || u.starts_with("http://")) {
-                return Err("login_url: must be a path or an http(s) URL".into());
-            }
+        Ok(identity)
+    }
+}
+
+impl TryFrom<With<RawStore, Env<'_>>> for StoreConfig {
+    type Error = ConfigError;
+    fn try_from(With(raw, env): With<RawStore, Env>) -> Result<StoreConfig, ConfigError> {
+        if raw.cluster.is_empty() {
+            return Err(ConfigError::required("store.cluster", None));
         }
-        if raw.store.cluster.is_empty() {
-            return Err("store.cluster is required".into());
+        let token = secret_from("store.token", raw.token, raw.token_env, env)?;
+        if !(50..=60_000).contains(&raw.timeout_ms) {
+            return Err(ConfigError::must("store.timeout_ms", "be 50..=60000"));
         }
-        let store_token = secret_from("store.token", raw.store.token, raw.store.token_env, env)?;
-        if !(50..=60_000).contains(&raw.store.timeout_ms) {
-            return Err("store.timeout_ms must be 50..=60000".into());
+        Ok(StoreConfig {
+            cluster: raw.cluster,
+            authority: raw.authority,
+            timeout_ms: raw.timeout_ms,
+            authorization: format!("Bearer {token}"),
+            path_prefix: raw.path_prefix.trim_end_matches('/').to_string(),
+        })
+    }
+}
+
+/// The checked `session` section, and the cookie names derived from its `cookie_name`.
+struct Session {
+    ttl_s: u64,
+    secure: bool,
+    static_keys: KeyRing,
+    keys_from_store: bool,
+    key_refresh_s: u64,
+    bind_to_host: bool,
+    cookies: Cookies,
+}
+
+/// The filter's cookies: the session's and the three named after it.
+struct Cookies {
+    session: String,
+    ceremony: String,
+    device: String,
+    remembered: String,
+}
+
+impl From<String> for Cookies {
+    fn from(session: String) -> Cookies {
+        Cookies {
+            ceremony: format!("{session}-wa"),
+            device: format!("{session}-device"),
+            remembered: format!("{session}-user"),
+            session,
         }
+    }
+}
+
+impl TryFrom<With<RawSession, Env<'_>>> for Session {
+    type Error = ConfigError;
+    fn try_from(With(raw, env): With<RawSession, Env>) -> Result<Session, ConfigError> {
         let mut keys = Vec::new();
-        for (i, k) in raw.session.keys.into_iter().enumerate() {
+        for (i, k) in raw.keys.into_iter().enumerate() {
             let what = format!("session.keys[{i}].secret");
             let secret = secret_from(&what, k.secret, k.secret_env, env)?;
-            let secret = decode_b64(&secret).ok_or_else(|| format!("session.keys[{i}].secret: not base64"))?;
-            keys.push(Key::new(&k.kid, &secret).map_err(|e| format!("session.keys[{i}]: {e}"))?);
+            let secret = decode_b64(&secret).ok_or_else(|| ConfigError::invalid(what, "not base64"))?;
+            keys.push(Key::new(&k.kid, &secret).map_err(|e| ConfigError::invalid(format!("session.keys[{i}]"), e))?);
         }
-        if keys.is_empty() && !raw.session.keys_from_store {
-            return Err("session.keys: give keys, or set session.keys_from_store".into());
+        if keys.is_empty() && !raw.keys_from_store {
+            return Err(ConfigError::invalid("session.keys", "give keys, or set session.keys_from_store"));
         }
-        if !(60..=30 * 86400).contains(&raw.session.ttl_s) {
-            return Err("session.ttl_s must be 60..=2592000".into());
+        if !(60..=30 * 86400).contains(&raw.ttl_s) {
+            return Err(ConfigError::must("session.ttl_s", "be 60..=2592000"));
         }
-        let cookie_name = match raw.session.cookie_name {
+        let cookie_name = match raw.cookie_name {
             Some(n) => n,
-            None if raw.session.secure => "__Host-edge-mfa".into(),
+            None if raw.secure => "__Host-edge-mfa".into(),
             None => "edge-mfa".into(),
         };
         if cookie_name.is_empty() || !cookie_name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-            return Err("session.cookie_name must be [A-Za-z0-9_-]+".into());
+            return Err(ConfigError::must("session.cookie_name", "be [A-Za-z0-9_-]+"));
         }
-        if cookie_name.starts_with("__Host-") && !raw.session.secure {
-            return Err("session.cookie_name: a __Host- cookie needs session.secure".into());
+        if cookie_name.starts_with("__Host-") && !raw.secure {
+            return Err(ConfigError::invalid("session.cookie_name", "a __Host- cookie needs session.secure"));
         }
-        let no_factor = match raw.policy.no_factor.as_deref().unwrap_or("enroll") {
+        Ok(Session {
+            ttl_s: raw.ttl_s,
+            secure: raw.secure,
+            static_keys: KeyRing::new(keys),
+            keys_from_store: raw.keys_from_store,
+            key_refresh_s: raw.key_refresh_s.clamp(5, 3600),
+            bind_to_host: raw.bind_to_host,
+            cookies: Cookies::from(cookie_name),
+        })
+    }
+}
+
+/// Method names at `path` (`methods`, `policy.rules[0].methods`), each checked.
+fn methods_at(names: &[String], path: &str) -> Result<Vec<Method>, ConfigError> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            Method::parse(n)
+                .ok_or_else(|| ConfigError::invalid(format!("{path}[{i}]"), format!("unknown method {n:?}")))
+        })
+        .collect()
+}
+
+impl TryFrom<RawPolicy> for Policy {
+    type Error = ConfigError;
+    fn try_from(raw: RawPolicy) -> Result<Policy, ConfigError> {
+        let no_factor = match raw.no_factor.as_deref().unwrap_or("enroll") {
             "enroll" => NoFactor::Enroll,
             "allow" => NoFactor::Allow,
             "deny" => NoFactor::Deny,
-            other => return Err(format!("policy.no_factor: unknown value {other:?} (enroll|allow|deny)")),
+            other => {
+                return Err(ConfigError::invalid(
+                    "policy.no_factor",
+                    format!("unknown value {other:?} (enroll|allow|deny)"),
+                ))
+            }
         };
         let mut rules = Vec::new();
-        for (i, r) in raw.policy.rules.into_iter().enumerate() {
+        for (i, r) in raw.rules.into_iter().enumerate() {
             let methods = match r.methods {
                 None => None,
-                Some(ms) => Some(
-                    ms.iter()
-                        .enumerate()
-                        .map(|(j, m)| {
-                            Method::parse(m)
-                                .ok_or_else(|| format!("policy.rules[{i}].methods[{j}]: unknown method {m:?}"))
-                        })
-                        .collect::<Result<Vec<_>, _>>()?,
-                ),
+                Some(ms) => Some(methods_at(&ms, &format!("policy.rules[{i}].methods"))?),
             };
-            rules.push(Rule::new(&r.prefix, r.max_age_s, methods).map_err(|e| format!("policy.rules[{i}]: {e}"))?);
+            rules.push(
+                Rule::new(&r.prefix, r.max_age_s, methods)
+                    .map_err(|e| ConfigError::invalid(format!("policy.rules[{i}]"), e))?,
+            );
         }
-        let policy = Policy::new(raw.policy.bypass, rules, no_factor).map_err(|e| format!("policy.bypass: {e}"))?;
-        let alg = Alg::parse(&raw.totp.algorithm).ok_or("totp.algorithm must be SHA1, SHA256 or SHA512")?;
-        let totp = Params { alg, digits: raw.totp.digits, period: raw.totp.period };
-        totp.check()?;
-        if raw.totp.skew > 10 {
-            return Err("totp.skew must be 0..=10 steps".into());
+        Policy::new(raw.bypass, rules, no_factor).map_err(|e| ConfigError::invalid("policy.bypass", e))
+    }
+}
+
+/// The checked `totp` section.
+struct Totp {
+    params: Params,
+    skew: u64,
+    issuer: String,
+}
+
+impl TryFrom<RawTotp> for Totp {
+    type Error = ConfigError;
+    fn try_from(raw: RawTotp) -> Result<Totp, ConfigError> {
+        let alg = Alg::parse(&raw.algorithm)
+            .ok_or_else(|| ConfigError::must("totp.algorithm", "be SHA1, SHA256 or SHA512"))?;
+        let params = Params { alg, digits: raw.digits, period: raw.period };
+        params.check()?;
+        if raw.skew > 10 {
+            return Err(ConfigError::must("totp.skew", "be 0..=10 steps"));
         }
-        let recheck = match raw.recheck {
-            None => None,
-            Some(r) if r.min_s >= 1 && r.min_s <= r.max_s => Some((r.min_s, r.max_s)),
-            Some(_) => return Err("recheck: need 1 <= min_s <= max_s".into()),
-        };
+        Ok(Totp { params, skew: raw.skew, issuer: raw.issuer })
+    }
+}
+
+/// `recheck`: (min_s, max_s).
+impl TryFrom<RawRecheck> for (u64, u64) {
+    type Error = ConfigError;
+    fn try_from(r: RawRecheck) -> Result<(u64, u64), ConfigError> {
+        (r.min_s >= 1 && r.min_s <= r.max_s)
+            .then_some((r.min_s, r.max_s))
+            .ok_or_else(|| ConfigError::invalid("recheck", "need 1 <= min_s <= max_s"))
+    }
+}
+
+/// `recovery`: how many codes a set has.
+impl TryFrom<RawRecovery> for usize {
+    type Error = ConfigError;
+    fn try_from(r: RawRecovery) -> Result<usize, ConfigError> {
+        (1..=20).contains(&r.count).then_some(r.count).ok_or_else(|| ConfigError::must("recovery.count", "be 1..=20"))
+    }
+}
+
+/// `trusted_devices`: (days, max per user).
+impl TryFrom<RawDevices> for (u64, u32) {
+    type Error = ConfigError;
+    fn try_from(d: RawDevices) -> Result<(u64, u32), ConfigError> {
+        ((1..=400).contains(&d.days) && (1..=50).contains(&d.max))
+            .then_some((d.days, d.max))
+            .ok_or_else(|| ConfigError::invalid("trusted_devices", "days 1..=400, max 1..=50"))
+    }
+}
+
+impl TryFrom<RawEmail> for EmailSettings {
+    type Error = ConfigError;
+    fn try_from(e: RawEmail) -> Result<EmailSettings, ConfigError> {
+        if !(60..=3600).contains(&e.ttl_s) || e.subject.len() > 200 {
+            return Err(ConfigError::invalid("email", "ttl_s 60..=3600, subject up to 200 characters"));
+        }
+        Ok(EmailSettings {
+            subject: e.subject,
+            show_code_in_subject: e.show_code_in_subject,
+            ttl_s: e.ttl_s,
+            enforce: e.enforce,
+            claim: e.claim,
+        })
+    }
+}
+
+/// `sms`: the codes' lifetime.
+impl TryFrom<RawSms> for u64 {
+    type Error = ConfigError;
+    fn try_from(s: RawSms) -> Result<u64, ConfigError> {
+        (60..=3600).contains(&s.ttl_s).then_some(s.ttl_s).ok_or_else(|| ConfigError::must("sms.ttl_s", "be 60..=3600"))
+    }
+}
+
+impl TryFrom<RawBranding> for crate::pages::Brand {
+    type Error = ConfigError;
+    fn try_from(b: RawBranding) -> Result<crate::pages::Brand, ConfigError> {
+        crate::pages::Brand::new(b.title, b.logo_url, b.primary_color, b.background_color, b.base_template)
+            .map_err(|m| ConfigError { path: Cow::Borrowed("branding"), problem: Problem::Stated(m) })
+    }
+}
+
+/// `revocation`: the poll period in ms, `None` when `poll_ms` is 0 (off).
+impl TryFrom<RawRevocation> for Option<u64> {
+    type Error = ConfigError;
+    fn try_from(r: RawRevocation) -> Result<Option<u64>, ConfigError> {
+        match r.poll_ms {
+            0 => Ok(None),
+            ms if (200..=60_000).contains(&ms) => Ok(Some(ms)),
+            _ => Err(ConfigError::must("revocation.poll_ms", "be 0 (off) or 200..=60000")),
+        }
+    }
+}
+
+/// Converts an optional section with its `TryFrom`.
+fn optional<R, T: TryFrom<R, Error = ConfigError>>(raw: Option<R>) -> Result<Option<T>, ConfigError> {
+    raw.map(T::try_from).transpose()
+}
+
+impl Config {
+    /// Parses a configuration whose secrets are all inline (no environment).
+    pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
+        Config::parse_with_env(bytes, &|_| None)
+    }
+
+    /// Parses the plugin configuration; `*_env` secrets are read through `env` (the VM's
+    /// environment, which Envoy fills from `vm_config.environment_variables`), once, here.
+    pub fn parse_with_env(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        // serde_path_to_error names the key (`webauthn.origins[1]: invalid type ...`), not only a column.
+        let raw: RawConfig = serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(bytes))
+            .map_err(|e| {
+                let path = match e.path().to_string() {
+                    p if p == "." => Cow::Borrowed(""),
+                    p => Cow::Owned(p),
+                };
+                ConfigError::invalid(path, e.inner().to_string())
+            })?;
+        let identity = IdentitySource::try_from(raw.identity)?;
+        if let Some(u) = &raw.login_url {
+            if !(u.starts_with('/') || u.starts_with("https://") || u.starts_with("http://")) {
+                return Err(ConfigError::invalid("login_url", "must be a path or an http(s) URL"));
+            }
+        }
+        let store = StoreConfig::try_from(With(raw.store, env))?;
+        let session = Session::try_from(With(raw.session, env))?;
+        let policy = Policy::try_from(raw.policy)?;
+        let totp = Totp::try_from(raw.totp)?;
+        let recheck = optional(raw.recheck)?;
         if !(1024..=1024 * 1024).contains(&raw.body_limit) {
-            return Err("body_limit must be 1024..=1048576".into());
+            return Err(ConfigError::must("body_limit", "be 1024..=1048576"));
         }
         let webauthn = match raw.webauthn {
-            Some(w) => Some(parse_webauthn(w, &raw.totp.issuer)?),
+            Some(w) => Some(WebauthnSettings::try_from(With(w, totp.issuer.as_str()))?),
             None => None,
         };
-        let ceremony_cookie = format!("{cookie_name}-wa");
-        let device_cookie = format!("{cookie_name}-device");
-        let remembered_cookie = format!("{cookie_name}-user");
-        if !(1..=20).contains(&raw.recovery.count) {
-            return Err("recovery.count must be 1..=20".into());
-        }
+        let recovery_count = usize::try_from(raw.recovery)?;
         if raw.quick_login && webauthn.is_none() {
-            return Err("quick_login needs the webauthn section (it signs in with a passkey)".into());
+            return Err(ConfigError::needs("quick_login", "the webauthn section (it signs in with a passkey)"));
         }
-        let parse_methods = |names: &[String], what: &str| -> Result<Vec<Method>, String> {
-            names
-                .iter()
-                .enumerate()
-                .map(|(i, n)| Method::parse(n).ok_or_else(|| format!("{what}[{i}]: unknown method {n:?}")))
-                .collect()
-        };
         let methods = match &raw.methods {
-            Some(ms) => parse_methods(ms, "methods")?,
+            Some(ms) => methods_at(ms, "methods")?,
             None => ALL_METHODS.to_vec(),
         };
-        let hide_disable = parse_methods(&raw.hide_disable, "hide_disable")?;
+        let hide_disable = methods_at(&raw.hide_disable, "hide_disable")?;
         for k in raw.method_labels.keys() {
             if Method::parse(k).is_none() {
-                return Err(format!("method_labels: unknown method {k:?}"));
+                return Err(ConfigError::invalid("method_labels", format!("unknown method {k:?}")));
             }
         }
         let redirect_after_registration = raw.redirect_after_registration.unwrap_or_else(|| "/.mfa/".into());
         if crate::http::safe_next(&redirect_after_registration).is_none() {
-            return Err("redirect_after_registration: must be a same-origin path".into());
+            return Err(ConfigError::invalid("redirect_after_registration", "must be a same-origin path"));
         }
         if !(60..=86_400).contains(&raw.recent_mfa_s) {
-            return Err("recent_mfa_s must be 60..=86400".into());
+            return Err(ConfigError::must("recent_mfa_s", "be 60..=86400"));
         }
-        let trusted_devices = match raw.trusted_devices {
-            Some(d) if (1..=400).contains(&d.days) && (1..=50).contains(&d.max) => Some((d.days, d.max)),
-            Some(_) => return Err("trusted_devices: days 1..=400, max 1..=50".into()),
-            None => None,
-        };
-        let email = match raw.email {
-            Some(e) if (60..=3600).contains(&e.ttl_s) && e.subject.len() <= 200 => Some(EmailSettings {
-                subject: e.subject,
-                show_code_in_subject: e.show_code_in_subject,
-                ttl_s: e.ttl_s,
-                enforce: e.enforce,
-                claim: e.claim,
-            }),
-            Some(_) => return Err("email: ttl_s 60..=3600, subject up to 200 characters".into()),
-            None => None,
-        };
-        let sms_ttl_s = match raw.sms {
-            Some(s) if (60..=3600).contains(&s.ttl_s) => Some(s.ttl_s),
-            Some(_) => return Err("sms.ttl_s must be 60..=3600".into()),
-            None => None,
-        };
-        if let Some(r) = &raw.regulation {
-            if !(1..=100).contains(&r.max_retries)
-                || !(1..=86_400).contains(&r.find_time_s)
-                || !(1..=86_400 * 7).contains(&r.ban_time_s)
-            {
-                return Err("regulation: max_retries 1..=100, find_time_s 1..=86400, ban_time_s 1..=604800".into());
-            }
-        }
-        let branding = match raw.branding {
-            Some(b) => {
-                crate::pages::Brand::new(b.title, b.logo_url, b.primary_color, b.background_color, b.base_template)?
-            }
-            None => crate::pages::Brand::default(),
-        };
-        let revocation_poll_ms = match raw.revocation.map(|r| r.poll_ms) {
-            None | Some(0) => None,
-            Some(ms) if (200..=60_000).contains(&ms) => Some(ms),
-            Some(_) => return Err("revocation.poll_ms must be 0 (off) or 200..=60000".into()),
-        };
+        let trusted_devices = optional(raw.trusted_devices)?;
+        let email = optional(raw.email)?;
+        let sms_ttl_s = optional(raw.sms)?;
+        let regulation = optional(raw.regulation)?;
+        let branding = optional(raw.branding)?.unwrap_or_default();
+        let revocation_poll_ms = optional(raw.revocation)?.flatten();
         Ok(Config {
             revocation_poll_ms,
-            remembered_cookie,
+            remembered_cookie: session.cookies.remembered,
             branding,
-            regulation: raw.regulation,
+            regulation,
             email,
             sms_ttl_s,
-            bind_to_host: raw.session.bind_to_host,
-            device_cookie,
+            bind_to_host: session.bind_to_host,
+            device_cookie: session.cookies.device,
             methods,
             method_labels: raw.method_labels,
             hide_disable,
@@ -818,28 +1063,22 @@ impl Config {
             always_go_to_last_method: raw.always_go_to_last_method,
             quick_login: raw.quick_login,
             quick_login_requires_uv: raw.quick_login_requires_uv,
-            recovery_count: raw.recovery.count,
+            recovery_count,
             webauthn,
-            ceremony_cookie,
+            ceremony_cookie: session.cookies.ceremony,
             identity,
             login_url: raw.login_url,
-            store: StoreConfig {
-                cluster: raw.store.cluster,
-                authority: raw.store.authority,
-                timeout_ms: raw.store.timeout_ms,
-                authorization: format!("Bearer {store_token}"),
-                path_prefix: raw.store.path_prefix.trim_end_matches('/').to_string(),
-            },
-            session_ttl_s: raw.session.ttl_s,
-            secure: raw.session.secure,
-            cookie_name,
-            static_keys: KeyRing::new(keys),
-            keys_from_store: raw.session.keys_from_store,
-            key_refresh_s: raw.session.key_refresh_s.clamp(5, 3600),
+            store,
+            session_ttl_s: session.ttl_s,
+            secure: session.secure,
+            cookie_name: session.cookies.session,
+            static_keys: session.static_keys,
+            keys_from_store: session.keys_from_store,
+            key_refresh_s: session.key_refresh_s,
             policy,
-            totp,
-            totp_skew: raw.totp.skew,
-            issuer: raw.totp.issuer,
+            totp: totp.params,
+            totp_skew: totp.skew,
+            issuer: totp.issuer,
             recheck,
             body_limit: raw.body_limit,
         })
@@ -905,6 +1144,39 @@ pub(crate) mod tests {
             assert!(Config::parse(j.to_string().as_bytes()).is_err(), "{name} should be refused");
         }
         assert!(Config::parse(b"not json").is_err());
+    }
+
+    /// Each refusal names its key path, typed, and prints as check-config shows it.
+    #[test]
+    fn errors_name_the_key_path() {
+        let refused = |patch: serde_json::Value| {
+            let mut j = sample_json();
+            merge(&mut j, &patch);
+            Config::parse(j.to_string().as_bytes()).expect_err("refused")
+        };
+        let e = refused(serde_json::json!({"webauthn": {"rp_id": "example.com",
+            "origins": ["https://app.example.com", "https://evil.test"]}}));
+        assert_eq!(e.path, "webauthn.origins[1]");
+        assert_eq!(
+            e.to_string(),
+            r#"webauthn.origins[1]: "https://evil.test" is not on rp_id "example.com" (scheme://host[:port])"#
+        );
+        let e = refused(serde_json::json!({"store": {"timeout_ms": 5}}));
+        assert_eq!(e, ConfigError::must("store.timeout_ms", "be 50..=60000"));
+        assert_eq!(e.to_string(), "store.timeout_ms must be 50..=60000");
+        let e = refused(serde_json::json!({"store": {"token": null}}));
+        assert_eq!(e.to_string(), "store.token (or store.token_env) is required");
+        let e = refused(serde_json::json!({"quick_login": true}));
+        assert_eq!(e.problem, Problem::Needs("the webauthn section (it signs in with a passkey)".into()));
+        let e = refused(serde_json::json!({"session": {"ttl_s": "12h"}}));
+        assert_eq!(e.path, "session.ttl_s");
+        assert!(e.to_string().starts_with("session.ttl_s: invalid type: string \"12h\""), "{e}");
+        let e = refused(serde_json::json!({"branding": {"primary_color": "red"}}));
+        assert_eq!(e.path, "branding");
+        assert!(e.to_string().starts_with("branding.primary_color must be a colour"), "{e}");
+        let e = Config::parse(b"not json").expect_err("refused");
+        assert_eq!(e.path, "");
+        assert!(e.to_string().starts_with("invalid edge-mfa config: expected ident"), "{e}");
     }
 
     #[test]

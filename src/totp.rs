@@ -2,6 +2,7 @@
 //! so the store can refuse a step that was already used (django-mfa2 accepts a code twice, and
 //! ±15 minutes of them; we accept ±`skew` steps, once).
 
+use crate::config::ConfigError;
 use subtle::ConstantTimeEq;
 use totp_rs::{Algorithm, TOTP};
 
@@ -46,12 +47,13 @@ pub struct Params {
 }
 
 impl Params {
-    pub fn check(&self) -> Result<(), &'static str> {
+    /// The bounds of the `totp` configuration section (key paths `totp.digits`, `totp.period`).
+    pub fn check(&self) -> Result<(), ConfigError> {
         if !(6..=8).contains(&self.digits) {
-            return Err("totp.digits must be 6..=8");
+            return Err(ConfigError::must("totp.digits", "be 6..=8"));
         }
         if !(15..=120).contains(&self.period) {
-            return Err("totp.period must be 15..=120 seconds");
+            return Err(ConfigError::must("totp.period", "be 15..=120 seconds"));
         }
         Ok(())
     }

@@ -140,7 +140,7 @@ pub fn check_config(config: &Value) -> Result<(), Vec<String>> {
     // base64), so the rest of the file is still checked.
     let env = |name: &str| std::env::var(name).ok().or_else(|| Some(ENV_PLACEHOLDER.to_string()));
     if let Err(e) = edge_mfa::config::Config::parse_with_env(&bytes, &env) {
-        return Err(vec![with_suggestion(e)]);
+        return Err(vec![with_suggestion(e.to_string())]);
     }
     schema_errors(config).map_or(Ok(()), Err)
 }

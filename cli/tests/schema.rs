@@ -66,7 +66,7 @@ fn parser_fields(pointer: &str) -> BTreeSet<String> {
         .as_object_mut()
         .unwrap()
         .insert("zz_not_a_key".into(), json!(1));
-    let err = edge_mfa::config::Config::parse(c.to_string().as_bytes()).expect_err("refused");
+    let err = edge_mfa::config::Config::parse(c.to_string().as_bytes()).expect_err("refused").to_string();
     let rest = err.split("unknown field `zz_not_a_key`").nth(1).unwrap_or_else(|| panic!("{pointer}: {err}"));
     let rest = rest.split(" at line ").next().unwrap();
     rest.split('`').skip(1).step_by(2).map(String::from).collect()

@@ -9,6 +9,7 @@
 
 mod attestation;
 pub mod cose;
+mod der;
 mod rsa;
 pub mod wire;
 mod x509;

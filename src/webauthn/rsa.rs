@@ -4,6 +4,7 @@
 //! Only public values are involved (key, signature, message), so nothing here needs to be
 //! constant time.
 
+use super::der::{Der, INTEGER, SEQUENCE};
 use crypto_bigint::modular::runtime_mod::{DynResidue, DynResidueParams};
 use crypto_bigint::{Uint, Word, U2048, U4096};
 use sha2::{Digest, Sha256};
@@ -132,42 +133,14 @@ impl RsaPublicKey {
 /// `RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }` (RFC 8017 A.1.1), DER,
 /// filling `der` exactly: (modulus, exponent) as big-endian magnitudes.
 pub fn parse_pkcs1_der(der: &[u8]) -> Option<(&[u8], &[u8])> {
-    let (seq, rest) = der_tlv(der, 0x30)?;
-    if !rest.is_empty() {
-        return None;
-    }
-    let (n, after_n) = der_tlv(seq, 0x02)?;
-    let (e, after_e) = der_tlv(after_n, 0x02)?;
-    if !after_e.is_empty() {
+    let mut top = Der(der);
+    let mut seq = Der(top.take(SEQUENCE)?);
+    let n = seq.take(INTEGER)?;
+    let e = seq.take(INTEGER)?;
+    if !top.is_empty() || !seq.is_empty() {
         return None;
     }
     Some((positive_integer(n)?, positive_integer(e)?))
-}
-
-/// One DER TLV with tag `tag` at the start of `b` (definite, minimal lengths): (value, rest).
-fn der_tlv(b: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
-    let (&t, b) = b.split_first()?;
-    if t != tag {
-        return None;
-    }
-    let (&l0, mut b) = b.split_first()?;
-    let len = if l0 < 0x80 {
-        usize::from(l0)
-    } else {
-        let n = usize::from(l0 & 0x7f);
-        if n == 0 || n > 2 {
-            return None;
-        }
-        let (lb, rest) = b.split_at_checked(n)?;
-        b = rest;
-        let len = lb.iter().fold(0usize, |acc, &x| (acc << 8) | usize::from(x));
-        // Minimal encoding only.
-        if len < 0x80 || (n == 2 && len < 0x100) {
-            return None;
-        }
-        len
-    };
-    b.split_at_checked(len)
 }
 
 /// A DER INTEGER's content that is positive and minimally encoded: its magnitude.

@@ -121,6 +121,21 @@ pub fn b64url(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// Base32 (RFC 4648, upper case, no padding) of a TOTP secret, with the `base32` crate the
+/// filter uses too (through totp-rs), so filter and store spell secrets alike.
+pub fn base32(bytes: &[u8]) -> String {
+    base32::encode(base32::Alphabet::Rfc4648 { padding: false }, bytes)
+}
+
+/// Decodes base32 case-insensitively, padding optional. Only the canonical spelling (the one
+/// `base32` gives back: no impossible length, no stray trailing bits) is accepted, so a
+/// secret has exactly one text form.
+pub fn from_base32(text: &str) -> Option<Vec<u8>> {
+    let normalized = text.trim_end_matches('=').to_ascii_uppercase();
+    let bytes = base32::decode(base32::Alphabet::Rfc4648 { padding: false }, &normalized)?;
+    (base32(&bytes) == normalized).then_some(bytes)
+}
+
 /// Fills an array from the OS CSPRNG.
 pub fn random_array<const N: usize>() -> Result<[u8; N], String> {
     let mut buf = [0u8; N];
@@ -170,6 +185,18 @@ impl TokenCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base32_is_lenient_on_case_and_padding_but_canonical() {
+        assert_eq!(base32(b"foo"), "MZXW6");
+        assert_eq!(from_base32("MZXW6===").unwrap(), b"foo");
+        assert_eq!(from_base32("mzxw6").unwrap(), b"foo");
+        assert_eq!(from_base32("JBSWY3DPEHPK3PXP").unwrap(), b"Hello!\xde\xad\xbe\xef");
+        assert!(from_base32("MZXW1").is_none(), "not in the alphabet");
+        assert!(from_base32("MZXW7").is_none(), "stray trailing bits");
+        assert!(from_base32("MZX").is_none(), "impossible length");
+        assert!(from_base32("MZXW 6").is_none());
+    }
 
     #[test]
     fn master_key_accepts_all_base64_flavours() {

@@ -196,11 +196,9 @@ fn str_prop<'a>(props: &'a Value, key: &str) -> Result<&'a str, Skip> {
 
 fn totp(props: &Value) -> Result<Material, Skip> {
     let text = str_prop(props, "secret_key")?;
-    let normalized: String =
-        text.chars().filter(|c| !c.is_whitespace()).collect::<String>().trim_end_matches('=').to_ascii_uppercase();
-    let secret = data_encoding::BASE32_NOPAD
-        .decode(normalized.as_bytes())
-        .map_err(|_| Skip::Malformed("properties.secret_key is not base32".into()))?;
+    let no_spaces: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    let secret = crate::crypto::from_base32(&no_spaces)
+        .ok_or_else(|| Skip::Malformed("properties.secret_key is not base32".into()))?;
     // The store's own bounds for TOTP secrets (80..=512 bits).
     if !(10..=64).contains(&secret.len()) {
         return malformed(format!("TOTP secret has {} bytes; 10..=64 expected", secret.len()));
@@ -665,7 +663,7 @@ mod tests {
         let r = convert(&row("TOTP", json!({"secret_key": "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"})), 0).unwrap();
         assert_eq!(
             r.material,
-            Material::Totp { secret: data_encoding::BASE32.decode(b"JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP").unwrap() }
+            Material::Totp { secret: crate::crypto::from_base32("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP").unwrap() }
         );
         assert_eq!((r.django_id, r.user.as_str(), r.enabled, r.added_at), (7, "alice", true, 1_709_210_096));
         assert_eq!(r.factor_id(), "fdjango7");

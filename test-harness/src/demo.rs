@@ -67,43 +67,18 @@ pub fn safe_next(next: &str) -> bool {
 }
 
 /// Percent-decodes one `application/x-www-form-urlencoded` component
-/// (`+` is a space). Invalid escapes are kept literally.
+/// (`+` is a space). Invalid escapes are kept literally, invalid UTF-8 replaced.
 pub fn form_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push(h << 4 | l);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned()
 }
 
-fn hex(c: u8) -> Option<u8> {
-    (c as char).to_digit(16).map(|d| d as u8)
-}
+/// Everything but RFC 3986 unreserved characters and the space (written `+`).
+const FORM: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~').remove(b' ');
 
 /// Percent-encodes a form component (unreserved characters kept, space as `+`).
 pub fn form_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => out.push(b as char),
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(s, FORM).to_string().replace(' ', "+")
 }
 
 /// Parses `a=1&b=2` (a form body or a query string) into decoded pairs.
@@ -191,6 +166,7 @@ mod tests {
     #[test]
     fn forms() {
         assert_eq!(form_decode("a+b%20c%2F%zz%4"), "a b c/%zz%4");
+        assert_eq!(form_encode("a b/\u{e9}~-._+"), "a+b%2F%C3%A9~-._%2B");
         let enc = encode_form(&[("username", "a b&c"), ("next", "/x?y=1")]);
         assert_eq!(enc, "username=a+b%26c&next=%2Fx%3Fy%3D1");
         assert_eq!(

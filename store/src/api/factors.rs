@@ -67,7 +67,7 @@ pub(crate) fn factor_reply(f: &db::Factor) -> proto::Factor {
 fn totp_state(f: &db::Factor) -> Option<proto::TotpState> {
     let p = &f.params;
     Some(proto::TotpState {
-        secret: f.secret.as_deref().map(|s| data_encoding::BASE32_NOPAD.encode(s)),
+        secret: f.secret.as_deref().map(crate::crypto::base32),
         digits: u32::try_from(p.get("digits")?.as_u64()?).ok()?,
         period: p.get("period")?.as_u64()?,
         algorithm: p.get("algorithm")?.as_str()?.to_string(),
@@ -100,8 +100,7 @@ fn to_step(step: u64) -> ApiResult<i64> {
 
 /// Decodes base32 (RFC 4648, case-insensitive, padding optional).
 fn decode_base32(s: &str) -> Option<Vec<u8>> {
-    let normalized = s.trim_end_matches('=').to_ascii_uppercase();
-    data_encoding::BASE32_NOPAD.decode(normalized.as_bytes()).ok()
+    crate::crypto::from_base32(s)
 }
 
 /// Canonical base64url of a WebAuthn credential id (16..=1023 bytes).
