@@ -13,12 +13,16 @@ use crate::http::{
 use crate::identity;
 use crate::pages::{self, Response};
 use crate::policy::NoFactor;
-use crate::store::{self, Factor, StoreError, StoreReply, StoreRequest};
-use crate::token::{self, Enrollment, KeyRing, Method, Session};
-use crate::totp;
+use crate::store::{self, Factor, StoreReply, StoreRequest};
+use crate::token::{self, KeyRing, Method, Session};
 pub use assurance::Assurance;
+pub use home_flow::HomeEndpoint;
+pub use otp_flow::OtpEndpoint;
+pub use recovery_flow::RecoveryEndpoint;
 use serde_json::json;
 use std::cell::RefCell;
+pub use totp_flow::TotpEndpoint;
+pub use webauthn_flow::WebauthnEndpoint;
 
 pub mod assurance;
 mod device_flow;
@@ -27,6 +31,7 @@ mod otp_flow;
 mod recovery_flow;
 mod regulation;
 mod sessions;
+mod totp_flow;
 mod webauthn_flow;
 
 /// Lazy access to request headers: the hot path reads only what it needs.
@@ -44,8 +49,6 @@ pub trait Rng {
 
 /// Identity headers the filter adds; any client-sent copy is removed first.
 pub const IDENTITY_HEADERS: [&str; 4] = ["x-mfa-user", "x-mfa-method", "x-mfa-auth-time", "x-mfa-amr"];
-
-const ENROLL_TTL_S: u64 = 600;
 
 /// Let the request through as `user`, verified with `method`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -150,29 +153,20 @@ impl Reason {
     }
 }
 
-/// A cold-path request waiting for its body or a store reply.
+/// A cold-path request waiting for its body or a store reply: one variant per flow, each
+/// holding that flow's own steps.
 #[derive(Debug)]
 pub enum Pending {
+    /// Waiting for the signing keys from the store.
     Keys(Box<Req>),
-    Challenge {
-        req: Box<Req>,
-        reason: Reason,
-        next: String,
-        allowed: Option<Vec<Method>>,
-    },
-    Home(home_flow::HomePending),
-    EnrollCheck(Box<Req>),
-    Verify {
-        req: Box<Req>,
-        code: String,
-        next: String,
-    },
-    VerifyUse {
-        req: Box<Req>,
-        next: String,
-    },
+    /// The user's factors, to choose the challenge.
+    Challenge { req: Box<Req>, reason: Reason, next: String, allowed: Option<Vec<Method>> },
     /// Waiting for the request body of an MFA endpoint.
-    Body(BodyKind, Box<Req>, Option<Session>),
+    Body { endpoint: Endpoint, req: Box<Req>, session: Option<Session> },
+    /// A security-home step.
+    Home(home_flow::HomePending),
+    /// A TOTP step.
+    Totp(totp_flow::TotpPending),
     /// A WebAuthn ceremony step.
     Webauthn(webauthn_flow::WaPending),
     /// A recovery-code step.
@@ -185,41 +179,30 @@ pub enum Pending {
     Regulation(regulation::RegulationPending),
     /// Ending a session server-side (logout).
     Sessions(sessions::SessionsPending),
-    EnrollCreate {
-        req: Box<Req>,
-        next: String,
-        /// The user's first factor (no session when enrolling).
-        first: bool,
-    },
 }
 
-/// Which endpoint a buffered body is for.
+/// Which endpoint a buffered body is for, by method: each flow matches only its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BodyKind {
-    TotpVerify,
-    TotpEnroll,
-    WebauthnRegisterBegin,
-    WebauthnRegisterFinish,
-    WebauthnLoginBegin,
-    WebauthnLoginFinish,
-    RecoveryGenerate,
-    RecoveryVerify,
-    FactorRename,
-    FactorDisable,
-    FactorEnable,
-    FactorDelete,
-    DeviceRevoke,
-    OtpSend,
-    OtpVerify,
-    OtpEnroll,
-    OtpEnrollConfirm,
+pub enum Endpoint {
+    Totp(TotpEndpoint),
+    Webauthn(WebauthnEndpoint),
+    Recovery(RecoveryEndpoint),
+    Otp(OtpEndpoint),
+    Home(HomeEndpoint),
 }
 
 impl Pending {
     /// True while the glue must buffer and hand over the request body.
     pub fn wants_body(&self) -> bool {
-        matches!(self, Pending::Body(..))
+        matches!(self, Pending::Body { .. })
     }
+}
+
+/// A form body read: its fields, the user it is for, and where to go after.
+struct Form {
+    fields: Vec<(String, String)>,
+    user: String,
+    next: String,
 }
 
 pub struct Gate {
@@ -399,10 +382,10 @@ impl Gate {
                 "This form was submitted from another site.",
             )),
             ("POST", "/.mfa/webauthn/login/begin") if quick => {
-                Decision::ReadBody(Pending::Body(BodyKind::WebauthnLoginBegin, req, None))
+                read_body(Endpoint::Webauthn(WebauthnEndpoint::LoginBegin), req, None)
             }
             ("POST", "/.mfa/webauthn/login/finish") if quick => {
-                Decision::ReadBody(Pending::Body(BodyKind::WebauthnLoginFinish, req, None))
+                read_body(Endpoint::Webauthn(WebauthnEndpoint::LoginFinish), req, None)
             }
             ("POST", "/.mfa/logout") => self.logout_anonymous(req, now),
             _ => self.no_identity(&req),
@@ -566,6 +549,20 @@ impl Gate {
                 ));
             }
         }
+        if req.method == "POST" && req.path.starts_with("/.mfa/") {
+            if self.cross_origin(&req) {
+                return Decision::Respond(message(
+                    html,
+                    403,
+                    "cross_origin",
+                    "Request refused",
+                    "This form was submitted from another site.",
+                ));
+            }
+            if let Some(endpoint) = self.body_endpoint(&req.path) {
+                return read_body(endpoint, req, session);
+            }
+        }
         match (req.method.as_str(), req.path.as_str()) {
             ("GET", "/.mfa" | "/.mfa/") => match session {
                 Some(s) => self.home_start(req, s, &user),
@@ -582,42 +579,8 @@ impl Gate {
                     Pending::Challenge { req, reason: Reason::NoSession, next, allowed },
                 )
             }
-            ("GET", "/.mfa/totp/enroll") => match session {
-                // Adding a factor needs a second factor presented recently.
-                Some(s) => {
-                    if let Err(d) = self.recent_factor(&req, &s, now) {
-                        return d;
-                    }
-                    let next = req.query_next();
-                    self.enroll_page(&req, &user, &next, rng, now, None, 200)
-                }
-                None if self.email_enforced(&req) => self.verify_first(&req, &req.query_next()),
-                // Adding a factor to an account that has one needs that factor first.
-                None => Decision::Call(store::factors(&self.cfg.store, &user), Pending::EnrollCheck(req)),
-            },
+            ("GET", "/.mfa/totp/enroll") => self.totp_enroll_start(req, session, &user, now, rng),
             ("GET", "/.mfa/assets/webauthn.js") => Decision::Respond(webauthn_flow::script()),
-            ("POST", p) if p.starts_with("/.mfa/") && self.cross_origin(&req) => Decision::Respond(message(
-                html,
-                403,
-                "cross_origin",
-                "Request refused",
-                "This form was submitted from another site.",
-            )),
-            ("POST", "/.mfa/totp/verify") => Decision::ReadBody(Pending::Body(BodyKind::TotpVerify, req, session)),
-            ("POST", "/.mfa/totp/enroll") => Decision::ReadBody(Pending::Body(BodyKind::TotpEnroll, req, session)),
-            ("POST", "/.mfa/factors/rename") => Decision::ReadBody(Pending::Body(BodyKind::FactorRename, req, session)),
-            ("POST", "/.mfa/factors/disable") => {
-                Decision::ReadBody(Pending::Body(BodyKind::FactorDisable, req, session))
-            }
-            ("POST", "/.mfa/factors/enable") => Decision::ReadBody(Pending::Body(BodyKind::FactorEnable, req, session)),
-            ("POST", "/.mfa/factors/delete") => Decision::ReadBody(Pending::Body(BodyKind::FactorDelete, req, session)),
-            ("POST", "/.mfa/devices/revoke") => Decision::ReadBody(Pending::Body(BodyKind::DeviceRevoke, req, session)),
-            ("POST", "/.mfa/otp/send") => Decision::ReadBody(Pending::Body(BodyKind::OtpSend, req, session)),
-            ("POST", "/.mfa/otp/verify") => Decision::ReadBody(Pending::Body(BodyKind::OtpVerify, req, session)),
-            ("POST", "/.mfa/otp/enroll") => Decision::ReadBody(Pending::Body(BodyKind::OtpEnroll, req, session)),
-            ("POST", "/.mfa/otp/enroll/confirm") => {
-                Decision::ReadBody(Pending::Body(BodyKind::OtpEnrollConfirm, req, session))
-            }
             ("GET", "/.mfa/recovery/setup") => match &session {
                 Some(s) => {
                     let l = self.look(&req);
@@ -626,24 +589,6 @@ impl Gate {
                 }
                 None => self.verify_first(&req, "/.mfa/"),
             },
-            ("POST", "/.mfa/recovery/generate") => {
-                Decision::ReadBody(Pending::Body(BodyKind::RecoveryGenerate, req, session))
-            }
-            ("POST", "/.mfa/recovery/verify") => {
-                Decision::ReadBody(Pending::Body(BodyKind::RecoveryVerify, req, session))
-            }
-            ("POST", "/.mfa/webauthn/register/begin") if self.webauthn_on() => {
-                Decision::ReadBody(Pending::Body(BodyKind::WebauthnRegisterBegin, req, session))
-            }
-            ("POST", "/.mfa/webauthn/register/finish") if self.webauthn_on() => {
-                Decision::ReadBody(Pending::Body(BodyKind::WebauthnRegisterFinish, req, session))
-            }
-            ("POST", "/.mfa/webauthn/login/begin") if self.webauthn_on() => {
-                Decision::ReadBody(Pending::Body(BodyKind::WebauthnLoginBegin, req, session))
-            }
-            ("POST", "/.mfa/webauthn/login/finish") if self.webauthn_on() => {
-                Decision::ReadBody(Pending::Body(BodyKind::WebauthnLoginFinish, req, session))
-            }
             ("POST", "/.mfa/logout") => self.logout(req, &user, now),
             (
                 _,
@@ -659,22 +604,59 @@ impl Gate {
         }
     }
 
+    /// The endpoints that take a body (`POST`), by path.
+    fn body_endpoint(&self, path: &str) -> Option<Endpoint> {
+        use {HomeEndpoint as H, OtpEndpoint as O, RecoveryEndpoint as R, TotpEndpoint as T, WebauthnEndpoint as W};
+        Some(match path {
+            "/.mfa/totp/verify" => Endpoint::Totp(T::Verify),
+            "/.mfa/totp/enroll" => Endpoint::Totp(T::Enroll),
+            "/.mfa/factors/rename" => Endpoint::Home(H::Rename),
+            "/.mfa/factors/disable" => Endpoint::Home(H::Disable),
+            "/.mfa/factors/enable" => Endpoint::Home(H::Enable),
+            "/.mfa/factors/delete" => Endpoint::Home(H::Delete),
+            "/.mfa/devices/revoke" => Endpoint::Home(H::RevokeDevice),
+            "/.mfa/otp/send" => Endpoint::Otp(O::Send),
+            "/.mfa/otp/verify" => Endpoint::Otp(O::Verify),
+            "/.mfa/otp/enroll" => Endpoint::Otp(O::Enroll),
+            "/.mfa/otp/enroll/confirm" => Endpoint::Otp(O::EnrollConfirm),
+            "/.mfa/recovery/generate" => Endpoint::Recovery(R::Generate),
+            "/.mfa/recovery/verify" => Endpoint::Recovery(R::Verify),
+            "/.mfa/webauthn/register/begin" if self.webauthn_on() => Endpoint::Webauthn(W::RegisterBegin),
+            "/.mfa/webauthn/register/finish" if self.webauthn_on() => Endpoint::Webauthn(W::RegisterFinish),
+            "/.mfa/webauthn/login/begin" if self.webauthn_on() => Endpoint::Webauthn(W::LoginBegin),
+            "/.mfa/webauthn/login/finish" if self.webauthn_on() => Endpoint::Webauthn(W::LoginFinish),
+            _ => return None,
+        })
+    }
+
     /// A buffered request body arrived for `pending`.
     pub fn on_body(&self, pending: Pending, body: &[u8], now: u64, rng: &mut dyn Rng) -> Decision {
-        let Pending::Body(kind, mut req, session) = pending else {
+        let Pending::Body { endpoint, mut req, session } = pending else {
+            // The glue hands over a body only while `Pending::wants_body`.
             return Decision::Respond(message(None, 500, "internal", "Internal error", "Unexpected body."));
         };
-        self.assign_attempt(kind, &mut req, rng);
-        let html = self.html(&req);
-        if matches!(
-            kind,
-            BodyKind::WebauthnRegisterBegin
-                | BodyKind::WebauthnRegisterFinish
-                | BodyKind::WebauthnLoginBegin
-                | BodyKind::WebauthnLoginFinish
-        ) {
-            return self.webauthn_body(kind, req, session, body, now, rng);
+        self.assign_attempt(endpoint, &mut req, rng);
+        match endpoint {
+            Endpoint::Webauthn(e) => self.webauthn_body(e, req, session, body, now, rng),
+            Endpoint::Totp(e) => {
+                self.with_form(req, body, |req, f| self.totp_body(e, req, session, &f.fields, f.user, f.next, now))
+            }
+            Endpoint::Recovery(e) => self.with_form(req, body, |req, f| {
+                self.recovery_body(e, req, session, &f.fields, f.user, f.next, now, rng)
+            }),
+            Endpoint::Otp(e) => {
+                self.with_form(req, body, |req, f| self.otp_body(e, req, session, &f.fields, &f.user, f.next, now))
+            }
+            Endpoint::Home(e) => {
+                self.with_form(req, body, |req, f| self.home_body(e, req, session, &f.fields, &f.user, now))
+            }
         }
+    }
+
+    /// Reads a form (or flat JSON) body, then goes on with `then`; answers 413, 415 or 400 for
+    /// a body it cannot take, 401 without an identity.
+    fn with_form(&self, mut req: Box<Req>, body: &[u8], then: impl FnOnce(Box<Req>, Form) -> Decision) -> Decision {
+        let html = self.html(&req);
         if body.len() > self.cfg.body_limit {
             return Decision::Respond(message(
                 html,
@@ -701,94 +683,7 @@ impl Gate {
         let Some(user) = req.user.clone() else {
             return self.no_identity(&req);
         };
-        match kind {
-            BodyKind::RecoveryGenerate | BodyKind::RecoveryVerify => {
-                self.recovery_body(kind, req, session, &fields, user, next, now, rng)
-            }
-            BodyKind::FactorRename
-            | BodyKind::FactorDisable
-            | BodyKind::FactorEnable
-            | BodyKind::FactorDelete
-            | BodyKind::DeviceRevoke => self.home_body(kind, req, session, &fields, &user, now),
-            BodyKind::OtpSend | BodyKind::OtpVerify | BodyKind::OtpEnroll | BodyKind::OtpEnrollConfirm => {
-                self.otp_body(kind, req, session, &fields, &user, next, now)
-            }
-            BodyKind::TotpVerify => {
-                let code = form_get(&fields, "code").unwrap_or("").trim().to_string();
-                if !totp::code_well_formed(&self.cfg.totp, &code) {
-                    let lang = if req.html { req.lang } else { crate::i18n::Lang::En };
-                    let text = crate::i18n::fill(
-                        crate::i18n::t(lang, "Enter the {n}-digit code from your app."),
-                        &[("{n}", &self.cfg.totp.digits.to_string())],
-                    );
-                    return self.challenge_again(&req, &user, &next, 400, "invalid_code_format", &text);
-                }
-                let call = store::factors_from(&self.cfg.store, &user, req.client_ip.as_deref());
-                let then = Pending::Verify { req: req.clone(), code, next };
-                self.unless_banned(req, &user, (call, then))
-            }
-            BodyKind::TotpEnroll => {
-                match &session {
-                    Some(s) => {
-                        if let Err(d) = self.recent_factor(&req, s, now) {
-                            return d;
-                        }
-                    }
-                    None if self.email_enforced(&req) => return self.verify_first(&req, &next),
-                    None => {}
-                }
-                let token_str = form_get(&fields, "enroll_token").unwrap_or("");
-                let enrollment = match token::open_enrollment(&self.keys.borrow(), token_str, &user, now) {
-                    Ok(e) => e,
-                    Err(_) => {
-                        return Decision::Respond(message(
-                            html,
-                            400,
-                            "enrollment_expired",
-                            "Setup expired",
-                            "This setup page has expired. Open it again to get a new code.",
-                        ));
-                    }
-                };
-                let name =
-                    form_get(&fields, "name").map(str::trim).filter(|n| !n.is_empty()).unwrap_or("Authenticator");
-                if name.chars().count() > 64 || name.chars().any(char::is_control) {
-                    return Decision::Respond(message(
-                        html,
-                        400,
-                        "invalid_name",
-                        "Bad name",
-                        "Use a name of at most 64 characters.",
-                    ));
-                }
-                let code = form_get(&fields, "code").unwrap_or("").trim();
-                let Some(step) =
-                    totp::matching_step(&self.cfg.totp, &enrollment.secret, code, now, self.cfg.totp_skew, 0)
-                else {
-                    return self.enroll_again(
-                        &req,
-                        &user,
-                        &next,
-                        token_str,
-                        &enrollment,
-                        "That code did not match. Check the app and try again.",
-                    );
-                };
-                let call = store::create_totp(
-                    &self.cfg.store,
-                    &user,
-                    name,
-                    &enrollment.secret,
-                    &self.cfg.totp,
-                    step,
-                    session.is_none(),
-                );
-                let _ = rng;
-                let first = session.is_none();
-                Decision::Call(call, Pending::EnrollCreate { req, next, first })
-            }
-            _ => Decision::Respond(message(html, 500, "internal", "Internal error", "Unexpected state.")),
-        }
+        then(req, Form { fields, user, next })
     }
 
     /// The store answered the call made for `pending`.
@@ -811,110 +706,15 @@ impl Gate {
                 with_set_cookies(d, &req.set_cookies)
             }
             Pending::Home(p) => self.home_reply(p, reply, now),
-            Pending::EnrollCheck(req) => {
-                let factors = match store::parse_factors(reply) {
-                    Ok(f) => f,
-                    Err(_) => return self.unavailable(&req),
-                };
-                let user = req.user.clone().unwrap_or_default();
-                let next = req.query_next();
-                if factors.iter().any(|f| f.enabled) || self.email_enforced(&req) {
-                    return self.verify_first(&req, &next);
-                }
-                if self.cfg.policy.no_factor == NoFactor::Deny {
-                    return Decision::Respond(message(
-                        self.html(&req),
-                        403,
-                        "enrollment_closed",
-                        "Not allowed",
-                        "Ask your administrator to set up two-step verification for you.",
-                    ));
-                }
-                self.enroll_page(&req, &user, &next, rng, now, None, 200)
-            }
-            Pending::Verify { req, code, next } => {
-                let factors = match store::parse_factors(reply) {
-                    Ok(f) => f,
-                    Err(_) => return self.unavailable(&req),
-                };
-                let user = req.user.clone().unwrap_or_default();
-                if let Ok(Some(until)) = store::parse_ban(reply) {
-                    if until > now {
-                        return self.banned(&req, until, now);
-                    }
-                }
-                let mut replay = false;
-                for f in factors.iter().filter(|f| f.enabled) {
-                    let Some(t) = &f.totp else { continue };
-                    if let Some(step) =
-                        totp::matching_step(&t.params, &t.secret, &code, now, self.cfg.totp_skew, t.last_step)
-                    {
-                        let call = store::use_totp_step(&self.cfg.store, &user, &f.id, step)
-                            .with_attempt(req.attempt.as_deref());
-                        return Decision::Call(call, Pending::VerifyUse { req, next });
-                    }
-                    replay |= totp::is_replay(&t.params, &t.secret, &code, now, self.cfg.totp_skew, t.last_step);
-                }
-                let answer = if replay {
-                    self.challenge_again(
-                        &req,
-                        &user,
-                        &next,
-                        401,
-                        "code_used",
-                        "That code was already used. Wait for the next one.",
-                    )
-                } else {
-                    self.challenge_again(&req, &user, &next, 401, "wrong_code", "That code is not right. Try again.")
-                };
-                self.failed(&req, &user, Method::Totp, answer)
-            }
-            Pending::VerifyUse { req, next } => {
-                let user = req.user.clone().unwrap_or_default();
-                match store::parse_used(reply) {
-                    Ok(()) => self.verified(&req, &user, Assurance::code(Method::Totp, now), &next, now, rng),
-                    Err(StoreError::Conflict(_)) => {
-                        let answer = self.challenge_again(
-                            &req,
-                            &user,
-                            &next,
-                            401,
-                            "code_used",
-                            "That code was already used. Wait for the next one.",
-                        );
-                        self.failed(&req, &user, Method::Totp, answer)
-                    }
-                    Err(StoreError::NotFound) => self.challenge_again(
-                        &req,
-                        &user,
-                        &next,
-                        401,
-                        "wrong_code",
-                        "That code is not right. Try again.",
-                    ),
-                    Err(_) => self.unavailable(&req),
-                }
-            }
-            Pending::EnrollCreate { req, next, first } => {
-                let next = if first { self.after_first_factor(&next) } else { next };
-                let user = req.user.clone().unwrap_or_default();
-                if store::parse_created(reply).is_ok() {
-                    crate::telemetry::emit(crate::telemetry::Event::Enrollment(Method::Totp.as_str()));
-                }
-                match store::parse_created(reply) {
-                    Ok(()) => self.verified(&req, &user, Assurance::code(Method::Totp, now), &next, now, rng),
-                    Err(StoreError::Conflict(c)) if c == "user_has_factors" => self.verify_first(&req, &next),
-                    Err(StoreError::Conflict(_)) => self.too_many_factors(&req),
-                    Err(_) => self.unavailable(&req),
-                }
-            }
+            Pending::Totp(p) => self.totp_reply(p, reply, now, rng),
             Pending::Webauthn(p) => self.webauthn_reply(p, reply, now, rng),
             Pending::Recovery(p) => self.recovery_reply(p, reply, now, rng),
             Pending::Device(p) => self.device_reply(p, reply, now, rng),
             Pending::Otp(p) => self.otp_reply(p, reply, now, rng),
             Pending::Regulation(p) => self.regulation_reply(p, reply, now),
             Pending::Sessions(p) => self.sessions_reply(p, reply),
-            Pending::Body(_, req, _) => self.unavailable(&req),
+            // The glue calls the store only for a `Decision::Call`.
+            Pending::Body { req, .. } => self.unavailable(&req),
         }
     }
 
@@ -1137,74 +937,6 @@ impl Gate {
         Decision::Respond(Response::json(status, &json!({"error": code, "message": text})))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn enroll_page(
-        &self,
-        req: &Req,
-        user: &str,
-        next: &str,
-        rng: &mut dyn Rng,
-        now: u64,
-        error: Option<&str>,
-        status: u32,
-    ) -> Decision {
-        let mut secret = vec![0u8; 20];
-        rng.fill(&mut secret);
-        let enrollment = Enrollment { expires: now + ENROLL_TTL_S, secret };
-        let Ok(tok) = token::seal_enrollment(&self.keys.borrow(), user, &enrollment) else {
-            return self.unavailable(req);
-        };
-        self.render_enroll(req, user, next, &tok, &enrollment, error, status)
-    }
-
-    fn enroll_again(&self, req: &Req, user: &str, next: &str, tok: &str, e: &Enrollment, error: &str) -> Decision {
-        self.render_enroll(req, user, next, tok, e, Some(error), 400)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn render_enroll(
-        &self,
-        req: &Req,
-        user: &str,
-        next: &str,
-        tok: &str,
-        e: &Enrollment,
-        error: Option<&str>,
-        status: u32,
-    ) -> Decision {
-        let p = &self.cfg.totp;
-        let secret_b32 = totp::secret_to_base32(&e.secret);
-        let uri = totp::provisioning_uri(p, &e.secret, &self.cfg.issuer, user);
-        if !req.html {
-            let mut v = json!({
-                "secret": secret_b32, "otpauth_uri": uri, "enroll_token": tok, "digits": p.digits, "period": p.period,
-                "algorithm": p.alg.as_str(), "next": next, "expires_at": e.expires,
-            });
-            if let Some(err) = error {
-                crate::http::json_set(&mut v, "error", json!("wrong_code"));
-                crate::http::json_set(&mut v, "message", json!(err));
-            } else if status == 401 {
-                crate::http::json_set(&mut v, "error", json!("mfa_enrollment_required"));
-            }
-            return Decision::Respond(Response::json(status, &v));
-        }
-        let qr = totp::qr_svg(&uri).unwrap_or_default();
-        let view = pages::EnrollView {
-            user,
-            next,
-            issuer: &self.cfg.issuer,
-            secret_b32: &secret_b32,
-            uri: &uri,
-            qr_svg: &qr,
-            enroll_token: tok,
-            digits: p.digits,
-            error,
-            webauthn: self.webauthn_on(),
-        };
-        let l = self.look(req);
-        Decision::Respond(Response::page(&l, status, pages::enroll(&l, &view)))
-    }
-
     /// Mints a session for `user` from the assurance `a`: the session and its cookie. Every
     /// session is minted here (see `assurance`).
     pub(super) fn mint(
@@ -1309,6 +1041,11 @@ fn with_set_cookies(d: Decision, cookies: &[String]) -> Decision {
         Decision::Respond(r) => Decision::Respond(cookies.iter().fold(r, |r, c| r.header("set-cookie", c.clone()))),
         other => other,
     }
+}
+
+/// Waits for the body of `endpoint`.
+fn read_body(endpoint: Endpoint, req: Box<Req>, session: Option<Session>) -> Decision {
+    Decision::ReadBody(Pending::Body { endpoint, req, session })
 }
 
 /// The method an MFA endpoint belongs to.

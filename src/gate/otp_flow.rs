@@ -3,13 +3,27 @@
 //! for it, takes the user's answer and passes it on. django-mfa2's email codes never expired,
 //! were reusable, and could be 7 digits long.
 
-use super::{message, Assurance, BodyKind, Decision, Gate, Pending, Req, Rng};
+use super::{message, Assurance, Decision, Gate, Pending, Req, Rng};
 use crate::http::form_get;
 use crate::pages::{self, Response};
 use crate::store::{self, StoreError, StoreReply};
 use crate::token::{self, Method, Session};
 use serde_json::json;
 
+/// The email/SMS code endpoints that take a body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OtpEndpoint {
+    /// `POST /.mfa/otp/send`: send a sign-in code.
+    Send,
+    /// `POST /.mfa/otp/verify`: sign in with the code.
+    Verify,
+    /// `POST /.mfa/otp/enroll`: send a code to a new address.
+    Enroll,
+    /// `POST /.mfa/otp/enroll/confirm`: prove the new address with its code.
+    EnrollConfirm,
+}
+
+/// An email/SMS code step waiting for the store.
 #[derive(Debug)]
 pub enum OtpPending {
     /// A code was asked for (sign-in).
@@ -109,7 +123,7 @@ impl Gate {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn otp_body(
         &self,
-        kind: BodyKind,
+        endpoint: OtpEndpoint,
         req: Box<Req>,
         session: Option<Session>,
         fields: &[(String, String)],
@@ -126,8 +140,8 @@ impl Gate {
                 "This method is not available.",
             ));
         };
-        match kind {
-            BodyKind::OtpSend => {
+        match endpoint {
+            OtpEndpoint::Send => {
                 // MFA_ENFORCE_EMAIL_TOKEN: users without an email factor get the code at the
                 // address their identity token names.
                 let destination = if channel == Method::Email && self.cfg.email.as_ref().is_some_and(|e| e.enforce) {
@@ -140,7 +154,7 @@ impl Gate {
                     Pending::Otp(OtpPending::Sent { req, channel, next }),
                 )
             }
-            BodyKind::OtpVerify => {
+            OtpEndpoint::Verify => {
                 let code = form_get(fields, "code").unwrap_or("").trim().to_string();
                 if !six_digits(&code) {
                     return self.otp_retry(
@@ -157,7 +171,7 @@ impl Gate {
                 let pending = Pending::Otp(OtpPending::Checked { req: req.clone(), channel, next });
                 self.unless_banned(req, user, (call, pending))
             }
-            BodyKind::OtpEnroll => {
+            OtpEndpoint::Enroll => {
                 if let Err(d) = self.change_allowed(&req, session.as_ref(), fields, now) {
                     return d;
                 }
@@ -176,7 +190,7 @@ impl Gate {
                     Pending::Otp(OtpPending::EnrollSent { req, channel, address }),
                 )
             }
-            BodyKind::OtpEnrollConfirm => {
+            OtpEndpoint::EnrollConfirm => {
                 let Some(s) = &session else {
                     return self.verify_first(&req, "/.mfa/");
                 };
@@ -219,7 +233,6 @@ impl Gate {
                     Pending::Otp(OtpPending::EnrollChecked { req, channel, address, name }),
                 )
             }
-            _ => Decision::Respond(message(self.html(&req), 500, "internal", "Internal error", "Unexpected state.")),
         }
     }
 

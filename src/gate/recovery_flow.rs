@@ -1,11 +1,20 @@
 //! Recovery codes at the gate: generate a set (with a recent MFA session), and sign in with one.
 
-use super::{message, Assurance, BodyKind, Decision, Gate, Pending, Req, Rng};
+use super::{Assurance, Decision, Gate, Pending, Req, Rng};
 use crate::pages::{self, Response};
 use crate::recovery;
 use crate::store::{self, StoreError, StoreReply};
 use crate::token::{Method, Session};
 use serde_json::json;
+
+/// The recovery-code endpoints that take a body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecoveryEndpoint {
+    /// `POST /.mfa/recovery/generate`: a new set of codes.
+    Generate,
+    /// `POST /.mfa/recovery/verify`: sign in with a code.
+    Verify,
+}
 
 /// A recovery step waiting for the store.
 #[derive(Debug)]
@@ -19,7 +28,7 @@ impl Gate {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn recovery_body(
         &self,
-        kind: BodyKind,
+        endpoint: RecoveryEndpoint,
         req: Box<Req>,
         session: Option<Session>,
         fields: &[(String, String)],
@@ -28,8 +37,8 @@ impl Gate {
         now: u64,
         rng: &mut dyn Rng,
     ) -> Decision {
-        match kind {
-            BodyKind::RecoveryGenerate => {
+        match endpoint {
+            RecoveryEndpoint::Generate => {
                 if let Err(d) = self.change_allowed(&req, session.as_ref(), fields, now) {
                     return d;
                 }
@@ -50,7 +59,7 @@ impl Gate {
                     Pending::Recovery(RecoveryPending::Generated { req, codes, next }),
                 )
             }
-            BodyKind::RecoveryVerify => {
+            RecoveryEndpoint::Verify => {
                 let code = crate::http::form_get(fields, "code").unwrap_or("");
                 let Some(code) = recovery::normalize(code) else {
                     return self.challenge_again(
@@ -67,7 +76,6 @@ impl Gate {
                 let pending = Pending::Recovery(RecoveryPending::Consumed { req: req.clone(), user, next });
                 self.unless_banned(req, &who, (call, pending))
             }
-            _ => Decision::Respond(message(self.html(&req), 500, "internal", "Internal error", "Unexpected state.")),
         }
     }
 

@@ -9,7 +9,9 @@
 //! answer settles the reservation as a failure (`failed`, which may start the ban); the call
 //! that records a right answer's use clears it (`StoreRequest::with_attempt`).
 
-use super::{BodyKind, Decision, Gate, Pending, Req, Rng};
+use super::{
+    Decision, Endpoint, Gate, OtpEndpoint, Pending, RecoveryEndpoint, Req, Rng, TotpEndpoint, WebauthnEndpoint,
+};
 use crate::pages::Response;
 use crate::store::{self, StoreReply, StoreRequest};
 use crate::token::Method;
@@ -123,18 +125,21 @@ impl Gate {
 }
 
 /// The endpoints that verify a second factor: each gets an attempt id to reserve.
-pub(super) fn verifies(kind: BodyKind) -> bool {
+pub(super) fn verifies(endpoint: Endpoint) -> bool {
     matches!(
-        kind,
-        BodyKind::TotpVerify | BodyKind::RecoveryVerify | BodyKind::OtpVerify | BodyKind::WebauthnLoginFinish
+        endpoint,
+        Endpoint::Totp(TotpEndpoint::Verify)
+            | Endpoint::Recovery(RecoveryEndpoint::Verify)
+            | Endpoint::Otp(OtpEndpoint::Verify)
+            | Endpoint::Webauthn(WebauthnEndpoint::LoginFinish)
     )
 }
 
 impl Gate {
     /// Gives a verification its attempt id (random, chosen here so every later call can name
     /// it), when regulation is on and the user is known.
-    pub(super) fn assign_attempt(&self, kind: BodyKind, req: &mut Req, rng: &mut dyn Rng) {
-        if self.cfg.regulation.is_some() && verifies(kind) {
+    pub(super) fn assign_attempt(&self, endpoint: Endpoint, req: &mut Req, rng: &mut dyn Rng) {
+        if self.cfg.regulation.is_some() && verifies(endpoint) {
             let mut id = [0u8; 16];
             rng.fill(&mut id);
             use base64::Engine;

@@ -5,7 +5,7 @@
 //! in a signed short-lived cookie bound to the user, and recorded in the store, which consumes
 //! it exactly once (django-mfa2 never consumed its registration state: CVE-2022-42731).
 
-use super::{Assurance, BodyKind, Decision, Gate, Pending, Req, Rng};
+use super::{Assurance, Decision, Gate, Pending, Req, Rng};
 use crate::http::safe_next;
 use crate::pages::Response;
 use crate::policy::NoFactor;
@@ -24,6 +24,19 @@ pub(super) fn script() -> Response {
     r.headers.push(("content-type".into(), "text/javascript; charset=utf-8".into()));
     r.headers.push(("cache-control".into(), "public, max-age=300".into()));
     r
+}
+
+/// The WebAuthn endpoints (each takes a JSON body).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WebauthnEndpoint {
+    /// `POST /.mfa/webauthn/register/begin`: options for a new key.
+    RegisterBegin,
+    /// `POST /.mfa/webauthn/register/finish`: the new key's attestation.
+    RegisterFinish,
+    /// `POST /.mfa/webauthn/login/begin`: options to sign in.
+    LoginBegin,
+    /// `POST /.mfa/webauthn/login/finish`: the assertion.
+    LoginFinish,
 }
 
 /// A WebAuthn step waiting for the store.
@@ -109,7 +122,7 @@ impl Gate {
     /// A body arrived for one of the `/.mfa/webauthn/...` endpoints (always JSON).
     pub(super) fn webauthn_body(
         &self,
-        kind: BodyKind,
+        endpoint: WebauthnEndpoint,
         req: Box<Req>,
         session: Option<Session>,
         body: &[u8],
@@ -140,10 +153,10 @@ impl Gate {
                 req.quick = true;
             }
         }
-        if user.is_empty() && !matches!(kind, BodyKind::WebauthnLoginBegin | BodyKind::WebauthnLoginFinish) {
+        if user.is_empty() && !matches!(endpoint, WebauthnEndpoint::LoginBegin | WebauthnEndpoint::LoginFinish) {
             return self.no_identity(&req);
         }
-        if matches!(kind, BodyKind::WebauthnRegisterBegin | BodyKind::WebauthnRegisterFinish) {
+        if matches!(endpoint, WebauthnEndpoint::RegisterBegin | WebauthnEndpoint::RegisterFinish) {
             // Adding a key needs a recent second factor, or (first factor) none to present.
             match &session {
                 Some(s) => {
@@ -155,20 +168,20 @@ impl Gate {
                 None => {}
             }
         }
-        match kind {
-            BodyKind::WebauthnLoginBegin if user.is_empty() => {
+        match endpoint {
+            WebauthnEndpoint::LoginBegin if user.is_empty() => {
                 self.begin(req, "", false, [0; 16], now, rng, |ch| wa::request_options(&settings.rp, ch, &[]))
             }
-            BodyKind::WebauthnRegisterBegin => Decision::Call(
+            WebauthnEndpoint::RegisterBegin => Decision::Call(
                 store::factors(&self.cfg.store, &user),
                 Pending::Webauthn(WaPending::RegisterFactors { req, session, user, next }),
             ),
-            BodyKind::WebauthnLoginBegin => Decision::Call(
+            WebauthnEndpoint::LoginBegin => Decision::Call(
                 store::factors(&self.cfg.store, &user),
                 Pending::Webauthn(WaPending::LoginFactors { req, user, next }),
             ),
-            BodyKind::WebauthnRegisterFinish | BodyKind::WebauthnLoginFinish => {
-                let registration = kind == BodyKind::WebauthnRegisterFinish;
+            WebauthnEndpoint::RegisterFinish | WebauthnEndpoint::LoginFinish => {
+                let registration = endpoint == WebauthnEndpoint::RegisterFinish;
                 let ceremony = req
                     .ceremony
                     .as_deref()
@@ -213,32 +226,30 @@ impl Gate {
                         Ok(r) => r,
                         Err(e) => return rejected(400, "webauthn_rejected", &e.to_string()),
                     };
-                    let call = store::consume_challenge(&self.cfg.store, &ceremony.challenge, "webauthn.get");
-                    let then = Pending::Webauthn(WaPending::LoginConsume {
-                        req: req.clone(),
-                        user: user.clone(),
-                        response: Box::new(resp),
-                        challenge: ceremony.challenge,
-                        next,
-                    });
+                    let response = Box::new(resp);
+                    let challenge = ceremony.challenge;
                     if user.is_empty() {
                         // Quick login: the credential names the user only later, and `begin`
                         // recorded nothing. Look the credential up (a read); only a verified
                         // assertion writes, marking its challenge used (`LoginMarkUsed`).
-                        let Pending::Webauthn(WaPending::LoginConsume { req, user, response, challenge, next }) = then
-                        else {
-                            return rejected(500, "internal", "Unexpected state.");
-                        };
                         let call = store::credential(&self.cfg.store, response.credential_id());
                         return Decision::Call(
                             call,
                             Pending::Webauthn(WaPending::LoginVerify { req, user, response, challenge, next }),
                         );
                     }
-                    self.unless_banned(req, &user, (call, then))
+                    let call = store::consume_challenge(&self.cfg.store, &challenge, "webauthn.get");
+                    let who = user.clone();
+                    let then = Pending::Webauthn(WaPending::LoginConsume {
+                        req: req.clone(),
+                        user,
+                        response,
+                        challenge,
+                        next,
+                    });
+                    self.unless_banned(req, &who, (call, then))
                 }
             }
-            _ => rejected(500, "internal", "Unexpected state."),
         }
     }
 
