@@ -129,14 +129,13 @@ impl Gate {
                 let Some(step) =
                     totp::matching_step(&self.cfg.totp, &enrollment.secret, code, now, self.cfg.totp_skew, 0)
                 else {
-                    return self.render_enroll(
+                    return self.enroll_again(
                         &req,
                         &user,
                         &next,
                         token_str,
                         &enrollment,
-                        Some("That code did not match. Check the app and try again."),
-                        400,
+                        "That code did not match. Check the app and try again.",
                     );
                 };
                 let first = session.is_none();
@@ -247,6 +246,11 @@ impl Gate {
             return self.unavailable(req);
         };
         self.render_enroll(req, user, next, &tok, &enrollment, error, status)
+    }
+
+    /// The same enrollment again (same secret and token), with what went wrong.
+    fn enroll_again(&self, req: &Req, user: &str, next: &str, tok: &str, e: &Enrollment, error: &str) -> Decision {
+        self.render_enroll(req, user, next, tok, e, Some(error), 400)
     }
 
     #[allow(clippy::too_many_arguments)]
