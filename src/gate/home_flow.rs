@@ -2,7 +2,7 @@
 //! list and revoke trusted devices. Every change needs a session whose second factor is recent,
 //! a CSRF token bound to that session, and a same-origin POST; the store writes the audit row.
 
-use super::{Decision, Gate, Pending, Req};
+use super::{Decision, Gate, Pending, Refusal, Req};
 use crate::http::form_get;
 use crate::pages::{self, FactorView, HomeView, Response};
 use crate::store::{self, Device, Factor, StoreError, StoreReply};
@@ -59,12 +59,6 @@ pub enum HomePending {
 }
 
 impl Gate {
-    fn refuse(&self, req: &Req, status: u32, code: &str, text: &str) -> Decision {
-        Decision::Respond(super::message(self.html(req), status, code, "Not allowed", text))
-    }
-}
-
-impl Gate {
     pub(super) fn home_start(&self, req: Box<Req>, session: Session, user: &str) -> Decision {
         Decision::Call(store::factors(&self.cfg.store, user), Pending::Home(HomePending::Factors { req, session }))
     }
@@ -83,12 +77,7 @@ impl Gate {
         self.recent_factor(req, s, now)?;
         let given = form_get(fields, "csrf").unwrap_or("");
         if !token::csrf_ok(&self.keys.borrow(), s, given) {
-            return Err(self.refuse(
-                req,
-                403,
-                "csrf",
-                "This form is out of date. Reload the security page and try again.",
-            ));
+            return Err(self.refuse(req, Refusal::Csrf));
         }
         Ok(())
     }
@@ -108,7 +97,7 @@ impl Gate {
         }
         let id = form_get(fields, "id").unwrap_or("").to_string();
         if id.is_empty() || id.len() > 128 {
-            return self.refuse(&req, 400, "bad_id", "Which method? The form named none.");
+            return self.refuse(&req, Refusal::BadFactorId);
         }
         let change = match endpoint {
             HomeEndpoint::RevokeDevice => {
@@ -120,7 +109,7 @@ impl Gate {
             HomeEndpoint::Rename => {
                 let n = form_get(fields, "name").map(str::trim).unwrap_or("");
                 if n.is_empty() || n.chars().count() > 64 || n.chars().any(char::is_control) {
-                    return self.refuse(&req, 400, "invalid_name", "Use a name of 1 to 64 characters.");
+                    return self.refuse(&req, Refusal::BadFactorName);
                 }
                 FactorChange::Rename(n.to_string())
             }
@@ -153,19 +142,14 @@ impl Gate {
                 let Ok(factors) = store::parse_factors(reply) else { return self.unavailable(&req) };
                 let user = req.user.clone().unwrap_or_default();
                 let Some(f) = factors.iter().find(|f| f.id == id) else {
-                    return self.refuse(&req, 404, "not_found", "There is no such method on your account.");
+                    return self.refuse(&req, Refusal::NoSuchFactor);
                 };
                 let removing = matches!(change, FactorChange::Disable | FactorChange::Delete);
                 if removing && Method::parse(&f.kind).is_some_and(|m| self.cfg.hide_disable.contains(&m)) {
-                    return self.refuse(&req, 403, "cannot_disable", "This method cannot be turned off or removed.");
+                    return self.refuse(&req, Refusal::CannotDisable);
                 }
                 if removing && f.owned_by_enterprise {
-                    return self.refuse(
-                        &req,
-                        403,
-                        "enterprise_owned",
-                        "This key belongs to your organisation; ask your administrator.",
-                    );
+                    return self.refuse(&req, Refusal::EnterpriseOwned);
                 }
                 let (call, what) = match change {
                     FactorChange::Rename(name) => {
@@ -190,15 +174,8 @@ impl Gate {
                     let r = Response::json(200, &json!({"ok": true, "done": what}));
                     Decision::Respond(self.keep_own_session(r, &req, what, now))
                 }
-                Err(StoreError::NotFound) => {
-                    self.refuse(&req, 404, "not_found", "There is no such method on your account.")
-                }
-                Err(StoreError::Refused(403)) => self.refuse(
-                    &req,
-                    403,
-                    "enterprise_owned",
-                    "This key belongs to your organisation; ask your administrator.",
-                ),
+                Err(StoreError::NotFound) => self.refuse(&req, Refusal::NoSuchFactor),
+                Err(StoreError::Refused(403)) => self.refuse(&req, Refusal::EnterpriseOwned),
                 Err(_) => self.unavailable(&req),
             },
         }

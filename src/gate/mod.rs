@@ -19,6 +19,7 @@ pub use assurance::Assurance;
 pub use home_flow::HomeEndpoint;
 pub use otp_flow::OtpEndpoint;
 pub use recovery_flow::RecoveryEndpoint;
+use render::{message, Refusal, Verified};
 use serde_json::json;
 use std::cell::RefCell;
 pub use totp_flow::TotpEndpoint;
@@ -30,6 +31,7 @@ mod home_flow;
 mod otp_flow;
 mod recovery_flow;
 mod regulation;
+mod render;
 mod sessions;
 mod totp_flow;
 mod webauthn_flow;
@@ -313,17 +315,6 @@ impl Gate {
         req.html.then(|| self.look(req))
     }
 
-    /// The store refused a new factor: the user has the most it allows.
-    pub(super) fn too_many_factors(&self, req: &Req) -> Decision {
-        Decision::Respond(message(
-            self.html(req),
-            409,
-            "too_many_factors",
-            "Too many methods",
-            "Remove a method before adding another.",
-        ))
-    }
-
     /// MFA_ENFORCE_RECOVERY_METHOD: after the first method, on to recovery codes.
     pub(super) fn after_first_factor(&self, next: &str) -> String {
         if self.cfg.enforce_recovery_method && self.cfg.method_allowed(Method::Recovery) {
@@ -374,13 +365,9 @@ impl Gate {
                 // "Not me": forget the remembered user.
                 Decision::Respond(if forget { r.header("set-cookie", self.remembered_cookie("", 0)) } else { r })
             }
-            ("POST", p) if quick && p.starts_with("/.mfa/") && self.cross_origin(&req) => Decision::Respond(message(
-                self.html(&req),
-                403,
-                "cross_origin",
-                "Request refused",
-                "This form was submitted from another site.",
-            )),
+            ("POST", p) if quick && p.starts_with("/.mfa/") && self.cross_origin(&req) => {
+                self.refuse(&req, Refusal::CrossOrigin)
+            }
             ("POST", "/.mfa/webauthn/login/begin") if quick => {
                 read_body(Endpoint::Webauthn(WebauthnEndpoint::LoginBegin), req, None)
             }
@@ -414,7 +401,7 @@ impl Gate {
     /// Every request's first stop. With a valid session this is the whole of the work.
     pub fn on_headers(&self, h: &dyn Headers, now: u64, rng: &mut dyn Rng) -> Decision {
         let Some(full) = h.get(":path") else {
-            return Decision::Respond(message(None, 400, "bad_request", "Bad request", "The request has no path."));
+            return Decision::Respond(Refusal::NoPath.response(None));
         };
         let (path, _) = split_path(&full);
         let mfa_endpoint = path == "/.mfa" || path.starts_with("/.mfa/");
@@ -536,28 +523,15 @@ impl Gate {
                 Pending::Challenge { req, reason, next, allowed },
             );
         }
-        let html = self.html(&req);
         // MFA_UNALLOWED_METHODS is enforced here, on every endpoint, not only hidden in pages.
         if let Some(m) = endpoint_method(&req.path) {
             if !self.cfg.method_allowed(m) {
-                return Decision::Respond(message(
-                    html,
-                    403,
-                    "method_not_allowed",
-                    "Not available",
-                    "This method is not allowed here.",
-                ));
+                return self.refuse(&req, Refusal::MethodNotAllowed);
             }
         }
         if req.method == "POST" && req.path.starts_with("/.mfa/") {
             if self.cross_origin(&req) {
-                return Decision::Respond(message(
-                    html,
-                    403,
-                    "cross_origin",
-                    "Request refused",
-                    "This form was submitted from another site.",
-                ));
+                return self.refuse(&req, Refusal::CrossOrigin);
             }
             if let Some(endpoint) = self.body_endpoint(&req.path) {
                 return read_body(endpoint, req, session);
@@ -593,14 +567,8 @@ impl Gate {
             (
                 _,
                 "/.mfa" | "/.mfa/" | "/.mfa/challenge" | "/.mfa/totp/verify" | "/.mfa/totp/enroll" | "/.mfa/logout",
-            ) => Decision::Respond(message(
-                html,
-                405,
-                "method_not_allowed",
-                "Method not allowed",
-                "This endpoint does not take that method.",
-            )),
-            _ => Decision::Respond(message(html, 404, "not_found", "Not found", "There is no such page.")),
+            ) => self.refuse(&req, Refusal::WrongHttpMethod),
+            _ => self.refuse(&req, Refusal::NotFound),
         }
     }
 
@@ -633,7 +601,7 @@ impl Gate {
     pub fn on_body(&self, pending: Pending, body: &[u8], now: u64, rng: &mut dyn Rng) -> Decision {
         let Pending::Body { endpoint, mut req, session } = pending else {
             // The glue hands over a body only while `Pending::wants_body`.
-            return Decision::Respond(message(None, 500, "internal", "Internal error", "Unexpected body."));
+            return Decision::Respond(Refusal::UnexpectedBody.response(None));
         };
         self.assign_attempt(endpoint, &mut req, rng);
         match endpoint {
@@ -656,26 +624,13 @@ impl Gate {
     /// Reads a form (or flat JSON) body, then goes on with `then`; answers 413, 415 or 400 for
     /// a body it cannot take, 401 without an identity.
     fn with_form(&self, mut req: Box<Req>, body: &[u8], then: impl FnOnce(Box<Req>, Form) -> Decision) -> Decision {
-        let html = self.html(&req);
         if body.len() > self.cfg.body_limit {
-            return Decision::Respond(message(
-                html,
-                413,
-                "body_too_large",
-                "Request too large",
-                "The form was too large.",
-            ));
+            return self.refuse(&req, Refusal::BodyTooLarge);
         }
         let fields = match parse_fields(req.content_type.as_deref(), body) {
             Ok(f) => f,
             Err(status) => {
-                return Decision::Respond(message(
-                    html,
-                    status,
-                    "bad_body",
-                    "Bad request",
-                    "The form could not be read.",
-                ));
+                return self.refuse(&req, Refusal::BadBody(status));
             }
         };
         req.trust = matches!(form_get(&fields, "trust_device"), Some("1" | "on" | "true"));
@@ -702,8 +657,7 @@ impl Gate {
                     Err(_) => return self.unavailable(&req),
                 };
                 let user = req.user.clone().unwrap_or_default();
-                let d = self.challenge(&req, &user, &factors, reason, &next, allowed.as_deref(), now, rng);
-                with_set_cookies(d, &req.set_cookies)
+                self.challenge(&req, &user, &factors, reason, &next, allowed.as_deref(), now, rng)
             }
             Pending::Home(p) => self.home_reply(p, reply, now),
             Pending::Totp(p) => self.totp_reply(p, reply, now, rng),
@@ -725,48 +679,6 @@ impl Gate {
             return o.strip_prefix(scheme) != Some(req.authority.as_str());
         }
         req.sec_fetch_site.as_deref() == Some("cross-site")
-    }
-
-    fn no_identity(&self, req: &Req) -> Decision {
-        if req.html && self.cfg.quick_login && self.webauthn_on() {
-            let loc = format!("/.mfa/login?next={}", percent_encode(&req.target()));
-            return Decision::Respond(Response::redirect(&loc));
-        }
-        if req.html {
-            if let Some(login) = &self.cfg.login_url {
-                let sep = if login.contains('?') { '&' } else { '?' };
-                let loc = format!("{login}{sep}next={}", percent_encode(&req.target()));
-                return Decision::Respond(Response::redirect(&loc));
-            }
-        }
-        Decision::Respond(message(
-            self.html(req),
-            401,
-            "unauthenticated",
-            "Sign-in required",
-            "Sign in first, then verify with your second factor.",
-        ))
-    }
-
-    fn unavailable(&self, req: &Req) -> Decision {
-        let r = message(
-            self.html(req),
-            503,
-            "mfa_unavailable",
-            "Verification unavailable",
-            "The verification service is not answering. Try again in a moment.",
-        );
-        Decision::Respond(r.header("retry-after", "5".into()))
-    }
-
-    fn verify_first(&self, req: &Req, next: &str) -> Decision {
-        if req.html {
-            return Decision::Respond(Response::redirect(&format!("/.mfa/challenge?next={}", percent_encode(next))));
-        }
-        Decision::Respond(Response::json(
-            403,
-            &json!({"error": "mfa_required", "message": "verify with an existing method before adding another", "challenge": "/.mfa/challenge"}),
-        ))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -794,19 +706,14 @@ impl Gate {
                     auth_time: None,
                     cookie: req.cookie_edit.clone(),
                 }),
-                NoFactor::Deny => Decision::Respond(message(
-                    self.html(req),
-                    403,
-                    "mfa_not_enrolled",
-                    "Two-step verification required",
-                    "Your account has no second factor. Ask your administrator to set one up.",
-                )),
+                NoFactor::Deny => self.refuse(req, Refusal::NotEnrolled),
                 NoFactor::Enroll => {
                     crate::telemetry::emit(crate::telemetry::Event::Challenge("enroll"));
                     if req.html {
                         self.enroll_page(req, user, next, rng, now, None, 401)
                     } else {
-                        Decision::Respond(
+                        self.respond(
+                            req,
                             Response::json(
                                 401,
                                 &json!({"error": "mfa_enrollment_required", "user": user, "next": next, "enroll": self.enroll_endpoints()}),
@@ -846,7 +753,7 @@ impl Gate {
                 ),
                 &[("{methods}", &need.join(", "))],
             );
-            return Decision::Respond(message(self.html(req), 403, "method_required", "Another method needed", &text));
+            return self.respond(req, message(self.html(req), 403, "method_required", "Another method needed", &text));
         }
         crate::telemetry::emit(crate::telemetry::Event::Challenge(reason.as_str()));
         let offer = pages::Offer {
@@ -861,7 +768,7 @@ impl Gate {
         if req.html {
             let l = self.look(req);
             let page = pages::challenge(&l, user, next, self.cfg.totp.digits, None, reason == Reason::Recheck, offer);
-            return Decision::Respond(Response::page(&l, 401, page));
+            return self.respond(req, Response::page(&l, 401, page));
         }
         let mut verify = serde_json::Map::new();
         if offer.totp {
@@ -879,7 +786,8 @@ impl Gate {
                 json!({"begin": "/.mfa/webauthn/login/begin", "finish": "/.mfa/webauthn/login/finish"}),
             );
         }
-        Decision::Respond(
+        self.respond(
+            req,
             Response::json(
                 401,
                 &json!({
@@ -909,34 +817,6 @@ impl Gate {
         e
     }
 
-    fn challenge_again(&self, req: &Req, user: &str, next: &str, status: u32, code: &str, text: &str) -> Decision {
-        if req.html {
-            let l = self.look(req);
-            return Decision::Respond(Response::page(
-                &l,
-                status,
-                pages::challenge(
-                    &l,
-                    user,
-                    next,
-                    self.cfg.totp.digits,
-                    Some(text),
-                    false,
-                    pages::Offer {
-                        totp: true,
-                        webauthn: false,
-                        recovery: true,
-                        totp_first: true,
-                        trust_days: self.trust_days(),
-                        email: false,
-                        sms: false,
-                    },
-                ),
-            ));
-        }
-        Decision::Respond(Response::json(status, &json!({"error": code, "message": text})))
-    }
-
     /// Mints a session for `user` from the assurance `a`: the session and its cookie. Every
     /// session is minted here (see `assurance`).
     pub(super) fn mint(
@@ -964,31 +844,17 @@ impl Gate {
         Some((s, self.session_cookie(&tok)))
     }
 
-    /// The second factor checked out: mint the session and send the user on.
-    fn verified(&self, req: &Req, user: &str, a: Assurance, next: &str, now: u64, rng: &mut dyn Rng) -> Decision {
-        crate::telemetry::emit(crate::telemetry::Event::Verification { method: a.method.as_str(), ok: true });
+    /// The second factor checked out: trust the device if asked, mint the session, send the
+    /// user on.
+    fn verified(&self, req: &Req, v: Verified, now: u64, rng: &mut dyn Rng) -> Decision {
+        crate::telemetry::emit(crate::telemetry::Event::Verification { method: v.assurance.method.as_str(), ok: true });
         if req.trust && self.devices_on() {
-            return self.trust_device(Box::new(req.clone()), user, a, next, now, rng);
+            return self.trust_device(Box::new(req.clone()), v, now, rng);
         }
-        let Some((s, cookie)) = self.mint(req, user, &a, now, rng) else {
+        let Some((s, cookie)) = self.mint(req, &v.user, &v.assurance, now, rng) else {
             return self.unavailable(req);
         };
-        let r = if req.html {
-            Response::redirect(next)
-        } else {
-            Response::json(
-                200,
-                &json!({"ok": true, "user": user, "method": a.method.as_str(), "next": next, "expires_at": s.expires}),
-            )
-        };
-        let r = req.set_cookies.iter().fold(r.header("set-cookie", cookie), |r, c| r.header("set-cookie", c.clone()));
-        if self.cfg.quick_login {
-            // Remember who verified here (15 days, as django-mfa2), for quick login next time.
-            if let Ok(t) = token::seal_remembered(&self.keys.borrow(), user, now + 15 * 86_400) {
-                return Decision::Respond(r.header("set-cookie", self.remembered_cookie(&t, 15 * 86_400)));
-            }
-        }
-        Decision::Respond(r)
+        self.verified_answer(req, &v, &s, cookie, now)
     }
 
     /// A second factor presented within `recent_mfa_s` (see `assurance::recent`), or the answer
@@ -998,14 +864,7 @@ impl Gate {
         if assurance::recent(s, self.cfg.recent_mfa_s, now) {
             return Ok(());
         }
-        Err(if req.html {
-            Decision::Respond(Response::redirect("/.mfa/challenge?next=%2F.mfa%2F"))
-        } else {
-            Decision::Respond(Response::json(
-                401,
-                &json!({"error": "recent_mfa_required", "message": "Verify again before changing your security settings.", "challenge": "/.mfa/challenge"}),
-            ))
-        })
+        Err(self.recent_factor_required(req))
     }
 
     /// With `email.enforce`, a user without factors has the email code as their factor: their
@@ -1035,14 +894,6 @@ impl Gate {
     }
 }
 
-/// Adds the cookies a request's answer must carry (`Req::set_cookies`) to a finished response.
-fn with_set_cookies(d: Decision, cookies: &[String]) -> Decision {
-    match d {
-        Decision::Respond(r) => Decision::Respond(cookies.iter().fold(r, |r, c| r.header("set-cookie", c.clone()))),
-        other => other,
-    }
-}
-
 /// Waits for the body of `endpoint`.
 fn read_body(endpoint: Endpoint, req: Box<Req>, session: Option<Session>) -> Decision {
     Decision::ReadBody(Pending::Body { endpoint, req, session })
@@ -1058,15 +909,6 @@ pub(super) fn endpoint_method(path: &str) -> Option<Method> {
         "recovery" => Some(Method::Recovery),
         "devices" => Some(Method::TrustedDevice),
         _ => None,
-    }
-}
-
-/// A message as an HTML page (`html` is its look: title and text are translated) or a JSON
-/// error in English, as the client asked.
-fn message(html: Option<pages::Look>, status: u32, code: &str, title: &str, text: &str) -> Response {
-    match html {
-        Some(l) => Response::page(&l, status, pages::message(&l, title, text)),
-        None => Response::json(status, &json!({"error": code, "message": text})),
     }
 }
 

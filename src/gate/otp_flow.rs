@@ -3,7 +3,7 @@
 //! for it, takes the user's answer and passes it on. django-mfa2's email codes never expired,
 //! were reusable, and could be 7 digits long.
 
-use super::{message, Assurance, Decision, Gate, Pending, Req, Rng};
+use super::{Decision, Gate, Pending, Refusal, Req, Rng};
 use crate::http::form_get;
 use crate::pages::{self, Response};
 use crate::store::{self, StoreError, StoreReply};
@@ -132,13 +132,7 @@ impl Gate {
         now: u64,
     ) -> Decision {
         let Some(channel) = form_get(fields, "channel").and_then(channel_of).filter(|c| self.otp_on(*c)) else {
-            return Decision::Respond(message(
-                self.html(&req),
-                403,
-                "method_not_allowed",
-                "Not available",
-                "This method is not available.",
-            ));
+            return self.refuse(&req, Refusal::ChannelNotAvailable);
         };
         match endpoint {
             OtpEndpoint::Send => {
@@ -177,13 +171,7 @@ impl Gate {
                 }
                 let address = form_get(fields, "address").unwrap_or("").trim().to_string();
                 if !address_ok(channel, &address) {
-                    return Decision::Respond(message(
-                        self.html(&req),
-                        400,
-                        "invalid_address",
-                        "Check the address",
-                        "That address does not look right.",
-                    ));
+                    return self.refuse(&req, Refusal::InvalidAddress);
                 }
                 Decision::Call(
                     self.otp_send_request(user, channel, Some(&address)),
@@ -199,32 +187,14 @@ impl Gate {
                 }
                 let state = form_get(fields, "state").unwrap_or("");
                 let Ok((ch, address)) = token::open_address(&self.keys.borrow(), state, user, now) else {
-                    return Decision::Respond(message(
-                        self.html(&req),
-                        400,
-                        "enrollment_expired",
-                        "Setup expired",
-                        "Start again from your security page.",
-                    ));
+                    return self.refuse(&req, Refusal::OtpSetupExpired);
                 };
                 if ch != channel.as_str() {
-                    return Decision::Respond(message(
-                        self.html(&req),
-                        400,
-                        "enrollment_expired",
-                        "Setup expired",
-                        "Start again from your security page.",
-                    ));
+                    return self.refuse(&req, Refusal::OtpSetupExpired);
                 }
                 let code = form_get(fields, "code").unwrap_or("").trim().to_string();
                 if !six_digits(&code) {
-                    return Decision::Respond(message(
-                        self.html(&req),
-                        400,
-                        "invalid_code_format",
-                        "Check the code",
-                        "Enter the 6-digit code we sent.",
-                    ));
+                    return self.refuse(&req, Refusal::OtpBadCodeFormat);
                 }
                 let name = form_get(fields, "name").map(str::trim).filter(|n| !n.is_empty() && n.chars().count() <= 64);
                 let name = name.unwrap_or(if channel == Method::Email { "Email" } else { "Phone" }).to_string();
@@ -266,20 +236,16 @@ impl Gate {
                         &json!({"ok": true, "sent_to": sent_to, "expires_at": expires_at, "verify": "/.mfa/otp/verify", "channel": channel.as_str()}),
                     ))
                 }
-                Err(StoreError::NotFound) => Decision::Respond(message(
-                    self.html(&req),
-                    400,
-                    "no_address",
-                    "No address",
-                    "There is no address to send a code to. Use another method.",
-                )),
+                Err(StoreError::NotFound) => self.refuse(&req, Refusal::NoAddress),
                 Err(StoreError::Refused(429)) => self.too_many_sends(&req, reply),
                 Err(_) => self.unavailable(&req),
             },
             OtpPending::Checked { req, channel, next } => {
                 let user = req.user.clone().unwrap_or_default();
                 match store::parse_ok(reply) {
-                    Ok(()) => self.verified(&req, &user, Assurance::code(channel, now), &next, now, rng),
+                    Ok(()) => {
+                        self.verified(&req, super::totp_flow::code_verified(user.clone(), channel, next, now), now, rng)
+                    }
                     Err(StoreError::Refused(401)) => {
                         let answer = self.otp_retry(
                             &req,
@@ -332,13 +298,7 @@ impl Gate {
                     )
                 }
                 Err(StoreError::Unavailable) => self.unavailable(&req),
-                Err(_) => Decision::Respond(message(
-                    self.html(&req),
-                    401,
-                    "wrong_code",
-                    "Check the code",
-                    "That code is not right or has expired.",
-                )),
+                Err(_) => self.refuse(&req, Refusal::OtpEnrollWrongCode),
             },
             OtpPending::EnrollSaved { req } => match store::parse_created(reply) {
                 Ok(()) => self.registered(&req),

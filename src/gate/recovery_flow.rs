@@ -1,6 +1,6 @@
 //! Recovery codes at the gate: generate a set (with a recent MFA session), and sign in with one.
 
-use super::{Assurance, Decision, Gate, Pending, Req, Rng};
+use super::{Assurance, Decision, Gate, Pending, Req, Rng, Verified};
 use crate::pages::{self, Response};
 use crate::recovery;
 use crate::store::{self, StoreError, StoreReply};
@@ -96,23 +96,10 @@ impl Gate {
                 Err(_) => self.unavailable(&req),
             },
             RecoveryPending::Consumed { req, user, next } => match store::parse_remaining(reply) {
-                Ok(left) => match self.verified(&req, &user, Assurance::code(Method::Recovery, now), &next, now, rng) {
-                    // Browsers see how many codes are left before going on.
-                    Decision::Respond(r) if req.html => {
-                        let l = self.look(&req);
-                        let mut page = Response::page(&l, 200, pages::recovery_used(&l, left, &next));
-                        page.headers.extend(r.headers.into_iter().filter(|(k, _)| k == "set-cookie"));
-                        Decision::Respond(page)
-                    }
-                    Decision::Respond(mut r) => {
-                        if let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&r.body) {
-                            crate::http::json_set(&mut v, "remaining", json!(left));
-                            r.body = v.to_string().into_bytes();
-                        }
-                        Decision::Respond(r)
-                    }
-                    other => other,
-                },
+                Ok(left) => {
+                    let assurance = Assurance::code(Method::Recovery, now);
+                    self.verified(&req, Verified { user, assurance, next, codes_left: Some(left) }, now, rng)
+                }
                 Err(StoreError::NotFound) | Err(StoreError::Conflict(_)) => {
                     let answer = self.challenge_again(
                         &req,

@@ -3,7 +3,7 @@
 //! lives in `crate::totp`; this module sequences the store calls. A code's time step is recorded
 //! as used, so a code cannot be replayed (django-mfa2 accepted a code again within its window).
 
-use super::{message, Assurance, Decision, Gate, Pending, Req, Rng};
+use super::{Assurance, Decision, Gate, Pending, Refusal, Req, Rng, Verified};
 use crate::http::form_get;
 use crate::pages::{self, Response};
 use crate::policy::NoFactor;
@@ -104,26 +104,13 @@ impl Gate {
                     None if self.email_enforced(&req) => return self.verify_first(&req, &next),
                     None => {}
                 }
-                let html = self.html(&req);
                 let token_str = form_get(fields, "enroll_token").unwrap_or("");
                 let Ok(enrollment) = token::open_enrollment(&self.keys.borrow(), token_str, &user, now) else {
-                    return Decision::Respond(message(
-                        html,
-                        400,
-                        "enrollment_expired",
-                        "Setup expired",
-                        "This setup page has expired. Open it again to get a new code.",
-                    ));
+                    return self.refuse(&req, Refusal::TotpSetupExpired);
                 };
                 let name = form_get(fields, "name").map(str::trim).filter(|n| !n.is_empty()).unwrap_or("Authenticator");
                 if name.chars().count() > 64 || name.chars().any(char::is_control) {
-                    return Decision::Respond(message(
-                        html,
-                        400,
-                        "invalid_name",
-                        "Bad name",
-                        "Use a name of at most 64 characters.",
-                    ));
+                    return self.refuse(&req, Refusal::TotpBadName);
                 }
                 let code = form_get(fields, "code").unwrap_or("").trim();
                 let Some(step) =
@@ -157,13 +144,7 @@ impl Gate {
                     return self.verify_first(&req, &next);
                 }
                 if self.cfg.policy.no_factor == NoFactor::Deny {
-                    return Decision::Respond(message(
-                        self.html(&req),
-                        403,
-                        "enrollment_closed",
-                        "Not allowed",
-                        "Ask your administrator to set up two-step verification for you.",
-                    ));
+                    return self.refuse(&req, Refusal::EnrollmentClosed);
                 }
                 self.enroll_page(&req, &user, &next, rng, now, None, 200)
             }
@@ -194,7 +175,7 @@ impl Gate {
             TotpPending::VerifyUse { req, next } => {
                 let user = req.user.clone().unwrap_or_default();
                 match store::parse_used(reply) {
-                    Ok(()) => self.verified(&req, &user, Assurance::code(Method::Totp, now), &next, now, rng),
+                    Ok(()) => self.verified(&req, code_verified(user, Method::Totp, next, now), now, rng),
                     Err(StoreError::Conflict(_)) => {
                         let answer = self.code_used(&req, &user, &next);
                         self.failed(&req, &user, Method::Totp, answer)
@@ -209,7 +190,7 @@ impl Gate {
                 match store::parse_created(reply) {
                     Ok(()) => {
                         crate::telemetry::emit(crate::telemetry::Event::Enrollment(Method::Totp.as_str()));
-                        self.verified(&req, &user, Assurance::code(Method::Totp, now), &next, now, rng)
+                        self.verified(&req, code_verified(user, Method::Totp, next, now), now, rng)
                     }
                     Err(StoreError::Conflict(c)) if c == "user_has_factors" => self.verify_first(&req, &next),
                     Err(StoreError::Conflict(_)) => self.too_many_factors(&req),
@@ -278,7 +259,7 @@ impl Gate {
             } else if status == 401 {
                 crate::http::json_set(&mut v, "error", json!("mfa_enrollment_required"));
             }
-            return Decision::Respond(Response::json(status, &v));
+            return self.respond(req, Response::json(status, &v));
         }
         let qr = totp::qr_svg(&uri).unwrap_or_default();
         let view = pages::EnrollView {
@@ -294,6 +275,11 @@ impl Gate {
             webauthn: self.webauthn_on(),
         };
         let l = self.look(req);
-        Decision::Respond(Response::page(&l, status, pages::enroll(&l, &view)))
+        self.respond(req, Response::page(&l, status, pages::enroll(&l, &view)))
     }
+}
+
+/// A one-time code checked out (TOTP, email, SMS).
+pub(super) fn code_verified(user: String, method: Method, next: String, now: u64) -> Verified {
+    Verified { user, assurance: Assurance::code(method, now), next, codes_left: None }
 }

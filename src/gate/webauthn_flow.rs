@@ -5,7 +5,7 @@
 //! in a signed short-lived cookie bound to the user, and recorded in the store, which consumes
 //! it exactly once (django-mfa2 never consumed its registration state: CVE-2022-42731).
 
-use super::{Assurance, Decision, Gate, Pending, Req, Rng};
+use super::{Assurance, Decision, Gate, Pending, Req, Rng, Verified};
 use crate::http::safe_next;
 use crate::pages::Response;
 use crate::policy::NoFactor;
@@ -380,7 +380,8 @@ impl Gate {
                         // device first makes it a store call).
                         let mut req = req;
                         req.set_cookies.push(clear.clone());
-                        self.verified(&req, &user, Assurance::webauthn(now, user_verified), &next, now, rng)
+                        let assurance = Assurance::webauthn(now, user_verified);
+                        self.verified(&req, Verified { user, assurance, next, codes_left: None }, now, rng)
                     }
                     Ok(()) => Decision::Respond(
                         Response::json(200, &json!({"ok": true, "next": next})).header("set-cookie", clear),
@@ -522,7 +523,8 @@ impl Gate {
                         // device first makes it a store call).
                         let mut req = req;
                         req.set_cookies.push(clear.clone());
-                        self.verified(&req, &user, Assurance::webauthn(now, user_verified), &next, now, rng)
+                        let assurance = Assurance::webauthn(now, user_verified);
+                        self.verified(&req, Verified { user, assurance, next, codes_left: None }, now, rng)
                     }
                     Err(StoreError::Conflict(_)) => rejected(
                         401,

@@ -49,7 +49,7 @@ fn page(l: &Look, title: &str, content: &str) -> String {
     let b = l.brand;
     let full_title = esc(&format!("{title} · {}", b.title()));
     let logo = match b.logo_url() {
-        Some(u) => format!("<div class=\"brand\"><img src=\"{}\" alt=\"{}\"></div>", esc(u), esc(&b.title())),
+        Some(u) => format!("<div class=\"brand\"><img src=\"{}\" alt=\"{}\"></div>", esc(u), esc(b.title())),
         None => String::new(),
     };
     let lang = l.lang.code();

@@ -1,0 +1,329 @@
+//! Presenting the gate's answers. Flows decide what happened — a request refused (`Refusal`),
+//! a second factor verified (`Verified`), a challenge — and this module turns it into an HTML
+//! page or a JSON body, with its status, headers and cookies, in the request's language and the
+//! configured look. Every answer built for a request carries the cookies the flow asked for on
+//! the way (`Req::set_cookies`), whichever answer it turns out to be.
+
+use super::{Assurance, Decision, Gate, Req};
+use crate::http::percent_encode;
+use crate::pages::{self, Response};
+use crate::token::{self, Session};
+use serde_json::json;
+
+/// A request refused with a message: each has one status, JSON `error` code, page title and text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Refusal {
+    /// The request has no `:path`.
+    NoPath,
+    /// A POST whose Origin (or Fetch metadata) names another site.
+    CrossOrigin,
+    /// MFA_UNALLOWED_METHODS names the endpoint's method.
+    MethodNotAllowed,
+    /// An email or SMS channel that is off or unknown.
+    ChannelNotAvailable,
+    /// The endpoint does not take this HTTP method.
+    WrongHttpMethod,
+    NotFound,
+    /// The glue handed over a body no step waited for.
+    UnexpectedBody,
+    BodyTooLarge,
+    /// A body that is not a form or flat JSON object (415) or does not parse (400).
+    BadBody(u32),
+    /// No identity from the first factor.
+    Unauthenticated,
+    /// The store does not answer (or the gate cannot seal a token).
+    Unavailable,
+    /// The store refused a new factor: the user has the most it allows.
+    TooManyFactors,
+    /// `no_factor: deny`: a user without factors cannot pass.
+    NotEnrolled,
+    /// `no_factor: deny`: nor enroll a first factor.
+    EnrollmentClosed,
+    /// The TOTP enrollment token expired or is not this user's.
+    TotpSetupExpired,
+    /// A TOTP factor name that is too long or has control characters.
+    TotpBadName,
+    /// A new email or SMS address that does not look right.
+    InvalidAddress,
+    /// The sealed address of an email/SMS enrollment expired or names another channel.
+    OtpSetupExpired,
+    /// An email/SMS enrollment code that is not six digits.
+    OtpBadCodeFormat,
+    /// No address to send a code to.
+    NoAddress,
+    /// The code for a new address is wrong or expired.
+    OtpEnrollWrongCode,
+    /// The security home's CSRF token does not match the session.
+    Csrf,
+    /// A factor change naming no factor.
+    BadFactorId,
+    /// A factor name that is empty, too long or has control characters.
+    BadFactorName,
+    /// The factor is not the user's.
+    NoSuchFactor,
+    /// `hide_disable`: this method cannot be turned off.
+    CannotDisable,
+    /// The factor belongs to the organisation.
+    EnterpriseOwned,
+}
+
+impl Refusal {
+    /// The answer: a page in the look `html`, or JSON (`{"error", "message"}`) in English.
+    pub(super) fn response(self, html: Option<pages::Look>) -> Response {
+        use Refusal as R;
+        match self {
+            R::NoPath => message(html, 400, "bad_request", "Bad request", "The request has no path."),
+            R::CrossOrigin => {
+                message(html, 403, "cross_origin", "Request refused", "This form was submitted from another site.")
+            }
+            R::MethodNotAllowed => {
+                message(html, 403, "method_not_allowed", "Not available", "This method is not allowed here.")
+            }
+            R::ChannelNotAvailable => {
+                message(html, 403, "method_not_allowed", "Not available", "This method is not available.")
+            }
+            R::WrongHttpMethod => message(
+                html,
+                405,
+                "method_not_allowed",
+                "Method not allowed",
+                "This endpoint does not take that method.",
+            ),
+            R::NotFound => message(html, 404, "not_found", "Not found", "There is no such page."),
+            R::UnexpectedBody => message(html, 500, "internal", "Internal error", "Unexpected body."),
+            R::BodyTooLarge => message(html, 413, "body_too_large", "Request too large", "The form was too large."),
+            R::BadBody(status) => message(html, status, "bad_body", "Bad request", "The form could not be read."),
+            R::Unauthenticated => message(
+                html,
+                401,
+                "unauthenticated",
+                "Sign-in required",
+                "Sign in first, then verify with your second factor.",
+            ),
+            R::Unavailable => message(
+                html,
+                503,
+                "mfa_unavailable",
+                "Verification unavailable",
+                "The verification service is not answering. Try again in a moment.",
+            )
+            .header("retry-after", "5".into()),
+            R::TooManyFactors => {
+                message(html, 409, "too_many_factors", "Too many methods", "Remove a method before adding another.")
+            }
+            R::NotEnrolled => message(
+                html,
+                403,
+                "mfa_not_enrolled",
+                "Two-step verification required",
+                "Your account has no second factor. Ask your administrator to set one up.",
+            ),
+            R::EnrollmentClosed => message(
+                html,
+                403,
+                "enrollment_closed",
+                "Not allowed",
+                "Ask your administrator to set up two-step verification for you.",
+            ),
+            R::TotpSetupExpired => message(
+                html,
+                400,
+                "enrollment_expired",
+                "Setup expired",
+                "This setup page has expired. Open it again to get a new code.",
+            ),
+            R::TotpBadName => message(html, 400, "invalid_name", "Bad name", "Use a name of at most 64 characters."),
+            R::InvalidAddress => {
+                message(html, 400, "invalid_address", "Check the address", "That address does not look right.")
+            }
+            R::OtpSetupExpired => {
+                message(html, 400, "enrollment_expired", "Setup expired", "Start again from your security page.")
+            }
+            R::OtpBadCodeFormat => {
+                message(html, 400, "invalid_code_format", "Check the code", "Enter the 6-digit code we sent.")
+            }
+            R::NoAddress => message(
+                html,
+                400,
+                "no_address",
+                "No address",
+                "There is no address to send a code to. Use another method.",
+            ),
+            R::OtpEnrollWrongCode => {
+                message(html, 401, "wrong_code", "Check the code", "That code is not right or has expired.")
+            }
+            R::Csrf => message(
+                html,
+                403,
+                "csrf",
+                "Not allowed",
+                "This form is out of date. Reload the security page and try again.",
+            ),
+            R::BadFactorId => message(html, 400, "bad_id", "Not allowed", "Which method? The form named none."),
+            R::BadFactorName => message(html, 400, "invalid_name", "Not allowed", "Use a name of 1 to 64 characters."),
+            R::NoSuchFactor => {
+                message(html, 404, "not_found", "Not allowed", "There is no such method on your account.")
+            }
+            R::CannotDisable => {
+                message(html, 403, "cannot_disable", "Not allowed", "This method cannot be turned off or removed.")
+            }
+            R::EnterpriseOwned => message(
+                html,
+                403,
+                "enterprise_owned",
+                "Not allowed",
+                "This key belongs to your organisation; ask your administrator.",
+            ),
+        }
+    }
+}
+
+/// A second factor checked out: whose, how, and where the user goes next.
+#[derive(Debug)]
+pub struct Verified {
+    pub user: String,
+    pub assurance: Assurance,
+    pub next: String,
+    /// Recovery codes left after signing in with one: browsers see the count before going on,
+    /// JSON clients get it as `remaining`.
+    pub codes_left: Option<u32>,
+}
+
+impl Gate {
+    /// Answers `req` with `r` and the cookies its flow asked for on the way.
+    pub(super) fn respond(&self, req: &Req, r: Response) -> Decision {
+        Decision::Respond(with_set_cookies(req, r))
+    }
+
+    /// Refuses `req` with the message of `r`.
+    pub(super) fn refuse(&self, req: &Req, r: Refusal) -> Decision {
+        self.respond(req, r.response(self.html(req)))
+    }
+
+    pub(super) fn unavailable(&self, req: &Req) -> Decision {
+        self.refuse(req, Refusal::Unavailable)
+    }
+
+    pub(super) fn too_many_factors(&self, req: &Req) -> Decision {
+        self.refuse(req, Refusal::TooManyFactors)
+    }
+
+    /// No identity: browsers go to quick login or the login page, when there is one.
+    pub(super) fn no_identity(&self, req: &Req) -> Decision {
+        if req.html && self.cfg.quick_login && self.webauthn_on() {
+            let loc = format!("/.mfa/login?next={}", percent_encode(&req.target()));
+            return Decision::Respond(Response::redirect(&loc));
+        }
+        if req.html {
+            if let Some(login) = &self.cfg.login_url {
+                let sep = if login.contains('?') { '&' } else { '?' };
+                let loc = format!("{login}{sep}next={}", percent_encode(&req.target()));
+                return Decision::Respond(Response::redirect(&loc));
+            }
+        }
+        self.refuse(req, Refusal::Unauthenticated)
+    }
+
+    /// A change that needs an existing factor first: to the challenge, then back to `next`.
+    pub(super) fn verify_first(&self, req: &Req, next: &str) -> Decision {
+        if req.html {
+            return Decision::Respond(Response::redirect(&format!("/.mfa/challenge?next={}", percent_encode(next))));
+        }
+        Decision::Respond(Response::json(
+            403,
+            &json!({"error": "mfa_required", "message": "verify with an existing method before adding another", "challenge": "/.mfa/challenge"}),
+        ))
+    }
+
+    /// The second factor is not recent enough for a change to the user's factors.
+    pub(super) fn recent_factor_required(&self, req: &Req) -> Decision {
+        if req.html {
+            return Decision::Respond(Response::redirect("/.mfa/challenge?next=%2F.mfa%2F"));
+        }
+        Decision::Respond(Response::json(
+            401,
+            &json!({"error": "recent_mfa_required", "message": "Verify again before changing your security settings.", "challenge": "/.mfa/challenge"}),
+        ))
+    }
+
+    /// A code sign-in failed: the challenge again (TOTP first) with `text`, or a JSON error.
+    pub(super) fn challenge_again(
+        &self,
+        req: &Req,
+        user: &str,
+        next: &str,
+        status: u32,
+        code: &str,
+        text: &str,
+    ) -> Decision {
+        if req.html {
+            let l = self.look(req);
+            return Decision::Respond(Response::page(
+                &l,
+                status,
+                pages::challenge(
+                    &l,
+                    user,
+                    next,
+                    self.cfg.totp.digits,
+                    Some(text),
+                    false,
+                    pages::Offer {
+                        totp: true,
+                        webauthn: false,
+                        recovery: true,
+                        totp_first: true,
+                        trust_days: self.trust_days(),
+                        email: false,
+                        sms: false,
+                    },
+                ),
+            ));
+        }
+        Decision::Respond(Response::json(status, &json!({"error": code, "message": text})))
+    }
+
+    /// The answer to a verification: the session cookie `cookie` for `s`, the cookies asked
+    /// for on the way, and (quick login on) the remembered user.
+    pub(super) fn verified_answer(&self, req: &Req, v: &Verified, s: &Session, cookie: String, now: u64) -> Decision {
+        let r = match (req.html, v.codes_left) {
+            (true, Some(left)) => {
+                let l = self.look(req);
+                Response::page(&l, 200, pages::recovery_used(&l, left, &v.next))
+            }
+            (true, None) => Response::redirect(&v.next),
+            (false, left) => {
+                let mut body = json!({
+                    "ok": true, "user": v.user, "method": v.assurance.method.as_str(), "next": v.next,
+                    "expires_at": s.expires,
+                });
+                if let Some(n) = left {
+                    crate::http::json_set(&mut body, "remaining", json!(n));
+                }
+                Response::json(200, &body)
+            }
+        };
+        let r = with_set_cookies(req, r.header("set-cookie", cookie));
+        if self.cfg.quick_login {
+            // Remember who verified here (15 days, as django-mfa2), for quick login next time.
+            if let Ok(t) = token::seal_remembered(&self.keys.borrow(), &v.user, now + 15 * 86_400) {
+                return Decision::Respond(r.header("set-cookie", self.remembered_cookie(&t, 15 * 86_400)));
+            }
+        }
+        Decision::Respond(r)
+    }
+}
+
+/// `r` with the cookies `req`'s flow asked for on the way (`Req::set_cookies`).
+fn with_set_cookies(req: &Req, r: Response) -> Response {
+    req.set_cookies.iter().fold(r, |r, c| r.header("set-cookie", c.clone()))
+}
+
+/// A message as an HTML page (`html` is its look: title and text are translated) or a JSON
+/// error in English, as the client asked.
+pub(super) fn message(html: Option<pages::Look>, status: u32, code: &str, title: &str, text: &str) -> Response {
+    match html {
+        Some(l) => Response::page(&l, status, pages::message(&l, title, text)),
+        None => Response::json(status, &json!({"error": code, "message": text})),
+    }
+}
