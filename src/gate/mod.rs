@@ -19,7 +19,7 @@ pub use assurance::Assurance;
 pub use home_flow::HomeEndpoint;
 pub use otp_flow::OtpEndpoint;
 pub use recovery_flow::RecoveryEndpoint;
-use render::{message, Refusal, Verified};
+use render::{Refusal, Verified};
 use serde_json::json;
 use std::cell::RefCell;
 pub use totp_flow::TotpEndpoint;
@@ -744,16 +744,8 @@ impl Gate {
             methods.push(Method::Email.as_str());
         }
         if methods.is_empty() {
-            let need: Vec<&str> = allowed.unwrap_or(&[]).iter().map(|m| m.as_str()).collect();
-            let lang = if req.html { req.lang } else { crate::i18n::Lang::En };
-            let text = crate::i18n::fill(
-                crate::i18n::t(
-                    lang,
-                    "This page needs one of these methods: {methods}. Add one on your security page (/.mfa/).",
-                ),
-                &[("{methods}", &need.join(", "))],
-            );
-            return self.respond(req, message(self.html(req), 403, "method_required", "Another method needed", &text));
+            let need = allowed.unwrap_or(&[]).iter().map(|m| m.as_str()).collect();
+            return self.refuse(req, Refusal::MethodRequired(need));
         }
         crate::telemetry::emit(crate::telemetry::Event::Challenge(reason.as_str()));
         let offer = pages::Offer {

@@ -342,16 +342,6 @@ impl Gate {
     /// long to wait.
     fn too_many_sends(&self, req: &Req, reply: &StoreReply) -> Decision {
         let left = store::parse_retry_after(reply).unwrap_or(60).max(1);
-        let minutes = left.div_ceil(60);
-        let lang = if req.html { req.lang } else { crate::i18n::Lang::En };
-        let text = crate::i18n::fill(
-            crate::i18n::t(lang, "Too many codes were sent. Try again in {n} minutes."),
-            &[("{n}", &minutes.to_string())],
-        );
-        let r = match self.html(req) {
-            Some(l) => Response::page(&l, 429, pages::message(&l, "Too many codes", &text)),
-            None => Response::json(429, &json!({"error": "too_many_codes", "message": text, "retry_after_s": left})),
-        };
-        Decision::Respond(r.header("retry-after", left.to_string()))
+        self.refuse(req, Refusal::TooManyCodes { left })
     }
 }

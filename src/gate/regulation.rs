@@ -10,12 +10,10 @@
 //! that records a right answer's use clears it (`StoreRequest::with_attempt`).
 
 use super::{
-    Decision, Endpoint, Gate, OtpEndpoint, Pending, RecoveryEndpoint, Req, Rng, TotpEndpoint, WebauthnEndpoint,
+    Decision, Endpoint, Gate, OtpEndpoint, Pending, RecoveryEndpoint, Refusal, Req, Rng, TotpEndpoint, WebauthnEndpoint,
 };
-use crate::pages::Response;
 use crate::store::{self, StoreReply, StoreRequest};
 use crate::token::Method;
-use serde_json::json;
 
 #[derive(Debug)]
 pub enum RegulationPending {
@@ -47,23 +45,7 @@ impl Gate {
 
     /// Answers 429 with the time left.
     pub(super) fn banned(&self, req: &Req, until: u64, now: u64) -> Decision {
-        let left = until.saturating_sub(now).max(1);
-        let minutes = left.div_ceil(60);
-        let text =
-            format!("Too many failed attempts. Try again in {minutes} minute{}.", if minutes == 1 { "" } else { "s" });
-        let r = if req.html {
-            let l = self.look(req);
-            let tpl = if minutes == 1 {
-                "Too many failed attempts. Try again in {n} minute."
-            } else {
-                "Too many failed attempts. Try again in {n} minutes."
-            };
-            let text = crate::i18n::fill(crate::i18n::t(l.lang, tpl), &[("{n}", &minutes.to_string())]);
-            Response::page(&l, 429, crate::pages::message(&l, "Too many attempts", &text))
-        } else {
-            Response::json(429, &json!({"error": "banned", "message": text, "retry_after_s": left}))
-        };
-        Decision::Respond(r.header("retry-after", left.to_string()))
+        self.refuse(req, Refusal::Banned { left: until.saturating_sub(now).max(1) })
     }
 
     /// Records a failed attempt, then answers with `response`.

@@ -11,7 +11,7 @@ use crate::token::{self, Session};
 use serde_json::json;
 
 /// A request refused with a message: each has one status, JSON `error` code, page title and text.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum Refusal {
     /// The request has no `:path`.
     NoPath,
@@ -65,12 +65,25 @@ pub(super) enum Refusal {
     CannotDisable,
     /// The factor belongs to the organisation.
     EnterpriseOwned,
+    /// The path needs one of these methods, and the user has none of them.
+    MethodRequired(Vec<&'static str>),
+    /// Too many failed attempts: banned for `left` more seconds.
+    Banned {
+        left: u64,
+    },
+    /// Too many codes sent: the next in `left` seconds.
+    TooManyCodes {
+        left: u64,
+    },
+    /// Signed out in this browser, but the store did not record the revocation.
+    LogoutIncomplete,
 }
 
 impl Refusal {
     /// The answer: a page in the look `html`, or JSON (`{"error", "message"}`) in English.
     pub(super) fn response(self, html: Option<pages::Look>) -> Response {
         use Refusal as R;
+        let lang = html.map_or(crate::i18n::Lang::En, |l| l.lang);
         match self {
             R::NoPath => message(html, 400, "bad_request", "Bad request", "The request has no path."),
             R::CrossOrigin => {
@@ -174,6 +187,41 @@ impl Refusal {
                 "Not allowed",
                 "This key belongs to your organisation; ask your administrator.",
             ),
+            R::MethodRequired(need) => {
+                let text = crate::i18n::fill(
+                    crate::i18n::t(
+                        lang,
+                        "This page needs one of these methods: {methods}. Add one on your security page (/.mfa/).",
+                    ),
+                    &[("{methods}", &need.join(", "))],
+                );
+                message(html, 403, "method_required", "Another method needed", &text)
+            }
+            R::Banned { left } => {
+                let minutes = left.div_ceil(60);
+                let tpl = if minutes == 1 {
+                    "Too many failed attempts. Try again in {n} minute."
+                } else {
+                    "Too many failed attempts. Try again in {n} minutes."
+                };
+                let text = crate::i18n::fill(crate::i18n::t(lang, tpl), &[("{n}", &minutes.to_string())]);
+                retry_after(html, 429, "banned", "Too many attempts", &text, left)
+            }
+            R::TooManyCodes { left } => {
+                let text = crate::i18n::fill(
+                    crate::i18n::t(lang, "Too many codes were sent. Try again in {n} minutes."),
+                    &[("{n}", &left.div_ceil(60).to_string())],
+                );
+                retry_after(html, 429, "too_many_codes", "Too many codes", &text, left)
+            }
+            R::LogoutIncomplete => message(
+                html,
+                503,
+                "logout_incomplete",
+                "Sign-out incomplete",
+                "You are signed out in this browser, but the sign-out could not be recorded. Try again.",
+            )
+            .header("retry-after", "5".into()),
         }
     }
 }
@@ -312,6 +360,15 @@ impl Gate {
         }
         Decision::Respond(r)
     }
+}
+
+/// A refusal that says when to try again: `retry_after_s` in JSON, and `Retry-After`.
+fn retry_after(html: Option<pages::Look>, status: u32, code: &str, title: &str, text: &str, left: u64) -> Response {
+    let r = match html {
+        Some(l) => Response::page(&l, status, pages::message(&l, title, text)),
+        None => Response::json(status, &json!({"error": code, "message": text, "retry_after_s": left})),
+    };
+    r.header("retry-after", left.to_string())
 }
 
 /// `r` with the cookies `req`'s flow asked for on the way (`Req::set_cookies`).
