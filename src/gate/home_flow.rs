@@ -2,7 +2,7 @@
 //! list and revoke trusted devices. Every change needs a session whose second factor is recent,
 //! a CSRF token bound to that session, and a same-origin POST; the store writes the audit row.
 
-use super::{Decision, Gate, Pending, Refusal, Req};
+use super::{Decision, Form, Gate, Pending, Refusal, Req};
 use crate::http::form_get;
 use crate::pages::{self, FactorView, HomeView, Response};
 use crate::store::{self, Device, Factor, StoreError, StoreReply};
@@ -83,15 +83,9 @@ impl Gate {
     }
 
     /// A body arrived for one of the factor or device management endpoints.
-    pub(super) fn home_body(
-        &self,
-        endpoint: HomeEndpoint,
-        req: Box<Req>,
-        session: Option<Session>,
-        fields: &[(String, String)],
-        user: &str,
-        now: u64,
-    ) -> Decision {
+    pub(super) fn home_body(&self, endpoint: HomeEndpoint, req: Box<Req>, form: Form, now: u64) -> Decision {
+        let Form { fields, user, session, .. } = form;
+        let (fields, user) = (fields.as_slice(), user.as_str());
         if let Err(d) = self.change_allowed(&req, session.as_ref(), fields, now) {
             return d;
         }

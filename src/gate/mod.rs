@@ -200,11 +200,13 @@ impl Pending {
     }
 }
 
-/// A form body read: its fields, the user it is for, and where to go after.
+/// A form body read: its fields, the user it is for, where to go after, and the session the
+/// request came with.
 struct Form {
     fields: Vec<(String, String)>,
     user: String,
     next: String,
+    session: Option<Session>,
 }
 
 pub struct Gate {
@@ -606,24 +608,24 @@ impl Gate {
         self.assign_attempt(endpoint, &mut req, rng);
         match endpoint {
             Endpoint::Webauthn(e) => self.webauthn_body(e, req, session, body, now, rng),
-            Endpoint::Totp(e) => {
-                self.with_form(req, body, |req, f| self.totp_body(e, req, session, &f.fields, f.user, f.next, now))
+            Endpoint::Totp(e) => self.with_form(req, session, body, |req, f| self.totp_body(e, req, f, now)),
+            Endpoint::Recovery(e) => {
+                self.with_form(req, session, body, |req, f| self.recovery_body(e, req, f, now, rng))
             }
-            Endpoint::Recovery(e) => self.with_form(req, body, |req, f| {
-                self.recovery_body(e, req, session, &f.fields, f.user, f.next, now, rng)
-            }),
-            Endpoint::Otp(e) => {
-                self.with_form(req, body, |req, f| self.otp_body(e, req, session, &f.fields, &f.user, f.next, now))
-            }
-            Endpoint::Home(e) => {
-                self.with_form(req, body, |req, f| self.home_body(e, req, session, &f.fields, &f.user, now))
-            }
+            Endpoint::Otp(e) => self.with_form(req, session, body, |req, f| self.otp_body(e, req, f, now)),
+            Endpoint::Home(e) => self.with_form(req, session, body, |req, f| self.home_body(e, req, f, now)),
         }
     }
 
     /// Reads a form (or flat JSON) body, then goes on with `then`; answers 413, 415 or 400 for
     /// a body it cannot take, 401 without an identity.
-    fn with_form(&self, mut req: Box<Req>, body: &[u8], then: impl FnOnce(Box<Req>, Form) -> Decision) -> Decision {
+    fn with_form(
+        &self,
+        mut req: Box<Req>,
+        session: Option<Session>,
+        body: &[u8],
+        then: impl FnOnce(Box<Req>, Form) -> Decision,
+    ) -> Decision {
         if body.len() > self.cfg.body_limit {
             return self.refuse(&req, Refusal::BodyTooLarge);
         }
@@ -638,7 +640,7 @@ impl Gate {
         let Some(user) = req.user.clone() else {
             return self.no_identity(&req);
         };
-        then(req, Form { fields, user, next })
+        then(req, Form { fields, user, next, session })
     }
 
     /// The store answered the call made for `pending`.

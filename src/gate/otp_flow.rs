@@ -3,11 +3,11 @@
 //! for it, takes the user's answer and passes it on. django-mfa2's email codes never expired,
 //! were reusable, and could be 7 digits long.
 
-use super::{Decision, Gate, Pending, Refusal, Req, Rng};
+use super::{Decision, Form, Gate, Pending, Refusal, Req, Rng};
 use crate::http::form_get;
 use crate::pages::{self, Response};
 use crate::store::{self, StoreError, StoreReply};
-use crate::token::{self, Method, Session};
+use crate::token::{self, Method};
 use serde_json::json;
 
 /// The email/SMS code endpoints that take a body.
@@ -120,17 +120,9 @@ impl Gate {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn otp_body(
-        &self,
-        endpoint: OtpEndpoint,
-        req: Box<Req>,
-        session: Option<Session>,
-        fields: &[(String, String)],
-        user: &str,
-        next: String,
-        now: u64,
-    ) -> Decision {
+    pub(super) fn otp_body(&self, endpoint: OtpEndpoint, req: Box<Req>, form: Form, now: u64) -> Decision {
+        let Form { fields, user, next, session } = form;
+        let (fields, user) = (fields.as_slice(), user.as_str());
         let Some(channel) = form_get(fields, "channel").and_then(channel_of).filter(|c| self.otp_on(*c)) else {
             return self.refuse(&req, Refusal::ChannelNotAvailable);
         };

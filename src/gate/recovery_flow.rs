@@ -1,10 +1,10 @@
 //! Recovery codes at the gate: generate a set (with a recent MFA session), and sign in with one.
 
-use super::{Assurance, Decision, Gate, Pending, Req, Rng, Verified};
+use super::{Assurance, Decision, Form, Gate, Pending, Req, Rng, Verified};
 use crate::pages::{self, Response};
 use crate::recovery;
 use crate::store::{self, StoreError, StoreReply};
-use crate::token::{Method, Session};
+use crate::token::Method;
 use serde_json::json;
 
 /// The recovery-code endpoints that take a body.
@@ -25,18 +25,16 @@ pub enum RecoveryPending {
 
 impl Gate {
     /// A body arrived for `/.mfa/recovery/generate` or `/.mfa/recovery/verify`.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn recovery_body(
         &self,
         endpoint: RecoveryEndpoint,
         req: Box<Req>,
-        session: Option<Session>,
-        fields: &[(String, String)],
-        user: String,
-        next: String,
+        form: Form,
         now: u64,
         rng: &mut dyn Rng,
     ) -> Decision {
+        let Form { fields, user, next, session } = form;
+        let fields = fields.as_slice();
         match endpoint {
             RecoveryEndpoint::Generate => {
                 if let Err(d) = self.change_allowed(&req, session.as_ref(), fields, now) {

@@ -3,7 +3,7 @@
 //! lives in `crate::totp`; this module sequences the store calls. A code's time step is recorded
 //! as used, so a code cannot be replayed (django-mfa2 accepted a code again within its window).
 
-use super::{Assurance, Decision, Gate, Pending, Refusal, Req, Rng, Verified};
+use super::{Assurance, Decision, Form, Gate, Pending, Refusal, Req, Rng, Verified};
 use crate::http::form_get;
 use crate::pages::{self, Response};
 use crate::policy::NoFactor;
@@ -68,17 +68,9 @@ impl Gate {
     }
 
     /// A body arrived for `/.mfa/totp/verify` or `/.mfa/totp/enroll`.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn totp_body(
-        &self,
-        endpoint: TotpEndpoint,
-        req: Box<Req>,
-        session: Option<Session>,
-        fields: &[(String, String)],
-        user: String,
-        next: String,
-        now: u64,
-    ) -> Decision {
+    pub(super) fn totp_body(&self, endpoint: TotpEndpoint, req: Box<Req>, form: Form, now: u64) -> Decision {
+        let Form { fields, user, next, session } = form;
+        let fields = fields.as_slice();
         match endpoint {
             TotpEndpoint::Verify => {
                 let code = form_get(fields, "code").unwrap_or("").trim().to_string();
