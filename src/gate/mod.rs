@@ -20,7 +20,6 @@ pub use home_flow::HomeEndpoint;
 pub use otp_flow::OtpEndpoint;
 pub use recovery_flow::RecoveryEndpoint;
 use render::{Refusal, Verified};
-use serde_json::json;
 use std::cell::RefCell;
 pub use totp_flow::TotpEndpoint;
 pub use webauthn_flow::WebauthnEndpoint;
@@ -711,18 +710,7 @@ impl Gate {
                 NoFactor::Deny => self.refuse(req, Refusal::NotEnrolled),
                 NoFactor::Enroll => {
                     crate::telemetry::emit(crate::telemetry::Event::Challenge("enroll"));
-                    if req.html {
-                        self.enroll_page(req, user, next, rng, now, None, 401)
-                    } else {
-                        self.respond(
-                            req,
-                            Response::json(
-                                401,
-                                &json!({"error": "mfa_enrollment_required", "user": user, "next": next, "enroll": self.enroll_endpoints()}),
-                            )
-                            .header("www-authenticate", self.step_up_challenge(next)),
-                        )
-                    }
+                    self.enrollment_required(req, user, next, now, rng)
                 }
             };
         }
@@ -759,56 +747,7 @@ impl Gate {
             email: methods.contains(&"email") && self.otp_on(Method::Email),
             sms: methods.contains(&"sms") && self.otp_on(Method::Sms),
         };
-        if req.html {
-            let l = self.look(req);
-            let page = pages::challenge(&l, user, next, self.cfg.totp.digits, None, reason == Reason::Recheck, offer);
-            return self.respond(req, Response::page(&l, 401, page));
-        }
-        let mut verify = serde_json::Map::new();
-        if offer.totp {
-            verify.insert("totp".into(), json!("/.mfa/totp/verify"));
-        }
-        if offer.recovery {
-            verify.insert("recovery".into(), json!("/.mfa/recovery/verify"));
-        }
-        if offer.email || offer.sms {
-            verify.insert("otp".into(), json!({"send": "/.mfa/otp/send", "verify": "/.mfa/otp/verify"}));
-        }
-        if offer.webauthn {
-            verify.insert(
-                "webauthn".into(),
-                json!({"begin": "/.mfa/webauthn/login/begin", "finish": "/.mfa/webauthn/login/finish"}),
-            );
-        }
-        self.respond(
-            req,
-            Response::json(
-                401,
-                &json!({
-                    "error": "mfa_required", "reason": reason.as_str(), "user": user, "methods": methods, "next": next,
-                    "verify": verify,
-                }),
-            )
-            .header("www-authenticate", self.step_up_challenge(next)),
-        )
-    }
-
-    /// RFC 9470's `WWW-Authenticate` for `next`, with the strictest `max_age_s` of its rules.
-    fn step_up_challenge(&self, next: &str) -> String {
-        let path = next.split('?').next().unwrap_or(next);
-        crate::signals::www_authenticate(self.cfg.policy.rules_for(path).filter_map(|r| r.max_age_s).min())
-    }
-
-    fn enroll_endpoints(&self) -> serde_json::Value {
-        let mut e = json!({"totp": "/.mfa/totp/enroll"});
-        if self.webauthn_on() {
-            crate::http::json_set(
-                &mut e,
-                "webauthn",
-                json!({"begin": "/.mfa/webauthn/register/begin", "finish": "/.mfa/webauthn/register/finish"}),
-            );
-        }
-        e
+        self.challenge_answer(req, user, next, reason, &methods, offer)
     }
 
     /// Mints a session for `user` from the assurance `a`: the session and its cookie. Every

@@ -4,7 +4,7 @@
 //! configured look. Every answer built for a request carries the cookies the flow asked for on
 //! the way (`Req::set_cookies`), whichever answer it turns out to be.
 
-use super::{Assurance, Decision, Gate, Req};
+use super::{Assurance, Decision, Gate, Reason, Req, Rng};
 use crate::http::percent_encode;
 use crate::pages::{self, Response};
 use crate::token::{self, Session};
@@ -329,6 +329,90 @@ impl Gate {
             ));
         }
         Decision::Respond(Response::json(status, &json!({"error": code, "message": text})))
+    }
+
+    /// The challenge: a page offering `offer`, or JSON listing `methods` with their endpoints.
+    pub(super) fn challenge_answer(
+        &self,
+        req: &Req,
+        user: &str,
+        next: &str,
+        reason: Reason,
+        methods: &[&str],
+        offer: pages::Offer,
+    ) -> Decision {
+        if req.html {
+            let l = self.look(req);
+            let page = pages::challenge(&l, user, next, self.cfg.totp.digits, None, reason == Reason::Recheck, offer);
+            return self.respond(req, Response::page(&l, 401, page));
+        }
+        let mut verify = serde_json::Map::new();
+        if offer.totp {
+            verify.insert("totp".into(), json!("/.mfa/totp/verify"));
+        }
+        if offer.recovery {
+            verify.insert("recovery".into(), json!("/.mfa/recovery/verify"));
+        }
+        if offer.email || offer.sms {
+            verify.insert("otp".into(), json!({"send": "/.mfa/otp/send", "verify": "/.mfa/otp/verify"}));
+        }
+        if offer.webauthn {
+            verify.insert(
+                "webauthn".into(),
+                json!({"begin": "/.mfa/webauthn/login/begin", "finish": "/.mfa/webauthn/login/finish"}),
+            );
+        }
+        self.respond(
+            req,
+            Response::json(
+                401,
+                &json!({
+                    "error": "mfa_required", "reason": reason.as_str(), "user": user, "methods": methods, "next": next,
+                    "verify": verify,
+                }),
+            )
+            .header("www-authenticate", self.step_up_challenge(next)),
+        )
+    }
+
+    /// `no_factor: enroll`: browsers get the enrollment page, JSON clients its endpoints.
+    pub(super) fn enrollment_required(
+        &self,
+        req: &Req,
+        user: &str,
+        next: &str,
+        now: u64,
+        rng: &mut dyn Rng,
+    ) -> Decision {
+        if req.html {
+            return self.enroll_page(req, user, next, rng, now, None, 401);
+        }
+        self.respond(
+            req,
+            Response::json(
+                401,
+                &json!({"error": "mfa_enrollment_required", "user": user, "next": next, "enroll": self.enroll_endpoints()}),
+            )
+            .header("www-authenticate", self.step_up_challenge(next)),
+        )
+    }
+
+    /// RFC 9470's `WWW-Authenticate` for `next`, with the strictest `max_age_s` of its rules.
+    fn step_up_challenge(&self, next: &str) -> String {
+        let path = next.split('?').next().unwrap_or(next);
+        crate::signals::www_authenticate(self.cfg.policy.rules_for(path).filter_map(|r| r.max_age_s).min())
+    }
+
+    fn enroll_endpoints(&self) -> serde_json::Value {
+        let mut e = json!({"totp": "/.mfa/totp/enroll"});
+        if self.webauthn_on() {
+            crate::http::json_set(
+                &mut e,
+                "webauthn",
+                json!({"begin": "/.mfa/webauthn/register/begin", "finish": "/.mfa/webauthn/register/finish"}),
+            );
+        }
+        e
     }
 
     /// The answer to a verification: the session cookie `cookie` for `s`, the cookies asked

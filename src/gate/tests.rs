@@ -4,6 +4,7 @@ use super::*;
 use crate::config::tests::{sample, sample_json};
 use crate::token::{Ceremony, Key};
 use crate::totp;
+use serde_json::json;
 use std::collections::HashMap;
 
 const NOW: u64 = 1_700_000_000;
