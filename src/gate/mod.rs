@@ -19,7 +19,7 @@ pub use assurance::Assurance;
 pub use home_flow::HomeEndpoint;
 pub use otp_flow::OtpEndpoint;
 pub use recovery_flow::RecoveryEndpoint;
-use render::{Refusal, Verified};
+use render::{KeyRefusal, Refusal, Verified};
 use std::cell::RefCell;
 pub use totp_flow::TotpEndpoint;
 pub use webauthn_flow::WebauthnEndpoint;

@@ -226,6 +226,73 @@ impl Refusal {
     }
 }
 
+/// A WebAuthn request refused. The WebAuthn endpoints answer the page's script, so these are
+/// JSON only (`{"error", "message"}`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum KeyRefusal {
+    /// `webauthn` is not configured.
+    NotEnabled,
+    NotJsonObject,
+    /// No ceremony cookie, or one that expired, is for the other ceremony or another user.
+    CeremonyExpired,
+    CredentialMissing,
+    /// The registration did not verify (why, from `crate::webauthn`).
+    Rejected(String),
+    /// The assertion did not verify (why, from `crate::webauthn`).
+    AssertionRejected(String),
+    BadName,
+    /// `no_factor: deny`: no first key without an administrator.
+    EnrollmentClosed,
+    /// Sign-in asked for a user without keys.
+    NoKey,
+    /// The ceremony's challenge was used already or expired.
+    ChallengeUsed,
+    CredentialExists,
+    /// Quick login: the authenticator names another account than the credential's owner.
+    NotTheOwnersPasskey,
+    /// Quick login: no such credential.
+    UnknownPasskey,
+    /// The credential is not one of the user's enabled keys.
+    UnknownKey,
+    /// A passkey standing for both factors must have verified the user.
+    UserVerificationRequired,
+    /// The signature counter went backwards: a cloned key, perhaps.
+    CounterRegression,
+}
+
+impl KeyRefusal {
+    pub(super) fn response(self) -> Response {
+        use KeyRefusal as K;
+        let (status, code, text): (u32, &str, &str) = match &self {
+            K::NotEnabled => (404, "not_found", "Security keys are not enabled."),
+            K::NotJsonObject => (400, "bad_body", "The request body must be a JSON object."),
+            K::CeremonyExpired => (400, "ceremony_expired", "This request expired. Start again."),
+            K::CredentialMissing => (400, "bad_body", "The credential is missing."),
+            K::Rejected(why) => (400, "webauthn_rejected", why),
+            K::AssertionRejected(why) => (401, "webauthn_rejected", why),
+            K::BadName => (400, "invalid_name", "Use a name of at most 64 characters."),
+            K::EnrollmentClosed => {
+                (403, "enrollment_closed", "Ask your administrator to set up two-step verification.")
+            }
+            K::NoKey => (400, "no_security_key", "You have no security key or passkey registered."),
+            K::ChallengeUsed => (400, "challenge_used", "This request was already used or expired. Start again."),
+            K::CredentialExists => (409, "credential_exists", "This key is already registered."),
+            K::NotTheOwnersPasskey => (401, "unknown_key", "This passkey does not belong to a known account."),
+            K::UnknownPasskey => (401, "unknown_key", "This passkey is not registered here."),
+            K::UnknownKey => (401, "unknown_key", "This key is not registered for your account."),
+            K::UserVerificationRequired => {
+                (401, "user_verification_required", "Unlock the passkey with your PIN or biometrics.")
+            }
+            K::CounterRegression => (
+                401,
+                "counter_regression",
+                "This key's signature counter went backwards: it may have been cloned. Use another method.",
+            ),
+        };
+        Response::json(status, &json!({"error": code, "message": text}))
+    }
+}
+
 /// A second factor checked out: whose, how, and where the user goes next.
 #[derive(Debug)]
 pub struct Verified {

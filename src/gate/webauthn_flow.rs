@@ -5,7 +5,7 @@
 //! in a signed short-lived cookie bound to the user, and recorded in the store, which consumes
 //! it exactly once (django-mfa2 never consumed its registration state: CVE-2022-42731).
 
-use super::{Assurance, Decision, Gate, Pending, Req, Rng, Verified};
+use super::{Assurance, Decision, Gate, KeyRefusal, Pending, Req, Rng, Verified};
 use crate::http::safe_next;
 use crate::pages::Response;
 use crate::policy::NoFactor;
@@ -106,8 +106,9 @@ pub enum WaPending {
     },
 }
 
-fn rejected(status: u32, code: &str, text: &str) -> Decision {
-    Decision::Respond(Response::json(status, &json!({"error": code, "message": text})))
+/// The WebAuthn endpoints answer the page's script: JSON only.
+fn rejected(r: KeyRefusal) -> Decision {
+    Decision::Respond(r.response())
 }
 
 impl Gate {
@@ -130,10 +131,10 @@ impl Gate {
         rng: &mut dyn Rng,
     ) -> Decision {
         let Some(settings) = &self.cfg.webauthn else {
-            return rejected(404, "not_found", "Security keys are not enabled.");
+            return rejected(KeyRefusal::NotEnabled);
         };
         let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(body) else {
-            return rejected(400, "bad_body", "The request body must be a JSON object.");
+            return rejected(KeyRefusal::NotJsonObject);
         };
         let next = fields.get("next").and_then(Value::as_str).and_then(safe_next).unwrap_or("/").to_string();
         let mut req = req;
@@ -188,25 +189,25 @@ impl Gate {
                     .and_then(|t| token::open_ceremony(&self.keys.borrow(), t, now).ok())
                     .filter(|c| c.registration == registration && c.user == user);
                 let Some(ceremony) = ceremony else {
-                    return rejected(400, "ceremony_expired", "This request expired. Start again.");
+                    return rejected(KeyRefusal::CeremonyExpired);
                 };
                 let Some(credential) = fields.get("credential") else {
-                    return rejected(400, "bad_body", "The credential is missing.");
+                    return rejected(KeyRefusal::CredentialMissing);
                 };
                 let raw = credential.to_string();
                 if registration {
                     let resp = match wa::RegistrationResponse::from_json(raw.as_bytes()) {
                         Ok(r) => r,
-                        Err(e) => return rejected(400, "webauthn_rejected", &e.to_string()),
+                        Err(e) => return rejected(KeyRefusal::Rejected(e.to_string())),
                     };
                     let cred = match wa::verify_registration(&settings.rp, &resp, &ceremony.challenge) {
                         Ok(c) => c,
-                        Err(e) => return rejected(400, "webauthn_rejected", &e.to_string()),
+                        Err(e) => return rejected(KeyRefusal::Rejected(e.to_string())),
                     };
                     let name = fields.get("name").and_then(Value::as_str).map(str::trim).unwrap_or("");
                     let name = if name.is_empty() { "Security key" } else { name };
                     if name.chars().count() > 64 || name.chars().any(char::is_control) {
-                        return rejected(400, "invalid_name", "Use a name of at most 64 characters.");
+                        return rejected(KeyRefusal::BadName);
                     }
                     let _ = rng;
                     Decision::Call(
@@ -224,7 +225,7 @@ impl Gate {
                 } else {
                     let resp = match wa::AssertionResponse::from_json(raw.as_bytes()) {
                         Ok(r) => r,
-                        Err(e) => return rejected(400, "webauthn_rejected", &e.to_string()),
+                        Err(e) => return rejected(KeyRefusal::Rejected(e.to_string())),
                     };
                     let response = Box::new(resp);
                     let challenge = ceremony.challenge;
@@ -286,7 +287,7 @@ impl Gate {
 
     pub(super) fn webauthn_reply(&self, p: WaPending, reply: &StoreReply, now: u64, rng: &mut dyn Rng) -> Decision {
         let Some(settings) = &self.cfg.webauthn else {
-            return rejected(404, "not_found", "Security keys are not enabled.");
+            return rejected(KeyRefusal::NotEnabled);
         };
         let rp = &settings.rp;
         match p {
@@ -297,11 +298,7 @@ impl Gate {
                     return self.verify_first(&req, "/.mfa/");
                 }
                 if session.is_none() && self.cfg.policy.no_factor == NoFactor::Deny {
-                    return rejected(
-                        403,
-                        "enrollment_closed",
-                        "Ask your administrator to set up two-step verification.",
-                    );
+                    return rejected(KeyRefusal::EnrollmentClosed);
                 }
                 let mut handle = [0u8; 16];
                 match factors.iter().find_map(|f| f.webauthn.as_ref()).map(|w| w.user_handle.as_slice()) {
@@ -323,7 +320,7 @@ impl Gate {
                     .map(|w| (w.credential_id.clone(), w.transports.clone()))
                     .collect();
                 if allow.is_empty() {
-                    return rejected(400, "no_security_key", "You have no security key or passkey registered.");
+                    return rejected(KeyRefusal::NoKey);
                 }
                 self.begin(req, &user, false, [0; 16], now, rng, |ch| wa::request_options(rp, ch, &allow))
             }
@@ -366,7 +363,7 @@ impl Gate {
                     )
                 }
                 Err(StoreError::Unavailable) => self.unavailable(&req),
-                Err(_) => rejected(400, "challenge_used", "This request was already used or expired. Start again."),
+                Err(_) => rejected(KeyRefusal::ChallengeUsed),
             },
             WaPending::RegisterCreate { req, session, user, next, user_verified } => {
                 let clear = self.ceremony_cookie("", 0);
@@ -387,9 +384,7 @@ impl Gate {
                         Response::json(200, &json!({"ok": true, "next": next})).header("set-cookie", clear),
                     ),
                     Err(StoreError::Conflict(c)) if c == "user_has_factors" => self.verify_first(&req, &next),
-                    Err(StoreError::Conflict(c)) if c == "credential_exists" => {
-                        rejected(409, "credential_exists", "This key is already registered.")
-                    }
+                    Err(StoreError::Conflict(c)) if c == "credential_exists" => rejected(KeyRefusal::CredentialExists),
                     Err(StoreError::Conflict(_)) => self.too_many_factors(&req),
                     Err(_) => self.unavailable(&req),
                 }
@@ -408,7 +403,7 @@ impl Gate {
                     )
                 }
                 Err(StoreError::Unavailable) => self.unavailable(&req),
-                Err(_) => rejected(400, "challenge_used", "This request was already used or expired. Start again."),
+                Err(_) => rejected(KeyRefusal::ChallengeUsed),
             },
             WaPending::LoginVerify { req, user, response, challenge, next } => {
                 let quick = user.is_empty();
@@ -420,17 +415,11 @@ impl Gate {
                                 !w.user_handle.is_empty() && response.user_handle() == Some(w.user_handle.as_slice())
                             });
                             if !handle_ok {
-                                return rejected(
-                                    401,
-                                    "unknown_key",
-                                    "This passkey does not belong to a known account.",
-                                );
+                                return rejected(KeyRefusal::NotTheOwnersPasskey);
                             }
                             (owner, vec![f])
                         }
-                        Err(StoreError::NotFound) => {
-                            return rejected(401, "unknown_key", "This passkey is not registered here.")
-                        }
+                        Err(StoreError::NotFound) => return rejected(KeyRefusal::UnknownPasskey),
                         Err(_) => return self.unavailable(&req),
                     }
                 } else {
@@ -448,7 +437,7 @@ impl Gate {
                     f.webauthn.as_ref().filter(|w| w.credential_id == response.credential_id()).map(|w| (f, w))
                 });
                 let Some((factor, w)) = found else {
-                    let answer = rejected(401, "unknown_key", "This key is not registered for your account.");
+                    let answer = rejected(KeyRefusal::UnknownKey);
                     return self.failed(&req, &user, Method::Webauthn, answer);
                 };
                 let stored = wa::StoredCredential {
@@ -472,7 +461,7 @@ impl Gate {
                             && !Assurance::webauthn(now, out.user_verified)
                                 .quick_login_ok(self.cfg.quick_login_requires_uv) =>
                     {
-                        rejected(401, "user_verification_required", "Unlock the passkey with your PIN or biometrics.")
+                        rejected(KeyRefusal::UserVerificationRequired)
                     }
                     Ok(out) => {
                         let user_verified = out.user_verified;
@@ -501,18 +490,19 @@ impl Gate {
                             Pending::Webauthn(WaPending::LoginUse { req, user, next, user_verified }),
                         )
                     }
-                    Err(e) => {
-                        self.failed(&req, &user, Method::Webauthn, rejected(401, "webauthn_rejected", &e.to_string()))
-                    }
+                    Err(e) => self.failed(
+                        &req,
+                        &user,
+                        Method::Webauthn,
+                        rejected(KeyRefusal::AssertionRejected(e.to_string())),
+                    ),
                 }
             }
             WaPending::LoginMarkUsed { req, user, use_call, next, user_verified } => match store::parse_ok(reply) {
                 Ok(()) => {
                     Decision::Call(*use_call, Pending::Webauthn(WaPending::LoginUse { req, user, next, user_verified }))
                 }
-                Err(StoreError::Conflict(_)) => {
-                    rejected(400, "challenge_used", "This request was already used or expired. Start again.")
-                }
+                Err(StoreError::Conflict(_)) => rejected(KeyRefusal::ChallengeUsed),
                 Err(_) => self.unavailable(&req),
             },
             WaPending::LoginUse { req, user, next, user_verified } => {
@@ -526,14 +516,8 @@ impl Gate {
                         let assurance = Assurance::webauthn(now, user_verified);
                         self.verified(&req, Verified { user, assurance, next, codes_left: None }, now, rng)
                     }
-                    Err(StoreError::Conflict(_)) => rejected(
-                        401,
-                        "counter_regression",
-                        "This key's signature counter went backwards: it may have been cloned. Use another method.",
-                    ),
-                    Err(StoreError::NotFound) => {
-                        rejected(401, "unknown_key", "This key is not registered for your account.")
-                    }
+                    Err(StoreError::Conflict(_)) => rejected(KeyRefusal::CounterRegression),
+                    Err(StoreError::NotFound) => rejected(KeyRefusal::UnknownKey),
                     Err(_) => self.unavailable(&req),
                 }
             }
