@@ -19,7 +19,7 @@ pub use assurance::Assurance;
 pub use home_flow::HomeEndpoint;
 pub use otp_flow::OtpEndpoint;
 pub use recovery_flow::RecoveryEndpoint;
-use render::{KeyRefusal, Refusal, Verified};
+use render::{message, KeyRefusal, Refusal, Verified};
 use std::cell::RefCell;
 pub use totp_flow::TotpEndpoint;
 pub use webauthn_flow::WebauthnEndpoint;
@@ -402,7 +402,7 @@ impl Gate {
     /// Every request's first stop. With a valid session this is the whole of the work.
     pub fn on_headers(&self, h: &dyn Headers, now: u64, rng: &mut dyn Rng) -> Decision {
         let Some(full) = h.get(":path") else {
-            return Decision::Respond(Refusal::NoPath.response(None));
+            return Decision::Respond(message(None, 400, "bad_request", "Bad request", "The request has no path."));
         };
         let (path, _) = split_path(&full);
         let mfa_endpoint = path == "/.mfa" || path.starts_with("/.mfa/");
@@ -438,8 +438,24 @@ impl Gate {
             }
         }
         let token = token_ref.map(|t| t.map(str::to_string));
-        let (path, query) = split_path(&full);
-        let req = Req {
+        let req = self.read_request(h, &full, user, cookies.as_deref(), token, now);
+        self.route(Box::new(req), now, rng)
+    }
+
+    /// The cold path's copy of the request: everything a flow may need, owned, so it can wait
+    /// for a body or the store.
+    fn read_request(
+        &self,
+        h: &dyn Headers,
+        full: &str,
+        user: Option<String>,
+        cookies: Option<&str>,
+        token: Result<Option<String>, ()>,
+        now: u64,
+    ) -> Req {
+        let (path, query) = split_path(full);
+        let mfa_endpoint = path == "/.mfa" || path.starts_with("/.mfa/");
+        Req {
             method: h.get(":method").unwrap_or_default(),
             path: path.to_string(),
             query: query.to_string(),
@@ -451,11 +467,11 @@ impl Gate {
             user,
             quick: false,
             token,
-            ceremony: match (&cookies, mfa_endpoint) {
+            ceremony: match (cookies, mfa_endpoint) {
                 (Some(c), true) => find_cookie(c, &self.cfg.ceremony_cookie).ok().flatten().map(str::to_string),
                 _ => None,
             },
-            device: match &cookies {
+            device: match cookies {
                 Some(c) if self.cfg.trusted_devices.is_some() => {
                     find_cookie(c, &self.cfg.device_cookie).ok().flatten().map(str::to_string)
                 }
@@ -464,7 +480,7 @@ impl Gate {
             user_agent: h.get("user-agent"),
             lang: crate::i18n::negotiate(h.get("accept-language").as_deref()),
             client_ip: Self::client_ip(h.source_address().as_deref()),
-            remembered: match (&cookies, mfa_endpoint && self.cfg.quick_login) {
+            remembered: match (cookies, mfa_endpoint && self.cfg.quick_login) {
                 (Some(c), true) => find_cookie(c, &self.cfg.remembered_cookie)
                     .ok()
                     .flatten()
@@ -472,7 +488,7 @@ impl Gate {
                 _ => None,
             },
             trust: false,
-            cookie_edit: self.cookie_for_app(cookies.as_deref()),
+            cookie_edit: self.cookie_for_app(cookies),
             set_cookies: Vec::new(),
             attempt: None,
             email: match (&self.cfg.email, &self.cfg.identity) {
@@ -481,8 +497,7 @@ impl Gate {
                 }
                 _ => None,
             },
-        };
-        self.route(Box::new(req), now, rng)
+        }
     }
 
     /// The cold path for a request whose headers have been read.

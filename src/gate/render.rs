@@ -13,8 +13,6 @@ use serde_json::json;
 /// A request refused with a message: each has one status, JSON `error` code, page title and text.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum Refusal {
-    /// The request has no `:path`.
-    NoPath,
     /// A POST whose Origin (or Fetch metadata) names another site.
     CrossOrigin,
     /// MFA_UNALLOWED_METHODS names the endpoint's method.
@@ -85,7 +83,6 @@ impl Refusal {
         use Refusal as R;
         let lang = html.map_or(crate::i18n::Lang::En, |l| l.lang);
         match self {
-            R::NoPath => message(html, 400, "bad_request", "Bad request", "The request has no path."),
             R::CrossOrigin => {
                 message(html, 403, "cross_origin", "Request refused", "This form was submitted from another site.")
             }
