@@ -198,15 +198,6 @@ impl Gate {
         }
     }
 
-    fn otp_retry(&self, req: &Req, channel: Method, next: &str, status: u32, code: &str, text: &str) -> Decision {
-        if req.html {
-            let l = self.look(req);
-            let page = pages::otp_code(&l, &self.cfg.label(channel), channel.as_str(), None, next, Some(text));
-            return Decision::Respond(Response::page(&l, status, page));
-        }
-        Decision::Respond(Response::json(status, &json!({"error": code, "message": text})))
-    }
-
     pub(super) fn otp_reply(&self, p: OtpPending, reply: &StoreReply, now: u64, rng: &mut dyn Rng) -> Decision {
         match p {
             OtpPending::Sent { req, channel, next } => match store::parse_sent(reply) {
@@ -298,16 +289,6 @@ impl Gate {
                 Err(_) => self.unavailable(&req),
             },
         }
-    }
-
-    /// After a method was added from the security home (MFA_REDIRECT_AFTER_REGISTRATION).
-    pub(super) fn registered(&self, req: &Req) -> Decision {
-        if req.html {
-            let to = &self.cfg.redirect_after_registration;
-            let sep = if to.contains('?') { '&' } else { '?' };
-            return Decision::Respond(Response::redirect(&format!("{to}{sep}done=added")));
-        }
-        Decision::Respond(Response::json(200, &json!({"ok": true, "done": "added"})))
     }
 }
 

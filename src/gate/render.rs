@@ -7,7 +7,7 @@
 use super::{Assurance, Decision, Gate, Reason, Req, Rng};
 use crate::http::percent_encode;
 use crate::pages::{self, Response};
-use crate::token::{self, Session};
+use crate::token::{self, Method, Session};
 use serde_json::json;
 
 /// A request refused with a message: each has one status, JSON `error` code, page title and text.
@@ -477,6 +477,40 @@ impl Gate {
             );
         }
         e
+    }
+
+    /// A code sign-in by email or SMS failed: the code page again with `text`, or a JSON error.
+    pub(super) fn otp_retry(
+        &self,
+        req: &Req,
+        channel: Method,
+        next: &str,
+        status: u32,
+        code: &str,
+        text: &str,
+    ) -> Decision {
+        if req.html {
+            let l = self.look(req);
+            let page = pages::otp_code(&l, &self.cfg.label(channel), channel.as_str(), None, next, Some(text));
+            return Decision::Respond(Response::page(&l, status, page));
+        }
+        Decision::Respond(Response::json(status, &json!({"error": code, "message": text})))
+    }
+
+    /// After a method was added from the security home (MFA_REDIRECT_AFTER_REGISTRATION).
+    pub(super) fn registered(&self, req: &Req) -> Decision {
+        if req.html {
+            let to = &self.cfg.redirect_after_registration;
+            let sep = if to.contains('?') { '&' } else { '?' };
+            return Decision::Respond(Response::redirect(&format!("{to}{sep}done=added")));
+        }
+        Decision::Respond(Response::json(200, &json!({"ok": true, "done": "added"})))
+    }
+
+    /// Ends the session in this browser and forgets the quick-login user.
+    pub(super) fn logged_out(&self, req: &Req) -> Response {
+        let r = if req.html { Response::redirect("/") } else { Response::json(200, &json!({"ok": true})) };
+        r.header("set-cookie", self.clear_cookie()).header("set-cookie", self.remembered_cookie("", 0))
     }
 
     /// The answer to a verification: the session cookie `cookie` for `s`, the cookies asked

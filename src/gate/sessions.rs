@@ -7,7 +7,6 @@ use crate::pages::Response;
 use crate::revocation::Revocations;
 use crate::store::{self, StoreReply, StoreRequest};
 use crate::token::{self, Session};
-use serde_json::json;
 
 /// Longest session the configuration allows (`session.ttl_s` ≤ 30 days): a user's "not before"
 /// older than this cannot matter.
@@ -90,12 +89,6 @@ impl Gate {
             }
             _ => Decision::Respond(self.logged_out(&req)),
         }
-    }
-
-    /// Ends the session in this browser and forgets the quick-login user.
-    fn logged_out(&self, req: &Req) -> Response {
-        let r = if req.html { Response::redirect("/") } else { Response::json(200, &json!({"ok": true})) };
-        r.header("set-cookie", self.clear_cookie()).header("set-cookie", self.remembered_cookie("", 0))
     }
 
     pub(super) fn sessions_reply(&self, p: SessionsPending, reply: &StoreReply) -> Decision {
