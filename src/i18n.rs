@@ -634,7 +634,7 @@ mod tests {
     /// has a German and a French translation.
     #[test]
     fn every_page_text_is_translated() {
-        let pages = include_str!("pages.rs");
+        let pages = include_str!("pages/mod.rs");
         let keys = literal_args(pages, "tr(", &[1]);
         assert!(keys.len() > 60, "found only {} texts in pages.rs", keys.len());
         let missing: Vec<&String> = keys.iter().filter(|k| !has_translation(k)).collect();

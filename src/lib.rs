@@ -7,6 +7,8 @@
 // outside tests, the crate does not unwrap, expect, panic or index unchecked.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
+pub mod brand;
+pub mod civil_date;
 pub mod config;
 pub mod gate;
 pub mod header_map;

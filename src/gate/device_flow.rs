@@ -5,7 +5,7 @@
 //! verification (method and time, kept in the cookie) and never counts as fresh (`assurance`).
 //! django-mfa2's device cookie was neither Secure nor HttpOnly, and its expiry was never checked.
 
-use super::{Assurance, Decision, Gate, Pass, Pending, Req, Rng};
+use super::{Assurance, Decision, Gate, Pass, Pending, Req, Rng, Verified};
 use crate::store::{self, StoreError, StoreReply};
 use crate::token::{self, DeviceClaims, Method};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -14,7 +14,7 @@ use base64::Engine;
 #[derive(Debug)]
 pub enum DevicePending {
     /// Recording a new trusted device, then finishing the verification it was asked with.
-    Trust { req: Box<Req>, user: String, assurance: Assurance, next: String, cookie: String },
+    Trust { req: Box<Req>, verified: Verified, cookie: String },
     /// Checking a device cookie with the store; on success the request passes.
     Use { req: Box<Req>, user: String, device: DeviceClaims },
 }
@@ -29,24 +29,17 @@ impl Gate {
     }
 
     /// Asked to trust this device: record it, then verification goes on (see `device_reply`).
-    pub(super) fn trust_device(
-        &self,
-        mut req: Box<Req>,
-        user: &str,
-        assurance: Assurance,
-        next: &str,
-        now: u64,
-        rng: &mut dyn Rng,
-    ) -> Decision {
+    pub(super) fn trust_device(&self, mut req: Box<Req>, verified: Verified, now: u64, rng: &mut dyn Rng) -> Decision {
         let Some((days, max)) = self.cfg.trusted_devices else {
             req.trust = false;
-            return self.verified(&req, user, assurance, next, now, rng);
+            return self.verified(&req, verified, now, rng);
         };
+        let user = verified.user.as_str();
         let mut id = [0u8; 18];
         rng.fill(&mut id);
         let id = B64.encode(id);
         let expires = now + days * 86_400;
-        let claims = assurance.device_claims(id.clone());
+        let claims = verified.assurance.device_claims(id.clone());
         let Ok(tok) = token::seal_device(&self.keys.borrow(), user, &claims, expires) else {
             return self.unavailable(&req);
         };
@@ -54,13 +47,7 @@ impl Gate {
         let ua = req.user_agent.clone().unwrap_or_default();
         Decision::Call(
             store::add_device(&self.cfg.store, user, &id, &ua, expires, max),
-            Pending::Device(DevicePending::Trust {
-                req,
-                user: user.to_string(),
-                assurance,
-                next: next.to_string(),
-                cookie,
-            }),
+            Pending::Device(DevicePending::Trust { req, verified, cookie }),
         )
     }
 
@@ -77,14 +64,14 @@ impl Gate {
 
     pub(super) fn device_reply(&self, p: DevicePending, reply: &StoreReply, now: u64, rng: &mut dyn Rng) -> Decision {
         match p {
-            DevicePending::Trust { mut req, user, assurance, next, cookie } => {
+            DevicePending::Trust { mut req, verified, cookie } => {
                 req.trust = false;
-                let trusted = store::parse_created(reply).is_ok();
-                match self.verified(&req, &user, assurance, &next, now, rng) {
-                    // Too many devices, or the store failed: the verification still counts.
-                    Decision::Respond(r) if trusted => Decision::Respond(r.header("set-cookie", cookie)),
-                    other => other,
+                // Too many devices, or the store failed: the verification still counts, without
+                // the device cookie.
+                if store::parse_created(reply).is_ok() {
+                    req.set_cookies.push(cookie);
                 }
+                self.verified(&req, verified, now, rng)
             }
             DevicePending::Use { req, user, device } => match store::parse_ok(reply) {
                 Ok(()) => match self.mint(&req, &user, &Assurance::device(&device), now, rng) {

@@ -2,12 +2,36 @@
 //! list and revoke trusted devices. Every change needs a session whose second factor is recent,
 //! a CSRF token bound to that session, and a same-origin POST; the store writes the audit row.
 
-use super::{BodyKind, Decision, Gate, Pending, Req};
+use super::{Decision, Form, Gate, Pending, Refusal, Req};
 use crate::http::form_get;
 use crate::pages::{self, FactorView, HomeView, Response};
 use crate::store::{self, Device, Factor, StoreError, StoreReply};
 use crate::token::{self, Method, Session};
 use serde_json::json;
+
+/// The security-home endpoints that take a body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HomeEndpoint {
+    /// `POST /.mfa/factors/rename`.
+    Rename,
+    /// `POST /.mfa/factors/disable`.
+    Disable,
+    /// `POST /.mfa/factors/enable`.
+    Enable,
+    /// `POST /.mfa/factors/delete`.
+    Delete,
+    /// `POST /.mfa/devices/revoke`.
+    RevokeDevice,
+}
+
+/// A change to one factor, checked against the user's factors before it is made.
+#[derive(Debug)]
+pub enum FactorChange {
+    Rename(String),
+    Disable,
+    Enable,
+    Delete,
+}
 
 /// A security-home step waiting for the store.
 #[derive(Debug)]
@@ -25,20 +49,13 @@ pub enum HomePending {
     /// Factors listed to check that a change is allowed.
     Check {
         req: Box<Req>,
-        kind: BodyKind,
+        change: FactorChange,
         id: String,
-        name: Option<String>,
     },
     Done {
         req: Box<Req>,
         what: &'static str,
     },
-}
-
-impl Gate {
-    fn refuse(&self, req: &Req, status: u32, code: &str, text: &str) -> Decision {
-        Decision::Respond(super::message(self.html(req), status, code, "Not allowed", text))
-    }
 }
 
 impl Gate {
@@ -60,50 +77,41 @@ impl Gate {
         self.recent_factor(req, s, now)?;
         let given = form_get(fields, "csrf").unwrap_or("");
         if !token::csrf_ok(&self.keys.borrow(), s, given) {
-            return Err(self.refuse(
-                req,
-                403,
-                "csrf",
-                "This form is out of date. Reload the security page and try again.",
-            ));
+            return Err(self.refuse(req, Refusal::Csrf));
         }
         Ok(())
     }
 
     /// A body arrived for one of the factor or device management endpoints.
-    pub(super) fn home_body(
-        &self,
-        kind: BodyKind,
-        req: Box<Req>,
-        session: Option<Session>,
-        fields: &[(String, String)],
-        user: &str,
-        now: u64,
-    ) -> Decision {
+    pub(super) fn home_body(&self, endpoint: HomeEndpoint, req: Box<Req>, form: Form, now: u64) -> Decision {
+        let Form { fields, user, session, .. } = form;
+        let (fields, user) = (fields.as_slice(), user.as_str());
         if let Err(d) = self.change_allowed(&req, session.as_ref(), fields, now) {
             return d;
         }
         let id = form_get(fields, "id").unwrap_or("").to_string();
         if id.is_empty() || id.len() > 128 {
-            return self.refuse(&req, 400, "bad_id", "Which method? The form named none.");
+            return self.refuse(&req, Refusal::BadFactorId);
         }
-        if kind == BodyKind::DeviceRevoke {
-            return Decision::Call(
-                store::revoke_device(&self.cfg.store, user, &id),
-                Pending::Home(HomePending::Done { req, what: "device_revoked" }),
-            );
-        }
-        let name = match kind {
-            BodyKind::FactorRename => {
+        let change = match endpoint {
+            HomeEndpoint::RevokeDevice => {
+                return Decision::Call(
+                    store::revoke_device(&self.cfg.store, user, &id),
+                    Pending::Home(HomePending::Done { req, what: "device_revoked" }),
+                );
+            }
+            HomeEndpoint::Rename => {
                 let n = form_get(fields, "name").map(str::trim).unwrap_or("");
                 if n.is_empty() || n.chars().count() > 64 || n.chars().any(char::is_control) {
-                    return self.refuse(&req, 400, "invalid_name", "Use a name of 1 to 64 characters.");
+                    return self.refuse(&req, Refusal::BadFactorName);
                 }
-                Some(n.to_string())
+                FactorChange::Rename(n.to_string())
             }
-            _ => None,
+            HomeEndpoint::Disable => FactorChange::Disable,
+            HomeEndpoint::Enable => FactorChange::Enable,
+            HomeEndpoint::Delete => FactorChange::Delete,
         };
-        Decision::Call(store::factors(&self.cfg.store, user), Pending::Home(HomePending::Check { req, kind, id, name }))
+        Decision::Call(store::factors(&self.cfg.store, user), Pending::Home(HomePending::Check { req, change, id }))
     }
 
     pub(super) fn home_reply(&self, p: HomePending, reply: &StoreReply, now: u64) -> Decision {
@@ -124,35 +132,30 @@ impl Gate {
                 let user = req.user.clone().unwrap_or_default();
                 Decision::Respond(self.home_page(&req, &user, &session, &factors, &devices))
             }
-            HomePending::Check { req, kind, id, name } => {
+            HomePending::Check { req, change, id } => {
                 let Ok(factors) = store::parse_factors(reply) else { return self.unavailable(&req) };
                 let user = req.user.clone().unwrap_or_default();
                 let Some(f) = factors.iter().find(|f| f.id == id) else {
-                    return self.refuse(&req, 404, "not_found", "There is no such method on your account.");
+                    return self.refuse(&req, Refusal::NoSuchFactor);
                 };
-                let removing = matches!(kind, BodyKind::FactorDisable | BodyKind::FactorDelete);
+                let removing = matches!(change, FactorChange::Disable | FactorChange::Delete);
                 if removing && Method::parse(&f.kind).is_some_and(|m| self.cfg.hide_disable.contains(&m)) {
-                    return self.refuse(&req, 403, "cannot_disable", "This method cannot be turned off or removed.");
+                    return self.refuse(&req, Refusal::CannotDisable);
                 }
                 if removing && f.owned_by_enterprise {
-                    return self.refuse(
-                        &req,
-                        403,
-                        "enterprise_owned",
-                        "This key belongs to your organisation; ask your administrator.",
-                    );
+                    return self.refuse(&req, Refusal::EnterpriseOwned);
                 }
-                let (call, what) = match kind {
-                    BodyKind::FactorRename => {
-                        (store::patch_factor(&self.cfg.store, &user, &id, name.as_deref(), None), "renamed")
+                let (call, what) = match change {
+                    FactorChange::Rename(name) => {
+                        (store::patch_factor(&self.cfg.store, &user, &id, Some(&name), None), "renamed")
                     }
-                    BodyKind::FactorDisable => {
+                    FactorChange::Disable => {
                         (store::patch_factor(&self.cfg.store, &user, &id, None, Some(false)), "disabled")
                     }
-                    BodyKind::FactorEnable => {
+                    FactorChange::Enable => {
                         (store::patch_factor(&self.cfg.store, &user, &id, None, Some(true)), "enabled")
                     }
-                    _ => (store::delete_factor(&self.cfg.store, &user, &id), "deleted"),
+                    FactorChange::Delete => (store::delete_factor(&self.cfg.store, &user, &id), "deleted"),
                 };
                 Decision::Call(call, Pending::Home(HomePending::Done { req, what }))
             }
@@ -165,15 +168,8 @@ impl Gate {
                     let r = Response::json(200, &json!({"ok": true, "done": what}));
                     Decision::Respond(self.keep_own_session(r, &req, what, now))
                 }
-                Err(StoreError::NotFound) => {
-                    self.refuse(&req, 404, "not_found", "There is no such method on your account.")
-                }
-                Err(StoreError::Refused(403)) => self.refuse(
-                    &req,
-                    403,
-                    "enterprise_owned",
-                    "This key belongs to your organisation; ask your administrator.",
-                ),
+                Err(StoreError::NotFound) => self.refuse(&req, Refusal::NoSuchFactor),
+                Err(StoreError::Refused(403)) => self.refuse(&req, Refusal::EnterpriseOwned),
                 Err(_) => self.unavailable(&req),
             },
         }

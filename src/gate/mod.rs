@@ -13,12 +13,16 @@ use crate::http::{
 use crate::identity;
 use crate::pages::{self, Response};
 use crate::policy::NoFactor;
-use crate::store::{self, Factor, StoreError, StoreReply, StoreRequest};
-use crate::token::{self, Enrollment, KeyRing, Method, Session};
-use crate::totp;
+use crate::store::{self, Factor, StoreReply, StoreRequest};
+use crate::token::{self, KeyRing, Method, Session};
 pub use assurance::Assurance;
-use serde_json::json;
+pub use home_flow::HomeEndpoint;
+pub use otp_flow::OtpEndpoint;
+pub use recovery_flow::RecoveryEndpoint;
+use render::{message, KeyRefusal, Refusal, Verified};
 use std::cell::RefCell;
+pub use totp_flow::TotpEndpoint;
+pub use webauthn_flow::WebauthnEndpoint;
 
 pub mod assurance;
 mod device_flow;
@@ -26,7 +30,9 @@ mod home_flow;
 mod otp_flow;
 mod recovery_flow;
 mod regulation;
+mod render;
 mod sessions;
+mod totp_flow;
 mod webauthn_flow;
 
 /// Lazy access to request headers: the hot path reads only what it needs.
@@ -44,8 +50,6 @@ pub trait Rng {
 
 /// Identity headers the filter adds; any client-sent copy is removed first.
 pub const IDENTITY_HEADERS: [&str; 4] = ["x-mfa-user", "x-mfa-method", "x-mfa-auth-time", "x-mfa-amr"];
-
-const ENROLL_TTL_S: u64 = 600;
 
 /// Let the request through as `user`, verified with `method`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -150,29 +154,20 @@ impl Reason {
     }
 }
 
-/// A cold-path request waiting for its body or a store reply.
+/// A cold-path request waiting for its body or a store reply: one variant per flow, each
+/// holding that flow's own steps.
 #[derive(Debug)]
 pub enum Pending {
+    /// Waiting for the signing keys from the store.
     Keys(Box<Req>),
-    Challenge {
-        req: Box<Req>,
-        reason: Reason,
-        next: String,
-        allowed: Option<Vec<Method>>,
-    },
-    Home(home_flow::HomePending),
-    EnrollCheck(Box<Req>),
-    Verify {
-        req: Box<Req>,
-        code: String,
-        next: String,
-    },
-    VerifyUse {
-        req: Box<Req>,
-        next: String,
-    },
+    /// The user's factors, to choose the challenge.
+    Challenge { req: Box<Req>, reason: Reason, next: String, allowed: Option<Vec<Method>> },
     /// Waiting for the request body of an MFA endpoint.
-    Body(BodyKind, Box<Req>, Option<Session>),
+    Body { endpoint: Endpoint, req: Box<Req>, session: Option<Session> },
+    /// A security-home step.
+    Home(home_flow::HomePending),
+    /// A TOTP step.
+    Totp(totp_flow::TotpPending),
     /// A WebAuthn ceremony step.
     Webauthn(webauthn_flow::WaPending),
     /// A recovery-code step.
@@ -185,41 +180,32 @@ pub enum Pending {
     Regulation(regulation::RegulationPending),
     /// Ending a session server-side (logout).
     Sessions(sessions::SessionsPending),
-    EnrollCreate {
-        req: Box<Req>,
-        next: String,
-        /// The user's first factor (no session when enrolling).
-        first: bool,
-    },
 }
 
-/// Which endpoint a buffered body is for.
+/// Which endpoint a buffered body is for, by method: each flow matches only its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BodyKind {
-    TotpVerify,
-    TotpEnroll,
-    WebauthnRegisterBegin,
-    WebauthnRegisterFinish,
-    WebauthnLoginBegin,
-    WebauthnLoginFinish,
-    RecoveryGenerate,
-    RecoveryVerify,
-    FactorRename,
-    FactorDisable,
-    FactorEnable,
-    FactorDelete,
-    DeviceRevoke,
-    OtpSend,
-    OtpVerify,
-    OtpEnroll,
-    OtpEnrollConfirm,
+pub enum Endpoint {
+    Totp(TotpEndpoint),
+    Webauthn(WebauthnEndpoint),
+    Recovery(RecoveryEndpoint),
+    Otp(OtpEndpoint),
+    Home(HomeEndpoint),
 }
 
 impl Pending {
     /// True while the glue must buffer and hand over the request body.
     pub fn wants_body(&self) -> bool {
-        matches!(self, Pending::Body(..))
+        matches!(self, Pending::Body { .. })
     }
+}
+
+/// A form body read: its fields, the user it is for, where to go after, and the session the
+/// request came with.
+struct Form {
+    fields: Vec<(String, String)>,
+    user: String,
+    next: String,
+    session: Option<Session>,
 }
 
 pub struct Gate {
@@ -330,17 +316,6 @@ impl Gate {
         req.html.then(|| self.look(req))
     }
 
-    /// The store refused a new factor: the user has the most it allows.
-    pub(super) fn too_many_factors(&self, req: &Req) -> Decision {
-        Decision::Respond(message(
-            self.html(req),
-            409,
-            "too_many_factors",
-            "Too many methods",
-            "Remove a method before adding another.",
-        ))
-    }
-
     /// MFA_ENFORCE_RECOVERY_METHOD: after the first method, on to recovery codes.
     pub(super) fn after_first_factor(&self, next: &str) -> String {
         if self.cfg.enforce_recovery_method && self.cfg.method_allowed(Method::Recovery) {
@@ -391,18 +366,14 @@ impl Gate {
                 // "Not me": forget the remembered user.
                 Decision::Respond(if forget { r.header("set-cookie", self.remembered_cookie("", 0)) } else { r })
             }
-            ("POST", p) if quick && p.starts_with("/.mfa/") && self.cross_origin(&req) => Decision::Respond(message(
-                self.html(&req),
-                403,
-                "cross_origin",
-                "Request refused",
-                "This form was submitted from another site.",
-            )),
+            ("POST", p) if quick && p.starts_with("/.mfa/") && self.cross_origin(&req) => {
+                self.refuse(&req, Refusal::CrossOrigin)
+            }
             ("POST", "/.mfa/webauthn/login/begin") if quick => {
-                Decision::ReadBody(Pending::Body(BodyKind::WebauthnLoginBegin, req, None))
+                read_body(Endpoint::Webauthn(WebauthnEndpoint::LoginBegin), req, None)
             }
             ("POST", "/.mfa/webauthn/login/finish") if quick => {
-                Decision::ReadBody(Pending::Body(BodyKind::WebauthnLoginFinish, req, None))
+                read_body(Endpoint::Webauthn(WebauthnEndpoint::LoginFinish), req, None)
             }
             ("POST", "/.mfa/logout") => self.logout_anonymous(req, now),
             _ => self.no_identity(&req),
@@ -467,8 +438,24 @@ impl Gate {
             }
         }
         let token = token_ref.map(|t| t.map(str::to_string));
-        let (path, query) = split_path(&full);
-        let req = Req {
+        let req = self.read_request(h, &full, user, cookies.as_deref(), token, now);
+        self.route(Box::new(req), now, rng)
+    }
+
+    /// The cold path's copy of the request: everything a flow may need, owned, so it can wait
+    /// for a body or the store.
+    fn read_request(
+        &self,
+        h: &dyn Headers,
+        full: &str,
+        user: Option<String>,
+        cookies: Option<&str>,
+        token: Result<Option<String>, ()>,
+        now: u64,
+    ) -> Req {
+        let (path, query) = split_path(full);
+        let mfa_endpoint = path == "/.mfa" || path.starts_with("/.mfa/");
+        Req {
             method: h.get(":method").unwrap_or_default(),
             path: path.to_string(),
             query: query.to_string(),
@@ -480,11 +467,11 @@ impl Gate {
             user,
             quick: false,
             token,
-            ceremony: match (&cookies, mfa_endpoint) {
+            ceremony: match (cookies, mfa_endpoint) {
                 (Some(c), true) => find_cookie(c, &self.cfg.ceremony_cookie).ok().flatten().map(str::to_string),
                 _ => None,
             },
-            device: match &cookies {
+            device: match cookies {
                 Some(c) if self.cfg.trusted_devices.is_some() => {
                     find_cookie(c, &self.cfg.device_cookie).ok().flatten().map(str::to_string)
                 }
@@ -493,7 +480,7 @@ impl Gate {
             user_agent: h.get("user-agent"),
             lang: crate::i18n::negotiate(h.get("accept-language").as_deref()),
             client_ip: Self::client_ip(h.source_address().as_deref()),
-            remembered: match (&cookies, mfa_endpoint && self.cfg.quick_login) {
+            remembered: match (cookies, mfa_endpoint && self.cfg.quick_login) {
                 (Some(c), true) => find_cookie(c, &self.cfg.remembered_cookie)
                     .ok()
                     .flatten()
@@ -501,7 +488,7 @@ impl Gate {
                 _ => None,
             },
             trust: false,
-            cookie_edit: self.cookie_for_app(cookies.as_deref()),
+            cookie_edit: self.cookie_for_app(cookies),
             set_cookies: Vec::new(),
             attempt: None,
             email: match (&self.cfg.email, &self.cfg.identity) {
@@ -510,8 +497,7 @@ impl Gate {
                 }
                 _ => None,
             },
-        };
-        self.route(Box::new(req), now, rng)
+        }
     }
 
     /// The cold path for a request whose headers have been read.
@@ -553,17 +539,18 @@ impl Gate {
                 Pending::Challenge { req, reason, next, allowed },
             );
         }
-        let html = self.html(&req);
         // MFA_UNALLOWED_METHODS is enforced here, on every endpoint, not only hidden in pages.
         if let Some(m) = endpoint_method(&req.path) {
             if !self.cfg.method_allowed(m) {
-                return Decision::Respond(message(
-                    html,
-                    403,
-                    "method_not_allowed",
-                    "Not available",
-                    "This method is not allowed here.",
-                ));
+                return self.refuse(&req, Refusal::MethodNotAllowed);
+            }
+        }
+        if req.method == "POST" && req.path.starts_with("/.mfa/") {
+            if self.cross_origin(&req) {
+                return self.refuse(&req, Refusal::CrossOrigin);
+            }
+            if let Some(endpoint) = self.body_endpoint(&req.path) {
+                return read_body(endpoint, req, session);
             }
         }
         match (req.method.as_str(), req.path.as_str()) {
@@ -582,42 +569,8 @@ impl Gate {
                     Pending::Challenge { req, reason: Reason::NoSession, next, allowed },
                 )
             }
-            ("GET", "/.mfa/totp/enroll") => match session {
-                // Adding a factor needs a second factor presented recently.
-                Some(s) => {
-                    if let Err(d) = self.recent_factor(&req, &s, now) {
-                        return d;
-                    }
-                    let next = req.query_next();
-                    self.enroll_page(&req, &user, &next, rng, now, None, 200)
-                }
-                None if self.email_enforced(&req) => self.verify_first(&req, &req.query_next()),
-                // Adding a factor to an account that has one needs that factor first.
-                None => Decision::Call(store::factors(&self.cfg.store, &user), Pending::EnrollCheck(req)),
-            },
+            ("GET", "/.mfa/totp/enroll") => self.totp_enroll_start(req, session, &user, now, rng),
             ("GET", "/.mfa/assets/webauthn.js") => Decision::Respond(webauthn_flow::script()),
-            ("POST", p) if p.starts_with("/.mfa/") && self.cross_origin(&req) => Decision::Respond(message(
-                html,
-                403,
-                "cross_origin",
-                "Request refused",
-                "This form was submitted from another site.",
-            )),
-            ("POST", "/.mfa/totp/verify") => Decision::ReadBody(Pending::Body(BodyKind::TotpVerify, req, session)),
-            ("POST", "/.mfa/totp/enroll") => Decision::ReadBody(Pending::Body(BodyKind::TotpEnroll, req, session)),
-            ("POST", "/.mfa/factors/rename") => Decision::ReadBody(Pending::Body(BodyKind::FactorRename, req, session)),
-            ("POST", "/.mfa/factors/disable") => {
-                Decision::ReadBody(Pending::Body(BodyKind::FactorDisable, req, session))
-            }
-            ("POST", "/.mfa/factors/enable") => Decision::ReadBody(Pending::Body(BodyKind::FactorEnable, req, session)),
-            ("POST", "/.mfa/factors/delete") => Decision::ReadBody(Pending::Body(BodyKind::FactorDelete, req, session)),
-            ("POST", "/.mfa/devices/revoke") => Decision::ReadBody(Pending::Body(BodyKind::DeviceRevoke, req, session)),
-            ("POST", "/.mfa/otp/send") => Decision::ReadBody(Pending::Body(BodyKind::OtpSend, req, session)),
-            ("POST", "/.mfa/otp/verify") => Decision::ReadBody(Pending::Body(BodyKind::OtpVerify, req, session)),
-            ("POST", "/.mfa/otp/enroll") => Decision::ReadBody(Pending::Body(BodyKind::OtpEnroll, req, session)),
-            ("POST", "/.mfa/otp/enroll/confirm") => {
-                Decision::ReadBody(Pending::Body(BodyKind::OtpEnrollConfirm, req, session))
-            }
             ("GET", "/.mfa/recovery/setup") => match &session {
                 Some(s) => {
                     let l = self.look(&req);
@@ -626,74 +579,74 @@ impl Gate {
                 }
                 None => self.verify_first(&req, "/.mfa/"),
             },
-            ("POST", "/.mfa/recovery/generate") => {
-                Decision::ReadBody(Pending::Body(BodyKind::RecoveryGenerate, req, session))
-            }
-            ("POST", "/.mfa/recovery/verify") => {
-                Decision::ReadBody(Pending::Body(BodyKind::RecoveryVerify, req, session))
-            }
-            ("POST", "/.mfa/webauthn/register/begin") if self.webauthn_on() => {
-                Decision::ReadBody(Pending::Body(BodyKind::WebauthnRegisterBegin, req, session))
-            }
-            ("POST", "/.mfa/webauthn/register/finish") if self.webauthn_on() => {
-                Decision::ReadBody(Pending::Body(BodyKind::WebauthnRegisterFinish, req, session))
-            }
-            ("POST", "/.mfa/webauthn/login/begin") if self.webauthn_on() => {
-                Decision::ReadBody(Pending::Body(BodyKind::WebauthnLoginBegin, req, session))
-            }
-            ("POST", "/.mfa/webauthn/login/finish") if self.webauthn_on() => {
-                Decision::ReadBody(Pending::Body(BodyKind::WebauthnLoginFinish, req, session))
-            }
             ("POST", "/.mfa/logout") => self.logout(req, &user, now),
             (
                 _,
                 "/.mfa" | "/.mfa/" | "/.mfa/challenge" | "/.mfa/totp/verify" | "/.mfa/totp/enroll" | "/.mfa/logout",
-            ) => Decision::Respond(message(
-                html,
-                405,
-                "method_not_allowed",
-                "Method not allowed",
-                "This endpoint does not take that method.",
-            )),
-            _ => Decision::Respond(message(html, 404, "not_found", "Not found", "There is no such page.")),
+            ) => self.refuse(&req, Refusal::WrongHttpMethod),
+            _ => self.refuse(&req, Refusal::NotFound),
         }
+    }
+
+    /// The endpoints that take a body (`POST`), by path.
+    fn body_endpoint(&self, path: &str) -> Option<Endpoint> {
+        use {HomeEndpoint as H, OtpEndpoint as O, RecoveryEndpoint as R, TotpEndpoint as T, WebauthnEndpoint as W};
+        Some(match path {
+            "/.mfa/totp/verify" => Endpoint::Totp(T::Verify),
+            "/.mfa/totp/enroll" => Endpoint::Totp(T::Enroll),
+            "/.mfa/factors/rename" => Endpoint::Home(H::Rename),
+            "/.mfa/factors/disable" => Endpoint::Home(H::Disable),
+            "/.mfa/factors/enable" => Endpoint::Home(H::Enable),
+            "/.mfa/factors/delete" => Endpoint::Home(H::Delete),
+            "/.mfa/devices/revoke" => Endpoint::Home(H::RevokeDevice),
+            "/.mfa/otp/send" => Endpoint::Otp(O::Send),
+            "/.mfa/otp/verify" => Endpoint::Otp(O::Verify),
+            "/.mfa/otp/enroll" => Endpoint::Otp(O::Enroll),
+            "/.mfa/otp/enroll/confirm" => Endpoint::Otp(O::EnrollConfirm),
+            "/.mfa/recovery/generate" => Endpoint::Recovery(R::Generate),
+            "/.mfa/recovery/verify" => Endpoint::Recovery(R::Verify),
+            "/.mfa/webauthn/register/begin" if self.webauthn_on() => Endpoint::Webauthn(W::RegisterBegin),
+            "/.mfa/webauthn/register/finish" if self.webauthn_on() => Endpoint::Webauthn(W::RegisterFinish),
+            "/.mfa/webauthn/login/begin" if self.webauthn_on() => Endpoint::Webauthn(W::LoginBegin),
+            "/.mfa/webauthn/login/finish" if self.webauthn_on() => Endpoint::Webauthn(W::LoginFinish),
+            _ => return None,
+        })
     }
 
     /// A buffered request body arrived for `pending`.
     pub fn on_body(&self, pending: Pending, body: &[u8], now: u64, rng: &mut dyn Rng) -> Decision {
-        let Pending::Body(kind, mut req, session) = pending else {
-            return Decision::Respond(message(None, 500, "internal", "Internal error", "Unexpected body."));
+        let Pending::Body { endpoint, mut req, session } = pending else {
+            // The glue hands over a body only while `Pending::wants_body`.
+            return Decision::Respond(Refusal::UnexpectedBody.response(None));
         };
-        self.assign_attempt(kind, &mut req, rng);
-        let html = self.html(&req);
-        if matches!(
-            kind,
-            BodyKind::WebauthnRegisterBegin
-                | BodyKind::WebauthnRegisterFinish
-                | BodyKind::WebauthnLoginBegin
-                | BodyKind::WebauthnLoginFinish
-        ) {
-            return self.webauthn_body(kind, req, session, body, now, rng);
+        self.assign_attempt(endpoint, &mut req, rng);
+        match endpoint {
+            Endpoint::Webauthn(e) => self.webauthn_body(e, req, session, body, now, rng),
+            Endpoint::Totp(e) => self.with_form(req, session, body, |req, f| self.totp_body(e, req, f, now)),
+            Endpoint::Recovery(e) => {
+                self.with_form(req, session, body, |req, f| self.recovery_body(e, req, f, now, rng))
+            }
+            Endpoint::Otp(e) => self.with_form(req, session, body, |req, f| self.otp_body(e, req, f, now)),
+            Endpoint::Home(e) => self.with_form(req, session, body, |req, f| self.home_body(e, req, f, now)),
         }
+    }
+
+    /// Reads a form (or flat JSON) body, then goes on with `then`; answers 413, 415 or 400 for
+    /// a body it cannot take, 401 without an identity.
+    fn with_form(
+        &self,
+        mut req: Box<Req>,
+        session: Option<Session>,
+        body: &[u8],
+        then: impl FnOnce(Box<Req>, Form) -> Decision,
+    ) -> Decision {
         if body.len() > self.cfg.body_limit {
-            return Decision::Respond(message(
-                html,
-                413,
-                "body_too_large",
-                "Request too large",
-                "The form was too large.",
-            ));
+            return self.refuse(&req, Refusal::BodyTooLarge);
         }
         let fields = match parse_fields(req.content_type.as_deref(), body) {
             Ok(f) => f,
             Err(status) => {
-                return Decision::Respond(message(
-                    html,
-                    status,
-                    "bad_body",
-                    "Bad request",
-                    "The form could not be read.",
-                ));
+                return self.refuse(&req, Refusal::BadBody(status));
             }
         };
         req.trust = matches!(form_get(&fields, "trust_device"), Some("1" | "on" | "true"));
@@ -701,94 +654,7 @@ impl Gate {
         let Some(user) = req.user.clone() else {
             return self.no_identity(&req);
         };
-        match kind {
-            BodyKind::RecoveryGenerate | BodyKind::RecoveryVerify => {
-                self.recovery_body(kind, req, session, &fields, user, next, now, rng)
-            }
-            BodyKind::FactorRename
-            | BodyKind::FactorDisable
-            | BodyKind::FactorEnable
-            | BodyKind::FactorDelete
-            | BodyKind::DeviceRevoke => self.home_body(kind, req, session, &fields, &user, now),
-            BodyKind::OtpSend | BodyKind::OtpVerify | BodyKind::OtpEnroll | BodyKind::OtpEnrollConfirm => {
-                self.otp_body(kind, req, session, &fields, &user, next, now)
-            }
-            BodyKind::TotpVerify => {
-                let code = form_get(&fields, "code").unwrap_or("").trim().to_string();
-                if !totp::code_well_formed(&self.cfg.totp, &code) {
-                    let lang = if req.html { req.lang } else { crate::i18n::Lang::En };
-                    let text = crate::i18n::fill(
-                        crate::i18n::t(lang, "Enter the {n}-digit code from your app."),
-                        &[("{n}", &self.cfg.totp.digits.to_string())],
-                    );
-                    return self.challenge_again(&req, &user, &next, 400, "invalid_code_format", &text);
-                }
-                let call = store::factors_from(&self.cfg.store, &user, req.client_ip.as_deref());
-                let then = Pending::Verify { req: req.clone(), code, next };
-                self.unless_banned(req, &user, (call, then))
-            }
-            BodyKind::TotpEnroll => {
-                match &session {
-                    Some(s) => {
-                        if let Err(d) = self.recent_factor(&req, s, now) {
-                            return d;
-                        }
-                    }
-                    None if self.email_enforced(&req) => return self.verify_first(&req, &next),
-                    None => {}
-                }
-                let token_str = form_get(&fields, "enroll_token").unwrap_or("");
-                let enrollment = match token::open_enrollment(&self.keys.borrow(), token_str, &user, now) {
-                    Ok(e) => e,
-                    Err(_) => {
-                        return Decision::Respond(message(
-                            html,
-                            400,
-                            "enrollment_expired",
-                            "Setup expired",
-                            "This setup page has expired. Open it again to get a new code.",
-                        ));
-                    }
-                };
-                let name =
-                    form_get(&fields, "name").map(str::trim).filter(|n| !n.is_empty()).unwrap_or("Authenticator");
-                if name.chars().count() > 64 || name.chars().any(char::is_control) {
-                    return Decision::Respond(message(
-                        html,
-                        400,
-                        "invalid_name",
-                        "Bad name",
-                        "Use a name of at most 64 characters.",
-                    ));
-                }
-                let code = form_get(&fields, "code").unwrap_or("").trim();
-                let Some(step) =
-                    totp::matching_step(&self.cfg.totp, &enrollment.secret, code, now, self.cfg.totp_skew, 0)
-                else {
-                    return self.enroll_again(
-                        &req,
-                        &user,
-                        &next,
-                        token_str,
-                        &enrollment,
-                        "That code did not match. Check the app and try again.",
-                    );
-                };
-                let call = store::create_totp(
-                    &self.cfg.store,
-                    &user,
-                    name,
-                    &enrollment.secret,
-                    &self.cfg.totp,
-                    step,
-                    session.is_none(),
-                );
-                let _ = rng;
-                let first = session.is_none();
-                Decision::Call(call, Pending::EnrollCreate { req, next, first })
-            }
-            _ => Decision::Respond(message(html, 500, "internal", "Internal error", "Unexpected state.")),
-        }
+        then(req, Form { fields, user, next, session })
     }
 
     /// The store answered the call made for `pending`.
@@ -807,114 +673,18 @@ impl Gate {
                     Err(_) => return self.unavailable(&req),
                 };
                 let user = req.user.clone().unwrap_or_default();
-                let d = self.challenge(&req, &user, &factors, reason, &next, allowed.as_deref(), now, rng);
-                with_set_cookies(d, &req.set_cookies)
+                self.challenge(&req, &user, &factors, reason, &next, allowed.as_deref(), now, rng)
             }
             Pending::Home(p) => self.home_reply(p, reply, now),
-            Pending::EnrollCheck(req) => {
-                let factors = match store::parse_factors(reply) {
-                    Ok(f) => f,
-                    Err(_) => return self.unavailable(&req),
-                };
-                let user = req.user.clone().unwrap_or_default();
-                let next = req.query_next();
-                if factors.iter().any(|f| f.enabled) || self.email_enforced(&req) {
-                    return self.verify_first(&req, &next);
-                }
-                if self.cfg.policy.no_factor == NoFactor::Deny {
-                    return Decision::Respond(message(
-                        self.html(&req),
-                        403,
-                        "enrollment_closed",
-                        "Not allowed",
-                        "Ask your administrator to set up two-step verification for you.",
-                    ));
-                }
-                self.enroll_page(&req, &user, &next, rng, now, None, 200)
-            }
-            Pending::Verify { req, code, next } => {
-                let factors = match store::parse_factors(reply) {
-                    Ok(f) => f,
-                    Err(_) => return self.unavailable(&req),
-                };
-                let user = req.user.clone().unwrap_or_default();
-                if let Ok(Some(until)) = store::parse_ban(reply) {
-                    if until > now {
-                        return self.banned(&req, until, now);
-                    }
-                }
-                let mut replay = false;
-                for f in factors.iter().filter(|f| f.enabled) {
-                    let Some(t) = &f.totp else { continue };
-                    if let Some(step) =
-                        totp::matching_step(&t.params, &t.secret, &code, now, self.cfg.totp_skew, t.last_step)
-                    {
-                        let call = store::use_totp_step(&self.cfg.store, &user, &f.id, step)
-                            .with_attempt(req.attempt.as_deref());
-                        return Decision::Call(call, Pending::VerifyUse { req, next });
-                    }
-                    replay |= totp::is_replay(&t.params, &t.secret, &code, now, self.cfg.totp_skew, t.last_step);
-                }
-                let answer = if replay {
-                    self.challenge_again(
-                        &req,
-                        &user,
-                        &next,
-                        401,
-                        "code_used",
-                        "That code was already used. Wait for the next one.",
-                    )
-                } else {
-                    self.challenge_again(&req, &user, &next, 401, "wrong_code", "That code is not right. Try again.")
-                };
-                self.failed(&req, &user, Method::Totp, answer)
-            }
-            Pending::VerifyUse { req, next } => {
-                let user = req.user.clone().unwrap_or_default();
-                match store::parse_used(reply) {
-                    Ok(()) => self.verified(&req, &user, Assurance::code(Method::Totp, now), &next, now, rng),
-                    Err(StoreError::Conflict(_)) => {
-                        let answer = self.challenge_again(
-                            &req,
-                            &user,
-                            &next,
-                            401,
-                            "code_used",
-                            "That code was already used. Wait for the next one.",
-                        );
-                        self.failed(&req, &user, Method::Totp, answer)
-                    }
-                    Err(StoreError::NotFound) => self.challenge_again(
-                        &req,
-                        &user,
-                        &next,
-                        401,
-                        "wrong_code",
-                        "That code is not right. Try again.",
-                    ),
-                    Err(_) => self.unavailable(&req),
-                }
-            }
-            Pending::EnrollCreate { req, next, first } => {
-                let next = if first { self.after_first_factor(&next) } else { next };
-                let user = req.user.clone().unwrap_or_default();
-                if store::parse_created(reply).is_ok() {
-                    crate::telemetry::emit(crate::telemetry::Event::Enrollment(Method::Totp.as_str()));
-                }
-                match store::parse_created(reply) {
-                    Ok(()) => self.verified(&req, &user, Assurance::code(Method::Totp, now), &next, now, rng),
-                    Err(StoreError::Conflict(c)) if c == "user_has_factors" => self.verify_first(&req, &next),
-                    Err(StoreError::Conflict(_)) => self.too_many_factors(&req),
-                    Err(_) => self.unavailable(&req),
-                }
-            }
+            Pending::Totp(p) => self.totp_reply(p, reply, now, rng),
             Pending::Webauthn(p) => self.webauthn_reply(p, reply, now, rng),
             Pending::Recovery(p) => self.recovery_reply(p, reply, now, rng),
             Pending::Device(p) => self.device_reply(p, reply, now, rng),
             Pending::Otp(p) => self.otp_reply(p, reply, now, rng),
             Pending::Regulation(p) => self.regulation_reply(p, reply, now),
             Pending::Sessions(p) => self.sessions_reply(p, reply),
-            Pending::Body(_, req, _) => self.unavailable(&req),
+            // The glue calls the store only for a `Decision::Call`.
+            Pending::Body { req, .. } => self.unavailable(&req),
         }
     }
 
@@ -925,48 +695,6 @@ impl Gate {
             return o.strip_prefix(scheme) != Some(req.authority.as_str());
         }
         req.sec_fetch_site.as_deref() == Some("cross-site")
-    }
-
-    fn no_identity(&self, req: &Req) -> Decision {
-        if req.html && self.cfg.quick_login && self.webauthn_on() {
-            let loc = format!("/.mfa/login?next={}", percent_encode(&req.target()));
-            return Decision::Respond(Response::redirect(&loc));
-        }
-        if req.html {
-            if let Some(login) = &self.cfg.login_url {
-                let sep = if login.contains('?') { '&' } else { '?' };
-                let loc = format!("{login}{sep}next={}", percent_encode(&req.target()));
-                return Decision::Respond(Response::redirect(&loc));
-            }
-        }
-        Decision::Respond(message(
-            self.html(req),
-            401,
-            "unauthenticated",
-            "Sign-in required",
-            "Sign in first, then verify with your second factor.",
-        ))
-    }
-
-    fn unavailable(&self, req: &Req) -> Decision {
-        let r = message(
-            self.html(req),
-            503,
-            "mfa_unavailable",
-            "Verification unavailable",
-            "The verification service is not answering. Try again in a moment.",
-        );
-        Decision::Respond(r.header("retry-after", "5".into()))
-    }
-
-    fn verify_first(&self, req: &Req, next: &str) -> Decision {
-        if req.html {
-            return Decision::Respond(Response::redirect(&format!("/.mfa/challenge?next={}", percent_encode(next))));
-        }
-        Decision::Respond(Response::json(
-            403,
-            &json!({"error": "mfa_required", "message": "verify with an existing method before adding another", "challenge": "/.mfa/challenge"}),
-        ))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -994,26 +722,10 @@ impl Gate {
                     auth_time: None,
                     cookie: req.cookie_edit.clone(),
                 }),
-                NoFactor::Deny => Decision::Respond(message(
-                    self.html(req),
-                    403,
-                    "mfa_not_enrolled",
-                    "Two-step verification required",
-                    "Your account has no second factor. Ask your administrator to set one up.",
-                )),
+                NoFactor::Deny => self.refuse(req, Refusal::NotEnrolled),
                 NoFactor::Enroll => {
                     crate::telemetry::emit(crate::telemetry::Event::Challenge("enroll"));
-                    if req.html {
-                        self.enroll_page(req, user, next, rng, now, None, 401)
-                    } else {
-                        Decision::Respond(
-                            Response::json(
-                                401,
-                                &json!({"error": "mfa_enrollment_required", "user": user, "next": next, "enroll": self.enroll_endpoints()}),
-                            )
-                            .header("www-authenticate", self.step_up_challenge(next)),
-                        )
-                    }
+                    self.enrollment_required(req, user, next, now, rng)
                 }
             };
         }
@@ -1037,16 +749,8 @@ impl Gate {
             methods.push(Method::Email.as_str());
         }
         if methods.is_empty() {
-            let need: Vec<&str> = allowed.unwrap_or(&[]).iter().map(|m| m.as_str()).collect();
-            let lang = if req.html { req.lang } else { crate::i18n::Lang::En };
-            let text = crate::i18n::fill(
-                crate::i18n::t(
-                    lang,
-                    "This page needs one of these methods: {methods}. Add one on your security page (/.mfa/).",
-                ),
-                &[("{methods}", &need.join(", "))],
-            );
-            return Decision::Respond(message(self.html(req), 403, "method_required", "Another method needed", &text));
+            let need = allowed.unwrap_or(&[]).iter().map(|m| m.as_str()).collect();
+            return self.refuse(req, Refusal::MethodRequired(need));
         }
         crate::telemetry::emit(crate::telemetry::Event::Challenge(reason.as_str()));
         let offer = pages::Offer {
@@ -1058,151 +762,7 @@ impl Gate {
             email: methods.contains(&"email") && self.otp_on(Method::Email),
             sms: methods.contains(&"sms") && self.otp_on(Method::Sms),
         };
-        if req.html {
-            let l = self.look(req);
-            let page = pages::challenge(&l, user, next, self.cfg.totp.digits, None, reason == Reason::Recheck, offer);
-            return Decision::Respond(Response::page(&l, 401, page));
-        }
-        let mut verify = serde_json::Map::new();
-        if offer.totp {
-            verify.insert("totp".into(), json!("/.mfa/totp/verify"));
-        }
-        if offer.recovery {
-            verify.insert("recovery".into(), json!("/.mfa/recovery/verify"));
-        }
-        if offer.email || offer.sms {
-            verify.insert("otp".into(), json!({"send": "/.mfa/otp/send", "verify": "/.mfa/otp/verify"}));
-        }
-        if offer.webauthn {
-            verify.insert(
-                "webauthn".into(),
-                json!({"begin": "/.mfa/webauthn/login/begin", "finish": "/.mfa/webauthn/login/finish"}),
-            );
-        }
-        Decision::Respond(
-            Response::json(
-                401,
-                &json!({
-                    "error": "mfa_required", "reason": reason.as_str(), "user": user, "methods": methods, "next": next,
-                    "verify": verify,
-                }),
-            )
-            .header("www-authenticate", self.step_up_challenge(next)),
-        )
-    }
-
-    /// RFC 9470's `WWW-Authenticate` for `next`, with the strictest `max_age_s` of its rules.
-    fn step_up_challenge(&self, next: &str) -> String {
-        let path = next.split('?').next().unwrap_or(next);
-        crate::signals::www_authenticate(self.cfg.policy.rules_for(path).filter_map(|r| r.max_age_s).min())
-    }
-
-    fn enroll_endpoints(&self) -> serde_json::Value {
-        let mut e = json!({"totp": "/.mfa/totp/enroll"});
-        if self.webauthn_on() {
-            crate::http::json_set(
-                &mut e,
-                "webauthn",
-                json!({"begin": "/.mfa/webauthn/register/begin", "finish": "/.mfa/webauthn/register/finish"}),
-            );
-        }
-        e
-    }
-
-    fn challenge_again(&self, req: &Req, user: &str, next: &str, status: u32, code: &str, text: &str) -> Decision {
-        if req.html {
-            let l = self.look(req);
-            return Decision::Respond(Response::page(
-                &l,
-                status,
-                pages::challenge(
-                    &l,
-                    user,
-                    next,
-                    self.cfg.totp.digits,
-                    Some(text),
-                    false,
-                    pages::Offer {
-                        totp: true,
-                        webauthn: false,
-                        recovery: true,
-                        totp_first: true,
-                        trust_days: self.trust_days(),
-                        email: false,
-                        sms: false,
-                    },
-                ),
-            ));
-        }
-        Decision::Respond(Response::json(status, &json!({"error": code, "message": text})))
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn enroll_page(
-        &self,
-        req: &Req,
-        user: &str,
-        next: &str,
-        rng: &mut dyn Rng,
-        now: u64,
-        error: Option<&str>,
-        status: u32,
-    ) -> Decision {
-        let mut secret = vec![0u8; 20];
-        rng.fill(&mut secret);
-        let enrollment = Enrollment { expires: now + ENROLL_TTL_S, secret };
-        let Ok(tok) = token::seal_enrollment(&self.keys.borrow(), user, &enrollment) else {
-            return self.unavailable(req);
-        };
-        self.render_enroll(req, user, next, &tok, &enrollment, error, status)
-    }
-
-    fn enroll_again(&self, req: &Req, user: &str, next: &str, tok: &str, e: &Enrollment, error: &str) -> Decision {
-        self.render_enroll(req, user, next, tok, e, Some(error), 400)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn render_enroll(
-        &self,
-        req: &Req,
-        user: &str,
-        next: &str,
-        tok: &str,
-        e: &Enrollment,
-        error: Option<&str>,
-        status: u32,
-    ) -> Decision {
-        let p = &self.cfg.totp;
-        let secret_b32 = totp::secret_to_base32(&e.secret);
-        let uri = totp::provisioning_uri(p, &e.secret, &self.cfg.issuer, user);
-        if !req.html {
-            let mut v = json!({
-                "secret": secret_b32, "otpauth_uri": uri, "enroll_token": tok, "digits": p.digits, "period": p.period,
-                "algorithm": p.alg.as_str(), "next": next, "expires_at": e.expires,
-            });
-            if let Some(err) = error {
-                crate::http::json_set(&mut v, "error", json!("wrong_code"));
-                crate::http::json_set(&mut v, "message", json!(err));
-            } else if status == 401 {
-                crate::http::json_set(&mut v, "error", json!("mfa_enrollment_required"));
-            }
-            return Decision::Respond(Response::json(status, &v));
-        }
-        let qr = totp::qr_svg(&uri).unwrap_or_default();
-        let view = pages::EnrollView {
-            user,
-            next,
-            issuer: &self.cfg.issuer,
-            secret_b32: &secret_b32,
-            uri: &uri,
-            qr_svg: &qr,
-            enroll_token: tok,
-            digits: p.digits,
-            error,
-            webauthn: self.webauthn_on(),
-        };
-        let l = self.look(req);
-        Decision::Respond(Response::page(&l, status, pages::enroll(&l, &view)))
+        self.challenge_answer(req, user, next, reason, &methods, offer)
     }
 
     /// Mints a session for `user` from the assurance `a`: the session and its cookie. Every
@@ -1232,31 +792,17 @@ impl Gate {
         Some((s, self.session_cookie(&tok)))
     }
 
-    /// The second factor checked out: mint the session and send the user on.
-    fn verified(&self, req: &Req, user: &str, a: Assurance, next: &str, now: u64, rng: &mut dyn Rng) -> Decision {
-        crate::telemetry::emit(crate::telemetry::Event::Verification { method: a.method.as_str(), ok: true });
+    /// The second factor checked out: trust the device if asked, mint the session, send the
+    /// user on.
+    fn verified(&self, req: &Req, v: Verified, now: u64, rng: &mut dyn Rng) -> Decision {
+        crate::telemetry::emit(crate::telemetry::Event::Verification { method: v.assurance.method.as_str(), ok: true });
         if req.trust && self.devices_on() {
-            return self.trust_device(Box::new(req.clone()), user, a, next, now, rng);
+            return self.trust_device(Box::new(req.clone()), v, now, rng);
         }
-        let Some((s, cookie)) = self.mint(req, user, &a, now, rng) else {
+        let Some((s, cookie)) = self.mint(req, &v.user, &v.assurance, now, rng) else {
             return self.unavailable(req);
         };
-        let r = if req.html {
-            Response::redirect(next)
-        } else {
-            Response::json(
-                200,
-                &json!({"ok": true, "user": user, "method": a.method.as_str(), "next": next, "expires_at": s.expires}),
-            )
-        };
-        let r = req.set_cookies.iter().fold(r.header("set-cookie", cookie), |r, c| r.header("set-cookie", c.clone()));
-        if self.cfg.quick_login {
-            // Remember who verified here (15 days, as django-mfa2), for quick login next time.
-            if let Ok(t) = token::seal_remembered(&self.keys.borrow(), user, now + 15 * 86_400) {
-                return Decision::Respond(r.header("set-cookie", self.remembered_cookie(&t, 15 * 86_400)));
-            }
-        }
-        Decision::Respond(r)
+        self.verified_answer(req, &v, &s, cookie, now)
     }
 
     /// A second factor presented within `recent_mfa_s` (see `assurance::recent`), or the answer
@@ -1266,14 +812,7 @@ impl Gate {
         if assurance::recent(s, self.cfg.recent_mfa_s, now) {
             return Ok(());
         }
-        Err(if req.html {
-            Decision::Respond(Response::redirect("/.mfa/challenge?next=%2F.mfa%2F"))
-        } else {
-            Decision::Respond(Response::json(
-                401,
-                &json!({"error": "recent_mfa_required", "message": "Verify again before changing your security settings.", "challenge": "/.mfa/challenge"}),
-            ))
-        })
+        Err(self.recent_factor_required(req))
     }
 
     /// With `email.enforce`, a user without factors has the email code as their factor: their
@@ -1303,12 +842,9 @@ impl Gate {
     }
 }
 
-/// Adds the cookies a request's answer must carry (`Req::set_cookies`) to a finished response.
-fn with_set_cookies(d: Decision, cookies: &[String]) -> Decision {
-    match d {
-        Decision::Respond(r) => Decision::Respond(cookies.iter().fold(r, |r, c| r.header("set-cookie", c.clone()))),
-        other => other,
-    }
+/// Waits for the body of `endpoint`.
+fn read_body(endpoint: Endpoint, req: Box<Req>, session: Option<Session>) -> Decision {
+    Decision::ReadBody(Pending::Body { endpoint, req, session })
 }
 
 /// The method an MFA endpoint belongs to.
@@ -1321,15 +857,6 @@ pub(super) fn endpoint_method(path: &str) -> Option<Method> {
         "recovery" => Some(Method::Recovery),
         "devices" => Some(Method::TrustedDevice),
         _ => None,
-    }
-}
-
-/// A message as an HTML page (`html` is its look: title and text are translated) or a JSON
-/// error in English, as the client asked.
-fn message(html: Option<pages::Look>, status: u32, code: &str, title: &str, text: &str) -> Response {
-    match html {
-        Some(l) => Response::page(&l, status, pages::message(&l, title, text)),
-        None => Response::json(status, &json!({"error": code, "message": text})),
     }
 }
 

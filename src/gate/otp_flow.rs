@@ -3,13 +3,27 @@
 //! for it, takes the user's answer and passes it on. django-mfa2's email codes never expired,
 //! were reusable, and could be 7 digits long.
 
-use super::{message, Assurance, BodyKind, Decision, Gate, Pending, Req, Rng};
+use super::{Decision, Form, Gate, Pending, Refusal, Req, Rng};
 use crate::http::form_get;
 use crate::pages::{self, Response};
 use crate::store::{self, StoreError, StoreReply};
-use crate::token::{self, Method, Session};
+use crate::token::{self, Method};
 use serde_json::json;
 
+/// The email/SMS code endpoints that take a body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OtpEndpoint {
+    /// `POST /.mfa/otp/send`: send a sign-in code.
+    Send,
+    /// `POST /.mfa/otp/verify`: sign in with the code.
+    Verify,
+    /// `POST /.mfa/otp/enroll`: send a code to a new address.
+    Enroll,
+    /// `POST /.mfa/otp/enroll/confirm`: prove the new address with its code.
+    EnrollConfirm,
+}
+
+/// An email/SMS code step waiting for the store.
 #[derive(Debug)]
 pub enum OtpPending {
     /// A code was asked for (sign-in).
@@ -106,28 +120,14 @@ impl Gate {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn otp_body(
-        &self,
-        kind: BodyKind,
-        req: Box<Req>,
-        session: Option<Session>,
-        fields: &[(String, String)],
-        user: &str,
-        next: String,
-        now: u64,
-    ) -> Decision {
+    pub(super) fn otp_body(&self, endpoint: OtpEndpoint, req: Box<Req>, form: Form, now: u64) -> Decision {
+        let Form { fields, user, next, session } = form;
+        let (fields, user) = (fields.as_slice(), user.as_str());
         let Some(channel) = form_get(fields, "channel").and_then(channel_of).filter(|c| self.otp_on(*c)) else {
-            return Decision::Respond(message(
-                self.html(&req),
-                403,
-                "method_not_allowed",
-                "Not available",
-                "This method is not available.",
-            ));
+            return self.refuse(&req, Refusal::ChannelNotAvailable);
         };
-        match kind {
-            BodyKind::OtpSend => {
+        match endpoint {
+            OtpEndpoint::Send => {
                 // MFA_ENFORCE_EMAIL_TOKEN: users without an email factor get the code at the
                 // address their identity token names.
                 let destination = if channel == Method::Email && self.cfg.email.as_ref().is_some_and(|e| e.enforce) {
@@ -140,7 +140,7 @@ impl Gate {
                     Pending::Otp(OtpPending::Sent { req, channel, next }),
                 )
             }
-            BodyKind::OtpVerify => {
+            OtpEndpoint::Verify => {
                 let code = form_get(fields, "code").unwrap_or("").trim().to_string();
                 if !six_digits(&code) {
                     return self.otp_retry(
@@ -157,26 +157,20 @@ impl Gate {
                 let pending = Pending::Otp(OtpPending::Checked { req: req.clone(), channel, next });
                 self.unless_banned(req, user, (call, pending))
             }
-            BodyKind::OtpEnroll => {
+            OtpEndpoint::Enroll => {
                 if let Err(d) = self.change_allowed(&req, session.as_ref(), fields, now) {
                     return d;
                 }
                 let address = form_get(fields, "address").unwrap_or("").trim().to_string();
                 if !address_ok(channel, &address) {
-                    return Decision::Respond(message(
-                        self.html(&req),
-                        400,
-                        "invalid_address",
-                        "Check the address",
-                        "That address does not look right.",
-                    ));
+                    return self.refuse(&req, Refusal::InvalidAddress);
                 }
                 Decision::Call(
                     self.otp_send_request(user, channel, Some(&address)),
                     Pending::Otp(OtpPending::EnrollSent { req, channel, address }),
                 )
             }
-            BodyKind::OtpEnrollConfirm => {
+            OtpEndpoint::EnrollConfirm => {
                 let Some(s) = &session else {
                     return self.verify_first(&req, "/.mfa/");
                 };
@@ -185,32 +179,14 @@ impl Gate {
                 }
                 let state = form_get(fields, "state").unwrap_or("");
                 let Ok((ch, address)) = token::open_address(&self.keys.borrow(), state, user, now) else {
-                    return Decision::Respond(message(
-                        self.html(&req),
-                        400,
-                        "enrollment_expired",
-                        "Setup expired",
-                        "Start again from your security page.",
-                    ));
+                    return self.refuse(&req, Refusal::OtpSetupExpired);
                 };
                 if ch != channel.as_str() {
-                    return Decision::Respond(message(
-                        self.html(&req),
-                        400,
-                        "enrollment_expired",
-                        "Setup expired",
-                        "Start again from your security page.",
-                    ));
+                    return self.refuse(&req, Refusal::OtpSetupExpired);
                 }
                 let code = form_get(fields, "code").unwrap_or("").trim().to_string();
                 if !six_digits(&code) {
-                    return Decision::Respond(message(
-                        self.html(&req),
-                        400,
-                        "invalid_code_format",
-                        "Check the code",
-                        "Enter the 6-digit code we sent.",
-                    ));
+                    return self.refuse(&req, Refusal::OtpBadCodeFormat);
                 }
                 let name = form_get(fields, "name").map(str::trim).filter(|n| !n.is_empty() && n.chars().count() <= 64);
                 let name = name.unwrap_or(if channel == Method::Email { "Email" } else { "Phone" }).to_string();
@@ -219,17 +195,7 @@ impl Gate {
                     Pending::Otp(OtpPending::EnrollChecked { req, channel, address, name }),
                 )
             }
-            _ => Decision::Respond(message(self.html(&req), 500, "internal", "Internal error", "Unexpected state.")),
         }
-    }
-
-    fn otp_retry(&self, req: &Req, channel: Method, next: &str, status: u32, code: &str, text: &str) -> Decision {
-        if req.html {
-            let l = self.look(req);
-            let page = pages::otp_code(&l, &self.cfg.label(channel), channel.as_str(), None, next, Some(text));
-            return Decision::Respond(Response::page(&l, status, page));
-        }
-        Decision::Respond(Response::json(status, &json!({"error": code, "message": text})))
     }
 
     pub(super) fn otp_reply(&self, p: OtpPending, reply: &StoreReply, now: u64, rng: &mut dyn Rng) -> Decision {
@@ -253,20 +219,16 @@ impl Gate {
                         &json!({"ok": true, "sent_to": sent_to, "expires_at": expires_at, "verify": "/.mfa/otp/verify", "channel": channel.as_str()}),
                     ))
                 }
-                Err(StoreError::NotFound) => Decision::Respond(message(
-                    self.html(&req),
-                    400,
-                    "no_address",
-                    "No address",
-                    "There is no address to send a code to. Use another method.",
-                )),
+                Err(StoreError::NotFound) => self.refuse(&req, Refusal::NoAddress),
                 Err(StoreError::Refused(429)) => self.too_many_sends(&req, reply),
                 Err(_) => self.unavailable(&req),
             },
             OtpPending::Checked { req, channel, next } => {
                 let user = req.user.clone().unwrap_or_default();
                 match store::parse_ok(reply) {
-                    Ok(()) => self.verified(&req, &user, Assurance::code(channel, now), &next, now, rng),
+                    Ok(()) => {
+                        self.verified(&req, super::totp_flow::code_verified(user.clone(), channel, next, now), now, rng)
+                    }
                     Err(StoreError::Refused(401)) => {
                         let answer = self.otp_retry(
                             &req,
@@ -319,13 +281,7 @@ impl Gate {
                     )
                 }
                 Err(StoreError::Unavailable) => self.unavailable(&req),
-                Err(_) => Decision::Respond(message(
-                    self.html(&req),
-                    401,
-                    "wrong_code",
-                    "Check the code",
-                    "That code is not right or has expired.",
-                )),
+                Err(_) => self.refuse(&req, Refusal::OtpEnrollWrongCode),
             },
             OtpPending::EnrollSaved { req } => match store::parse_created(reply) {
                 Ok(()) => self.registered(&req),
@@ -333,16 +289,6 @@ impl Gate {
                 Err(_) => self.unavailable(&req),
             },
         }
-    }
-
-    /// After a method was added from the security home (MFA_REDIRECT_AFTER_REGISTRATION).
-    pub(super) fn registered(&self, req: &Req) -> Decision {
-        if req.html {
-            let to = &self.cfg.redirect_after_registration;
-            let sep = if to.contains('?') { '&' } else { '?' };
-            return Decision::Respond(Response::redirect(&format!("{to}{sep}done=added")));
-        }
-        Decision::Respond(Response::json(200, &json!({"ok": true, "done": "added"})))
     }
 }
 
@@ -369,16 +315,6 @@ impl Gate {
     /// long to wait.
     fn too_many_sends(&self, req: &Req, reply: &StoreReply) -> Decision {
         let left = store::parse_retry_after(reply).unwrap_or(60).max(1);
-        let minutes = left.div_ceil(60);
-        let lang = if req.html { req.lang } else { crate::i18n::Lang::En };
-        let text = crate::i18n::fill(
-            crate::i18n::t(lang, "Too many codes were sent. Try again in {n} minutes."),
-            &[("{n}", &minutes.to_string())],
-        );
-        let r = match self.html(req) {
-            Some(l) => Response::page(&l, 429, pages::message(&l, "Too many codes", &text)),
-            None => Response::json(429, &json!({"error": "too_many_codes", "message": text, "retry_after_s": left})),
-        };
-        Decision::Respond(r.header("retry-after", left.to_string()))
+        self.refuse(req, Refusal::TooManyCodes { left })
     }
 }

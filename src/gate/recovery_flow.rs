@@ -1,11 +1,20 @@
 //! Recovery codes at the gate: generate a set (with a recent MFA session), and sign in with one.
 
-use super::{message, Assurance, BodyKind, Decision, Gate, Pending, Req, Rng};
+use super::{Assurance, Decision, Form, Gate, Pending, Req, Rng, Verified};
 use crate::pages::{self, Response};
 use crate::recovery;
 use crate::store::{self, StoreError, StoreReply};
-use crate::token::{Method, Session};
+use crate::token::Method;
 use serde_json::json;
+
+/// The recovery-code endpoints that take a body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecoveryEndpoint {
+    /// `POST /.mfa/recovery/generate`: a new set of codes.
+    Generate,
+    /// `POST /.mfa/recovery/verify`: sign in with a code.
+    Verify,
+}
 
 /// A recovery step waiting for the store.
 #[derive(Debug)]
@@ -16,20 +25,18 @@ pub enum RecoveryPending {
 
 impl Gate {
     /// A body arrived for `/.mfa/recovery/generate` or `/.mfa/recovery/verify`.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn recovery_body(
         &self,
-        kind: BodyKind,
+        endpoint: RecoveryEndpoint,
         req: Box<Req>,
-        session: Option<Session>,
-        fields: &[(String, String)],
-        user: String,
-        next: String,
+        form: Form,
         now: u64,
         rng: &mut dyn Rng,
     ) -> Decision {
-        match kind {
-            BodyKind::RecoveryGenerate => {
+        let Form { fields, user, next, session } = form;
+        let fields = fields.as_slice();
+        match endpoint {
+            RecoveryEndpoint::Generate => {
                 if let Err(d) = self.change_allowed(&req, session.as_ref(), fields, now) {
                     return d;
                 }
@@ -50,7 +57,7 @@ impl Gate {
                     Pending::Recovery(RecoveryPending::Generated { req, codes, next }),
                 )
             }
-            BodyKind::RecoveryVerify => {
+            RecoveryEndpoint::Verify => {
                 let code = crate::http::form_get(fields, "code").unwrap_or("");
                 let Some(code) = recovery::normalize(code) else {
                     return self.challenge_again(
@@ -67,7 +74,6 @@ impl Gate {
                 let pending = Pending::Recovery(RecoveryPending::Consumed { req: req.clone(), user, next });
                 self.unless_banned(req, &who, (call, pending))
             }
-            _ => Decision::Respond(message(self.html(&req), 500, "internal", "Internal error", "Unexpected state.")),
         }
     }
 
@@ -88,23 +94,10 @@ impl Gate {
                 Err(_) => self.unavailable(&req),
             },
             RecoveryPending::Consumed { req, user, next } => match store::parse_remaining(reply) {
-                Ok(left) => match self.verified(&req, &user, Assurance::code(Method::Recovery, now), &next, now, rng) {
-                    // Browsers see how many codes are left before going on.
-                    Decision::Respond(r) if req.html => {
-                        let l = self.look(&req);
-                        let mut page = Response::page(&l, 200, pages::recovery_used(&l, left, &next));
-                        page.headers.extend(r.headers.into_iter().filter(|(k, _)| k == "set-cookie"));
-                        Decision::Respond(page)
-                    }
-                    Decision::Respond(mut r) => {
-                        if let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&r.body) {
-                            crate::http::json_set(&mut v, "remaining", json!(left));
-                            r.body = v.to_string().into_bytes();
-                        }
-                        Decision::Respond(r)
-                    }
-                    other => other,
-                },
+                Ok(left) => {
+                    let assurance = Assurance::code(Method::Recovery, now);
+                    self.verified(&req, Verified { user, assurance, next, codes_left: Some(left) }, now, rng)
+                }
                 Err(StoreError::NotFound) | Err(StoreError::Conflict(_)) => {
                     let answer = self.challenge_again(
                         &req,

@@ -9,11 +9,11 @@
 //! answer settles the reservation as a failure (`failed`, which may start the ban); the call
 //! that records a right answer's use clears it (`StoreRequest::with_attempt`).
 
-use super::{BodyKind, Decision, Gate, Pending, Req, Rng};
-use crate::pages::Response;
+use super::{
+    Decision, Endpoint, Gate, OtpEndpoint, Pending, RecoveryEndpoint, Refusal, Req, Rng, TotpEndpoint, WebauthnEndpoint,
+};
 use crate::store::{self, StoreReply, StoreRequest};
 use crate::token::Method;
-use serde_json::json;
 
 #[derive(Debug)]
 pub enum RegulationPending {
@@ -45,23 +45,7 @@ impl Gate {
 
     /// Answers 429 with the time left.
     pub(super) fn banned(&self, req: &Req, until: u64, now: u64) -> Decision {
-        let left = until.saturating_sub(now).max(1);
-        let minutes = left.div_ceil(60);
-        let text =
-            format!("Too many failed attempts. Try again in {minutes} minute{}.", if minutes == 1 { "" } else { "s" });
-        let r = if req.html {
-            let l = self.look(req);
-            let tpl = if minutes == 1 {
-                "Too many failed attempts. Try again in {n} minute."
-            } else {
-                "Too many failed attempts. Try again in {n} minutes."
-            };
-            let text = crate::i18n::fill(crate::i18n::t(l.lang, tpl), &[("{n}", &minutes.to_string())]);
-            Response::page(&l, 429, crate::pages::message(&l, "Too many attempts", &text))
-        } else {
-            Response::json(429, &json!({"error": "banned", "message": text, "retry_after_s": left}))
-        };
-        Decision::Respond(r.header("retry-after", left.to_string()))
+        self.refuse(req, Refusal::Banned { left: until.saturating_sub(now).max(1) })
     }
 
     /// Records a failed attempt, then answers with `response`.
@@ -123,18 +107,21 @@ impl Gate {
 }
 
 /// The endpoints that verify a second factor: each gets an attempt id to reserve.
-pub(super) fn verifies(kind: BodyKind) -> bool {
+pub(super) fn verifies(endpoint: Endpoint) -> bool {
     matches!(
-        kind,
-        BodyKind::TotpVerify | BodyKind::RecoveryVerify | BodyKind::OtpVerify | BodyKind::WebauthnLoginFinish
+        endpoint,
+        Endpoint::Totp(TotpEndpoint::Verify)
+            | Endpoint::Recovery(RecoveryEndpoint::Verify)
+            | Endpoint::Otp(OtpEndpoint::Verify)
+            | Endpoint::Webauthn(WebauthnEndpoint::LoginFinish)
     )
 }
 
 impl Gate {
     /// Gives a verification its attempt id (random, chosen here so every later call can name
     /// it), when regulation is on and the user is known.
-    pub(super) fn assign_attempt(&self, kind: BodyKind, req: &mut Req, rng: &mut dyn Rng) {
-        if self.cfg.regulation.is_some() && verifies(kind) {
+    pub(super) fn assign_attempt(&self, endpoint: Endpoint, req: &mut Req, rng: &mut dyn Rng) {
+        if self.cfg.regulation.is_some() && verifies(endpoint) {
             let mut id = [0u8; 16];
             rng.fill(&mut id);
             use base64::Engine;

@@ -2,12 +2,11 @@
 //! session the gate opens, logout that revokes, the list kept current by the root context, and
 //! the acting user's own session kept across a change that ends all their others.
 
-use super::{assurance, Decision, Gate, Pending, Req};
+use super::{assurance, Decision, Gate, Pending, Refusal, Req};
 use crate::pages::Response;
 use crate::revocation::Revocations;
 use crate::store::{self, StoreReply, StoreRequest};
 use crate::token::{self, Session};
-use serde_json::json;
 
 /// Longest session the configuration allows (`session.ttl_s` ≤ 30 days): a user's "not before"
 /// older than this cannot matter.
@@ -92,12 +91,6 @@ impl Gate {
         }
     }
 
-    /// Ends the session in this browser and forgets the quick-login user.
-    fn logged_out(&self, req: &Req) -> Response {
-        let r = if req.html { Response::redirect("/") } else { Response::json(200, &json!({"ok": true})) };
-        r.header("set-cookie", self.clear_cookie()).header("set-cookie", self.remembered_cookie("", 0))
-    }
-
     pub(super) fn sessions_reply(&self, p: SessionsPending, reply: &StoreReply) -> Decision {
         match p {
             SessionsPending::Logout { req } => match store::parse_ok(reply) {
@@ -105,16 +98,9 @@ impl Gate {
                 // The cookie is cleared and this worker refuses the session, but the store did
                 // not record it: say so rather than claim the session is over everywhere.
                 Err(_) => {
-                    let r = super::message(
-                        self.html(&req),
-                        503,
-                        "logout_incomplete",
-                        "Sign-out incomplete",
-                        "You are signed out in this browser, but the sign-out could not be recorded. Try again.",
-                    );
-                    let r =
-                        r.header("set-cookie", self.clear_cookie()).header("set-cookie", self.remembered_cookie("", 0));
-                    Decision::Respond(r.header("retry-after", "5".into()))
+                    let mut req = req;
+                    req.set_cookies.extend([self.clear_cookie(), self.remembered_cookie("", 0)]);
+                    self.refuse(&req, Refusal::LogoutIncomplete)
                 }
             },
         }

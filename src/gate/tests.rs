@@ -3,6 +3,8 @@
 use super::*;
 use crate::config::tests::{sample, sample_json};
 use crate::token::{Ceremony, Key};
+use crate::totp;
+use serde_json::json;
 use std::collections::HashMap;
 
 const NOW: u64 = 1_700_000_000;
@@ -1578,4 +1580,68 @@ fn a_revoked_device_cookie_is_cleared_on_the_challenge() {
         .iter()
         .any(|(k, v)| k == "set-cookie" && v.starts_with(&format!("{name}=;")) && v.contains("Max-Age=0"));
     assert!(cleared, "{:?}", page.headers);
+}
+
+/// A recovery-code sign-in that also trusts the device: the answer still tells how many codes
+/// are left, as a page or as `remaining` (it used to be patched onto the finished answer, and
+/// was lost when trusting the device made that answer a store call first), and it carries the
+/// device cookie and the session cookie.
+#[test]
+fn a_recovery_sign_in_that_trusts_the_device_still_tells_the_codes_left() {
+    let mut j = sample_json();
+    j["trusted_devices"] = json!({"days": 30});
+    let g = Gate::new(Config::parse(j.to_string().as_bytes()).unwrap());
+    let code = crate::recovery::generate_code(&mut || 7);
+    for accept in ["application/json", "text/html"] {
+        let body = json!({"code": code, "next": "/app", "trust_device": "1"});
+        let (_, p) = call(json_post(&g, "/.mfa/recovery/verify", "alice", &[("accept", accept)], body));
+        let left = StoreReply { status: Some(200), body: br#"{"remaining":3}"#.to_vec() };
+        let (r, p) = call(g.on_store_reply(p, &left, NOW, &mut FixedRng(1)));
+        assert!(r.path.contains("/devices"), "{}", r.path);
+        let created = StoreReply { status: Some(201), body: br#"{}"#.to_vec() };
+        let resp = respond(g.on_store_reply(p, &created, NOW, &mut FixedRng(1)));
+        assert_eq!(resp.status, 200, "{accept}");
+        if accept == "text/html" {
+            assert!(body_str(&resp).contains("recovery-left\">3<"), "{}", body_str(&resp));
+        } else {
+            let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+            assert_eq!((v["method"].as_str(), v["remaining"].as_u64()), (Some("recovery"), Some(3)));
+        }
+        let cookies: Vec<&str> =
+            resp.headers.iter().filter(|(k, _)| k == "set-cookie").map(|(_, v)| v.as_str()).collect();
+        assert!(cookies.iter().any(|c| c.starts_with(&format!("{}=", g.cfg.device_cookie))), "{cookies:?}");
+        assert!(cookies.iter().any(|c| c.starts_with(&format!("{}=", g.cfg.cookie_name))), "{cookies:?}");
+    }
+}
+
+/// A passkey sign-in with "trust this device": recording the device is one more store call
+/// before the answer, and that answer still clears the ceremony cookie (and sets the device
+/// and session cookies).
+#[test]
+fn a_webauthn_sign_in_that_trusts_the_device_still_clears_the_ceremony_cookie() {
+    let mut j = sample_json();
+    j["webauthn"] = json!({"rp_id": "app.test", "origins": ["https://app.test"]});
+    j["trusted_devices"] = json!({"days": 30});
+    let g = Gate::new(Config::parse(j.to_string().as_bytes()).unwrap());
+    let req = match g.on_headers(&req("POST", "/.mfa/webauthn/login/finish", Some("alice"), &[]), NOW, &mut FixedRng(1))
+    {
+        Decision::ReadBody(Pending::Body { req, .. }) => Box::new(Req { trust: true, ..*req }),
+        other => panic!("{other:?}"),
+    };
+    // The assertion verified and the store recorded its use.
+    let used = Pending::Webauthn(webauthn_flow::WaPending::LoginUse {
+        req,
+        user: "alice".into(),
+        next: "/app".into(),
+        user_verified: true,
+    });
+    let (r, p) = call(g.on_store_reply(used, &ok_reply(), NOW, &mut FixedRng(1)));
+    assert!(r.path.contains("/devices"), "{}", r.path);
+    let created = StoreReply { status: Some(201), body: br#"{}"#.to_vec() };
+    let resp = respond(g.on_store_reply(p, &created, NOW, &mut FixedRng(1)));
+    let cookies: Vec<&str> = resp.headers.iter().filter(|(k, _)| k == "set-cookie").map(|(_, v)| v.as_str()).collect();
+    let named = |name: &str| cookies.iter().find(|c| c.starts_with(&format!("{name}="))).copied();
+    assert!(named(&g.cfg.ceremony_cookie).is_some_and(|c| c.contains("Max-Age=0")), "{cookies:?}");
+    assert!(named(&g.cfg.device_cookie).is_some_and(|c| !c.contains("Max-Age=0")), "{cookies:?}");
+    assert!(named(&g.cfg.cookie_name).is_some(), "{cookies:?}");
 }

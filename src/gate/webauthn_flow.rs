@@ -5,7 +5,7 @@
 //! in a signed short-lived cookie bound to the user, and recorded in the store, which consumes
 //! it exactly once (django-mfa2 never consumed its registration state: CVE-2022-42731).
 
-use super::{Assurance, BodyKind, Decision, Gate, Pending, Req, Rng};
+use super::{Assurance, Decision, Gate, KeyRefusal, Pending, Req, Rng, Verified};
 use crate::http::safe_next;
 use crate::pages::Response;
 use crate::policy::NoFactor;
@@ -24,6 +24,19 @@ pub(super) fn script() -> Response {
     r.headers.push(("content-type".into(), "text/javascript; charset=utf-8".into()));
     r.headers.push(("cache-control".into(), "public, max-age=300".into()));
     r
+}
+
+/// The WebAuthn endpoints (each takes a JSON body).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WebauthnEndpoint {
+    /// `POST /.mfa/webauthn/register/begin`: options for a new key.
+    RegisterBegin,
+    /// `POST /.mfa/webauthn/register/finish`: the new key's attestation.
+    RegisterFinish,
+    /// `POST /.mfa/webauthn/login/begin`: options to sign in.
+    LoginBegin,
+    /// `POST /.mfa/webauthn/login/finish`: the assertion.
+    LoginFinish,
 }
 
 /// A WebAuthn step waiting for the store.
@@ -93,8 +106,9 @@ pub enum WaPending {
     },
 }
 
-fn rejected(status: u32, code: &str, text: &str) -> Decision {
-    Decision::Respond(Response::json(status, &json!({"error": code, "message": text})))
+/// The WebAuthn endpoints answer the page's script: JSON only.
+fn rejected(r: KeyRefusal) -> Decision {
+    Decision::Respond(r.response())
 }
 
 impl Gate {
@@ -109,7 +123,7 @@ impl Gate {
     /// A body arrived for one of the `/.mfa/webauthn/...` endpoints (always JSON).
     pub(super) fn webauthn_body(
         &self,
-        kind: BodyKind,
+        endpoint: WebauthnEndpoint,
         req: Box<Req>,
         session: Option<Session>,
         body: &[u8],
@@ -117,10 +131,10 @@ impl Gate {
         rng: &mut dyn Rng,
     ) -> Decision {
         let Some(settings) = &self.cfg.webauthn else {
-            return rejected(404, "not_found", "Security keys are not enabled.");
+            return rejected(KeyRefusal::NotEnabled);
         };
         let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(body) else {
-            return rejected(400, "bad_body", "The request body must be a JSON object.");
+            return rejected(KeyRefusal::NotJsonObject);
         };
         let next = fields.get("next").and_then(Value::as_str).and_then(safe_next).unwrap_or("/").to_string();
         let mut req = req;
@@ -140,10 +154,10 @@ impl Gate {
                 req.quick = true;
             }
         }
-        if user.is_empty() && !matches!(kind, BodyKind::WebauthnLoginBegin | BodyKind::WebauthnLoginFinish) {
+        if user.is_empty() && !matches!(endpoint, WebauthnEndpoint::LoginBegin | WebauthnEndpoint::LoginFinish) {
             return self.no_identity(&req);
         }
-        if matches!(kind, BodyKind::WebauthnRegisterBegin | BodyKind::WebauthnRegisterFinish) {
+        if matches!(endpoint, WebauthnEndpoint::RegisterBegin | WebauthnEndpoint::RegisterFinish) {
             // Adding a key needs a recent second factor, or (first factor) none to present.
             match &session {
                 Some(s) => {
@@ -155,45 +169,45 @@ impl Gate {
                 None => {}
             }
         }
-        match kind {
-            BodyKind::WebauthnLoginBegin if user.is_empty() => {
+        match endpoint {
+            WebauthnEndpoint::LoginBegin if user.is_empty() => {
                 self.begin(req, "", false, [0; 16], now, rng, |ch| wa::request_options(&settings.rp, ch, &[]))
             }
-            BodyKind::WebauthnRegisterBegin => Decision::Call(
+            WebauthnEndpoint::RegisterBegin => Decision::Call(
                 store::factors(&self.cfg.store, &user),
                 Pending::Webauthn(WaPending::RegisterFactors { req, session, user, next }),
             ),
-            BodyKind::WebauthnLoginBegin => Decision::Call(
+            WebauthnEndpoint::LoginBegin => Decision::Call(
                 store::factors(&self.cfg.store, &user),
                 Pending::Webauthn(WaPending::LoginFactors { req, user, next }),
             ),
-            BodyKind::WebauthnRegisterFinish | BodyKind::WebauthnLoginFinish => {
-                let registration = kind == BodyKind::WebauthnRegisterFinish;
+            WebauthnEndpoint::RegisterFinish | WebauthnEndpoint::LoginFinish => {
+                let registration = endpoint == WebauthnEndpoint::RegisterFinish;
                 let ceremony = req
                     .ceremony
                     .as_deref()
                     .and_then(|t| token::open_ceremony(&self.keys.borrow(), t, now).ok())
                     .filter(|c| c.registration == registration && c.user == user);
                 let Some(ceremony) = ceremony else {
-                    return rejected(400, "ceremony_expired", "This request expired. Start again.");
+                    return rejected(KeyRefusal::CeremonyExpired);
                 };
                 let Some(credential) = fields.get("credential") else {
-                    return rejected(400, "bad_body", "The credential is missing.");
+                    return rejected(KeyRefusal::CredentialMissing);
                 };
                 let raw = credential.to_string();
                 if registration {
                     let resp = match wa::RegistrationResponse::from_json(raw.as_bytes()) {
                         Ok(r) => r,
-                        Err(e) => return rejected(400, "webauthn_rejected", &e.to_string()),
+                        Err(e) => return rejected(KeyRefusal::Rejected(e.to_string())),
                     };
                     let cred = match wa::verify_registration(&settings.rp, &resp, &ceremony.challenge) {
                         Ok(c) => c,
-                        Err(e) => return rejected(400, "webauthn_rejected", &e.to_string()),
+                        Err(e) => return rejected(KeyRefusal::Rejected(e.to_string())),
                     };
                     let name = fields.get("name").and_then(Value::as_str).map(str::trim).unwrap_or("");
                     let name = if name.is_empty() { "Security key" } else { name };
                     if name.chars().count() > 64 || name.chars().any(char::is_control) {
-                        return rejected(400, "invalid_name", "Use a name of at most 64 characters.");
+                        return rejected(KeyRefusal::BadName);
                     }
                     let _ = rng;
                     Decision::Call(
@@ -211,34 +225,32 @@ impl Gate {
                 } else {
                     let resp = match wa::AssertionResponse::from_json(raw.as_bytes()) {
                         Ok(r) => r,
-                        Err(e) => return rejected(400, "webauthn_rejected", &e.to_string()),
+                        Err(e) => return rejected(KeyRefusal::Rejected(e.to_string())),
                     };
-                    let call = store::consume_challenge(&self.cfg.store, &ceremony.challenge, "webauthn.get");
-                    let then = Pending::Webauthn(WaPending::LoginConsume {
-                        req: req.clone(),
-                        user: user.clone(),
-                        response: Box::new(resp),
-                        challenge: ceremony.challenge,
-                        next,
-                    });
+                    let response = Box::new(resp);
+                    let challenge = ceremony.challenge;
                     if user.is_empty() {
                         // Quick login: the credential names the user only later, and `begin`
                         // recorded nothing. Look the credential up (a read); only a verified
                         // assertion writes, marking its challenge used (`LoginMarkUsed`).
-                        let Pending::Webauthn(WaPending::LoginConsume { req, user, response, challenge, next }) = then
-                        else {
-                            return rejected(500, "internal", "Unexpected state.");
-                        };
                         let call = store::credential(&self.cfg.store, response.credential_id());
                         return Decision::Call(
                             call,
                             Pending::Webauthn(WaPending::LoginVerify { req, user, response, challenge, next }),
                         );
                     }
-                    self.unless_banned(req, &user, (call, then))
+                    let call = store::consume_challenge(&self.cfg.store, &challenge, "webauthn.get");
+                    let who = user.clone();
+                    let then = Pending::Webauthn(WaPending::LoginConsume {
+                        req: req.clone(),
+                        user,
+                        response,
+                        challenge,
+                        next,
+                    });
+                    self.unless_banned(req, &who, (call, then))
                 }
             }
-            _ => rejected(500, "internal", "Unexpected state."),
         }
     }
 
@@ -275,7 +287,7 @@ impl Gate {
 
     pub(super) fn webauthn_reply(&self, p: WaPending, reply: &StoreReply, now: u64, rng: &mut dyn Rng) -> Decision {
         let Some(settings) = &self.cfg.webauthn else {
-            return rejected(404, "not_found", "Security keys are not enabled.");
+            return rejected(KeyRefusal::NotEnabled);
         };
         let rp = &settings.rp;
         match p {
@@ -286,11 +298,7 @@ impl Gate {
                     return self.verify_first(&req, "/.mfa/");
                 }
                 if session.is_none() && self.cfg.policy.no_factor == NoFactor::Deny {
-                    return rejected(
-                        403,
-                        "enrollment_closed",
-                        "Ask your administrator to set up two-step verification.",
-                    );
+                    return rejected(KeyRefusal::EnrollmentClosed);
                 }
                 let mut handle = [0u8; 16];
                 match factors.iter().find_map(|f| f.webauthn.as_ref()).map(|w| w.user_handle.as_slice()) {
@@ -312,7 +320,7 @@ impl Gate {
                     .map(|w| (w.credential_id.clone(), w.transports.clone()))
                     .collect();
                 if allow.is_empty() {
-                    return rejected(400, "no_security_key", "You have no security key or passkey registered.");
+                    return rejected(KeyRefusal::NoKey);
                 }
                 self.begin(req, &user, false, [0; 16], now, rng, |ch| wa::request_options(rp, ch, &allow))
             }
@@ -355,7 +363,7 @@ impl Gate {
                     )
                 }
                 Err(StoreError::Unavailable) => self.unavailable(&req),
-                Err(_) => rejected(400, "challenge_used", "This request was already used or expired. Start again."),
+                Err(_) => rejected(KeyRefusal::ChallengeUsed),
             },
             WaPending::RegisterCreate { req, session, user, next, user_verified } => {
                 let clear = self.ceremony_cookie("", 0);
@@ -369,15 +377,14 @@ impl Gate {
                         // device first makes it a store call).
                         let mut req = req;
                         req.set_cookies.push(clear.clone());
-                        self.verified(&req, &user, Assurance::webauthn(now, user_verified), &next, now, rng)
+                        let assurance = Assurance::webauthn(now, user_verified);
+                        self.verified(&req, Verified { user, assurance, next, codes_left: None }, now, rng)
                     }
                     Ok(()) => Decision::Respond(
                         Response::json(200, &json!({"ok": true, "next": next})).header("set-cookie", clear),
                     ),
                     Err(StoreError::Conflict(c)) if c == "user_has_factors" => self.verify_first(&req, &next),
-                    Err(StoreError::Conflict(c)) if c == "credential_exists" => {
-                        rejected(409, "credential_exists", "This key is already registered.")
-                    }
+                    Err(StoreError::Conflict(c)) if c == "credential_exists" => rejected(KeyRefusal::CredentialExists),
                     Err(StoreError::Conflict(_)) => self.too_many_factors(&req),
                     Err(_) => self.unavailable(&req),
                 }
@@ -396,7 +403,7 @@ impl Gate {
                     )
                 }
                 Err(StoreError::Unavailable) => self.unavailable(&req),
-                Err(_) => rejected(400, "challenge_used", "This request was already used or expired. Start again."),
+                Err(_) => rejected(KeyRefusal::ChallengeUsed),
             },
             WaPending::LoginVerify { req, user, response, challenge, next } => {
                 let quick = user.is_empty();
@@ -408,17 +415,11 @@ impl Gate {
                                 !w.user_handle.is_empty() && response.user_handle() == Some(w.user_handle.as_slice())
                             });
                             if !handle_ok {
-                                return rejected(
-                                    401,
-                                    "unknown_key",
-                                    "This passkey does not belong to a known account.",
-                                );
+                                return rejected(KeyRefusal::NotTheOwnersPasskey);
                             }
                             (owner, vec![f])
                         }
-                        Err(StoreError::NotFound) => {
-                            return rejected(401, "unknown_key", "This passkey is not registered here.")
-                        }
+                        Err(StoreError::NotFound) => return rejected(KeyRefusal::UnknownPasskey),
                         Err(_) => return self.unavailable(&req),
                     }
                 } else {
@@ -436,7 +437,7 @@ impl Gate {
                     f.webauthn.as_ref().filter(|w| w.credential_id == response.credential_id()).map(|w| (f, w))
                 });
                 let Some((factor, w)) = found else {
-                    let answer = rejected(401, "unknown_key", "This key is not registered for your account.");
+                    let answer = rejected(KeyRefusal::UnknownKey);
                     return self.failed(&req, &user, Method::Webauthn, answer);
                 };
                 let stored = wa::StoredCredential {
@@ -460,7 +461,7 @@ impl Gate {
                             && !Assurance::webauthn(now, out.user_verified)
                                 .quick_login_ok(self.cfg.quick_login_requires_uv) =>
                     {
-                        rejected(401, "user_verification_required", "Unlock the passkey with your PIN or biometrics.")
+                        rejected(KeyRefusal::UserVerificationRequired)
                     }
                     Ok(out) => {
                         let user_verified = out.user_verified;
@@ -489,18 +490,19 @@ impl Gate {
                             Pending::Webauthn(WaPending::LoginUse { req, user, next, user_verified }),
                         )
                     }
-                    Err(e) => {
-                        self.failed(&req, &user, Method::Webauthn, rejected(401, "webauthn_rejected", &e.to_string()))
-                    }
+                    Err(e) => self.failed(
+                        &req,
+                        &user,
+                        Method::Webauthn,
+                        rejected(KeyRefusal::AssertionRejected(e.to_string())),
+                    ),
                 }
             }
             WaPending::LoginMarkUsed { req, user, use_call, next, user_verified } => match store::parse_ok(reply) {
                 Ok(()) => {
                     Decision::Call(*use_call, Pending::Webauthn(WaPending::LoginUse { req, user, next, user_verified }))
                 }
-                Err(StoreError::Conflict(_)) => {
-                    rejected(400, "challenge_used", "This request was already used or expired. Start again.")
-                }
+                Err(StoreError::Conflict(_)) => rejected(KeyRefusal::ChallengeUsed),
                 Err(_) => self.unavailable(&req),
             },
             WaPending::LoginUse { req, user, next, user_verified } => {
@@ -511,16 +513,11 @@ impl Gate {
                         // device first makes it a store call).
                         let mut req = req;
                         req.set_cookies.push(clear.clone());
-                        self.verified(&req, &user, Assurance::webauthn(now, user_verified), &next, now, rng)
+                        let assurance = Assurance::webauthn(now, user_verified);
+                        self.verified(&req, Verified { user, assurance, next, codes_left: None }, now, rng)
                     }
-                    Err(StoreError::Conflict(_)) => rejected(
-                        401,
-                        "counter_regression",
-                        "This key's signature counter went backwards: it may have been cloned. Use another method.",
-                    ),
-                    Err(StoreError::NotFound) => {
-                        rejected(401, "unknown_key", "This key is not registered for your account.")
-                    }
+                    Err(StoreError::Conflict(_)) => rejected(KeyRefusal::CounterRegression),
+                    Err(StoreError::NotFound) => rejected(KeyRefusal::UnknownKey),
                     Err(_) => self.unavailable(&req),
                 }
             }

@@ -13,233 +13,14 @@
 //! the configured primary colour must be dark enough for white text (at least 4.5:1, as the
 //! default #2457d6 is); the page text is #1d2330 on a white card, whatever the background.
 
+pub use crate::brand::Brand;
+use crate::civil_date::date;
 use crate::http::html_escape as esc;
 use crate::i18n::{self, fill, Lang};
+pub use response::Response;
 
-/// A response the filter sends instead of passing the request upstream.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Response {
-    pub status: u32,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-/// The Content-Security-Policy of every response; `img-src` gains the logo's origin on pages.
-fn csp(img_src: &str) -> String {
-    format!(
-        "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; img-src {img_src}; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-    )
-}
-
-impl Response {
-    fn with_type(status: u32, content_type: &str, body: Vec<u8>) -> Response {
-        Response {
-            status,
-            headers: vec![
-                ("content-type".into(), content_type.into()),
-                ("cache-control".into(), "no-store".into()),
-                ("x-content-type-options".into(), "nosniff".into()),
-                ("x-frame-options".into(), "DENY".into()),
-                ("referrer-policy".into(), "same-origin".into()),
-                ("content-security-policy".into(), csp("data:")),
-            ],
-            body,
-        }
-    }
-    /// An HTML body without branding (the CSP allows `data:` images only). Pages use `page`.
-    pub fn html(status: u32, body: String) -> Response {
-        Response::with_type(status, "text/html; charset=utf-8", body.into_bytes())
-    }
-    /// A rendered page: its CSP also admits the brand's logo, and it names its language.
-    pub fn page(look: &Look, status: u32, body: String) -> Response {
-        let mut r = Response::html(status, body);
-        let img_src = match look.brand.logo_source() {
-            Some(src) => format!("data: {src}"),
-            None => "data:".into(),
-        };
-        for (k, v) in r.headers.iter_mut() {
-            if k == "content-security-policy" {
-                *v = csp(&img_src);
-            }
-        }
-        r.headers.push(("content-language".into(), look.lang.code().into()));
-        r
-    }
-    pub fn json(status: u32, v: &serde_json::Value) -> Response {
-        Response::with_type(status, "application/json", v.to_string().into_bytes())
-    }
-    pub fn redirect(location: &str) -> Response {
-        let mut r = Response::with_type(303, "text/plain; charset=utf-8", Vec::new());
-        r.headers.push(("location".into(), location.into()));
-        r
-    }
-    pub fn header(mut self, name: &str, value: String) -> Response {
-        self.headers.push((name.into(), value));
-        self
-    }
-    pub fn header_value(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
-    }
-}
-
-/// The built-in style; `%PRIMARY%` and `%BACKGROUND%` are the brand's colours (validated
-/// `#rgb`/`#rrggbb`, so nothing can leave the CSS).
-const STYLE: &str = "body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;background:%BACKGROUND%;color:#1d2330;margin:0}\
-main{max-width:28rem;margin:3rem auto;background:#fff;color:#1d2330;padding:2rem;border-radius:12px;box-shadow:0 2px 12px rgba(0,0,0,.08)}\
-@media (max-width:32rem){main{margin:0;border-radius:0;box-shadow:none;padding:1.25rem}}\
-.brand{margin:0 0 1rem}.brand img{display:block;max-width:100%;max-height:3rem;height:auto}\
-h1{font-size:1.4rem;margin:0 0 .5rem}p{line-height:1.5}label{display:block;font-weight:600;margin:1rem 0 .3rem}\
-input[type=text]{width:100%;box-sizing:border-box;font-size:1.1rem;padding:.6rem;border:1px solid #6b7385;border-radius:8px}input[inputmode=numeric]{letter-spacing:.15em;font-size:1.3rem}\
-input[type=checkbox]{width:1.25rem;height:1.25rem;margin:0}\
-a:focus,input:focus,button:focus,summary:focus{outline:3px solid %PRIMARY%;outline-offset:2px}\
-button{margin-top:1rem;width:100%;min-height:2.75rem;font-size:1.05rem;padding:.7rem;border:2px solid transparent;border-radius:8px;background:%PRIMARY%;color:#fff;cursor:pointer}\
-button:disabled{opacity:.6;cursor:wait}summary{cursor:pointer;padding:.4rem 0}\
-.err{background:#fdecec;color:#8a1c1c;padding:.6rem .8rem;border-radius:8px}.muted{color:#5b6474;font-size:.9rem}\
-code.secret{display:block;word-break:break-all;background:#f0f2f6;padding:.5rem;border-radius:6px;font-size:1rem}\
-.qr{text-align:center;margin:1rem 0}.method{margin:1.2rem 0}.inline{display:inline-block;margin:.3rem .3rem 0 0}.inline input[type=text]{width:auto;font-size:1rem;letter-spacing:0;padding:.35rem}button.small{width:auto;font-size:.9rem;padding:.35rem .7rem;margin-top:.3rem}button.danger{background:#b3261e}button.secondary{background:#5b6474}.factor,.devices li{border-top:1px solid #e3e6eb;padding:.7rem 0;list-style:none}ul.factors,ul.devices{padding:0}.ok{background:#e7f6ec;color:#17552c;padding:.6rem .8rem;border-radius:8px}.check{font-weight:400;display:flex;gap:.5rem;align-items:center}.sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}h2{font-size:1.1rem;margin-top:1.6rem}.qr svg{width:220px;height:220px;max-width:100%}ul{padding-left:1.2rem}";
-
-/// The largest base template accepted.
-pub const MAX_TEMPLATE: usize = 64 * 1024;
-
-/// The operator's branding (config `branding`), checked once when the config is parsed: the
-/// fields are private so every `Brand` is a checked one.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Brand {
-    title: String,
-    logo_url: Option<String>,
-    primary: String,
-    background: String,
-    base_template: Option<String>,
-    /// The built-in style with this brand's colours, made once.
-    style: String,
-}
-
-impl Default for Brand {
-    fn default() -> Brand {
-        let primary = Brand::DEFAULT_PRIMARY.to_string();
-        let background = Brand::DEFAULT_BACKGROUND.to_string();
-        let style = STYLE.replace("%PRIMARY%", &primary).replace("%BACKGROUND%", &background);
-        Brand { title: Brand::DEFAULT_TITLE.into(), logo_url: None, primary, background, base_template: None, style }
-    }
-}
-
-impl Brand {
-    pub const DEFAULT_TITLE: &'static str = "edge-mfa";
-    pub const DEFAULT_PRIMARY: &'static str = "#2457d6";
-    pub const DEFAULT_BACKGROUND: &'static str = "#f4f5f7";
-
-    /// Checks and builds a brand; `None` takes the default. Refuses colours other than
-    /// `#rgb`/`#rrggbb`, logos other than `https://host[:port]/…` or a same-origin path, and
-    /// base templates without exactly one `{{content}}`, larger than 64 KiB, or with scripts.
-    pub fn new(
-        title: Option<String>,
-        logo_url: Option<String>,
-        primary: Option<String>,
-        background: Option<String>,
-        base_template: Option<String>,
-    ) -> Result<Brand, String> {
-        let title = title.unwrap_or_else(|| Brand::DEFAULT_TITLE.into());
-        if title.trim().is_empty() || title.chars().count() > 100 || title.chars().any(char::is_control) {
-            return Err("branding.title must be 1 to 100 characters, without control characters".into());
-        }
-        if let Some(u) = &logo_url {
-            if logo_source(u).is_none() {
-                return Err(format!(
-                    "branding.logo_url {u:?} must be https://host[:port]/path or a same-origin path starting with /"
-                ));
-            }
-        }
-        let colour = |c: Option<String>, default: &str, what: &str| -> Result<String, String> {
-            let c = c.unwrap_or_else(|| default.into());
-            let hex = c.strip_prefix('#').unwrap_or("");
-            if c.starts_with('#') && (hex.len() == 3 || hex.len() == 6) && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                Ok(c.to_ascii_lowercase())
-            } else {
-                Err(format!("branding.{what} must be a colour written #rgb or #rrggbb, not {c:?}"))
-            }
-        };
-        let primary = colour(primary, Brand::DEFAULT_PRIMARY, "primary_color")?;
-        let background = colour(background, Brand::DEFAULT_BACKGROUND, "background_color")?;
-        if let Some(tpl) = &base_template {
-            if tpl.len() > MAX_TEMPLATE {
-                return Err("branding.base_template must be at most 64 KiB".into());
-            }
-            if tpl.matches("{{content}}").count() != 1 {
-                return Err("branding.base_template must contain {{content}} exactly once".into());
-            }
-            // Pages show TOTP secrets and recovery codes: the CSP lets only the filter's own
-            // script run, and a template must not bring others (inline ones would be blocked).
-            if tpl.to_ascii_lowercase().contains("<script") {
-                return Err("branding.base_template must not contain scripts".into());
-            }
-            if tpl.contains('\0') {
-                return Err("branding.base_template must not contain NUL characters".into());
-            }
-        }
-        let style = STYLE.replace("%PRIMARY%", &primary).replace("%BACKGROUND%", &background);
-        Ok(Brand { title, logo_url, primary, background, base_template, style })
-    }
-
-    pub fn title(&self) -> &str {
-        &self.title
-    }
-    pub fn logo_url(&self) -> Option<&str> {
-        self.logo_url.as_deref()
-    }
-    pub fn primary(&self) -> &str {
-        &self.primary
-    }
-    pub fn background(&self) -> &str {
-        &self.background
-    }
-    pub fn base_template(&self) -> Option<&str> {
-        self.base_template.as_deref()
-    }
-
-    /// The CSP source admitting the logo: its `https://` origin, or `'self'` for a path.
-    pub fn logo_source(&self) -> Option<String> {
-        self.logo_url.as_deref().and_then(logo_source)
-    }
-}
-
-/// Characters allowed anywhere in a logo URL: printable ASCII that cannot end an attribute,
-/// a CSS string or a header value.
-fn url_chars_ok(u: &str) -> bool {
-    u.bytes().all(|b| {
-        b.is_ascii_graphic() && !matches!(b, b'"' | b'\'' | b'<' | b'>' | b'\\' | b'`' | b'^' | b'{' | b'|' | b'}')
-    })
-}
-
-/// The CSP source for a logo URL, or `None` if it is not an acceptable logo URL.
-fn logo_source(u: &str) -> Option<String> {
-    if u.len() > 2048 || !url_chars_ok(u) {
-        return None;
-    }
-    if let Some(rest) = u.strip_prefix("https://") {
-        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        let authority = &rest[..end];
-        let (host, port) = match authority.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        };
-        let host_ok = !host.is_empty()
-            && host.len() <= 253
-            && host.split('.').all(|l| {
-                !l.is_empty()
-                    && !l.starts_with('-')
-                    && !l.ends_with('-')
-                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            });
-        let port_ok = port.is_none_or(|p| {
-            (1..=5).contains(&p.len())
-                && p.bytes().all(|b| b.is_ascii_digit())
-                && (1..=65_535).contains(&p.parse::<u32>().unwrap_or(0))
-        });
-        return (host_ok && port_ok).then(|| format!("https://{}", authority.to_ascii_lowercase()));
-    }
-    // A same-origin path, not a scheme-relative `//host` URL.
-    (u.starts_with('/') && !u.starts_with("//")).then(|| "'self'".to_string())
-}
+mod response;
+pub(crate) mod style;
 
 /// How a page looks: the language it speaks and the operator's brand.
 #[derive(Clone, Copy, Debug)]
@@ -266,24 +47,24 @@ fn tr_html(l: &Look, en: &'static str, values: &[(&str, &str)]) -> String {
 
 fn page(l: &Look, title: &str, content: &str) -> String {
     let b = l.brand;
-    let full_title = esc(&format!("{title} · {}", b.title));
-    let logo = match &b.logo_url {
-        Some(u) => format!("<div class=\"brand\"><img src=\"{}\" alt=\"{}\"></div>", esc(u), esc(&b.title)),
+    let full_title = esc(&format!("{title} · {}", b.title()));
+    let logo = match b.logo_url() {
+        Some(u) => format!("<div class=\"brand\"><img src=\"{}\" alt=\"{}\"></div>", esc(u), esc(b.title())),
         None => String::new(),
     };
     let lang = l.lang.code();
-    match &b.base_template {
+    match b.base_template() {
         Some(tpl) => {
             // The page goes into the operator's template; `lang` on <main> keeps the language
             // right even if the template's <html lang> is fixed.
             let body = format!("<main lang=\"{lang}\">{logo}{content}</main>");
-            let style = format!("<style>{}</style>", b.style);
+            let style = format!("<style>{}</style>", b.style());
             fill(tpl, &[("{{content}}", &body), ("{{title}}", &full_title), ("{{lang}}", lang), ("{{style}}", &style)])
         }
         None => format!(
             "<!doctype html><html lang=\"{lang}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
 <title>{full_title}</title><style>{style}</style></head><body><main>{logo}{content}</main></body></html>",
-            style = b.style,
+            style = b.style(),
         ),
     }
 }
@@ -697,22 +478,6 @@ pub struct HomeView<'a> {
     pub success_msg: Option<&'a str>,
 }
 
-/// A date for people: days since the epoch turned into YYYY-MM-DD (UTC), no time zone database.
-pub fn date(unix: u64) -> String {
-    let days = (unix / 86_400) as i64;
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
 fn small_form(action: &str, csrf: &str, id: &str, label: &str, danger: bool) -> String {
     format!(
         "<form method=\"post\" action=\"{action}\" class=\"inline\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
@@ -1015,19 +780,6 @@ mod tests {
     /// With `no-referrer`, browsers send `Origin: null` on same-origin form posts, which the
     /// CSRF check (rightly) refuses; `same-origin` keeps the real origin and leaks nothing.
     #[test]
-    fn referrer_policy_keeps_same_origin_posts_checkable() {
-        let r = Response::with_type(200, "text/html", Vec::new());
-        assert_eq!(r.header_value("referrer-policy"), Some("same-origin"));
-    }
-
-    #[test]
-    fn dates() {
-        assert_eq!(date(0), "1970-01-01");
-        assert_eq!(date(1_700_000_000), "2023-11-14");
-        assert_eq!(date(951_782_400), "2000-02-29");
-    }
-
-    #[test]
     fn home_offers_only_allowed_changes() {
         let b = en();
         let l = look(&b);
@@ -1170,66 +922,5 @@ mod tests {
         let b = brand(None, Some("<html><body>{{content}}</body></html>")).unwrap();
         let h = message(&look(&b), "t", "x");
         assert_eq!(h, "<html><body><main lang=\"en\"><h1>t</h1><p>x</p></main></body></html>");
-    }
-
-    #[test]
-    fn hostile_branding_is_refused() {
-        let colour = |c: &str| Brand::new(None, None, Some(c.into()), None, None);
-        for bad in
-            ["red", "#12", "#1234", "#12345g", "#123456;}body{x:y", "#fff\"", "", "#", "##fff", "#fff ", "rgb(0,0,0)"]
-        {
-            assert!(colour(bad).is_err(), "{bad:?}");
-            assert!(Brand::new(None, None, None, Some(bad.into()), None).is_err(), "{bad:?}");
-        }
-        for good in ["#fff", "#FFF", "#2457d6", "#ABCDEF"] {
-            assert!(colour(good).is_ok(), "{good:?}");
-        }
-        let logo = |u: &str| Brand::new(None, Some(u.into()), None, None, None);
-        for bad in [
-            "http://acme.test/logo.png",
-            "javascript:alert(1)",
-            "data:image/png;base64,AAAA",
-            "//evil.test/logo.png",
-            "/\\evil.test/logo.png",
-            "https://",
-            "https://user@acme.test/logo.png",
-            "https://acme.test:99999/logo.png",
-            "https://acme.test:/x",
-            "https://acme..test/x",
-            "https://[::1]/x",
-            "https://acme.test/x\"onerror=\"alert(1)",
-            "https://acme.test/x y",
-            "https://acme.test/x;\r\nset-cookie: a",
-            "https://acme.test; script-src *",
-            "/logo.png'",
-            "logo.png",
-            "",
-        ] {
-            assert!(logo(bad).is_err(), "{bad:?}");
-        }
-        for good in [
-            "https://acme.test/logo.svg",
-            "https://cdn.acme.test:8443/a/b.png?v=2#x",
-            "https://ACME.test",
-            "/static/logo.png",
-        ] {
-            assert!(logo(good).is_ok(), "{good:?}");
-        }
-        assert_eq!(logo("https://ACME.test/x").unwrap().logo_source().as_deref(), Some("https://acme.test"));
-        let tpl = |t: &str| Brand::new(None, None, None, None, Some(t.into()));
-        for bad in [
-            "<html></html>".to_string(),
-            "{{content}}{{content}}".to_string(),
-            "{{ content }}".to_string(),
-            "<script>alert(1)</script>{{content}}".to_string(),
-            "<SCRIPT src=/x.js></SCRIPT>{{content}}".to_string(),
-            format!("{{{{content}}}}{}", " ".repeat(MAX_TEMPLATE)),
-        ] {
-            assert!(tpl(&bad).is_err(), "{:?}", &bad[..bad.len().min(40)]);
-        }
-        assert!(tpl("{{content}}").is_ok());
-        let title = |t: &str| Brand::new(Some(t.into()), None, None, None, None);
-        assert!(title("").is_err() && title("a\nb").is_err() && title(&"x".repeat(101)).is_err());
-        assert!(title("Acme & Co").is_ok());
     }
 }
