@@ -375,6 +375,7 @@ pub fn reserve_attempt(
     attempt: &str,
     method: &str,
     r: &crate::config::Regulation,
+    with_factors: bool,
 ) -> StoreRequest {
     let body = proto::Attempt {
         user: Some(user.into()),
@@ -383,8 +384,18 @@ pub fn reserve_attempt(
         method: Some(method.into()),
         max_retries: Some(r.max_retries),
         find_time_s: Some(seconds(r.find_time_s)),
+        with_factors,
     };
     StoreRequest::json("POST", format!("{}/attempts", cfg.path_prefix), &body)
+}
+
+/// The factors a granted reservation brought (`with_factors`), as the reply of a factors
+/// fetch; `None` when it brought none (a store that predates `with_factors`: fetch them).
+pub fn reservation_factors(reply: &StoreReply) -> Option<StoreReply> {
+    let r = read::<proto::Reservation>(reply, &[200]).ok()?;
+    let factors = r.factors.filter(|_| r.granted)?;
+    let list = proto::FactorList { user: String::new(), factors, banned_until: None };
+    Some(StoreReply { status: Some(200), body: serde_json::to_vec(&list).ok()? })
 }
 
 /// `Ok(None)`: the attempt may go ahead; `Ok(Some(until))`: refused (banned or at the limit).

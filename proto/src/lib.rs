@@ -431,6 +431,10 @@ pub struct Attempt {
     pub method: Option<String>,
     pub max_retries: Option<u32>,
     pub find_time_s: Option<u32>,
+    /// Also answer with the user's factors (when granted): a TOTP check then needs one call
+    /// before its verdict, not two.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub with_factors: bool,
 }
 
 /// Whether an attempt may go ahead; if not, until when the ban (or the limit) holds.
@@ -438,6 +442,10 @@ pub struct Attempt {
 pub struct Reservation {
     pub granted: bool,
     pub banned_until: Option<u64>,
+    /// The user's factors, as `GET /v1/users/{user}/factors` lists them, when asked for
+    /// (`with_factors`) and granted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub factors: Option<Vec<Factor>>,
 }
 
 /// `GET /v1/revocations?since=`: what was revoked after the cursor.

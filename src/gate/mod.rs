@@ -681,7 +681,7 @@ impl Gate {
             Pending::Recovery(p) => self.recovery_reply(p, reply, now, rng),
             Pending::Device(p) => self.device_reply(p, reply, now, rng),
             Pending::Otp(p) => self.otp_reply(p, reply, now, rng),
-            Pending::Regulation(p) => self.regulation_reply(p, reply, now),
+            Pending::Regulation(p) => self.regulation_reply(p, reply, now, rng),
             Pending::Sessions(p) => self.sessions_reply(p, reply),
             // The glue calls the store only for a `Decision::Call`.
             Pending::Body { req, .. } => self.unavailable(&req),

@@ -21,6 +21,9 @@ pub enum RegulationPending {
     Failed { req: Box<Req>, response: Box<Decision> },
     /// Reserving the attempt (or, without one, checking for a ban) before a verification.
     Check { req: Box<Req>, then: Box<(StoreRequest, Pending)> },
+    /// Reserving the attempt and reading the factors in the same call; `then.0` fetches them
+    /// from a store that did not send them.
+    CheckWithFactors { req: Box<Req>, then: Box<(StoreRequest, Pending)> },
 }
 
 impl Gate {
@@ -75,15 +78,44 @@ impl Gate {
         let call = match req.attempt.as_deref() {
             Some(a) => {
                 let method = super::endpoint_method(&req.path).map_or("otp", |m| m.as_str());
-                store::reserve_attempt(&self.cfg.store, user, req.client_ip.as_deref(), a, method, r)
+                store::reserve_attempt(&self.cfg.store, user, req.client_ip.as_deref(), a, method, r, false)
             }
             None => store::bans(&self.cfg.store, user, req.client_ip.as_deref()),
         };
         Decision::Call(call, Pending::Regulation(RegulationPending::Check { req, then: Box::new(then) }))
     }
 
-    pub(super) fn regulation_reply(&self, p: RegulationPending, reply: &StoreReply, now: u64) -> Decision {
+    /// `unless_banned` for a check that needs the user's factors first (TOTP): the reservation
+    /// brings them, so the verdict waits for one store call, not two.
+    pub(super) fn unless_banned_with_factors(&self, req: Box<Req>, user: &str, then: Pending) -> Decision {
+        let fetch = store::factors_from(&self.cfg.store, user, req.client_ip.as_deref());
+        match (&self.cfg.regulation, req.attempt.as_deref()) {
+            (Some(r), Some(a)) => {
+                let method = super::endpoint_method(&req.path).map_or("otp", |m| m.as_str());
+                let call = store::reserve_attempt(&self.cfg.store, user, req.client_ip.as_deref(), a, method, r, true);
+                let then = Box::new((fetch, then));
+                Decision::Call(call, Pending::Regulation(RegulationPending::CheckWithFactors { req, then }))
+            }
+            _ => self.unless_banned(req, user, (fetch, then)),
+        }
+    }
+
+    pub(super) fn regulation_reply(
+        &self,
+        p: RegulationPending,
+        reply: &StoreReply,
+        now: u64,
+        rng: &mut dyn Rng,
+    ) -> Decision {
         match p {
+            RegulationPending::CheckWithFactors { req, then } => match store::parse_reservation(reply) {
+                Ok(Some(until)) => self.banned(&req, until.max(now + 1), now),
+                Ok(None) => match store::reservation_factors(reply) {
+                    Some(factors) => self.on_store_reply(then.1, &factors, now, rng),
+                    None => Decision::Call(then.0, then.1),
+                },
+                Err(_) => self.unavailable(&req),
+            },
             // A failure to record a failure must not hide the answer; the attempt failed anyway.
             RegulationPending::Failed { req, response } => match store::parse_failure(reply) {
                 Some(until) if until > now => {

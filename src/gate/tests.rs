@@ -915,6 +915,26 @@ fn failures_are_recorded_and_bans_refuse_even_right_codes() {
     assert!(r.path.ends_with("/totp/use"), "{}", r.path);
     let used: serde_json::Value = serde_json::from_slice(r.body.as_deref().unwrap()).unwrap();
     assert!(used["attempt"].is_string(), "{used}");
+    // The reservation asks for the factors too; when the store brings them, the right code's
+    // use is the next call (one round trip fewer), and a wrong code's failure likewise.
+    let (r, p) = call(post(&code));
+    let asked: serde_json::Value = serde_json::from_slice(r.body.as_deref().unwrap()).unwrap();
+    assert_eq!(asked["with_factors"], json!(true));
+    let mut with: serde_json::Value = serde_json::from_slice(&factors_reply(0).body).unwrap();
+    with["granted"] = json!(true);
+    with["banned_until"] = json!(null);
+    let granted_with = StoreReply { status: Some(200), body: with.to_string().into_bytes() };
+    let (r, _) = call(g.on_store_reply(p, &granted_with, NOW, &mut FixedRng(1)));
+    assert!(r.path.ends_with("/totp/use"), "{}", r.path);
+    let (_, p) = call(post("000001"));
+    let (r, _) = call(g.on_store_reply(p, &granted_with, NOW, &mut FixedRng(1)));
+    assert_eq!(r.path, "/v1/failures");
+    // Factors on a refusal are not read: the refusal stands.
+    let (_, p) = call(post(&code));
+    with["granted"] = json!(false);
+    with["banned_until"] = json!(NOW + 100);
+    let refused_with = StoreReply { status: Some(200), body: with.to_string().into_bytes() };
+    assert_eq!(respond(g.on_store_reply(p, &refused_with, NOW, &mut FixedRng(1))).status, 429);
 }
 
 #[test]

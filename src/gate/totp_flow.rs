@@ -82,9 +82,8 @@ impl Gate {
                     );
                     return self.challenge_again(&req, &user, &next, 400, "invalid_code_format", &text);
                 }
-                let call = store::factors_from(&self.cfg.store, &user, req.client_ip.as_deref());
                 let then = Pending::Totp(TotpPending::Verify { req: req.clone(), code, next });
-                self.unless_banned(req, &user, (call, then))
+                self.unless_banned_with_factors(req, &user, then)
             }
             TotpEndpoint::Enroll => {
                 match &session {

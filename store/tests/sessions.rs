@@ -36,6 +36,32 @@ fn parallel_reservations_never_exceed_max_retries() {
     }
 }
 
+/// `with_factors`: a granted reservation brings the user's factors as the factors listing does
+/// (secret included: the filter checks the TOTP code next); a refused one brings none.
+#[test]
+fn a_reservation_can_bring_the_factors_when_granted() {
+    let dir = TempDir::new();
+    let srv = Server::start(&dir, &master_key(82));
+    let r = srv.post("/v1/users/al/factors", &totp_body(SECRET, 1, true));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let listed = srv.get("/v1/users/al/factors").json();
+    let with = |i: u32| {
+        let mut b: serde_json::Value = serde_json::from_str(&attempt_body("al", &attempt_id(i), 2)).unwrap();
+        b["with_factors"] = json!(true);
+        srv.post("/v1/attempts", &b.to_string()).json()
+    };
+    let r = with(1);
+    assert_eq!(r["granted"], true);
+    assert_eq!(r["factors"], listed["factors"], "{r}");
+    assert!(r["factors"][0]["totp"]["secret"].is_string());
+    // Without the flag, no factors.
+    assert!(srv.post("/v1/attempts", &attempt_body("al", &attempt_id(2), 2)).json().get("factors").is_none());
+    // At the limit: refused, and nothing about the factors.
+    let r = with(3);
+    assert_eq!(r["granted"], false, "{r}");
+    assert!(r.get("factors").is_none(), "{r}");
+}
+
 #[test]
 fn reservations_settle_as_failures_or_are_cleared_by_a_use() {
     let dir = TempDir::new();

@@ -119,9 +119,9 @@ pub async fn reserve(
     if !(1..=1000).contains(&max_retries) || !(1..=bans::MAX_FIND_TIME_S as u32).contains(&find_time_s) {
         return Err(ApiError::invalid("max_retries must be 1..=1000, find_time_s 1..=86400"));
     }
-    let out = blocking(&state, move |s| {
+    let (out, factors) = blocking(&state, move |s| {
         s.pool.with(|c| {
-            attempts::reserve(
+            let out = attempts::reserve(
                 c,
                 &attempts::Attempt {
                     user: body.user.as_deref(),
@@ -131,14 +131,23 @@ pub async fn reserve(
                     max_retries: i64::from(max_retries),
                     find_time_s: i64::from(find_time_s),
                 },
-            )
+            )?;
+            // Read after the reservation committed: what a granted attempt verifies against.
+            let factors = match (&out, &body.user) {
+                (attempts::Reservation::Granted, Some(u)) if body.with_factors => {
+                    Some(crate::db::list_factors(c, u, Some(&s.key))?)
+                }
+                _ => None,
+            };
+            Ok((out, factors))
         })
     })
     .await?;
+    let factors = factors.map(|fs| fs.iter().map(super::factors::factor_reply).collect());
     Ok(Json(match out {
-        attempts::Reservation::Granted => proto::Reservation { granted: true, banned_until: None },
+        attempts::Reservation::Granted => proto::Reservation { granted: true, banned_until: None, factors },
         attempts::Reservation::Refused { until } => {
-            proto::Reservation { granted: false, banned_until: Some(secs(until)) }
+            proto::Reservation { granted: false, banned_until: Some(secs(until)), factors: None }
         }
     }))
 }
