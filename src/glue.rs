@@ -474,9 +474,9 @@ impl Filter {
                 // held here instead. The filter chain puts Envoy's buffer filter after this one
                 // for /.mfa/ routes, so the request never reaches the router; without it the
                 // upstream would see at most these headers, stripped of credentials, then a reset.
-                self.set_http_request_header("cookie", None);
-                self.set_http_request_header("authorization", None);
-                self.set_http_request_header(self.gate.cfg.identity.header(), None);
+                for h in self.gate.held_request_strips() {
+                    self.set_http_request_header(h, None);
+                }
                 self.pending = Some(p);
                 if resumed && self.headers_end_stream {
                     // The request had no body and its headers were held for a store call: answer
@@ -546,14 +546,9 @@ impl HttpContext for Filter {
         if !self.pending.as_ref().is_some_and(Pending::wants_body) {
             return Action::Continue;
         }
-        if body_size > self.gate.cfg.body_limit {
+        if let Some(r) = self.gate.body_refusal(body_size) {
             self.pending = None;
-            self.send_http_response(
-                413,
-                vec![("content-type", "application/json")],
-                Some(br#"{"error":"body_too_large"}"#),
-            );
-            return Action::Pause;
+            return self.apply(Decision::Respond(r), false);
         }
         if !end_of_stream {
             return Action::Pause;

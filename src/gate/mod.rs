@@ -297,6 +297,19 @@ impl Gate {
         [&self.cfg.cookie_name, &self.cfg.device_cookie, &self.cfg.remembered_cookie, &self.cfg.ceremony_cookie]
     }
 
+    /// Headers removed from a request whose body the gate holds (`Decision::ReadBody`): its
+    /// headers continue down the chain (Envoy's buffer filter stops it before the router), so
+    /// they must carry no credential should anything let them through.
+    pub fn held_request_strips(&self) -> [&str; 3] {
+        ["cookie", "authorization", self.cfg.identity.header()]
+    }
+
+    /// The answer to a held body larger than `body_limit`, or `None` when it fits.
+    pub fn body_refusal(&self, size: usize) -> Option<pages::Response> {
+        (size > self.cfg.body_limit)
+            .then(|| pages::Response::json(413, &serde_json::json!({"error": "body_too_large"})))
+    }
+
     /// The `Cookie` header for the app: `cookies` without edge-mfa's own (`None`: unchanged).
     pub fn cookie_for_app(&self, cookies: Option<&str>) -> Option<CookieEdit> {
         strip_cookies(cookies?, &self.own_cookies())

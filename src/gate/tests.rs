@@ -1665,3 +1665,16 @@ fn a_webauthn_sign_in_that_trusts_the_device_still_clears_the_ceremony_cookie() 
     assert!(named(&g.cfg.device_cookie).is_some_and(|c| !c.contains("Max-Age=0")), "{cookies:?}");
     assert!(named(&g.cfg.cookie_name).is_some(), "{cookies:?}");
 }
+
+/// What the glue does around a held body is decided here: which headers a held request loses,
+/// and the answer to a body over the limit.
+#[test]
+fn held_bodies_strip_credentials_and_refuse_oversize() {
+    let g = gate();
+    let strips = g.held_request_strips();
+    assert_eq!(strips[..2], ["cookie", "authorization"]);
+    assert_eq!(strips[2], g.cfg.identity.header());
+    assert!(g.body_refusal(g.cfg.body_limit).is_none());
+    let r = g.body_refusal(g.cfg.body_limit + 1).unwrap();
+    assert_eq!((r.status, body_str(&r).as_str()), (413, r#"{"error":"body_too_large"}"#));
+}
