@@ -2,7 +2,9 @@
 //! Everything here takes untrusted input and must never panic.
 
 /// Finds cookie `name` in a Cookie header. More than one cookie of that name is treated as
-/// none (`Err`): a planted duplicate must not choose which token we check.
+/// none (`Err`): a planted duplicate must not choose which token we check. The `Err` carries
+/// nothing on purpose: the only thing to know is "ambiguous", and callers treat it as no cookie.
+#[allow(clippy::result_unit_err)]
 pub fn find_cookie<'a>(header: &'a str, name: &str) -> Result<Option<&'a str>, ()> {
     let mut found = None;
     for part in header.split(';') {

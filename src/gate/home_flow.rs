@@ -64,6 +64,8 @@ impl Gate {
     }
 
     /// Guards every change: a session, a recent second factor, the session's CSRF token.
+    /// The `Err` is the refusal to send, built once on a cold path: its size costs nothing.
+    #[allow(clippy::result_large_err)]
     pub(super) fn change_allowed(
         &self,
         req: &Req,
