@@ -75,12 +75,23 @@ pub enum WaPending {
         user: String,
         next: String,
     },
+    /// The attempt reserved (or the ban checked); the reply is the user's factors, brought by
+    /// the reservation or fetched. The challenge is consumed next.
+    LoginReserved {
+        req: Box<Req>,
+        user: String,
+        response: Box<wa::AssertionResponse>,
+        challenge: [u8; 32],
+        next: String,
+    },
     LoginConsume {
         req: Box<Req>,
         user: String,
         response: Box<wa::AssertionResponse>,
         challenge: [u8; 32],
         next: String,
+        /// The user's factors, read before the challenge was consumed.
+        factors: StoreReply,
     },
     LoginVerify {
         req: Box<Req>,
@@ -239,16 +250,17 @@ impl Gate {
                             Pending::Webauthn(WaPending::LoginVerify { req, user, response, challenge, next }),
                         );
                     }
-                    let call = store::consume_challenge(&self.cfg.store, &challenge, "webauthn.get");
+                    // Reserve the attempt and read the factors in one call, then consume the
+                    // challenge, then verify: one round trip fewer than reading them after.
                     let who = user.clone();
-                    let then = Pending::Webauthn(WaPending::LoginConsume {
+                    let then = Pending::Webauthn(WaPending::LoginReserved {
                         req: req.clone(),
                         user,
                         response,
                         challenge,
                         next,
                     });
-                    self.unless_banned(req, &who, (call, then))
+                    self.unless_banned_with_factors(req, &who, then)
                 }
             }
         }
@@ -391,19 +403,25 @@ impl Gate {
                     Err(_) => self.unavailable(&req),
                 }
             }
-            WaPending::LoginConsume { req, user, response, challenge, next } => match store::parse_ok(reply) {
-                Ok(()) => {
-                    // Quick login: the credential names its owner.
-                    let call = if user.is_empty() {
-                        store::credential(&self.cfg.store, response.credential_id())
-                    } else {
-                        store::factors_from(&self.cfg.store, &user, req.client_ip.as_deref())
-                    };
-                    Decision::Call(
-                        call,
-                        Pending::Webauthn(WaPending::LoginVerify { req, user, response, challenge, next }),
-                    )
+            WaPending::LoginReserved { req, user, response, challenge, next } => {
+                if store::parse_factors(reply).is_err() {
+                    // No factors to verify against: the challenge stays unused for a retry.
+                    return self.unavailable(&req);
                 }
+                let call = store::consume_challenge(&self.cfg.store, &challenge, "webauthn.get");
+                let factors = reply.clone();
+                Decision::Call(
+                    call,
+                    Pending::Webauthn(WaPending::LoginConsume { req, user, response, challenge, next, factors }),
+                )
+            }
+            WaPending::LoginConsume { req, user, response, challenge, next, factors } => match store::parse_ok(reply) {
+                Ok(()) => self.webauthn_reply(
+                    WaPending::LoginVerify { req, user, response, challenge, next },
+                    &factors,
+                    now,
+                    rng,
+                ),
                 Err(StoreError::Unavailable) => self.unavailable(&req),
                 Err(_) => rejected(KeyRefusal::ChallengeUsed),
             },
