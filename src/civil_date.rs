@@ -2,17 +2,7 @@
 
 /// A date for people: days since the epoch turned into YYYY-MM-DD (UTC), no time zone database.
 pub fn date(unix: u64) -> String {
-    let days = (unix / 86_400) as i64;
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (y, m, d) = edge_mfa_proto::civil::civil_from_days((unix / 86_400) as i64);
     format!("{y:04}-{m:02}-{d:02}")
 }
 

@@ -8,6 +8,8 @@
 //! document requires of clients.
 //! Only serde: the filter builds this crate for wasm32-unknown-unknown.
 
+pub mod civil;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 

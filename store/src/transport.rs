@@ -305,19 +305,7 @@ fn send_webhook(cfg: &Webhook, msg: &Message) -> Result<(), String> {
     }
 }
 
-/// (year, month, day) of the civil date `days` after 1970-01-01.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    // Howard Hinnant's algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
+use edge_mfa_proto::civil::civil_from_days;
 
 /// `2024-01-31 12:05 UTC`
 pub fn utc_minute(t: i64) -> String {
