@@ -1678,3 +1678,45 @@ fn held_bodies_strip_credentials_and_refuse_oversize() {
     let r = g.body_refusal(g.cfg.body_limit + 1).unwrap();
     assert_eq!((r.status, body_str(&r).as_str()), (413, r#"{"error":"body_too_large"}"#));
 }
+
+/// A passkey sign-in reserves its attempt and reads the user's keys in one store call, then
+/// consumes the challenge, then verifies against those keys: no second factors fetch. A reply
+/// without usable factors ends it before the challenge is spent.
+#[test]
+fn webauthn_sign_in_reads_the_keys_with_the_reservation_then_consumes_the_challenge() {
+    let mut j = sample_json();
+    j["webauthn"] = json!({"rp_id": "app.test", "origins": ["https://app.test"]});
+    j["regulation"] = json!({});
+    let g = Gate::new(Config::parse(j.to_string().as_bytes()).unwrap());
+    let c = Ceremony {
+        registration: false,
+        expires: NOW + 60,
+        challenge: [4; 32],
+        user_handle: [0; 16],
+        user: "alice".into(),
+    };
+    let state = format!("edge-mfa-wa={}", token::seal_ceremony(&g.keys.borrow(), &c).unwrap());
+    let b64 = |b: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, b);
+    let body = json!({"credential": {"id": b64(&[7; 16]), "rawId": b64(&[7; 16]), "type": "public-key",
+        "response": {"clientDataJSON": b64(b"{}"), "authenticatorData": b64(&[0; 37]), "signature": b64(&[1; 8])}}});
+    let finish = || json_post(&g, "/.mfa/webauthn/login/finish", "alice", &[("cookie", &state)], body.clone());
+    let (r, p) = call(finish());
+    assert_eq!(r.path, "/v1/attempts");
+    let asked: serde_json::Value = serde_json::from_slice(r.body.as_deref().unwrap()).unwrap();
+    assert_eq!((asked["with_factors"].as_bool(), asked["method"].as_str()), (Some(true), Some("webauthn")));
+    let mut with: serde_json::Value = serde_json::from_slice(&factors_reply(0).body).unwrap();
+    with["granted"] = json!(true);
+    let granted_with = StoreReply { status: Some(200), body: with.to_string().into_bytes() };
+    let (r, p) = call(g.on_store_reply(p, &granted_with, NOW, &mut FixedRng(1)));
+    assert_eq!(r.path, format!("/v1/challenges/{}/consume", b64(&[4; 32])));
+    // Consumed: the assertion is checked against the keys already read (this credential is not
+    // one of them), so the next call records the failure; no factors fetch in between.
+    let (r, _) = call(g.on_store_reply(p, &ok_reply(), NOW, &mut FixedRng(1)));
+    assert_eq!(r.path, "/v1/failures");
+    // Granted, but the factors cannot be read: 503, and the challenge is not consumed.
+    let (_, p) = call(finish());
+    with["factors"] = json!([{"id": "f1", "type": "webauthn", "name": "Key", "enabled": true, "added_at": 1,
+        "webauthn": {"credential_id": "!!", "public_key": "!!"}}]);
+    let broken = StoreReply { status: Some(200), body: with.to_string().into_bytes() };
+    assert_eq!(respond(g.on_store_reply(p, &broken, NOW, &mut FixedRng(1))).status, 503);
+}
