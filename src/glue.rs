@@ -404,7 +404,7 @@ impl Filter {
     /// Unknown (headers unreadable) counts as false, so they are replaced.
     fn no_identity_headers(&self) -> bool {
         match self.headers.get() {
-            Some(Some(map)) => IDENTITY_HEADERS.iter().all(|h| map.get(h).is_none()),
+            Some(Some(map)) => !map.has_any(&IDENTITY_HEADERS),
             _ => false,
         }
     }

@@ -72,6 +72,11 @@ impl HeaderMap {
         self.pairs().find(|(k, _)| k.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
     }
 
+    /// Whether any of `names` (lower-case) is present: one pass over the map.
+    pub fn has_any(&self, names: &[&str]) -> bool {
+        self.pairs().any(|(k, _)| names.iter().any(|n| k.eq_ignore_ascii_case(n.as_bytes())))
+    }
+
     /// Every `Cookie` line, joined.
     pub fn cookies(&self) -> Cookies {
         let mut out = Cookies::default();
@@ -146,6 +151,8 @@ mod tests {
         assert_eq!(m.get("x-user"), Some(&b"alice"[..]));
         assert_eq!(m.get("bad"), Some(&b"\xff"[..]));
         assert_eq!(m.get("absent"), None);
+        assert!(m.has_any(&["absent", "x-user"]));
+        assert!(m.has_any(&["X-User"]) && !m.has_any(&["absent", "x-use"]) && !m.has_any(&[]));
     }
 
     #[test]

@@ -33,6 +33,19 @@ pub fn totp_params() -> Params {
 
 /// A stack with `plugin_config` merged over the demo config and one Envoy worker, or `None`
 /// when end-to-end tests are skipped (see [`e2e_enabled`]).
+/// The plugin config of the one-time-secret races (TOTP, recovery, email, WebAuthn).
+/// Regulation is all but off (100 failures a second): a race's losers are failures, and bans
+/// (per user and per client address, all 127.0.0.1 here) would turn later rounds into 429s.
+/// Bans have their own tests; the races are about single use.
+pub fn one_time_secrets_config() -> Value {
+    json!({
+        "recovery": {"count": 20},
+        "email": {},
+        "regulation": {"max_retries": 100, "find_time_s": 1, "ban_time_s": 1},
+        "webauthn": {"rp_id": "localhost", "origins": ["http://localhost:{LISTEN_PORT}"]}
+    })
+}
+
 pub fn stack(name: &str, plugin_config: Value) -> Option<Stack> {
     e2e_enabled(name).then(|| Stack::start(StackOptions { plugin_config, ..StackOptions::default() }))
 }

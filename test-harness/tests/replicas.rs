@@ -11,8 +11,9 @@ use edge_mfa::totp;
 use serde_json::{json, Value};
 use test_harness::authenticator::{Attestation, SoftAuthenticator};
 use test_harness::client::{
-    json_post_headers, last_code_to, now, post, race, race_assertion, race_recovery_code, race_single_use,
-    race_totp_code, recovery_codes, register_key, start_email_enrollment, statuses, totp_params as params,
+    json_post_headers, last_code_to, now, one_time_secrets_config, post, race, race_assertion, race_recovery_code,
+    race_single_use, race_totp_code, recovery_codes, register_key, start_email_enrollment, statuses,
+    totp_params as params,
 };
 use test_harness::pg::{fresh_schema, PgSchema};
 use test_harness::{http, Stack, StackOptions};
@@ -52,15 +53,8 @@ fn per_replica(s: &Stack, needle: &str) -> Vec<usize> {
 
 #[test]
 fn two_replicas_one_time_codes_succeed_exactly_once() {
-    // Regulation all but off (as in attack_corpus/replays.rs): 15 losers per round are failures, and
-    // every attempt is counted for the one client address: one race per second (`new_second`).
-    let cfg = json!({
-        "recovery": {"count": 20},
-        "email": {},
-        "regulation": {"max_retries": 100, "find_time_s": 1, "ban_time_s": 1},
-        "webauthn": {"rp_id": "localhost", "origins": ["http://localhost:{LISTEN_PORT}"]}
-    });
-    let Some((s, _pg)) = start("replicas::exactly_once", cfg) else { return };
+    // Every attempt is counted for the one client address: one race per second (`new_second`).
+    let Some((s, _pg)) = start("replicas::exactly_once", one_time_secrets_config()) else { return };
 
     // TOTP: one code raced by 16, for six users.
     let totp_rounds: Vec<Vec<u16>> = (0..6).map(|i| race_totp_code(&s, &format!("racer{i}"), RACERS)).collect();

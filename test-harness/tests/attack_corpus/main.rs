@@ -27,8 +27,8 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 use test_harness::authenticator::{Attestation, SoftAuthenticator};
 use test_harness::client::{
-    last_code_to, now, patient_stack as start, post, race_assertion, race_recovery_code, race_single_use,
-    race_totp_code, reached_upstream, recovery_codes, register_key, start_email_enrollment, statuses,
+    last_code_to, now, one_time_secrets_config, patient_stack as start, post, race_assertion, race_recovery_code,
+    race_single_use, race_totp_code, reached_upstream, recovery_codes, register_key, start_email_enrollment, statuses,
     totp_params as params, HTML, JSON,
 };
 use test_harness::{http, Stack};

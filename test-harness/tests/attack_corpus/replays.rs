@@ -19,17 +19,8 @@ fn worker_connections(s: &Stack) -> HashMap<String, u64> {
 
 #[test]
 fn replays_succeed_exactly_once_even_across_two_workers() {
-    // Regulation is all but off here (100 failures a second): 15 losing racers per round are
-    // failures, and bans (per user and per client IP, all 127.0.0.1 here) would turn later
-    // rounds into 429s. Bans have their own test (regulation.rs); this one is about single use.
     // (`"regulation": null` cannot be passed: merge_json treats null as "remove the key".)
-    let cfg = json!({
-        "recovery": {"count": 20},
-        "email": {},
-        "regulation": {"max_retries": 100, "find_time_s": 1, "ban_time_s": 1},
-        "webauthn": {"rp_id": "localhost", "origins": ["http://localhost:{LISTEN_PORT}"]}
-    });
-    let Some(s) = start("attack_corpus::replays", cfg, 2) else { return };
+    let Some(s) = start("attack_corpus::replays", one_time_secrets_config(), 2) else { return };
 
     // TOTP, sequential: a code works once, then is `code_used`.
     let (secret, _) = enroll(&s, "carol");
