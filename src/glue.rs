@@ -6,6 +6,7 @@ use crate::http::CookieEdit;
 use crate::store::{self, StoreReply, StoreRequest};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
+use std::borrow::Cow;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -377,7 +378,7 @@ impl Headers for Filter {
     /// Bytes, then UTF-8 checked here: the SDK's string getter panics on a non-UTF-8 header,
     /// which one hostile request could use to kill the VM. Such a header counts as absent
     /// (`Cookie` lines excepted: see below).
-    fn get(&self, name: &str) -> Option<String> {
+    fn get(&self, name: &str) -> Option<Cow<'_, str>> {
         // One host call for the whole map, on the first read; every later read is a lookup.
         let map = self.headers.get_or_init(request_headers).as_ref()?;
         if name == "cookie" {
@@ -388,7 +389,7 @@ impl Headers for Filter {
             self.cookie_lines.set(cookies.lines);
             return cookies.joined;
         }
-        map.get(name).and_then(|b| std::str::from_utf8(b).ok()).map(str::to_string)
+        map.get(name).and_then(|b| std::str::from_utf8(b).ok()).map(Cow::Borrowed)
     }
 
     /// Envoy's `source.address` property: the downstream peer, or the address Envoy itself
@@ -406,6 +407,15 @@ impl Filter {
         match self.headers.get() {
             Some(Some(map)) => !map.has_any(&IDENTITY_HEADERS),
             _ => false,
+        }
+    }
+
+    /// Removes client-sent identity headers (one pass over the map read; nothing when none).
+    fn strip_client_identity(&self) {
+        if !self.no_identity_headers() {
+            for h in IDENTITY_HEADERS {
+                self.set_http_request_header(h, None);
+            }
         }
     }
 
@@ -456,14 +466,13 @@ impl Filter {
             }
             Decision::Bypass(edit) => {
                 self.edit_cookies(edit);
-                if !self.no_identity_headers() {
-                    for h in IDENTITY_HEADERS {
-                        self.set_http_request_header(h, None);
-                    }
-                }
+                self.strip_client_identity();
                 self.proceed(resumed)
             }
             Decision::Respond(r) => {
+                // The access log reads a pass's user from `x-mfa-user` (`%REQ(...)%`): a
+                // client-sent copy must not name anyone on a request that did not pass.
+                self.strip_client_identity();
                 let headers: Vec<(&str, &str)> = r.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
                 self.send_http_response(r.status, headers, Some(&r.body));
                 Action::Pause
@@ -477,6 +486,7 @@ impl Filter {
                 for h in self.gate.held_request_strips() {
                     self.set_http_request_header(h, None);
                 }
+                self.strip_client_identity();
                 self.pending = Some(p);
                 if resumed && self.headers_end_stream {
                     // The request had no body and its headers were held for a store call: answer
@@ -526,7 +536,7 @@ impl HttpContext for Filter {
         self.headers_end_stream = end_of_stream;
         let gate = self.gate.clone();
         let d = gate.on_headers(self, now_s(self), &mut WasiRng);
-        self.request_id = crate::glue_telemetry::note_user(&d, &gate.cfg, |h| self.get(h));
+        self.request_id = crate::glue_telemetry::note_user(&d, &gate.cfg, |h| self.get(h).map(Cow::into_owned));
         let action = self.apply(d, false);
         if end_of_stream && self.pending.as_ref().is_some_and(Pending::wants_body) {
             // A POST without a body: answer now rather than wait for a body that never comes.

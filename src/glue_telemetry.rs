@@ -177,9 +177,10 @@ pub fn on_decision(d: &Decision) {
         Decision::PassSetCookie(..) => {}
         Decision::Pass(p) => {
             count(Counter::Passed(p.method));
+            // One write, not three: each filter-state write is a host call (~3.5k instructions in
+            // Envoy 1.40, docs/bench.md). The user and method of a pass are the `x-mfa-user` and
+            // `x-mfa-method` request headers, which an access log reads with `%REQ(...)%`.
             set_state("edge_mfa.decision", "pass");
-            set_state("edge_mfa.user", &p.user);
-            set_state("edge_mfa.method", p.method);
         }
         Decision::Bypass(_) => set_state("edge_mfa.decision", "bypass"),
         Decision::Respond(r) => write(&telemetry::response_fields(r.status, &events)),

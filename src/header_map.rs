@@ -11,12 +11,15 @@
 
 /// Every `Cookie` line of a request, joined.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Cookies {
+pub struct Cookies<'a> {
     /// The lines joined with `"; "` (RFC 6265 §5.4's one-line form); `None` without a line.
-    pub joined: Option<String>,
+    /// Borrowed from the map when there is one line of valid UTF-8 (a browser's request).
+    pub joined: Option<Cow<'a, str>>,
     /// How many `Cookie` lines there were: with one, a single replace rewrites it.
     pub lines: usize,
 }
+
+use std::borrow::Cow;
 
 fn u32_at(buf: &[u8], at: usize) -> Option<usize> {
     let b = buf.get(at..at.checked_add(4)?)?;
@@ -78,7 +81,7 @@ impl HeaderMap {
     }
 
     /// Every `Cookie` line, joined.
-    pub fn cookies(&self) -> Cookies {
+    pub fn cookies(&self) -> Cookies<'_> {
         let mut out = Cookies::default();
         for (_, value) in self.pairs().filter(|(k, _)| k.eq_ignore_ascii_case(b"cookie")) {
             out.lines += 1;
@@ -86,22 +89,28 @@ impl HeaderMap {
             // stripping nor lock its user out: it becomes U+FFFD (never `;` or `=`, so cookie
             // boundaries hold; a token holding one fails its MAC).
             let value = String::from_utf8_lossy(value);
-            match &mut out.joined {
+            out.joined = Some(match out.joined.take() {
                 Some(j) => {
+                    let mut j = j.into_owned();
                     j.push_str("; ");
                     j.push_str(&value);
+                    Cow::Owned(j)
                 }
-                None => out.joined = Some(value.into_owned()),
-            }
+                None => value,
+            });
         }
         out
     }
 }
 
-/// The `Cookie` lines of the serialized map `buf`; `None` when `buf` is not a well-formed map.
+/// The `Cookie` lines of the serialized map `buf` (owned); `None` when `buf` is not a
+/// well-formed map.
 #[cfg(test)]
-fn cookies(buf: &[u8]) -> Option<Cookies> {
-    HeaderMap::parse(buf.to_vec()).map(|m| m.cookies())
+fn cookies(buf: &[u8]) -> Option<Cookies<'static>> {
+    HeaderMap::parse(buf.to_vec()).map(|m| {
+        let c = m.cookies();
+        Cookies { joined: c.joined.map(|j| Cow::Owned(j.into_owned())), lines: c.lines }
+    })
 }
 
 #[cfg(test)]
@@ -135,6 +144,14 @@ mod tests {
         assert_eq!(cookies(&one), Some(Cookies { joined: Some("mfa=x".into()), lines: 1 }));
         assert_eq!(cookies(&serialize(&[(":path", b"/")])), Some(Cookies::default()));
         assert_eq!(cookies(&[]), Some(Cookies::default()));
+    }
+
+    #[test]
+    fn one_valid_line_is_borrowed_not_copied() {
+        let m = HeaderMap::parse(serialize(&[("cookie", b"a=1; mfa=x")])).unwrap();
+        assert!(matches!(m.cookies().joined, Some(Cow::Borrowed("a=1; mfa=x"))));
+        let two = HeaderMap::parse(serialize(&[("cookie", b"a=1"), ("cookie", b"b=2")])).unwrap();
+        assert!(matches!(two.cookies().joined, Some(Cow::Owned(_))));
     }
 
     #[test]

@@ -202,11 +202,11 @@ thread_local! {
 struct H(Vec<(&'static str, String)>);
 
 impl Headers for H {
-    fn get(&self, name: &str) -> Option<String> {
-        self.0.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone())
+    fn get(&self, name: &str) -> Option<std::borrow::Cow<'_, str>> {
+        self.0.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str().into())
     }
     fn source_address(&self) -> Option<String> {
-        self.get("~source")
+        self.get("~source").map(|v| v.into_owned())
     }
 }
 

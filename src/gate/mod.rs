@@ -20,6 +20,7 @@ pub use home_flow::HomeEndpoint;
 pub use otp_flow::OtpEndpoint;
 pub use recovery_flow::RecoveryEndpoint;
 use render::{message, KeyRefusal, Refusal, Verified};
+use std::borrow::Cow;
 use std::cell::RefCell;
 pub use totp_flow::TotpEndpoint;
 pub use webauthn_flow::WebauthnEndpoint;
@@ -37,7 +38,9 @@ mod webauthn_flow;
 
 /// Lazy access to request headers: the hot path reads only what it needs.
 pub trait Headers {
-    fn get(&self, name: &str) -> Option<String>;
+    /// The header's value, borrowed where the host's copy can be (the hot path allocates no
+    /// header it only reads).
+    fn get(&self, name: &str) -> Option<std::borrow::Cow<'_, str>>;
     /// The downstream address as Envoy sees it (`source.address`, e.g. `10.0.0.1:5678`), which
     /// follows Envoy's own `use_remote_address` / `xff_num_trusted_hops`; never a client header.
     fn source_address(&self) -> Option<String>;
@@ -469,14 +472,14 @@ impl Gate {
         let (path, query) = split_path(full);
         let mfa_endpoint = path == "/.mfa" || path.starts_with("/.mfa/");
         Req {
-            method: h.get(":method").unwrap_or_default(),
+            method: h.get(":method").map(Cow::into_owned).unwrap_or_default(),
             path: path.to_string(),
             query: query.to_string(),
-            authority: h.get(":authority").unwrap_or_default(),
+            authority: h.get(":authority").map(Cow::into_owned).unwrap_or_default(),
             html: wants_html(h.get("accept").as_deref()),
-            content_type: h.get("content-type"),
-            origin: h.get("origin"),
-            sec_fetch_site: h.get("sec-fetch-site"),
+            content_type: h.get("content-type").map(Cow::into_owned),
+            origin: h.get("origin").map(Cow::into_owned),
+            sec_fetch_site: h.get("sec-fetch-site").map(Cow::into_owned),
             user,
             quick: false,
             token,
@@ -490,7 +493,7 @@ impl Gate {
                 }
                 _ => None,
             },
-            user_agent: h.get("user-agent"),
+            user_agent: h.get("user-agent").map(Cow::into_owned),
             lang: crate::i18n::negotiate(h.get("accept-language").as_deref()),
             client_ip: Self::client_ip(h.source_address().as_deref()),
             remembered: match (cookies, mfa_endpoint && self.cfg.quick_login) {

@@ -12,8 +12,8 @@ const NOW: u64 = 1_700_000_000;
 struct H(HashMap<String, String>);
 
 impl Headers for H {
-    fn get(&self, name: &str) -> Option<String> {
-        self.0.get(name).cloned()
+    fn get(&self, name: &str) -> Option<std::borrow::Cow<'_, str>> {
+        self.0.get(name).map(|v| v.as_str().into())
     }
     /// Envoy's `source.address`, given in tests as the pseudo-header `~source`.
     fn source_address(&self) -> Option<String> {

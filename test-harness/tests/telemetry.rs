@@ -61,8 +61,11 @@ fn metrics_and_access_log_after_a_flow() {
         assert_eq!(r.status, 200, "{r:?}");
     }
 
-    // Without the session: the challenge, then a wrong code.
-    let r = http::get(&s.url("/app"), &[("cookie", &id), JSON]);
+    // Without the session: the challenge, then a wrong code. The client also names a user in
+    // the identity headers, which the access log reads for passes: a refused request must not
+    // log it (the filter removes it before answering).
+    let r =
+        http::get(&s.url("/app"), &[("cookie", &id), JSON, ("x-mfa-user", "mallory"), ("x-mfa-method", "webauthn")]);
     assert_eq!((r.status, r.json()["reason"].as_str()), (401, Some("no_session")), "{r:?}");
     let wrong = if code == "000000" { "111111" } else { "000000" };
     let r = http::post_json(&s.url("/.mfa/totp/verify"), &json!({"code": wrong}), &[("cookie", &id), JSON]);
@@ -99,13 +102,21 @@ fn metrics_and_access_log_after_a_flow() {
     let mut log = String::new();
     let logged = wait_for("access log lines", || {
         log = s.envoy_log();
-        log.contains("mfa_user=alice mfa_method=totp mfa_decision=pass")
+        log.contains("mfa_decision=pass mfa_reason=- app_user=alice app_method=totp")
             && log.contains("mfa_decision=challenge mfa_reason=no_session")
             && log.contains("mfa_reason=verification_failed")
     });
     assert!(logged, "{log}");
-    assert!(log.contains("GET /app 401 mfa_user=alice mfa_method=- mfa_decision=challenge mfa_reason=enroll"), "{log}");
+    assert!(
+        log.contains("GET /app 401 mfa_user=alice mfa_method=- mfa_decision=challenge mfa_reason=enroll app_user=- "),
+        "{log}"
+    );
     assert!(!log.contains(&code) && !log.contains(wrong), "a code in the log:\n{log}");
+    assert!(
+        log.contains("mfa_decision=challenge mfa_reason=no_session app_user=- app_method=-")
+            && !log.contains("mallory"),
+        "a client-sent identity header in the log of a refused request:\n{log}"
+    );
 
     // The store writes one JSON line per security event, naming the request Envoy logged.
     let store_log = s.store_log();

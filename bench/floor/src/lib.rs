@@ -18,6 +18,10 @@
 //! | `shared-data` | one `get_shared_data` read (the value is set once at configure time) |
 //! | `clock` | one `get_current_time` |
 //! | `state3` | three filter-state writes (`set_property`), as edge-mfa's pass does for the access log |
+//! | `state1` | one filter-state write (`set_property`) |
+//! | `gets3` | three more single-header reads (`get_http_request_header`: `cookie`, `:path`, `x-request-id`) |
+//! | `cookie-prop` | every `Cookie` line in one read: `get_property(["request", "headers", "cookie"])` |
+//! | `cookie-echo` | not a rung: answers with the first `Cookie` line and the property, to see what Envoy gives |
 //! | `all` | all of the above (`hmac` once, with the precomputed key) |
 //!
 //! The body is wasm32-only so a host `cargo build` of this crate is a no-op.
@@ -53,6 +57,12 @@ mod filter {
         shared_data: bool,
         clock: bool,
         state3: bool,
+        state1: bool,
+        gets3: bool,
+        cookie_prop: bool,
+        cookie_echo: bool,
+        adds3: bool,
+        map_set: bool,
     }
 
     impl Work {
@@ -70,6 +80,12 @@ mod filter {
                 "shared-data" => Work { shared_data: true, ..w },
                 "clock" => Work { clock: true, ..w },
                 "state3" => Work { state3: true, ..w },
+                "state1" => Work { state1: true, ..w },
+                "gets3" => Work { gets3: true, ..w },
+                "cookie-prop" => Work { cookie_prop: true, ..w },
+                "cookie-echo" => Work { cookie_echo: true, ..w },
+                "adds3" => Work { adds3: true, ..w },
+                "map-set" => Work { map_set: true, ..w },
                 "all" => Work {
                     header_map: true,
                     hmac: false,
@@ -80,6 +96,12 @@ mod filter {
                     shared_data: true,
                     clock: true,
                     state3: false,
+                    state1: false,
+                    gets3: false,
+                    cookie_prop: false,
+                    cookie_echo: false,
+                    adds3: false,
+                    map_set: false,
                 },
                 _ => return None,
             })
@@ -153,6 +175,37 @@ mod filter {
                 self.set_property(vec!["edge_mfa.decision"], Some(b"pass"));
                 self.set_property(vec!["edge_mfa.user"], user.as_deref().map(str::as_bytes));
                 self.set_property(vec!["edge_mfa.method"], Some(b"totp"));
+            }
+            if w.state1 {
+                self.set_property(vec!["edge_mfa.decision"], Some(b"pass"));
+            }
+            if w.gets3 {
+                std::hint::black_box(self.get_http_request_header_bytes("cookie"));
+                std::hint::black_box(self.get_http_request_header_bytes(":path"));
+                std::hint::black_box(self.get_http_request_header_bytes("x-request-id"));
+            }
+            if w.cookie_prop {
+                std::hint::black_box(self.get_property(vec!["request", "headers", "cookie"]));
+            }
+            if w.cookie_echo {
+                let first = self.get_http_request_header_bytes("cookie").unwrap_or_default();
+                let prop = self.get_property(vec!["request", "headers", "cookie"]).unwrap_or_default();
+                let (first, prop) = (String::from_utf8_lossy(&first), String::from_utf8_lossy(&prop));
+                self.send_http_response(200, vec![("x-first", &first), ("x-prop", &prop)], None);
+                return Action::Pause;
+            }
+            if w.adds3 {
+                self.add_http_request_header("x-floor-a", "alice");
+                self.add_http_request_header("x-floor-b", "totp");
+                self.add_http_request_header("x-floor-c", "1700000000");
+            }
+            if w.map_set {
+                let map = self.get_http_request_headers_bytes();
+                let mut pairs: Vec<(&str, &[u8])> = map.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+                pairs.push(("x-floor-a", b"alice"));
+                pairs.push(("x-floor-b", b"totp"));
+                pairs.push(("x-floor-c", b"1700000000"));
+                self.set_http_request_headers_bytes(pairs);
             }
             if w.writes3 {
                 self.set_http_request_header("x-floor-a", Some("alice"));

@@ -19,6 +19,9 @@ pub(crate) enum Filter {
         /// The revocation list is polled and checked (the default); off prices that check.
         revocation: bool,
     },
+    /// edge-mfa as in (e), built another way (`BENCH_ALT_WASM`): a variant measured beside (e)
+    /// in the same interleaved rounds.
+    EdgeMfaAlt,
     /// The floor filter with a ladder variant (its plugin configuration, `bench/floor`).
     Floor(&'static str),
     Buffer,
@@ -44,6 +47,9 @@ pub(crate) const LADDER: &[&str] = &[
     "b-shared-data",
     "b-clock",
     "b-state3",
+    "b-state1",
+    "b-gets3",
+    "b-cookie-prop",
     "b-all",
 ];
 
@@ -73,6 +79,12 @@ pub(crate) const SPECS: &[Spec] = &[
         id: "e",
         title: "edge-mfa alone (identity from x-forwarded-user)",
         filters: &[Filter::EdgeMfa { header_identity: true, revocation: true }],
+        challenge: false,
+    },
+    Spec {
+        id: "e-alt",
+        title: "edge-mfa alone, the variant module BENCH_ALT_WASM",
+        filters: &[Filter::EdgeMfaAlt],
         challenge: false,
     },
     Spec {
@@ -160,6 +172,24 @@ pub(crate) const SPECS: &[Spec] = &[
         challenge: false,
     },
     Spec {
+        id: "b-state1",
+        title: "floor + 1 filter-state write (set_property)",
+        filters: &[Filter::Floor("state1")],
+        challenge: false,
+    },
+    Spec {
+        id: "b-gets3",
+        title: "floor + 3 single-header reads (cookie, :path, x-request-id)",
+        filters: &[Filter::Floor("gets3")],
+        challenge: false,
+    },
+    Spec {
+        id: "b-cookie-prop",
+        title: "floor + every Cookie line in one read (get_property request.headers.cookie)",
+        filters: &[Filter::Floor("cookie-prop")],
+        challenge: false,
+    },
+    Spec {
         id: "b-all",
         title: "floor + all of the above (HMAC precomputed)",
         filters: &[Filter::Floor("all")],
@@ -175,6 +205,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) stack: &'a Stack,
     pub(crate) edge_wasm: PathBuf,
     pub(crate) floor_wasm: PathBuf,
+    /// `BENCH_ALT_WASM`, for (e-alt).
+    pub(crate) alt_wasm: Option<PathBuf>,
     /// Port of the responder Envoy in proxy mode.
     pub(crate) responder_port: Option<u16>,
 }
@@ -223,6 +255,12 @@ pub(crate) fn filter_json(f: Filter, ctx: &Ctx) -> Value {
                     ]}}}]
                 }
             })
+        }
+        Filter::EdgeMfaAlt => {
+            let mut f = filter_json(Filter::EdgeMfa { header_identity: true, revocation: true }, ctx);
+            let alt = ctx.alt_wasm.as_ref().unwrap_or(&ctx.edge_wasm);
+            f["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] = json!(alt.display().to_string());
+            f
         }
         Filter::EdgeMfa { header_identity, revocation } => {
             let mut cfg = ctx.stack.plugin_config.clone();

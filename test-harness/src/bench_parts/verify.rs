@@ -37,8 +37,8 @@ pub(crate) fn verify(spec: &Spec, envoy: &Envoy, load: &Load, identity_cookie: &
         return Err(last);
     }
     let has = |f: fn(&Filter) -> bool| spec.filters.iter().any(f);
-    let edge = has(|f| matches!(f, Filter::EdgeMfa { .. }));
-    let header_identity = has(|f| matches!(f, Filter::EdgeMfa { header_identity: true, .. }));
+    let edge = has(|f| matches!(f, Filter::EdgeMfa { .. } | Filter::EdgeMfaAlt));
+    let header_identity = has(|f| matches!(f, Filter::EdgeMfa { header_identity: true, .. } | Filter::EdgeMfaAlt));
     let jwt = has(|f| matches!(f, Filter::JwtAuthn { .. }));
     let floor = has(|f| matches!(f, Filter::Floor(_)));
 

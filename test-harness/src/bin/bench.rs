@@ -147,6 +147,7 @@ fn main() {
             w.canonicalize().unwrap_or(w)
         },
         floor_wasm: s.floor_wasm.canonicalize().unwrap_or(s.floor_wasm.clone()),
+        alt_wasm: env_str("BENCH_ALT_WASM").map(|w| PathBuf::from(&w).canonicalize().unwrap_or(PathBuf::from(w))),
         responder_port: responder.as_ref().map(|r| r.listen),
     };
 
