@@ -205,14 +205,24 @@ pub fn put_challenge(
     user: Option<&str>,
     purpose: &str,
     expires_at: u64,
+    with_factors: bool,
 ) -> StoreRequest {
     let body = proto::NewChallenge {
         id: B64U.encode(challenge),
         user: user.map(String::from),
         purpose: purpose.into(),
         expires_at: signed(expires_at),
+        with_factors,
     };
     StoreRequest::json("POST", format!("{}/challenges", cfg.path_prefix), &body)
+}
+
+/// The factors a stored challenge brought (`with_factors`), as the reply of a factors fetch;
+/// `None` when it brought none (a store that predates `with_factors`: fetch them).
+pub fn challenge_factors(reply: &StoreReply) -> Option<StoreReply> {
+    let r = read::<proto::StoredChallenge>(reply, &[200, 201]).ok()?;
+    let list = proto::FactorList { user: String::new(), factors: r.factors?, banned_until: None };
+    Some(StoreReply { status: Some(200), body: serde_json::to_vec(&list).ok()? })
 }
 
 pub fn consume_challenge(cfg: &StoreConfig, challenge: &[u8], purpose: &str) -> StoreRequest {

@@ -290,6 +290,20 @@ pub struct NewChallenge {
     pub user: Option<String>,
     pub purpose: String,
     pub expires_at: i64,
+    /// Also answer with the named user's factors: a passkey sign-in's `begin` then needs one
+    /// store call, not two (the keys it may use come with the stored challenge).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub with_factors: bool,
+}
+
+/// The answer to `POST /v1/challenges`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredChallenge {
+    pub ok: bool,
+    /// The user's factors, as `GET /v1/users/{user}/factors` lists them, when asked for
+    /// (`with_factors`) and the challenge names a user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub factors: Option<Vec<Factor>>,
 }
 
 /// `POST /v1/challenges/{id}/consume`.
@@ -614,7 +628,7 @@ pub const OPERATIONS: &[Operation] = operations! {
     "POST" "/v1/users/{user}/factors/{id}/totp/use": TotpUse => Done;
     "POST" "/v1/users/{user}/factors/{id}/webauthn/use": WebauthnUse => Done;
     "GET" "/v1/credentials/{credential_id}": - => CredentialOwner;
-    "POST" "/v1/challenges": NewChallenge => Done;
+    "POST" "/v1/challenges": NewChallenge => StoredChallenge;
     "POST" "/v1/challenges/{id}/consume": ChallengeConsume => ConsumedChallenge;
     "PUT" "/v1/users/{user}/recovery": RecoveryCodes => RecoverySet;
     "POST" "/v1/users/{user}/recovery/consume": RecoveryConsume => RecoveryConsumed;

@@ -647,7 +647,10 @@ fn webauthn_endpoints_are_off_unless_configured() {
 fn webauthn_login_without_keys_is_refused() {
     let g = webauthn_gate();
     let (_, p) = call(json_post(&g, "/.mfa/webauthn/login/begin", "alice", &[], json!({"next": "/x"})));
-    let r = respond(g.on_store_reply(p, &factors_reply(0), NOW, &mut FixedRng(1)));
+    // The challenge stored, with the user's factors: a TOTP app, no key.
+    let listed: serde_json::Value = serde_json::from_slice(&factors_reply(0).body).unwrap();
+    let stored = json!({"ok": true, "factors": listed["factors"]}).to_string().into_bytes();
+    let r = respond(g.on_store_reply(p, &StoreReply { status: Some(201), body: stored }, NOW, &mut FixedRng(1)));
     assert_eq!(r.status, 400);
     assert!(String::from_utf8_lossy(&r.body).contains("no_security_key"));
 }
@@ -1175,7 +1178,11 @@ fn quick_login_remembers_the_user_with_a_not_me_reset() {
     let h = req("POST", "/.mfa/webauthn/login/begin", None, &[("cookie", &c), ("content-type", "application/json")]);
     let Decision::ReadBody(p) = g.on_headers(&h, NOW, &mut FixedRng(1)) else { panic!() };
     let (r, _) = call(g.on_body(p, b"{}", NOW, &mut FixedRng(1)));
-    assert_eq!(r.path, "/v1/users/alice/factors");
+    let asked: serde_json::Value = serde_json::from_slice(r.body.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        (r.path.as_str(), asked["user"].as_str(), asked["with_factors"].as_bool()),
+        ("/v1/challenges", Some("alice"), Some(true))
+    );
     // "Not me" forgets them.
     let r = respond(g.on_headers(
         &req("GET", "/.mfa/login?forget=1", None, &[("cookie", &c), ("accept", "text/html")]),
@@ -1296,8 +1303,8 @@ fn remembered_user_login_is_a_quick_login_and_logout_forgets_it() {
     let h = req("POST", "/.mfa/webauthn/login/begin", None, &[("cookie", &c), ("content-type", "application/json")]);
     let Decision::ReadBody(p) = g.on_headers(&h, NOW, &mut FixedRng(1)) else { panic!() };
     match g.on_body(p, b"{}", NOW, &mut FixedRng(1)) {
-        Decision::Call(r, Pending::Webauthn(webauthn_flow::WaPending::LoginFactors { req, user, .. })) => {
-            assert_eq!((r.path.as_str(), user.as_str()), ("/v1/users/alice/factors", "alice"));
+        Decision::Call(r, Pending::Webauthn(webauthn_flow::WaPending::LoginChallenge { req, user, .. })) => {
+            assert_eq!((r.path.as_str(), user.as_str()), ("/v1/challenges", "alice"));
             assert!(req.quick && req.user.is_none(), "a remembered user signs in by quick login");
         }
         other => panic!("{other:?}"),
@@ -1719,4 +1726,64 @@ fn webauthn_sign_in_reads_the_keys_with_the_reservation_then_consumes_the_challe
         "webauthn": {"credential_id": "!!", "public_key": "!!"}}]);
     let broken = StoreReply { status: Some(200), body: with.to_string().into_bytes() };
     assert_eq!(respond(g.on_store_reply(p, &broken, NOW, &mut FixedRng(1))).status, 503);
+}
+
+/// A named user's passkey sign-in begins with one store call: the challenge is stored and the
+/// user's factors come back with it (`with_factors`); the options allow exactly the enabled
+/// keys. A store without `with_factors` costs a factors fetch; no enabled key is refused; a
+/// store failure is a 503 with no ceremony cookie.
+#[test]
+fn webauthn_login_begin_stores_the_challenge_and_reads_the_keys_in_one_call() {
+    let mut j = sample_json();
+    j["webauthn"] = json!({"rp_id": "app.test", "origins": ["https://app.test"]});
+    let g = Gate::new(Config::parse(j.to_string().as_bytes()).unwrap());
+    let b64 = |b: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, b);
+    let key = |id: u8, enabled: bool| {
+        json!({"id": format!("f{id}"), "type": "webauthn", "name": "Key", "enabled": enabled, "added_at": 1,
+            "webauthn": {"credential_id": b64(&[id; 16]), "public_key": b64(&[0xa5, 1, 2]), "alg": -7, "sign_count": 0}})
+    };
+    let stored = |factors: Option<serde_json::Value>| {
+        let mut v = json!({"ok": true});
+        if let Some(f) = factors {
+            v["factors"] = f;
+        }
+        StoreReply { status: Some(201), body: v.to_string().into_bytes() }
+    };
+    let begin = || call(json_post(&g, "/.mfa/webauthn/login/begin", "alice", &[], json!({})));
+    let allowed = |r: &Response| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        v["publicKey"]["allowCredentials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_str().unwrap().into())
+            .collect()
+    };
+
+    let (r, p) = begin();
+    assert_eq!((r.method, r.path.as_str()), ("POST", "/v1/challenges"));
+    let asked: serde_json::Value = serde_json::from_slice(r.body.as_deref().unwrap()).unwrap();
+    assert_eq!((asked["with_factors"].as_bool(), asked["user"].as_str()), (Some(true), Some("alice")));
+    assert_eq!(asked["purpose"], "webauthn.get");
+    let r = respond(g.on_store_reply(p, &stored(Some(json!([key(1, true), key(2, false)]))), NOW, &mut FixedRng(1)));
+    assert_eq!(r.status, 200, "{}", body_str(&r));
+    assert_eq!(allowed(&r), vec![b64(&[1; 16])], "the enabled key only");
+    assert!(r.header_value("set-cookie").is_some_and(|c| c.starts_with("edge-mfa-wa=")));
+
+    // A store that predates with_factors: the factors are fetched, then the same options.
+    let (_, p) = begin();
+    let (r, p) = call(g.on_store_reply(p, &stored(None), NOW, &mut FixedRng(1)));
+    assert_eq!((r.method, r.path.as_str()), ("GET", "/v1/users/alice/factors"));
+    let list = json!({"user": "alice", "factors": [key(3, true)]}).to_string().into_bytes();
+    let r = respond(g.on_store_reply(p, &StoreReply { status: Some(200), body: list }, NOW, &mut FixedRng(1)));
+    assert_eq!((r.status, allowed(&r)), (200, vec![b64(&[3; 16])]));
+
+    // No enabled key: refused, no ceremony. The store failing: 503, no ceremony.
+    let (_, p) = begin();
+    let r = respond(g.on_store_reply(p, &stored(Some(json!([key(2, false)]))), NOW, &mut FixedRng(1)));
+    assert!(r.status >= 400 && r.header_value("set-cookie").is_none(), "{} {}", r.status, body_str(&r));
+    let (_, p) = begin();
+    let r = respond(g.on_store_reply(p, &StoreReply::default(), NOW, &mut FixedRng(1)));
+    assert_eq!(r.status, 503);
+    assert!(r.header_value("set-cookie").is_none());
 }

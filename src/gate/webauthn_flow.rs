@@ -70,10 +70,19 @@ pub enum WaPending {
         /// The authenticator verified the user while registering.
         user_verified: bool,
     },
-    LoginFactors {
+    /// A named user's sign-in: the challenge stored, asking for the user's factors with it.
+    LoginChallenge {
         req: Box<Req>,
         user: String,
-        next: String,
+        state: String,
+        challenge: [u8; 32],
+    },
+    /// The store stored the challenge but brought no factors (it predates `with_factors`):
+    /// the reply is the user's factors, fetched.
+    LoginKeys {
+        req: Box<Req>,
+        state: String,
+        challenge: [u8; 32],
     },
     /// The attempt reserved (or the ban checked); the reply is the user's factors, brought by
     /// the reservation or fetched. The challenge is consumed next.
@@ -188,10 +197,7 @@ impl Gate {
                 store::factors(&self.cfg.store, &user),
                 Pending::Webauthn(WaPending::RegisterFactors { req, session, user, next }),
             ),
-            WebauthnEndpoint::LoginBegin => Decision::Call(
-                store::factors(&self.cfg.store, &user),
-                Pending::Webauthn(WaPending::LoginFactors { req, user, next }),
-            ),
+            WebauthnEndpoint::LoginBegin => self.begin_login(req, user, now, rng),
             WebauthnEndpoint::RegisterFinish | WebauthnEndpoint::LoginFinish => {
                 let registration = endpoint == WebauthnEndpoint::RegisterFinish;
                 let ceremony = req
@@ -266,6 +272,42 @@ impl Gate {
         }
     }
 
+    /// A named user's sign-in begins: one store call both records the challenge and brings
+    /// the user's factors (`with_factors`), whose enabled keys the options allow.
+    fn begin_login(&self, req: Box<Req>, user: String, now: u64, rng: &mut dyn Rng) -> Decision {
+        let ttl = self.cfg.webauthn.as_ref().map_or(120, |w| w.challenge_ttl_s);
+        let mut challenge = [0u8; 32];
+        rng.fill(&mut challenge);
+        let c =
+            Ceremony { registration: false, expires: now + ttl, challenge, user_handle: [0; 16], user: user.clone() };
+        let Ok(state) = token::seal_ceremony(&self.keys.borrow(), &c) else {
+            return self.unavailable(&req);
+        };
+        let call = store::put_challenge(&self.cfg.store, &challenge, Some(&user), "webauthn.get", c.expires, true);
+        Decision::Call(call, Pending::Webauthn(WaPending::LoginChallenge { req, user, state, challenge }))
+    }
+
+    /// The sign-in options for the user's enabled keys (`reply`: their factors), with the
+    /// ceremony cookie; a user without a key is refused (the stored challenge just expires).
+    fn login_options(&self, req: Box<Req>, reply: &StoreReply, state: &str, challenge: &[u8; 32]) -> Decision {
+        let Some(settings) = &self.cfg.webauthn else {
+            return rejected(KeyRefusal::NotEnabled);
+        };
+        let Ok(factors) = store::parse_factors(reply) else { return self.unavailable(&req) };
+        let allow: Vec<(Vec<u8>, Vec<String>)> = factors
+            .iter()
+            .filter(|f| f.enabled)
+            .filter_map(|f| f.webauthn.as_ref())
+            .map(|w| (w.credential_id.clone(), w.transports.clone()))
+            .collect();
+        if allow.is_empty() {
+            return rejected(KeyRefusal::NoKey);
+        }
+        let options = wa::request_options(&settings.rp, challenge, &allow);
+        let r = Response::json(200, &json!({ "publicKey": options }));
+        Decision::Respond(r.header("set-cookie", self.ceremony_cookie(state, settings.challenge_ttl_s)))
+    }
+
     /// Starts a ceremony: records the challenge, then answers with options and the state cookie.
     /// Registration and sign-in differ in every argument, so they stay arguments.
     #[allow(clippy::too_many_arguments)]
@@ -295,7 +337,7 @@ impl Gate {
         }
         let purpose = if registration { "webauthn.create" } else { "webauthn.get" };
         let owner = if user.is_empty() { None } else { Some(user) };
-        let call = store::put_challenge(&self.cfg.store, &challenge, owner, purpose, c.expires);
+        let call = store::put_challenge(&self.cfg.store, &challenge, owner, purpose, c.expires, false);
         Decision::Call(call, Pending::Webauthn(WaPending::Challenge { req, state, options: options(&challenge) }))
     }
 
@@ -325,19 +367,19 @@ impl Gate {
                     wa::creation_options(rp, &user, &handle, ch, &exclude)
                 })
             }
-            WaPending::LoginFactors { req, user, next: _ } => {
-                let Ok(factors) = store::parse_factors(reply) else { return self.unavailable(&req) };
-                let allow: Vec<(Vec<u8>, Vec<String>)> = factors
-                    .iter()
-                    .filter(|f| f.enabled)
-                    .filter_map(|f| f.webauthn.as_ref())
-                    .map(|w| (w.credential_id.clone(), w.transports.clone()))
-                    .collect();
-                if allow.is_empty() {
-                    return rejected(KeyRefusal::NoKey);
+            WaPending::LoginChallenge { req, user, state, challenge } => {
+                if store::parse_ok(reply).is_err() {
+                    return self.unavailable(&req);
                 }
-                self.begin(req, &user, false, [0; 16], now, rng, |ch| wa::request_options(rp, ch, &allow))
+                match store::challenge_factors(reply) {
+                    Some(factors) => self.login_options(req, &factors, &state, &challenge),
+                    None => Decision::Call(
+                        store::factors(&self.cfg.store, &user),
+                        Pending::Webauthn(WaPending::LoginKeys { req, state, challenge }),
+                    ),
+                }
             }
+            WaPending::LoginKeys { req, state, challenge } => self.login_options(req, reply, &state, &challenge),
             WaPending::Challenge { req, state, options } => match store::parse_ok(reply) {
                 Ok(()) => {
                     let ttl = settings.challenge_ttl_s;
@@ -492,8 +534,14 @@ impl Gate {
                             // Anonymous quick login: `begin` wrote nothing, so the challenge is
                             // recorded as used only now, after the assertion verified.
                             let expires = now + settings.challenge_ttl_s;
-                            let mark =
-                                store::put_challenge(&self.cfg.store, &challenge, Some(&user), "webauthn.get", expires);
+                            let mark = store::put_challenge(
+                                &self.cfg.store,
+                                &challenge,
+                                Some(&user),
+                                "webauthn.get",
+                                expires,
+                                false,
+                            );
                             return Decision::Call(
                                 mark,
                                 Pending::Webauthn(WaPending::LoginMarkUsed {

@@ -12,6 +12,32 @@ fn challenge(id: &str, user: Option<&str>, purpose: &str, expires_at: i64) -> St
 }
 
 #[test]
+fn a_stored_challenge_can_bring_the_users_factors() {
+    let dir = TempDir::new();
+    let srv = Server::start(&dir, &master_key(31));
+    let r = srv.post("/v1/users/alice/factors", &webauthn_body(&[1u8; 16], 0).to_string());
+    assert_eq!(r.status, 201, "{}", r.body);
+    let listed = srv.get("/v1/users/alice/factors").json();
+    let with = |id: &str, user: Option<&str>| {
+        let mut b: serde_json::Value = serde_json::from_str(&challenge(id, user, "webauthn.get", now() + 60)).unwrap();
+        b["with_factors"] = json!(true);
+        srv.post("/v1/challenges", &b.to_string())
+    };
+    let r = with(&b64url(&[1u8; 16]), Some("alice"));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let v = r.json();
+    assert_eq!((v["ok"].clone(), v["factors"].clone()), (json!(true), listed["factors"].clone()), "{v}");
+    // Stored as without the flag: single use.
+    let consume = srv.post(&format!("/v1/challenges/{}/consume", b64url(&[1u8; 16])), r#"{"purpose":"webauthn.get"}"#);
+    assert_eq!(consume.json()["user"], "alice");
+    // A user without factors: an empty list. No user, or no flag: no list.
+    assert_eq!(with(&b64url(&[2u8; 16]), Some("bob")).json()["factors"], json!([]));
+    assert!(with(&b64url(&[3u8; 16]), None).json().get("factors").is_none());
+    let r = srv.post("/v1/challenges", &challenge(&b64url(&[4u8; 16]), Some("alice"), "webauthn.get", now() + 60));
+    assert_eq!(r.json(), json!({"ok": true}));
+}
+
+#[test]
 fn challenges_are_single_use() {
     let dir = TempDir::new();
     let srv = Server::start(&dir, &master_key(30));

@@ -21,6 +21,8 @@
 //! | `state1` | one filter-state write (`set_property`) |
 //! | `gets3` | three more single-header reads (`get_http_request_header`: `cookie`, `:path`, `x-request-id`) |
 //! | `cookie-prop` | every `Cookie` line in one read: `get_property(["request", "headers", "cookie"])` |
+//! | `adds3` | three request header adds (`add_http_request_header`), as edge-mfa's identity headers |
+//! | `map-set` | the whole map read, then written back with three more headers in one call (`set_http_request_headers_bytes`) |
 //! | `cookie-echo` | not a rung: answers with the first `Cookie` line and the property, to see what Envoy gives |
 //! | `all` | all of the above (`hmac` once, with the precomputed key) |
 //!

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use edge_mfa_proto as proto;
 
-use super::{blocking, check_b64url_id, check_user, done, Actor, ApiError, ApiResult, Body, Segment, Shared};
+use super::{blocking, check_b64url_id, check_user, Actor, ApiError, ApiResult, Body, Segment, Shared};
 use crate::db::{self, challenges};
 
 /// Longest accepted challenge lifetime.
@@ -25,7 +25,7 @@ pub async fn create(
     State(state): State<Shared>,
     Actor(actor): Actor,
     Body(body): Body<proto::NewChallenge>,
-) -> ApiResult<(StatusCode, Json<proto::Done>)> {
+) -> ApiResult<(StatusCode, Json<proto::StoredChallenge>)> {
     check_b64url_id("id", &body.id)?;
     if let Some(u) = &body.user {
         check_user(u)?;
@@ -35,11 +35,18 @@ pub async fn create(
     if body.expires_at <= now || body.expires_at > now + MAX_TTL_S {
         return Err(ApiError::invalid(format!("expires_at must be in the future, at most {MAX_TTL_S} s from now")));
     }
-    blocking(&state, move |s| {
-        s.pool.with(|c| challenges::create(c, &body.id, body.user.as_deref(), &body.purpose, body.expires_at, &actor))
+    let factors = blocking(&state, move |s| {
+        s.pool.with(|c| {
+            challenges::create(c, &body.id, body.user.as_deref(), &body.purpose, body.expires_at, &actor)?;
+            match &body.user {
+                Some(u) if body.with_factors => Ok(Some(crate::db::list_factors(c, u, Some(&s.key))?)),
+                _ => Ok(None),
+            }
+        })
     })
     .await?;
-    Ok((StatusCode::CREATED, done()))
+    let factors = factors.map(|fs| fs.iter().map(super::factors::factor_reply).collect());
+    Ok((StatusCode::CREATED, Json(proto::StoredChallenge { ok: true, factors })))
 }
 
 pub async fn consume(

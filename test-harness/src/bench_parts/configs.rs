@@ -50,6 +50,8 @@ pub(crate) const LADDER: &[&str] = &[
     "b-state1",
     "b-gets3",
     "b-cookie-prop",
+    "b-adds3",
+    "b-map-set",
     "b-all",
 ];
 
@@ -187,6 +189,18 @@ pub(crate) const SPECS: &[Spec] = &[
         id: "b-cookie-prop",
         title: "floor + every Cookie line in one read (get_property request.headers.cookie)",
         filters: &[Filter::Floor("cookie-prop")],
+        challenge: false,
+    },
+    Spec {
+        id: "b-adds3",
+        title: "floor + 3 request header adds (add_http_request_header, as edge-mfa's identity headers)",
+        filters: &[Filter::Floor("adds3")],
+        challenge: false,
+    },
+    Spec {
+        id: "b-map-set",
+        title: "floor + the whole header map read and written back with 3 more headers (one write call)",
+        filters: &[Filter::Floor("map-set")],
         challenge: false,
     },
     Spec {

@@ -103,7 +103,9 @@ pub(crate) fn store_throughput(stack: &Stack, s: &Settings, seconds: u64, dir: &
          (`{}`, SQLite backend, a fresh database), bearer token as the filter sends it; \
          the TOTP use is a wrk Lua script posting an increasing step to 32 factors in turn; its non-2xx \
          answers are `409 replay`: a use that stalled was overtaken by a later step of the same factor \
-         (checked with a Lua `response` hook). Only the SQLite backend exists in this tree.",
+         (checked with a Lua `response` hook). `make bench` measures the SQLite backend, which \
+         needs no server; PostgreSQL: `bench/store/run postgres://...` (same workload, both \
+         backends' figures in docs/scaling.md, \"Measured store throughput\").",
         std::env::var("EDGE_MFA_STORE_BIN").unwrap_or_else(|_| "EDGE_MFA_STORE_BIN".into())
     );
     (o, failures)

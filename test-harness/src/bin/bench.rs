@@ -60,6 +60,8 @@ mod cold;
 mod configs;
 #[path = "../bench_parts/envoy.rs"]
 mod envoy;
+#[path = "../bench_parts/instructions.rs"]
+mod instructions;
 #[path = "../bench_parts/machine.rs"]
 mod machine;
 #[path = "../bench_parts/report.rs"]
@@ -155,6 +157,10 @@ fn main() {
         vec![("cookie".to_string(), format!("{identity}; {session}")), (IDENTITY_HEADER.to_string(), USER.to_string())];
     let challenge_headers =
         vec![(IDENTITY_HEADER.to_string(), USER.to_string()), ("accept".to_string(), "text/html".to_string())];
+    if settings::env_str("BENCH_INSTRUCTIONS").is_some_and(|v| v != "0") {
+        count_instructions(&s, &ctx, &dir, base_id, &load_headers, &identity);
+        return;
+    }
     let mut rows: Vec<Row> = s
         .configs
         .iter()
@@ -270,6 +276,94 @@ fn main() {
     }
     drop(stack);
     if !failures.is_empty() {
+        std::process::exit(1);
+    }
+}
+
+/// `BENCH_INSTRUCTIONS=1`: instructions per request of each configuration under callgrind
+/// (`bench_parts/instructions.rs`), two at a time; the table goes to stdout and to
+/// `BENCH_INSTRUCTIONS_OUT` (default `bench/instructions.md`).
+fn count_instructions(
+    s: &Settings,
+    ctx: &Ctx,
+    dir: &Path,
+    base_id: u32,
+    load_headers: &[(String, String)],
+    _identity: &str,
+) {
+    if which("valgrind").is_none() || which("callgrind_control").is_none() {
+        die("BENCH_INSTRUCTIONS needs valgrind (Debian: apt-get install valgrind)");
+    }
+    let started = Instant::now();
+    let specs: Vec<_> = s.configs.iter().filter_map(|c| config_spec(c)).filter(|sp| !sp.challenge).collect();
+    let mut results: Vec<(&str, &str, Result<f64, String>)> = Vec::new();
+    for (k, pair) in specs.chunks(2).enumerate() {
+        let found: Vec<_> = std::thread::scope(|scope| {
+            let handles: Vec<_> = pair
+                .iter()
+                .enumerate()
+                .map(|(j, sp)| {
+                    let boot = placeholder_ports(bench_bootstrap(sp, ctx));
+                    let id = base_id + 50 + (k * 2 + j) as u32;
+                    scope.spawn(move || {
+                        eprintln!("bench: ({}) counting instructions under callgrind", sp.id);
+                        instructions::per_request(sp.id, dir, &boot, id, load_headers, BENCH_PATH)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("panicked".into()))).collect()
+        });
+        for (sp, r) in pair.iter().zip(found) {
+            match &r {
+                Ok(v) => eprintln!("bench: ({}) {:.0} instructions/request", sp.id, v),
+                Err(e) => eprintln!("bench: ({}) {e}", sp.id),
+            }
+            results.push((sp.id, sp.title, r));
+        }
+    }
+    let of = |id: &str| results.iter().find(|(i, _, _)| *i == id).and_then(|(_, _, r)| r.as_ref().ok().copied());
+    let (floor, none) = (of("b"), of("a"));
+    let mut o = String::from("# edge-mfa: instructions per request (callgrind)\n\n");
+    o.push_str(&format!(
+        "- date: {}\n- commit: {}\n- envoy: {}\n- command: `BENCH_INSTRUCTIONS=1 BENCH_CONFIGS={} make bench`\n\
+         - method: each configuration's Envoy (`--concurrency 1`) under `valgrind --tool=callgrind \
+         --smc-check=all`; {} requests on one keep-alive connection to warm up (V8 tiers the Wasm code \
+         up), counters zeroed, {} requests counted (the same request as `make bench`: identity header \
+         and session cookie). User-space instructions of the Envoy process only: the kernel's share \
+         (sockets), about a quarter of the CPU time per request here, is not counted and is the same for \
+         every configuration. Repeats to ~0.3 %.\n- took: {:.0} s\n\n",
+        report::date_utc(),
+        report::git_rev(),
+        envoy_version(),
+        s.configs.join(","),
+        instructions::WARM_UP_SHOWN,
+        instructions::COUNTED_SHOWN,
+        started.elapsed().as_secs_f64()
+    ));
+    o.push_str("| config | filters | instructions/request | vs (b) | beyond (b) | beyond (a) |\n| --- | --- | ---: | ---: | ---: | ---: |\n");
+    for (id, title, r) in &results {
+        match r {
+            Ok(v) => o.push_str(&format!(
+                "| ({id}) | {title} | {v:.0} | {} | {} | {} |\n",
+                floor.map_or("–".into(), |f| format!("{:.3}", f / v)),
+                floor.map_or("–".into(), |f| format!("{:+.0}", v - f)),
+                none.map_or("–".into(), |a| format!("{:+.0}", v - a)),
+            )),
+            Err(e) => o.push_str(&format!("| ({id}) | {title} | failed: {e} | | | |\n")),
+        }
+    }
+    o.push_str(
+        "\n\"vs (b)\": the floor's instructions divided by the configuration's, the instruction analogue of \
+                the req/s ratio (which also carries the kernel's equal share, so it is closer to 1).\n",
+    );
+    println!("{o}");
+    let out = settings::env_str("BENCH_INSTRUCTIONS_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| test_harness::repo_root().join("bench").join("instructions.md"));
+    if let Err(e) = fs::write(&out, &o) {
+        eprintln!("bench: write {}: {e}", out.display());
+    }
+    if results.iter().any(|(_, _, r)| r.is_err()) {
         std::process::exit(1);
     }
 }
