@@ -9,6 +9,8 @@
 //! Format (proxy-wasm ABI 0.2.1): `u32` pair count, then per pair `u32` key length and `u32`
 //! value length (all little-endian), then per pair the key, a NUL, the value, a NUL.
 
+use std::borrow::Cow;
+
 /// Every `Cookie` line of a request, joined.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Cookies<'a> {
@@ -18,8 +20,6 @@ pub struct Cookies<'a> {
     /// How many `Cookie` lines there were: with one, a single replace rewrites it.
     pub lines: usize,
 }
-
-use std::borrow::Cow;
 
 fn u32_at(buf: &[u8], at: usize) -> Option<usize> {
     let b = buf.get(at..at.checked_add(4)?)?;

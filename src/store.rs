@@ -220,9 +220,7 @@ pub fn put_challenge(
 /// The factors a stored challenge brought (`with_factors`), as the reply of a factors fetch;
 /// `None` when it brought none (a store that predates `with_factors`: fetch them).
 pub fn challenge_factors(reply: &StoreReply) -> Option<StoreReply> {
-    let r = read::<proto::StoredChallenge>(reply, &[200, 201]).ok()?;
-    let list = proto::FactorList { user: String::new(), factors: r.factors?, banned_until: None };
-    Some(StoreReply { status: Some(200), body: serde_json::to_vec(&list).ok()? })
+    as_factors_reply(read::<proto::StoredChallenge>(reply, &[200, 201]).ok()?.factors?)
 }
 
 pub fn consume_challenge(cfg: &StoreConfig, challenge: &[u8], purpose: &str) -> StoreRequest {
@@ -403,7 +401,12 @@ pub fn reserve_attempt(
 /// fetch; `None` when it brought none (a store that predates `with_factors`: fetch them).
 pub fn reservation_factors(reply: &StoreReply) -> Option<StoreReply> {
     let r = read::<proto::Reservation>(reply, &[200]).ok()?;
-    let factors = r.factors.filter(|_| r.granted)?;
+    as_factors_reply(r.factors.filter(|_| r.granted)?)
+}
+
+/// Factors another call brought, as the reply of `GET /v1/users/{user}/factors`, so that one
+/// reader (`parse_factors`) checks them whichever call brought them.
+fn as_factors_reply(factors: Vec<proto::Factor>) -> Option<StoreReply> {
     let list = proto::FactorList { user: String::new(), factors, banned_until: None };
     Some(StoreReply { status: Some(200), body: serde_json::to_vec(&list).ok()? })
 }

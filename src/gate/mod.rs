@@ -40,7 +40,7 @@ mod webauthn_flow;
 pub trait Headers {
     /// The header's value, borrowed where the host's copy can be (the hot path allocates no
     /// header it only reads).
-    fn get(&self, name: &str) -> Option<std::borrow::Cow<'_, str>>;
+    fn get(&self, name: &str) -> Option<Cow<'_, str>>;
     /// The downstream address as Envoy sees it (`source.address`, e.g. `10.0.0.1:5678`), which
     /// follows Envoy's own `use_remote_address` / `xff_num_trusted_hops`; never a client header.
     fn source_address(&self) -> Option<String>;

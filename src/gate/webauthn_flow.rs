@@ -275,24 +275,16 @@ impl Gate {
     /// A named user's sign-in begins: one store call both records the challenge and brings
     /// the user's factors (`with_factors`), whose enabled keys the options allow.
     fn begin_login(&self, req: Box<Req>, user: String, now: u64, rng: &mut dyn Rng) -> Decision {
-        let ttl = self.cfg.webauthn.as_ref().map_or(120, |w| w.challenge_ttl_s);
-        let mut challenge = [0u8; 32];
-        rng.fill(&mut challenge);
-        let c =
-            Ceremony { registration: false, expires: now + ttl, challenge, user_handle: [0; 16], user: user.clone() };
-        let Ok(state) = token::seal_ceremony(&self.keys.borrow(), &c) else {
+        let Some((challenge, state, expires)) = self.new_ceremony(&user, false, [0; 16], now, rng) else {
             return self.unavailable(&req);
         };
-        let call = store::put_challenge(&self.cfg.store, &challenge, Some(&user), "webauthn.get", c.expires, true);
+        let call = store::put_challenge(&self.cfg.store, &challenge, Some(&user), "webauthn.get", expires, true);
         Decision::Call(call, Pending::Webauthn(WaPending::LoginChallenge { req, user, state, challenge }))
     }
 
     /// The sign-in options for the user's enabled keys (`reply`: their factors), with the
     /// ceremony cookie; a user without a key is refused (the stored challenge just expires).
     fn login_options(&self, req: Box<Req>, reply: &StoreReply, state: &str, challenge: &[u8; 32]) -> Decision {
-        let Some(settings) = &self.cfg.webauthn else {
-            return rejected(KeyRefusal::NotEnabled);
-        };
         let Ok(factors) = store::parse_factors(reply) else { return self.unavailable(&req) };
         let allow: Vec<(Vec<u8>, Vec<String>)> = factors
             .iter()
@@ -300,12 +292,36 @@ impl Gate {
             .filter_map(|f| f.webauthn.as_ref())
             .map(|w| (w.credential_id.clone(), w.transports.clone()))
             .collect();
-        if allow.is_empty() {
-            return rejected(KeyRefusal::NoKey);
+        match &self.cfg.webauthn {
+            None => rejected(KeyRefusal::NotEnabled),
+            Some(_) if allow.is_empty() => rejected(KeyRefusal::NoKey),
+            Some(w) => self.ceremony_answer(wa::request_options(&w.rp, challenge, &allow), state),
         }
-        let options = wa::request_options(&settings.rp, challenge, &allow);
+    }
+
+    /// A fresh ceremony: its random challenge, the sealed state for its cookie, and when it
+    /// expires; `None` when the state cannot be sealed.
+    fn new_ceremony(
+        &self,
+        user: &str,
+        registration: bool,
+        handle: [u8; 16],
+        now: u64,
+        rng: &mut dyn Rng,
+    ) -> Option<([u8; 32], String, u64)> {
+        let ttl = self.cfg.webauthn.as_ref().map_or(120, |w| w.challenge_ttl_s);
+        let mut challenge = [0u8; 32];
+        rng.fill(&mut challenge);
+        let c = Ceremony { registration, expires: now + ttl, challenge, user_handle: handle, user: user.to_string() };
+        let state = token::seal_ceremony(&self.keys.borrow(), &c).ok()?;
+        Some((challenge, state, c.expires))
+    }
+
+    /// The answer to a `begin`: the options, and the ceremony state in its cookie.
+    fn ceremony_answer(&self, options: Value, state: &str) -> Decision {
+        let ttl = self.cfg.webauthn.as_ref().map_or(120, |w| w.challenge_ttl_s);
         let r = Response::json(200, &json!({ "publicKey": options }));
-        Decision::Respond(r.header("set-cookie", self.ceremony_cookie(state, settings.challenge_ttl_s)))
+        Decision::Respond(r.header("set-cookie", self.ceremony_cookie(state, ttl)))
     }
 
     /// Starts a ceremony: records the challenge, then answers with options and the state cookie.
@@ -321,23 +337,18 @@ impl Gate {
         rng: &mut dyn Rng,
         options: impl FnOnce(&[u8; 32]) -> Value,
     ) -> Decision {
-        let ttl = self.cfg.webauthn.as_ref().map_or(120, |w| w.challenge_ttl_s);
-        let mut challenge = [0u8; 32];
-        rng.fill(&mut challenge);
-        let c = Ceremony { registration, expires: now + ttl, challenge, user_handle: handle, user: user.to_string() };
-        let Ok(state) = token::seal_ceremony(&self.keys.borrow(), &c) else {
+        let Some((challenge, state, expires)) = self.new_ceremony(user, registration, handle, now, rng) else {
             return self.unavailable(&req);
         };
         if !registration && user.is_empty() {
             // Anonymous quick login: a mere `begin` writes nothing (no challenge row, no audit
             // row), so it cannot grow the store. The challenge lives only in the signed,
             // expiring ceremony cookie; `finish` records it as used once the assertion verifies.
-            let r = Response::json(200, &json!({ "publicKey": options(&challenge) }));
-            return Decision::Respond(r.header("set-cookie", self.ceremony_cookie(&state, ttl)));
+            return self.ceremony_answer(options(&challenge), &state);
         }
         let purpose = if registration { "webauthn.create" } else { "webauthn.get" };
         let owner = if user.is_empty() { None } else { Some(user) };
-        let call = store::put_challenge(&self.cfg.store, &challenge, owner, purpose, c.expires, false);
+        let call = store::put_challenge(&self.cfg.store, &challenge, owner, purpose, expires, false);
         Decision::Call(call, Pending::Webauthn(WaPending::Challenge { req, state, options: options(&challenge) }))
     }
 
@@ -381,11 +392,7 @@ impl Gate {
             }
             WaPending::LoginKeys { req, state, challenge } => self.login_options(req, reply, &state, &challenge),
             WaPending::Challenge { req, state, options } => match store::parse_ok(reply) {
-                Ok(()) => {
-                    let ttl = settings.challenge_ttl_s;
-                    let r = Response::json(200, &json!({ "publicKey": options }));
-                    Decision::Respond(r.header("set-cookie", self.ceremony_cookie(&state, ttl)))
-                }
+                Ok(()) => self.ceremony_answer(options, &state),
                 Err(_) => self.unavailable(&req),
             },
             WaPending::RegisterConsume { req, session, user, cred, name, handle, next } => match store::parse_ok(reply)

@@ -97,13 +97,7 @@ mod filter {
                     source_address: true,
                     shared_data: true,
                     clock: true,
-                    state3: false,
-                    state1: false,
-                    gets3: false,
-                    cookie_prop: false,
-                    cookie_echo: false,
-                    adds3: false,
-                    map_set: false,
+                    ..w
                 },
                 _ => return None,
             })

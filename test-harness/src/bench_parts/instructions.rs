@@ -18,10 +18,8 @@ use test_harness::envoy_command;
 use test_harness::process::free_port;
 
 /// Requests before counting (V8 tiers the Wasm code up) and counted.
-const WARM_UP: usize = 3000;
-const COUNTED: usize = 2000;
-pub(crate) const WARM_UP_SHOWN: usize = WARM_UP;
-pub(crate) const COUNTED_SHOWN: usize = COUNTED;
+pub(crate) const WARM_UP: usize = 3000;
+pub(crate) const COUNTED: usize = 2000;
 
 /// The Envoy binary valgrind runs: `BENCH_VALGRIND_ENVOY`, else `ENVOY_BIN`'s, else, when that
 /// is the PyPI wheel's Python launcher, the binary the wheel ships.
