@@ -64,7 +64,7 @@ test: deps wasm store browser-deps
 	echo "make test: envoy = $$ENVOY_BIN"; \
 	export ENVOY_BIN EDGE_MFA_E2E_REQUIRED=1 \
 	  EDGE_MFA_WASM="$(EDGE_MFA_WASM)" EDGE_MFA_STORE_BIN="$(EDGE_MFA_STORE_BIN)" DEMO_UPSTREAM_BIN="$(DEMO_UPSTREAM_BIN)"; \
-	$(CARGO) clippy -p edge-mfa --lib; \
+	$(CARGO) clippy -p edge-mfa -p edge-mfa-filter --lib; \
 	env -u EDGE_MFA_TEST_PG_URL $(CARGO) test --workspace --no-fail-fast -- --test-threads=$(TEST_THREADS); \
 	CARGO="$(CARGO)" TEST_THREADS=$(TEST_THREADS) $(ROOT)/scripts/test-postgres
 

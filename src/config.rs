@@ -1008,6 +1008,7 @@ impl Config {
 
     /// Parses the plugin configuration; `*_env` secrets are read through `env` (the VM's
     /// environment, which Envoy fills from `vm_config.environment_variables`), once, here.
+    #[inline(never)]
     pub fn parse_with_env(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let raw = raw_config(bytes)?;
         let identity = IdentitySource::try_from(raw.identity)?;

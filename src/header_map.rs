@@ -21,6 +21,7 @@ pub struct Cookies<'a> {
     pub lines: usize,
 }
 
+#[inline]
 fn u32_at(buf: &[u8], at: usize) -> Option<usize> {
     let b = buf.get(at..at.checked_add(4)?)?;
     let mut a = [0u8; 4];
@@ -40,6 +41,7 @@ pub struct HeaderMap {
 impl HeaderMap {
     /// `None` when `buf` is not a well-formed map (the caller then sees no headers at all, so
     /// the request gets no session and no pass).
+    #[inline]
     pub fn parse(buf: Vec<u8>) -> Option<HeaderMap> {
         if buf.is_empty() {
             return Some(HeaderMap { buf, spans: Vec::new() });
@@ -66,21 +68,25 @@ impl HeaderMap {
         Some(HeaderMap { buf, spans })
     }
 
+    #[inline]
     fn pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         self.spans.iter().filter_map(|&(k, ke, v, ve)| Some((self.buf.get(k..ke)?, self.buf.get(v..ve)?)))
     }
 
     /// The first value of `name` (lower-case, as Envoy keeps header names).
+    #[inline]
     pub fn get(&self, name: &str) -> Option<&[u8]> {
         self.pairs().find(|(k, _)| k.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
     }
 
     /// Whether any of `names` (lower-case) is present: one pass over the map.
+    #[inline]
     pub fn has_any(&self, names: &[&str]) -> bool {
         self.pairs().any(|(k, _)| names.iter().any(|n| k.eq_ignore_ascii_case(n.as_bytes())))
     }
 
     /// Every `Cookie` line, joined.
+    #[inline]
     pub fn cookies(&self) -> Cookies<'_> {
         let mut out = Cookies::default();
         for (_, value) in self.pairs().filter(|(k, _)| k.eq_ignore_ascii_case(b"cookie")) {
@@ -106,6 +112,7 @@ impl HeaderMap {
 /// The `Cookie` lines of the serialized map `buf` (owned); `None` when `buf` is not a
 /// well-formed map.
 #[cfg(test)]
+#[inline]
 fn cookies(buf: &[u8]) -> Option<Cookies<'static>> {
     HeaderMap::parse(buf.to_vec()).map(|m| {
         let c = m.cookies();

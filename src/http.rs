@@ -5,6 +5,7 @@
 /// none (`Err`): a planted duplicate must not choose which token we check. The `Err` carries
 /// nothing on purpose: the only thing to know is "ambiguous", and callers treat it as no cookie.
 #[allow(clippy::result_unit_err)]
+#[inline]
 pub fn find_cookie<'a>(header: &'a str, name: &str) -> Result<Option<&'a str>, ()> {
     let mut found = None;
     for part in header.split(';') {
@@ -36,6 +37,7 @@ pub enum CookieEdit {
 ///
 /// One pass, as every pass strips the session cookie: each part is looked at once, and the
 /// parts before the first of ours are copied only once one of ours is found.
+#[inline]
 pub fn strip_cookies(header: &str, names: &[&str]) -> Option<CookieEdit> {
     let ws = |c: char| c == ' ' || c == '\t';
     let mut out: Option<String> = None;
@@ -61,6 +63,7 @@ pub fn strip_cookies(header: &str, names: &[&str]) -> Option<CookieEdit> {
     Some(if out.is_empty() { CookieEdit::Remove } else { CookieEdit::Set(out) })
 }
 
+#[inline]
 fn push_cookie(out: &mut String, part: &str) {
     if part.is_empty() {
         return;
@@ -73,6 +76,7 @@ fn push_cookie(out: &mut String, part: &str) {
 
 /// The host of an `:authority` (`host`, `host:port`, `[v6]:port`), without the port: cookies
 /// are shared across ports, so a session's audience is the host alone.
+#[inline]
 pub fn host_of(authority: &str) -> &str {
     if let Some(rest) = authority.strip_prefix('[') {
         return rest.split_once(']').map_or(authority, |(h, _)| h);
@@ -143,6 +147,7 @@ pub fn form_get<'a>(form: &'a [(String, String)], key: &str) -> Option<&'a str> 
 }
 
 /// Splits `:path` into path and query.
+#[inline]
 pub fn split_path(p: &str) -> (&str, &str) {
     match p.split_once('?') {
         Some((a, b)) => (a, b),

@@ -8,11 +8,13 @@ use std::fmt;
 pub const MAX_USER_LEN: usize = 256;
 
 /// A usable user name: non-empty, bounded, printable, no separators we use elsewhere.
+#[inline]
 pub fn user_ok(u: &str) -> bool {
     !u.is_empty() && u.len() <= MAX_USER_LEN && u.chars().all(|c| !c.is_control())
 }
 
 /// The user named by a trusted header's value.
+#[inline]
 pub fn from_header(value: &str) -> Option<&str> {
     let v = value.trim();
     user_ok(v).then_some(v)

@@ -1,7 +1,8 @@
 //! edge-mfa: multi-factor authentication enforced inside Envoy as a proxy-wasm filter.
 //!
-//! Everything but `glue` is plain Rust with no proxy-wasm types, tested on the host; `glue`
-//! only moves headers, bodies and store calls between Envoy and `gate::Gate`.
+//! Plain Rust with no proxy-wasm types, tested on the host. The proxy-wasm module is the
+//! `edge-mfa-filter` crate (`filter/`), whose glue only moves headers, bodies and store calls
+//! between Envoy and `gate::Gate`.
 
 // A panic on request data would kill the Wasm VM (and with it every request on that worker):
 // outside tests, the crate does not unwrap, expect, panic or index unchecked.
@@ -25,9 +26,3 @@ pub mod telemetry;
 pub mod token;
 pub mod totp;
 pub mod webauthn;
-
-// Built for wasm32; also under clippy on the host, so `make test`'s lint covers the glue too.
-#[cfg(any(target_arch = "wasm32", clippy))]
-mod glue;
-#[cfg(any(target_arch = "wasm32", clippy))]
-mod glue_telemetry;

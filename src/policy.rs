@@ -59,11 +59,13 @@ impl Policy {
     }
 
     /// True when `path` (no query) needs no MFA at all.
+    #[inline]
     pub fn bypassed(&self, path: &str) -> bool {
         !self.bypass.is_empty() && is_canonical(path) && self.bypass.iter().any(|b| prefix_match(path, b, false))
     }
 
     /// The step-up rules that apply to `path` (no query).
+    #[inline]
     pub fn rules_for<'a>(&'a self, path: &str) -> impl Iterator<Item = &'a Rule> + 'a {
         let canon: Option<Cow<str>> =
             if is_canonical(path) { Some(Cow::Borrowed(path)) } else { canonical_checked(path).map(Cow::Owned) };
@@ -77,12 +79,14 @@ impl Policy {
         matched.into_iter()
     }
 
+    #[inline]
     pub fn has_rules(&self) -> bool {
         !self.rules.is_empty()
     }
 }
 
 /// Segment-aware prefix match: `/admin` matches `/admin` and `/admin/x`, not `/administrator`.
+#[inline]
 fn prefix_match(path: &str, prefix: &str, fold_case: bool) -> bool {
     let p = prefix.trim_end_matches('/');
     if p.is_empty() {
@@ -97,6 +101,7 @@ fn prefix_match(path: &str, prefix: &str, fold_case: bool) -> bool {
 }
 
 /// Already canonical: nothing a server might decode or fold differently from us.
+#[inline]
 pub fn is_canonical(path: &str) -> bool {
     let b = path.as_bytes();
     if b.first() != Some(&b'/') {

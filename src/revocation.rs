@@ -75,6 +75,7 @@ fn unhex(s: &str) -> Option<[u8; 16]> {
 }
 
 impl Revocations {
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.sessions.is_empty() && self.users.is_empty()
     }
@@ -84,6 +85,7 @@ impl Revocations {
     }
 
     /// The hot-path check, O(1): is this session of `user`, issued at `issued_at`, revoked?
+    #[inline]
     pub fn revoked(&self, user: &str, session_id: &[u8; 16], issued_at: u64) -> bool {
         if self.is_empty() {
             return false;
@@ -181,6 +183,7 @@ impl Revocations {
 /// One poller for all workers: a lease in shared data, `"<owner>:<until_ms>"`. Returns the new
 /// lease value to write (with the read CAS) when `me` may poll now: the lease is free, expired,
 /// or already `me`'s (then renewed). Another worker's live lease: `None`, do not poll.
+#[inline(never)]
 pub fn lease_take(current: Option<&[u8]>, me: u64, now_ms: u64, ttl_ms: u64) -> Option<Vec<u8>> {
     let held = current
         .and_then(|b| std::str::from_utf8(b).ok())

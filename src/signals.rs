@@ -4,6 +4,7 @@
 /// The RFC 8176 `amr` values for a session verified with `method` (a `Method::as_str`), as the
 /// comma-separated `x-mfa-amr` header value; `None` when no second factor was asked.
 /// Every verified session also had the first factor, so `mfa` is always there.
+#[inline]
 pub fn amr(method: &str) -> Option<&'static str> {
     Some(match method {
         // One-time codes: authenticator app, emailed code, recovery code.

@@ -51,6 +51,7 @@ impl StoreRequest {
 
 /// Builds a reply from what the host gave. A success whose body is not labelled JSON is not
 /// trusted (a proxy's HTML error page, a misrouted cluster): it counts as no answer.
+#[inline(never)]
 pub fn reply_from(status: Option<&str>, content_type: Option<&str>, body: Vec<u8>) -> StoreReply {
     let status = status.and_then(|s| s.parse::<u32>().ok());
     let json = content_type.is_some_and(|c| c.trim_start().to_ascii_lowercase().starts_with("application/json"));

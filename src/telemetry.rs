@@ -44,6 +44,7 @@ pub fn emit(e: Event) {
 }
 
 /// The events since the last call.
+#[inline]
 pub fn drain() -> Vec<Event> {
     EVENTS.with(|v| v.try_borrow_mut().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default())
 }
@@ -93,6 +94,7 @@ pub fn counter_names() -> Vec<String> {
 }
 
 /// Where `c` sits in [`counter_names`]; `None` for a label value outside the known sets.
+#[inline]
 pub fn counter_index(c: Counter) -> Option<usize> {
     let m = |s: &str| METHODS.iter().position(|x| *x == s);
     let (n, r, s) = (METHODS.len(), REASONS.len(), STORE_RESULTS.len());

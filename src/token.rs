@@ -89,6 +89,7 @@ pub enum Method {
 }
 
 impl Method {
+    #[inline]
     pub fn as_str(self) -> &'static str {
         match self {
             Method::Totp => "totp",
@@ -270,6 +271,7 @@ pub fn seal_session(ring: &KeyRing, user: &str, s: &Session, audience: &str) -> 
 
 /// Verifies a session token for the identity `user` at time `now`. This is the hot path.
 /// With `audience`, the token must have been minted for that host (ASCII case-insensitive).
+#[inline]
 pub fn open_session(
     ring: &KeyRing,
     token: &str,
@@ -286,6 +288,7 @@ pub fn open_session(
 }
 
 /// Verifies a quick-login session, which names its own user (no first-factor identity).
+#[inline]
 pub fn open_quick_session(
     ring: &KeyRing,
     token: &str,
@@ -325,6 +328,7 @@ struct SessionCache {
 const CACHE_SLOTS: usize = 256;
 
 impl SessionCache {
+    #[inline]
     fn slot(token: &str) -> usize {
         // FNV-1a over the last characters: the MAC's, never attacker-useful (see above).
         let tail = token.as_bytes().get(token.len().saturating_sub(16)..).unwrap_or_default();
@@ -332,6 +336,7 @@ impl SessionCache {
         h as usize % CACHE_SLOTS
     }
 
+    #[inline]
     fn get(&self, token: &str) -> Option<&SessionClaims> {
         match self.slots.get(Self::slot(token)) {
             Some(Some((t, c))) if ct_eq(t.as_bytes(), token.as_bytes()) => Some(c),
@@ -357,6 +362,7 @@ impl std::fmt::Debug for SessionCache {
 }
 
 /// Equality of two byte strings in time that depends on their lengths only.
+#[inline]
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
@@ -441,6 +447,7 @@ fn open_session_payload<'b>(
 }
 
 /// A verified session is still good at `now` and for this host.
+#[inline]
 fn check_session(s: &Session, token_audience: &[u8], audience: Option<&str>, now: u64) -> Result<(), TokenError> {
     if s.expires <= now {
         return Err(TokenError::Expired);

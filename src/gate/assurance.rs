@@ -84,6 +84,7 @@ fn presented(s: &Session) -> bool {
 }
 
 /// Whether `s` satisfies one step-up rule at `now`.
+#[inline]
 pub fn rule_satisfied(rule: &Rule, s: &Session, now: u64) -> bool {
     let named = rule.methods.as_ref().is_some_and(|ms| ms.contains(&s.method));
     if !presented(s) && !named && (rule.max_age_s.is_some() || rule.methods.is_some()) {
@@ -104,6 +105,7 @@ pub fn recent(s: &Session, recent_s: u64, now: u64) -> bool {
 }
 
 /// The random re-check (MFA_RECHECK) is due.
+#[inline]
 pub fn recheck_due(s: &Session, now: u64) -> bool {
     s.recheck_at != 0 && now >= s.recheck_at
 }
@@ -123,6 +125,7 @@ pub fn allowed_for(policy: &Policy, path: &str) -> Option<Vec<Method>> {
 }
 
 /// Whether `s` is good enough for `path` now; if not, why and which methods would be.
+#[inline]
 pub fn admits(policy: &Policy, path: &str, s: &Session, now: u64) -> Result<(), (Reason, Option<Vec<Method>>)> {
     if recheck_due(s, now) {
         return Err((Reason::Recheck, None));

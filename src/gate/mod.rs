@@ -222,6 +222,7 @@ pub struct Gate {
 }
 
 impl Gate {
+    #[inline(never)]
     pub fn new(cfg: Config) -> Gate {
         let keys = RefCell::new(cfg.static_keys.clone());
         Gate { cfg, keys, last_identity: RefCell::new(None), revocations: RefCell::default() }
@@ -236,6 +237,7 @@ impl Gate {
     }
 
     /// Installs keys fetched from the store; returns false (keeping the old ones) if unusable.
+    #[inline(never)]
     pub fn install_keys(&self, reply: &StoreReply) -> bool {
         match store::parse_keys(reply) {
             Ok(ring) => {
@@ -246,10 +248,12 @@ impl Gate {
         }
     }
 
+    #[inline(never)]
     pub fn keys_request(&self) -> StoreRequest {
         store::keys(&self.cfg.store)
     }
 
+    #[inline]
     fn identity(&self, raw: Option<&str>) -> Option<String> {
         let raw = raw?;
         match &self.cfg.identity {
@@ -277,6 +281,7 @@ impl Gate {
         }
     }
 
+    #[inline]
     fn session_of(&self, token: &str, user: &str, audience: Option<&str>, now: u64) -> Option<Session> {
         token::open_session(&self.keys.borrow(), token, user, audience, now).ok().filter(|s| !self.revoked(user, s))
     }
@@ -296,6 +301,7 @@ impl Gate {
     }
 
     /// edge-mfa's own cookies, which never reach the app.
+    #[inline]
     fn own_cookies(&self) -> [&str; 4] {
         [&self.cfg.cookie_name, &self.cfg.device_cookie, &self.cfg.remembered_cookie, &self.cfg.ceremony_cookie]
     }
@@ -308,12 +314,14 @@ impl Gate {
     }
 
     /// The answer to a held body larger than `body_limit`, or `None` when it fits.
+    #[inline(never)]
     pub fn body_refusal(&self, size: usize) -> Option<pages::Response> {
         (size > self.cfg.body_limit)
             .then(|| pages::Response::json(413, &serde_json::json!({"error": "body_too_large"})))
     }
 
     /// The `Cookie` header for the app: `cookies` without edge-mfa's own (`None`: unchanged).
+    #[inline]
     pub fn cookie_for_app(&self, cookies: Option<&str>) -> Option<CookieEdit> {
         strip_cookies(cookies?, &self.own_cookies())
     }
@@ -360,6 +368,7 @@ impl Gate {
         }
     }
 
+    #[inline]
     fn quick_session_of(&self, token: &str, audience: Option<&str>, now: u64) -> Option<(Session, String)> {
         if !self.cfg.quick_login {
             return None;
@@ -397,6 +406,7 @@ impl Gate {
     }
 
     /// Whether `s` is good enough for `path` now (see `assurance::admits`).
+    #[inline]
     fn admits(&self, path: &str, s: &Session, now: u64) -> Result<(), (Reason, Option<Vec<Method>>)> {
         assurance::admits(&self.cfg.policy, path, s, now)
     }
@@ -416,6 +426,7 @@ impl Gate {
     }
 
     /// Every request's first stop. With a valid session this is the whole of the work.
+    #[inline]
     pub fn on_headers(&self, h: &dyn Headers, now: u64, rng: &mut dyn Rng) -> Decision {
         let Some(full) = h.get(":path") else {
             return Decision::Respond(message(None, 400, "bad_request", "Bad request", "The request has no path."));
@@ -460,6 +471,7 @@ impl Gate {
 
     /// The cold path's copy of the request: everything a flow may need, owned, so it can wait
     /// for a body or the store.
+    #[inline(never)]
     fn read_request(
         &self,
         h: &dyn Headers,
@@ -517,6 +529,7 @@ impl Gate {
     }
 
     /// The cold path for a request whose headers have been read.
+    #[inline(never)]
     fn route(&self, mut req: Box<Req>, now: u64, rng: &mut dyn Rng) -> Decision {
         if !self.has_keys() {
             return Decision::Call(self.keys_request(), Pending::Keys(req));
@@ -630,6 +643,7 @@ impl Gate {
     }
 
     /// A buffered request body arrived for `pending`.
+    #[inline(never)]
     pub fn on_body(&self, pending: Pending, body: &[u8], now: u64, rng: &mut dyn Rng) -> Decision {
         let Pending::Body { endpoint, mut req, session } = pending else {
             // The glue hands over a body only while `Pending::wants_body`.
@@ -674,6 +688,7 @@ impl Gate {
     }
 
     /// The store answered the call made for `pending`.
+    #[inline(never)]
     pub fn on_store_reply(&self, pending: Pending, reply: &StoreReply, now: u64, rng: &mut dyn Rng) -> Decision {
         match pending {
             Pending::Keys(req) => {

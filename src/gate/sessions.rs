@@ -20,11 +20,13 @@ pub enum SessionsPending {
 
 impl Gate {
     /// The hot-path check: no I/O, two hash lookups (none while the list is empty).
+    #[inline]
     pub(super) fn revoked(&self, user: &str, s: &Session) -> bool {
         self.revocations.borrow().revoked(user, &s.session_id, s.issued_at)
     }
 
     /// The poll the root context makes on its tick; `None` when revocation is off.
+    #[inline(never)]
     pub fn revocations_request(&self) -> Option<StoreRequest> {
         self.cfg.revocation_poll_ms?;
         Some(store::revocations(&self.cfg.store, self.revocations.borrow().cursor()))
@@ -32,6 +34,7 @@ impl Gate {
 
     /// Applies a poll's answer. `true` when the list changed (share it with the other workers).
     /// A failed or unreadable poll changes nothing: known revocations stay in force.
+    #[inline(never)]
     pub fn apply_revocations(&self, reply: &StoreReply, now: u64) -> bool {
         let mut r = self.revocations.borrow_mut();
         let pruned = r.prune(now, MAX_SESSION_S);
@@ -48,11 +51,13 @@ impl Gate {
     }
 
     /// This worker's list, for shared data.
+    #[inline(never)]
     pub fn revocations_snapshot(&self) -> Vec<u8> {
         self.revocations.borrow().encode()
     }
 
     /// Adopts the list another worker shared. False when the bytes do not parse.
+    #[inline(never)]
     pub fn install_revocations(&self, bytes: &[u8]) -> bool {
         match Revocations::decode(bytes) {
             Some(other) => {

@@ -2,9 +2,9 @@
 //! fields in Envoy's filter state. Raw host calls, so a host refusal is ignored rather than
 //! turned into a panic (the SDK's wrappers panic on unexpected statuses, which would kill the VM).
 
-use crate::config::Config;
-use crate::gate::Decision;
-use crate::telemetry::{self, Counter, LogFields};
+use edge_mfa::config::Config;
+use edge_mfa::gate::Decision;
+use edge_mfa::telemetry::{self, Counter, LogFields};
 use std::cell::RefCell;
 use std::collections::HashMap;
 

@@ -1,9 +1,9 @@
 //! The thin proxy-wasm shell: reads what `Gate` asks for, carries out its `Decision`s.
 
-use crate::config::Config;
-use crate::gate::{Decision, Gate, Headers, Pending, Rng, IDENTITY_HEADERS};
-use crate::http::CookieEdit;
-use crate::store::{self, StoreReply, StoreRequest};
+use edge_mfa::config::Config;
+use edge_mfa::gate::{Decision, Gate, Headers, Pending, Rng, IDENTITY_HEADERS};
+use edge_mfa::http::CookieEdit;
+use edge_mfa::store::{self, StoreReply, StoreRequest};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::borrow::Cow;
@@ -23,7 +23,7 @@ extern "C" {
 /// The request's headers, from the serialized header map in one host call (the SDK's getter
 /// would build a `String` and a `Vec` per header, and panics on a host error). `None`: the host
 /// refused or sent a malformed map; the request then has no readable headers.
-fn request_headers() -> Option<crate::header_map::HeaderMap> {
+fn request_headers() -> Option<edge_mfa::header_map::HeaderMap> {
     const REQUEST_HEADERS: u32 = 0;
     let mut data: *mut u8 = std::ptr::null_mut();
     let mut size: usize = 0;
@@ -39,7 +39,7 @@ fn request_headers() -> Option<crate::header_map::HeaderMap> {
             Vec::from_raw_parts(data, size, size)
         }
     };
-    crate::header_map::HeaderMap::parse(buf)
+    edge_mfa::header_map::HeaderMap::parse(buf)
 }
 
 #[link(wasm_import_module = "wasi_snapshot_preview1")]
@@ -142,7 +142,7 @@ struct Root {
     revocations: RevocationSync,
 }
 
-/// Shared-data keys of the revocation list (see `crate::revocation`): the list itself, a small
+/// Shared-data keys of the revocation list (see `edge_mfa::revocation`): the list itself, a small
 /// version number every worker reads on its tick (the list is read only when it changed), and
 /// the lease that makes one root context the poller.
 const REVOCATIONS_KEY: &str = "edge-mfa.revocations";
@@ -214,7 +214,7 @@ impl Root {
         }
         let (current, cas) = shared(REVOCATIONS_LEASE_KEY);
         let ttl = period.saturating_mul(3).max(gate.cfg.store.timeout_ms + period);
-        let Some(lease) = crate::revocation::lease_take(current.as_deref(), self.revocations.me, now_ms, ttl) else {
+        let Some(lease) = edge_mfa::revocation::lease_take(current.as_deref(), self.revocations.me, now_ms, ttl) else {
             return;
         };
         if self.set_shared_data(REVOCATIONS_LEASE_KEY, Some(&lease), cas).is_err() {
@@ -371,7 +371,7 @@ struct Filter {
     /// How many `Cookie` lines the request had (set when the gate reads `cookie`).
     cookie_lines: std::cell::Cell<usize>,
     /// The request headers, read from the host once (see `request_headers`).
-    headers: std::cell::OnceCell<Option<crate::header_map::HeaderMap>>,
+    headers: std::cell::OnceCell<Option<edge_mfa::header_map::HeaderMap>>,
 }
 
 impl Headers for Filter {
@@ -453,7 +453,7 @@ impl Filter {
                 let fresh = self.no_identity_headers();
                 self.put_identity(fresh, "x-mfa-user", Some(&p.user));
                 self.put_identity(fresh, "x-mfa-method", Some(p.method));
-                self.put_identity(fresh, "x-mfa-amr", crate::signals::amr(p.method));
+                self.put_identity(fresh, "x-mfa-amr", edge_mfa::signals::amr(p.method));
                 match p.auth_time {
                     Some(t) => self.put_identity(fresh, "x-mfa-auth-time", Some(&t.to_string())),
                     None => self.put_identity(fresh, "x-mfa-auth-time", None),
