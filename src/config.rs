@@ -114,6 +114,8 @@ struct RawConfig {
     owned_by_enterprise: bool,
     #[serde(default = "default_recent_s")]
     recent_mfa_s: u64,
+    #[serde(default = "default_challenge_cache_s")]
+    challenge_cache_s: u64,
     #[serde(default)]
     redirect_after_registration: Option<String>,
     #[serde(default)]
@@ -278,6 +280,10 @@ fn default_device_days() -> u64 {
 fn default_device_max() -> u32 {
     5
 }
+fn default_challenge_cache_s() -> u64 {
+    10
+}
+
 fn default_recent_s() -> u64 {
     600
 }
@@ -639,6 +645,9 @@ pub struct Config {
     pub owned_by_enterprise: bool,
     /// How fresh the second factor must be to change the security settings.
     pub recent_mfa_s: u64,
+    /// How long a worker keeps a user's factor listing for their next challenges (0: off;
+    /// `gate::offer_cache`).
+    pub challenge_cache_s: u64,
     /// Where to go after adding a method (MFA_REDIRECT_AFTER_REGISTRATION).
     pub redirect_after_registration: String,
     /// Link text shown after adding a method (MFA_SUCCESS_REGISTRATION_MSG).
@@ -1050,6 +1059,9 @@ impl Config {
         if !(60..=86_400).contains(&raw.recent_mfa_s) {
             return Err(ConfigError::must("recent_mfa_s", "be 60..=86400"));
         }
+        if raw.challenge_cache_s > 300 {
+            return Err(ConfigError::must("challenge_cache_s", "be 0..=300"));
+        }
         let trusted_devices = optional(raw.trusted_devices)?;
         let email = optional(raw.email)?;
         let sms_ttl_s = optional(raw.sms)?;
@@ -1070,6 +1082,7 @@ impl Config {
             hide_disable,
             owned_by_enterprise: raw.owned_by_enterprise,
             recent_mfa_s: raw.recent_mfa_s,
+            challenge_cache_s: raw.challenge_cache_s,
             redirect_after_registration,
             success_registration_msg: raw.success_registration_msg,
             enforce_recovery_method: raw.enforce_recovery_method,

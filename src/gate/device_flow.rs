@@ -89,10 +89,7 @@ impl Gate {
                         ),
                         Err((reason, allowed)) => {
                             let next = req.target();
-                            Decision::Call(
-                                store::factors(&self.cfg.store, &user),
-                                Pending::Challenge { req, reason, next, allowed },
-                            )
+                            self.challenge_call(req, reason, next, allowed, now, rng)
                         }
                     },
                     None => self.unavailable(&req),
@@ -102,7 +99,7 @@ impl Gate {
                 Err(StoreError::NotFound) => {
                     let mut req = req;
                     req.set_cookies.push(self.device_cookie("", 0));
-                    self.challenge_for(req, now)
+                    self.challenge_for(req, now, rng)
                 }
                 Err(_) => self.unavailable(&req),
             },

@@ -28,6 +28,7 @@ pub use webauthn_flow::WebauthnEndpoint;
 pub mod assurance;
 mod device_flow;
 mod home_flow;
+mod offer_cache;
 mod otp_flow;
 mod recovery_flow;
 mod regulation;
@@ -219,13 +220,22 @@ pub struct Gate {
     last_identity: RefCell<Option<(String, String)>>,
     /// Sessions ended server-side (see `crate::revocation`), kept current by the root context.
     revocations: RefCell<crate::revocation::Revocations>,
+    /// Factor listings of recent challenges (see `offer_cache`: they only choose what a
+    /// challenge offers).
+    offers: RefCell<offer_cache::OfferCache>,
 }
 
 impl Gate {
     #[inline(never)]
     pub fn new(cfg: Config) -> Gate {
         let keys = RefCell::new(cfg.static_keys.clone());
-        Gate { cfg, keys, last_identity: RefCell::new(None), revocations: RefCell::default() }
+        Gate {
+            cfg,
+            keys,
+            last_identity: RefCell::new(None),
+            revocations: RefCell::default(),
+            offers: RefCell::default(),
+        }
     }
 
     pub fn needs_store_keys(&self) -> bool {
@@ -350,14 +360,32 @@ impl Gate {
     }
 
     /// The challenge for a request without a usable session.
-    pub(super) fn challenge_for(&self, req: Box<Req>, _now: u64) -> Decision {
-        let user = req.user.clone().unwrap_or_default();
+    pub(super) fn challenge_for(&self, req: Box<Req>, now: u64, rng: &mut dyn Rng) -> Decision {
         let allowed = self.allowed_for(&req.path);
         let next = req.target();
-        Decision::Call(
-            store::factors(&self.cfg.store, &user),
-            Pending::Challenge { req, reason: Reason::NoSession, next, allowed },
-        )
+        self.challenge_call(req, Reason::NoSession, next, allowed, now, rng)
+    }
+
+    /// The challenge for `req`, which needs the user's factor listing: the one a recent
+    /// challenge read (`offer_cache`, it only chooses what to offer), else the store's.
+    pub(super) fn challenge_call(
+        &self,
+        req: Box<Req>,
+        reason: Reason,
+        next: String,
+        allowed: Option<Vec<Method>>,
+        now: u64,
+        rng: &mut dyn Rng,
+    ) -> Decision {
+        let user = req.user.clone().unwrap_or_default();
+        let kept = self.offers.borrow().get(&user, now).map(<[Factor]>::to_vec);
+        match kept {
+            Some(factors) => self.challenge(&req, &user, &factors, reason, &next, allowed.as_deref(), now, rng),
+            None => Decision::Call(
+                store::factors(&self.cfg.store, &user),
+                Pending::Challenge { req, reason, next, allowed },
+            ),
+        }
     }
 
     /// A quick-login session (passkey alone), when quick login is on.
@@ -546,6 +574,10 @@ impl Gate {
         };
         let session = self.session(&req, &user, now);
         let mfa_endpoint = req.path == "/.mfa" || req.path.starts_with("/.mfa/");
+        if mfa_endpoint && !matches!(req.method.as_str(), "GET" | "HEAD") {
+            // The user's factors may be about to change: the next challenge reads the store.
+            self.offers.borrow_mut().forget(&user);
+        }
         if !mfa_endpoint {
             let (reason, allowed) = match &session {
                 Some(s) => match self.admits(&req.path, s, now) {
@@ -563,10 +595,7 @@ impl Gate {
                 }
             };
             let next = req.target();
-            return Decision::Call(
-                store::factors(&self.cfg.store, &user),
-                Pending::Challenge { req, reason, next, allowed },
-            );
+            return self.challenge_call(req, reason, next, allowed, now, rng);
         }
         // MFA_UNALLOWED_METHODS is enforced here, on every endpoint, not only hidden in pages.
         if let Some(m) = endpoint_method(&req.path) {
@@ -585,18 +614,12 @@ impl Gate {
         match (req.method.as_str(), req.path.as_str()) {
             ("GET", "/.mfa" | "/.mfa/") => match session {
                 Some(s) => self.home_start(req, s, &user),
-                None => Decision::Call(
-                    store::factors(&self.cfg.store, &user),
-                    Pending::Challenge { req, reason: Reason::NoSession, next: "/.mfa/".into(), allowed: None },
-                ),
+                None => self.challenge_call(req, Reason::NoSession, "/.mfa/".into(), None, now, rng),
             },
             ("GET", "/.mfa/challenge") => {
                 let next = req.query_next();
                 let allowed = self.allowed_for(split_path(&next).0);
-                Decision::Call(
-                    store::factors(&self.cfg.store, &user),
-                    Pending::Challenge { req, reason: Reason::NoSession, next, allowed },
-                )
+                self.challenge_call(req, Reason::NoSession, next, allowed, now, rng)
             }
             ("GET", "/.mfa/totp/enroll") => self.totp_enroll_start(req, session, &user, now, rng),
             ("GET", "/.mfa/assets/webauthn.js") => Decision::Respond(webauthn_flow::script()),
@@ -704,6 +727,7 @@ impl Gate {
                     Err(_) => return self.unavailable(&req),
                 };
                 let user = req.user.clone().unwrap_or_default();
+                self.offers.borrow_mut().put(&user, &factors, now, self.cfg.challenge_cache_s);
                 self.challenge(&req, &user, &factors, reason, &next, allowed.as_deref(), now, rng)
             }
             Pending::Home(p) => self.home_reply(p, reply, now),

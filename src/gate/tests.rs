@@ -163,16 +163,65 @@ fn challenge_html_and_json() {
     assert!(html.contains("action=\"/.mfa/totp/verify\""));
     assert!(html.contains("value=\"/app\""));
 
-    let (_, p) = call(g.on_headers(
+    // The next challenge comes from the listing just read (offer_cache), without a store call.
+    let resp = respond(g.on_headers(
         &req("GET", "/app", Some("alice"), &[("accept", "application/json")]),
-        NOW,
+        NOW + 1,
         &mut FixedRng(1),
     ));
-    let resp = respond(g.on_store_reply(p, &factors_reply(0), NOW, &mut FixedRng(1)));
     assert_eq!(resp.status, 401);
     let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
     assert_eq!(v["error"], "mfa_required");
     assert_eq!(v["methods"], json!(["totp"]));
+}
+
+/// A worker keeps a user's factor listing for `challenge_cache_s` so the challenge page needs no
+/// store call each time (issue 10). The attacker holds only the first factor, and the listing
+/// went stale: every factor was removed (an admin's reset), and with `no_factor: allow` a user
+/// without factors would pass. A kept listing only chooses what a challenge offers: it never
+/// passes, never opens enrollment, and a change by the user or its expiry sends the next
+/// challenge to the store.
+#[test]
+fn a_kept_factor_listing_only_chooses_what_a_challenge_offers() {
+    let mut j = sample_json();
+    j["policy"]["no_factor"] = json!("allow");
+    let g = Gate::new(Config::parse(j.to_string().as_bytes()).unwrap());
+    let alice = |method: &str, path: &str| req(method, path, Some("alice"), &[("accept", "application/json")]);
+    let (_, p) = call(g.on_headers(&alice("GET", "/app"), NOW, &mut FixedRng(1)));
+    assert_eq!(respond(g.on_store_reply(p, &factors_reply(0), NOW, &mut FixedRng(1))).status, 401);
+    // The store now lists no factor: with the kept listing the gate still challenges (stricter,
+    // never the no-factor pass), for every way to ask.
+    for path in ["/app", "/.mfa/challenge?next=/app", "/.mfa/"] {
+        let r = respond(g.on_headers(&alice("GET", path), NOW + 5, &mut FixedRng(1)));
+        assert_eq!(r.status, 401, "{path}");
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["methods"], json!(["totp"]), "{path}");
+    }
+    // Enrollment without a session still asks the store (no listing here can open it).
+    assert!(matches!(g.on_headers(&alice("GET", "/.mfa/totp/enroll"), NOW + 5, &mut FixedRng(1)), Decision::Call(..)));
+    // Expired: the store is asked, and its empty listing is not kept.
+    let (_, p) = call(g.on_headers(&alice("GET", "/app"), NOW + 10, &mut FixedRng(1)));
+    assert!(matches!(g.on_store_reply(p, &empty_factors(), NOW + 10, &mut FixedRng(1)), Decision::Pass(_)));
+    let (_, p) = call(g.on_headers(&alice("GET", "/app"), NOW + 11, &mut FixedRng(1)));
+    assert!(matches!(g.on_store_reply(p, &empty_factors(), NOW + 11, &mut FixedRng(1)), Decision::Pass(_)));
+    // Kept again; then any non-GET to /.mfa/ by the user (their factors may change) drops it.
+    let (_, p) = call(g.on_headers(&alice("GET", "/app"), NOW + 12, &mut FixedRng(1)));
+    respond(g.on_store_reply(p, &factors_reply(0), NOW + 12, &mut FixedRng(1)));
+    respond(g.on_headers(&alice("GET", "/app"), NOW + 13, &mut FixedRng(1)));
+    let _ = g.on_headers(&alice("POST", "/.mfa/totp/verify"), NOW + 13, &mut FixedRng(1));
+    call(g.on_headers(&alice("GET", "/app"), NOW + 13, &mut FixedRng(1)));
+    // Per user: bob's challenge is never alice's listing.
+    let (r, _) = call(g.on_headers(&req("GET", "/app", Some("bob"), &[]), NOW + 13, &mut FixedRng(1)));
+    assert!(r.path.contains("/bob/"), "{}", r.path);
+    // challenge_cache_s: 0 turns it off.
+    j["challenge_cache_s"] = json!(0);
+    let g = Gate::new(Config::parse(j.to_string().as_bytes()).unwrap());
+    for _ in 0..2 {
+        let (_, p) = call(g.on_headers(&alice("GET", "/app"), NOW, &mut FixedRng(1)));
+        respond(g.on_store_reply(p, &factors_reply(0), NOW, &mut FixedRng(1)));
+    }
+    j["challenge_cache_s"] = json!(301);
+    assert!(Config::parse(j.to_string().as_bytes()).is_err());
 }
 
 #[test]
@@ -372,10 +421,10 @@ fn step_up_rule_demands_fresh_verification() {
         g.on_headers(&req("GET", "/app", Some("alice"), &[("cookie", &stale)]), NOW, &mut FixedRng(1)),
         Decision::Pass(_)
     ));
-    assert!(matches!(
-        g.on_headers(&req("GET", "/ADMIN/x", Some("alice"), &[("cookie", &stale)]), NOW, &mut FixedRng(1)),
-        Decision::Call(..)
-    ));
+    // (The factor listing read above now answers the challenge without a store call.)
+    let r = respond(g.on_headers(&req("GET", "/ADMIN/x", Some("alice"), &[("cookie", &stale)]), NOW, &mut FixedRng(1)));
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["reason"], "step_up");
 }
 
 #[test]

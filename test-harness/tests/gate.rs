@@ -203,3 +203,43 @@ fn cross_origin_post_is_refused() {
     );
     assert_eq!(r.status, 403, "{r:?}");
 }
+
+/// The challenge reads the user's factor listing from the store once per `challenge_cache_s`
+/// on a worker (issue 10: the store call was most of the challenge page's cost), and a request
+/// that may change the user's factors (a POST to /.mfa/) sends the next challenge to the store.
+#[test]
+fn repeated_challenges_read_the_factor_listing_once() {
+    let Some(s) = stack("gate::repeated_challenges_read_the_factor_listing_once") else {
+        return;
+    };
+    let (_, id, _) = s.enroll_totp("alice");
+    let listings = || s.store_log().matches("GET /v1/users/alice/factors ").count();
+    // The store logs a request when it has answered it: wait for the count to settle.
+    let settled = |want: usize| {
+        for _ in 0..50 {
+            if listings() >= want {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        listings()
+    };
+    let before = settled(0);
+    for _ in 0..5 {
+        let r = http::get(&s.url("/app"), &[("cookie", &id), JSON]);
+        assert_eq!((r.status, r.json()["methods"].clone()), (401, json!(["totp"])), "{r:?}");
+    }
+    let html = http::get(&s.url("/app"), &[("cookie", &id), HTML]);
+    assert_eq!(html.status, 401, "{html:?}");
+    assert!(html.body.contains("/.mfa/totp/verify"), "{html:?}");
+    assert_eq!(settled(before + 1), before + 1, "six challenges, one listing\n{}", s.store_log());
+
+    // A wrong code is a POST to /.mfa/: the next challenge asks the store again.
+    let r = http::post_json(&s.url("/.mfa/totp/verify"), &json!({"code": "000000"}), &[("cookie", &id), JSON]);
+    assert_eq!(r.status, 401, "{r:?}");
+    let after_post = settled(0);
+    let r = http::get(&s.url("/app"), &[("cookie", &id), JSON]);
+    assert_eq!(r.status, 401, "{r:?}");
+    assert_eq!(settled(after_post + 1), after_post + 1, "{}", s.store_log());
+}

@@ -18,6 +18,9 @@ pub(crate) enum Filter {
         header_identity: bool,
         /// The revocation list is polled and checked (the default); off prices that check.
         revocation: bool,
+        /// `challenge_cache_s` at its default (a challenge after the first reads no listing
+        /// from the store); off (`0`) prices the store call of every challenge.
+        listing_cache: bool,
     },
     /// edge-mfa as in (e), built another way (`BENCH_ALT_WASM`): a variant measured beside (e)
     /// in the same interleaved rounds.
@@ -55,7 +58,7 @@ pub(crate) const LADDER: &[&str] = &[
     "b-all",
 ];
 
-pub(crate) const DEFAULT_CONFIGS: &str = "a,b,c,e,e-norevoke,e-jwt,e-challenge,b-header-map,b-hmac,b-hmac-pre,b-writes3,b-response,b-source-address,b-shared-data,b-clock,b-state3,b-all";
+pub(crate) const DEFAULT_CONFIGS: &str = "a,b,c,e,e-norevoke,e-jwt,e-challenge,e-challenge-store,b-header-map,b-hmac,b-hmac-pre,b-writes3,b-response,b-source-address,b-shared-data,b-clock,b-state3,b-all";
 
 pub(crate) const SPECS: &[Spec] = &[
     Spec { id: "a", title: "no filter (router only)", filters: &[], challenge: false },
@@ -72,7 +75,7 @@ pub(crate) const SPECS: &[Spec] = &[
         filters: &[
             Filter::HeaderMutation,
             Filter::JwtAuthn { cache: false },
-            Filter::EdgeMfa { header_identity: false, revocation: true },
+            Filter::EdgeMfa { header_identity: false, revocation: true, listing_cache: true },
             Filter::Buffer,
         ],
         challenge: false,
@@ -80,7 +83,7 @@ pub(crate) const SPECS: &[Spec] = &[
     Spec {
         id: "e",
         title: "edge-mfa alone (identity from x-forwarded-user)",
-        filters: &[Filter::EdgeMfa { header_identity: true, revocation: true }],
+        filters: &[Filter::EdgeMfa { header_identity: true, revocation: true, listing_cache: true }],
         challenge: false,
     },
     Spec {
@@ -92,7 +95,7 @@ pub(crate) const SPECS: &[Spec] = &[
     Spec {
         id: "e-norevoke",
         title: "edge-mfa alone, revocation list off (prices the revocation check)",
-        filters: &[Filter::EdgeMfa { header_identity: true, revocation: false }],
+        filters: &[Filter::EdgeMfa { header_identity: true, revocation: false, listing_cache: true }],
         challenge: false,
     },
     Spec {
@@ -104,7 +107,10 @@ pub(crate) const SPECS: &[Spec] = &[
     Spec {
         id: "e-jwt",
         title: "jwt_authn (cache on) + edge-mfa (identity from x-jwt-payload)",
-        filters: &[Filter::JwtAuthn { cache: true }, Filter::EdgeMfa { header_identity: false, revocation: true }],
+        filters: &[
+            Filter::JwtAuthn { cache: true },
+            Filter::EdgeMfa { header_identity: false, revocation: true, listing_cache: true },
+        ],
         challenge: false,
     },
     Spec {
@@ -113,15 +119,22 @@ pub(crate) const SPECS: &[Spec] = &[
         filters: &[
             Filter::HeaderMutation,
             Filter::JwtAuthn { cache: true },
-            Filter::EdgeMfa { header_identity: false, revocation: true },
+            Filter::EdgeMfa { header_identity: false, revocation: true, listing_cache: true },
             Filter::Buffer,
         ],
         challenge: false,
     },
     Spec {
         id: "e-challenge",
-        title: "edge-mfa alone, no session: the challenge page (incl. its store call)",
-        filters: &[Filter::EdgeMfa { header_identity: true, revocation: true }],
+        title:
+            "edge-mfa alone, no session: the challenge page (the factor listing kept from the first, challenge_cache_s)",
+        filters: &[Filter::EdgeMfa { header_identity: true, revocation: true, listing_cache: true }],
+        challenge: true,
+    },
+    Spec {
+        id: "e-challenge-store",
+        title: "edge-mfa alone, no session: the challenge page with its store call each time (challenge_cache_s 0)",
+        filters: &[Filter::EdgeMfa { header_identity: true, revocation: true, listing_cache: false }],
         challenge: true,
     },
     Spec {
@@ -271,12 +284,13 @@ pub(crate) fn filter_json(f: Filter, ctx: &Ctx) -> Value {
             })
         }
         Filter::EdgeMfaAlt => {
-            let mut f = filter_json(Filter::EdgeMfa { header_identity: true, revocation: true }, ctx);
+            let mut f =
+                filter_json(Filter::EdgeMfa { header_identity: true, revocation: true, listing_cache: true }, ctx);
             let alt = ctx.alt_wasm.as_ref().unwrap_or(&ctx.edge_wasm);
             f["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] = json!(alt.display().to_string());
             f
         }
-        Filter::EdgeMfa { header_identity, revocation } => {
+        Filter::EdgeMfa { header_identity, revocation, listing_cache } => {
             let mut cfg = ctx.stack.plugin_config.clone();
             // The demo config names the token's environment variable; these Envoys get it inline.
             test_harness::merge_json(
@@ -285,6 +299,9 @@ pub(crate) fn filter_json(f: Filter, ctx: &Ctx) -> Value {
             );
             if !revocation {
                 test_harness::merge_json(&mut cfg, &json!({"revocation": {"poll_ms": 0}}));
+            }
+            if !listing_cache {
+                test_harness::merge_json(&mut cfg, &json!({"challenge_cache_s": 0}));
             }
             if header_identity {
                 test_harness::merge_json(

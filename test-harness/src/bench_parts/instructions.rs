@@ -42,7 +42,8 @@ pub(crate) fn envoy_binary() -> Option<PathBuf> {
 }
 
 /// Instructions per request of one configuration (`boot`: its bootstrap with `__LISTEN__` and
-/// `__ADMIN__` placeholders), every answer required to be 200.
+/// `__ADMIN__` placeholders), every answer required to have `status` (200; the challenge page's
+/// 401).
 pub(crate) fn per_request(
     name: &str,
     dir: &Path,
@@ -50,6 +51,7 @@ pub(crate) fn per_request(
     base_id: u32,
     headers: &[(String, String)],
     path: &str,
+    status: u16,
 ) -> Result<f64, String> {
     let envoy = envoy_binary().ok_or("no Envoy binary for valgrind (set BENCH_VALGRIND_ENVOY)")?;
     let (listen, admin) = (free_port(), free_port());
@@ -87,9 +89,9 @@ pub(crate) fn per_request(
     };
     let mut run = |n: usize| -> Result<(), String> {
         for _ in 0..n {
-            let status = conn.get(path, headers).map_err(|e| format!("({name}) {e}"))?;
-            if status != 200 {
-                return Err(format!("({name}) answered {status}, not 200"));
+            let got = conn.get(path, headers).map_err(|e| format!("({name}) {e}"))?;
+            if got != status {
+                return Err(format!("({name}) answered {got}, not {status}"));
             }
         }
         Ok(())

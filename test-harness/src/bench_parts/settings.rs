@@ -65,7 +65,7 @@ impl Settings {
         for c in &configs {
             if config_spec(c).is_none() {
                 die(&format!(
-                    "unknown configuration {c:?} in BENCH_CONFIGS (a, b, c, d, e, e-norevoke, c-nocache, d-cache, e-jwt, e-challenge, {})",
+                    "unknown configuration {c:?} in BENCH_CONFIGS (a, b, c, d, e, e-norevoke, c-nocache, d-cache, e-jwt, e-challenge, e-challenge-store, {})",
                     LADDER.join(", ")
                 ));
             }

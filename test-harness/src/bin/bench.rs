@@ -10,7 +10,7 @@
 //! `BENCH_UPSTREAM=proxy` a second Envoy answering `direct_response`, proxied
 //! to (then the benchmarked Envoy also pays for the upstream connection).
 //!
-//! Configurations (`BENCH_CONFIGS`, comma separated, default `a,b,c,e,e-jwt,e-challenge` and
+//! Configurations (`BENCH_CONFIGS`, comma separated, default `a,b,c,e,e-jwt,e-challenge,e-challenge-store` and
 //! the ladder rungs `b-*`, see [`LADDER`] and bench/README.md):
 //! * `a`  no filter (router only)
 //! * `b`  the Wasm floor (`bench/floor`: reads one header, adds one)
@@ -22,7 +22,9 @@
 //!   `d-cache` (the full chain with jwt_authn's cache on) and `e-jwt`
 //!   (jwt_authn with cache + edge-mfa reading the JWT payload: `d-cache`
 //!   without header_mutation and buffer)
-//! * `e-challenge`: (e) without the session (`accept: text/html`): the challenge page
+//! * `e-challenge`: (e) without the session (`accept: text/html`): the challenge page, its
+//!   factor listing kept from the first (`challenge_cache_s`); `e-challenge-store`: the same
+//!   with the listing's store call on every challenge (`challenge_cache_s: 0`)
 //! * `b-*`: the floor ladder, the floor filter plus one kind of work (bench/floor)
 //!
 //! After the runs: module size, the Wasm VM's memory per worker, cold paths and store
@@ -158,7 +160,7 @@ fn main() {
     let challenge_headers =
         vec![(IDENTITY_HEADER.to_string(), USER.to_string()), ("accept".to_string(), "text/html".to_string())];
     if settings::env_str("BENCH_INSTRUCTIONS").is_some_and(|v| v != "0") {
-        count_instructions(&s, &ctx, &dir, base_id, &load_headers);
+        count_instructions(&s, &ctx, &dir, base_id, &load_headers, &challenge_headers);
         return;
     }
     let mut rows: Vec<Row> = s
@@ -283,13 +285,19 @@ fn main() {
 /// `BENCH_INSTRUCTIONS=1`: instructions per request of each configuration under callgrind
 /// (`bench_parts/instructions.rs`), two at a time; the table goes to stdout and to
 /// `BENCH_INSTRUCTIONS_OUT` (default `bench/instructions.md`).
-fn count_instructions(s: &Settings, ctx: &Ctx, dir: &Path, base_id: u32, load_headers: &[(String, String)]) {
+fn count_instructions(
+    s: &Settings,
+    ctx: &Ctx,
+    dir: &Path,
+    base_id: u32,
+    load_headers: &[(String, String)],
+    challenge_headers: &[(String, String)],
+) {
     if which("valgrind").is_none() || which("callgrind_control").is_none() {
         die("BENCH_INSTRUCTIONS needs valgrind (Debian: apt-get install valgrind)");
     }
     let started = Instant::now();
-    // The challenge configurations answer 401 by design; the count needs every answer 200.
-    let specs: Vec<_> = s.configs.iter().filter_map(|c| config_spec(c)).filter(|sp| !sp.challenge).collect();
+    let specs: Vec<_> = s.configs.iter().filter_map(|c| config_spec(c)).collect();
     let mut results: Vec<(&str, &str, Result<f64, String>)> = Vec::new();
     for (k, pair) in specs.chunks(2).enumerate() {
         let found: Vec<_> = std::thread::scope(|scope| {
@@ -299,9 +307,11 @@ fn count_instructions(s: &Settings, ctx: &Ctx, dir: &Path, base_id: u32, load_he
                 .map(|(j, sp)| {
                     let boot = placeholder_ports(bench_bootstrap(sp, ctx));
                     let id = base_id + 50 + (k * 2 + j) as u32;
+                    // The challenge configurations answer every request with the page's 401.
+                    let (headers, status) = if sp.challenge { (challenge_headers, 401) } else { (load_headers, 200) };
                     scope.spawn(move || {
                         eprintln!("bench: ({}) counting instructions under callgrind", sp.id);
-                        instructions::per_request(sp.id, dir, &boot, id, load_headers, BENCH_PATH)
+                        instructions::per_request(sp.id, dir, &boot, id, headers, BENCH_PATH, status)
                     })
                 })
                 .collect();
