@@ -72,7 +72,11 @@ fn store_faults_fail_closed_sessions_keep_working_and_recover() {
     // A store timeout of 1 s (short, so "slow" is cheap to test; not so short that a busy
     // machine's healthy answers miss it) and key refreshes every 5 s, so some of them meet the
     // faults too and must leave the keys in force alone.
+    // challenge_cache_s 0: every challenge's factor listing is a store call, so each fault meets
+    // it (a kept listing answers the challenge without the store: gate.rs's
+    // repeated_challenges_read_the_factor_listing_once covers the store down then).
     let cfg = json!({
+        "challenge_cache_s": 0,
         "store": {"timeout_ms": 1000},
         "session": {"key_refresh_s": 5},
         "recovery": {"count": 20},
@@ -203,7 +207,7 @@ fn get_within(url: &str, headers: &[(&str, &str)], d: Duration) -> Option<http::
 /// connection closes (a crashed or restarted store, a proxy timeout, a network cut).
 #[test]
 fn truncated_store_response_fails_closed_without_killing_the_gate() {
-    let cfg = json!({"store": {"timeout_ms": 1000}});
+    let cfg = json!({"challenge_cache_s": 0, "store": {"timeout_ms": 1000}});
     let Some(mut s) = start("faults::truncated_body", cfg, 1) else { return };
     let (_, alice_session) = enroll(&s, "alice");
     let (_, _) = enroll(&s, "bob");

@@ -242,4 +242,14 @@ fn repeated_challenges_read_the_factor_listing_once() {
     let r = http::get(&s.url("/app"), &[("cookie", &id), JSON]);
     assert_eq!(r.status, 401, "{r:?}");
     assert_eq!(settled(after_post + 1), after_post + 1, "{}", s.store_log());
+
+    // The store down: the kept listing still answers the challenge, nothing passes, and the
+    // code itself needs the store (503).
+    let mut s = s;
+    s.stop_store();
+    let r = http::get(&s.url("/app"), &[("cookie", &id), JSON]);
+    assert_eq!((r.status, r.json()["error"].as_str()), (401, Some("mfa_required")), "{r:?}");
+    let r = http::post_json(&s.url("/.mfa/totp/verify"), &json!({"code": "000000"}), &[("cookie", &id), JSON]);
+    assert_eq!((r.status, r.json()["error"].as_str()), (503, Some("mfa_unavailable")), "{r:?}");
+    assert!(r.cookie(COOKIE).is_none_or(|c| c.ends_with('=')), "{r:?}");
 }
