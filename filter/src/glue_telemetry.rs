@@ -153,11 +153,12 @@ fn write(f: &LogFields) {
     }
 }
 
-/// On the cold path (a store call or a body to read next), names the user for the access log
-/// while the request headers can still be read (not in later callbacks: the host refuses), and
-/// returns the request id to forward to the store.
+/// On the cold path (a store call or a body to read next, or an answer such as a challenge from
+/// a kept factor listing), names the user for the access log while the request headers can
+/// still be read (not in later callbacks: the host refuses), and returns the request id to
+/// forward to the store.
 pub fn note_user(d: &Decision, cfg: &Config, header: impl Fn(&str) -> Option<String>) -> Option<String> {
-    if !matches!(d, Decision::Call(..) | Decision::ReadBody(_)) {
+    if !matches!(d, Decision::Call(..) | Decision::ReadBody(_) | Decision::Respond(_)) {
         return None;
     }
     if let Some(u) = telemetry::log_user(&cfg.identity, header(cfg.identity.header()).as_deref()) {

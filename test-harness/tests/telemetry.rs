@@ -70,6 +70,12 @@ fn metrics_and_access_log_after_a_flow() {
     let wrong = if code == "000000" { "111111" } else { "000000" };
     let r = http::post_json(&s.url("/.mfa/totp/verify"), &json!({"code": wrong}), &[("cookie", &id), JSON]);
     assert_eq!(r.status, 401, "{r:?}");
+    // Two more challenges: the first reads the factor listing from the store, the second is
+    // answered from the kept listing (challenge_cache_s). Both name the user in the log.
+    for _ in 0..2 {
+        let r = http::get(&s.url("/app"), &[("cookie", &id), JSON]);
+        assert_eq!((r.status, r.json()["reason"].as_str()), (401, Some("no_session")), "{r:?}");
+    }
 
     // Metrics on Envoy's admin endpoint, labelled by the stats_tags of envoy.template.yaml.
     let prom = || http::get(&format!("{}/stats/prometheus", s.admin), &[]).body;
@@ -103,10 +109,13 @@ fn metrics_and_access_log_after_a_flow() {
     let logged = wait_for("access log lines", || {
         log = s.envoy_log();
         log.contains("mfa_decision=pass mfa_reason=- app_user=alice app_method=totp")
-            && log.contains("mfa_decision=challenge mfa_reason=no_session")
+            && log
+                .matches("GET /app 401 mfa_user=alice mfa_method=- mfa_decision=challenge mfa_reason=no_session")
+                .count()
+                >= 3
             && log.contains("mfa_reason=verification_failed")
     });
-    assert!(logged, "{log}");
+    assert!(logged, "every challenge names the user, a kept listing's too:\n{log}");
     assert!(
         log.contains("GET /app 401 mfa_user=alice mfa_method=- mfa_decision=challenge mfa_reason=enroll app_user=- "),
         "{log}"

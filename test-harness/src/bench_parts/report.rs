@@ -55,7 +55,12 @@ pub(crate) fn targets(rows: &[Row], module_bytes: u64, cold_p50: (Option<f64>, O
     let jwt = ratio(rps("e-jwt"), rps("a"));
     let challenge = ratio(cpu("e-challenge"), cpu("e"));
     let mut o = String::from("## Issue 10's targets in this run\n\n");
-    let busiest = rows.iter().flat_map(|r| r.runs.iter().map(|x| x.other_cpu)).fold(0.0, f64::max);
+    // (e-challenge-store)'s store answers a call per request: its "other CPU" is its own work.
+    let busiest = rows
+        .iter()
+        .filter(|r| r.id != "e-challenge-store")
+        .flat_map(|r| r.runs.iter().map(|x| x.other_cpu))
+        .fold(0.0, f64::max);
     if busiest > 25.0 {
         o.push_str(&format!(
             "**Busy machine** (other CPU up to {busiest:.0}% of a core during the runs): the statuses below \
