@@ -36,9 +36,9 @@ impl OfferCache {
     }
 
     /// Keeps the store's listing for `user` for `ttl_s` seconds, without its secrets; a listing
-    /// with no enabled factor (or `ttl_s` 0) is not kept and drops an older one.
+    /// with no enabled factor (or `ttl_s` 0, or no user) is not kept and drops an older one.
     pub fn put(&mut self, user: &str, factors: &[Factor], now: u64, ttl_s: u64) {
-        if ttl_s == 0 || !factors.iter().any(|f| f.enabled) {
+        if ttl_s == 0 || user.is_empty() || !factors.iter().any(|f| f.enabled) {
             self.listings.remove(user);
             return;
         }
@@ -98,6 +98,8 @@ mod tests {
         assert!(c.get("alice", 102).is_none());
         c.put("alice", &[factor("totp", true)], 103, 0);
         assert!(c.get("alice", 103).is_none(), "ttl 0: off");
+        c.put("", &[factor("totp", true)], 103, 10);
+        assert!(c.get("", 103).is_none(), "no user, no listing");
     }
 
     #[test]
