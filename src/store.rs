@@ -186,7 +186,13 @@ pub fn use_webauthn(
     factor_id: &str,
     sign_count: u32,
     backup_state: bool,
+    record_challenge: Option<(&[u8], &str, u64)>,
 ) -> StoreRequest {
+    let record_challenge = record_challenge.map(|(id, purpose, expires_at)| proto::ChallengeRecord {
+        id: B64U.encode(id),
+        purpose: purpose.into(),
+        expires_at: signed(expires_at),
+    });
     StoreRequest::json(
         "POST",
         format!(
@@ -195,8 +201,16 @@ pub fn use_webauthn(
             percent_encode(user),
             percent_encode(factor_id)
         ),
-        &proto::WebauthnUse { sign_count, backup_state: Some(backup_state), attempt: None },
+        &proto::WebauthnUse { sign_count, backup_state: Some(backup_state), attempt: None, record_challenge },
     )
+}
+
+/// Whether a WebAuthn use recorded the challenge it was given (`record_challenge`); `None` when
+/// it does not say (a store that predates it: record the challenge with its own call).
+pub fn use_recorded_challenge(reply: &StoreReply) -> Option<bool> {
+    // Read as a `Value` (`proto::WebauthnUsed`'s own reader would add ~1.5 KB to the module).
+    let v: serde_json::Value = read(reply, &[200]).ok()?;
+    v.get("challenge_recorded")?.as_bool()
 }
 
 /// Records a ceremony challenge so that it can be consumed exactly once.
@@ -385,6 +399,7 @@ pub fn reserve_attempt(
     method: &str,
     r: &crate::config::Regulation,
     with_factors: bool,
+    consume_challenge: Option<(&[u8], &str)>,
 ) -> StoreRequest {
     let body = proto::Attempt {
         user: Some(user.into()),
@@ -394,6 +409,8 @@ pub fn reserve_attempt(
         max_retries: Some(r.max_retries),
         find_time_s: Some(seconds(r.find_time_s)),
         with_factors,
+        consume_challenge: consume_challenge
+            .map(|(id, purpose)| proto::ChallengeToConsume { id: B64U.encode(id), purpose: purpose.into() }),
     };
     StoreRequest::json("POST", format!("{}/attempts", cfg.path_prefix), &body)
 }
@@ -403,6 +420,13 @@ pub fn reserve_attempt(
 pub fn reservation_factors(reply: &StoreReply) -> Option<StoreReply> {
     let r = read::<proto::Reservation>(reply, &[200]).ok()?;
     as_factors_reply(r.factors.filter(|_| r.granted)?)
+}
+
+/// Whether a granted reservation consumed the challenge it was given (`consume_challenge`);
+/// `None` when it does not say (a store that predates it: consume the challenge with its own call).
+pub fn reservation_challenge(reply: &StoreReply) -> Option<bool> {
+    let r = read::<proto::Reservation>(reply, &[200]).ok()?;
+    Some(r.challenge? == "consumed")
 }
 
 /// Factors another call brought, as the reply of `GET /v1/users/{user}/factors`, so that one

@@ -1722,6 +1722,63 @@ fn a_webauthn_sign_in_that_trusts_the_device_still_clears_the_ceremony_cookie() 
     assert!(named(&g.cfg.cookie_name).is_some(), "{cookies:?}");
 }
 
+/// A passkey quick login's verified assertion: one store call records the key's use and the
+/// challenge as used (`record_challenge`); a session only when the store says it recorded it.
+/// A store that does not say (it predates the field) gets the challenge's own call before any
+/// session; a challenge already recorded (a replay) or any refusal gives no session.
+#[test]
+fn a_quick_login_records_its_challenge_with_the_keys_use() {
+    let mut j = sample_json();
+    j["webauthn"] = json!({"rp_id": "app.test", "origins": ["https://app.test"]});
+    j["quick_login"] = json!(true);
+    let g = Gate::new(Config::parse(j.to_string().as_bytes()).unwrap());
+    let req = match g.on_headers(&req("POST", "/.mfa/webauthn/login/finish", None, &[]), NOW, &mut FixedRng(1)) {
+        Decision::ReadBody(Pending::Body { req, .. }) => req,
+        other => panic!("{other:?}"),
+    };
+    let used = || {
+        Pending::Webauthn(webauthn_flow::WaPending::LoginUseQuick {
+            req: req.clone(),
+            user: "alice".into(),
+            challenge: [6; 32],
+            expires: NOW + 120,
+            next: "/app".into(),
+            user_verified: true,
+        })
+    };
+    let reply = |status: u16, body: &str| StoreReply { status: Some(status.into()), body: body.as_bytes().to_vec() };
+    let session = |r: &Response| {
+        r.headers.iter().any(|(k, v)| k == "set-cookie" && v.starts_with(&format!("{}=", g.cfg.cookie_name)))
+    };
+    let r = respond(g.on_store_reply(
+        used(),
+        &reply(200, r#"{"ok":true,"challenge_recorded":true}"#),
+        NOW,
+        &mut FixedRng(1),
+    ));
+    assert!(r.status < 400 && session(&r), "{r:?}");
+    // Not said: recorded by its own call first.
+    let (c, p) = call(g.on_store_reply(used(), &ok_reply(), NOW, &mut FixedRng(1)));
+    assert_eq!((c.method, c.path.as_str()), ("POST", "/v1/challenges"));
+    let body: serde_json::Value = serde_json::from_slice(c.body.as_deref().unwrap()).unwrap();
+    assert_eq!((body["user"].as_str(), body["expires_at"].as_u64()), (Some("alice"), Some(NOW + 120)));
+    let r = respond(g.on_store_reply(p, &reply(201, r#"{"ok":true}"#), NOW, &mut FixedRng(1)));
+    assert!(r.status < 400 && session(&r), "{r:?}");
+    let (_, p) = call(g.on_store_reply(used(), &ok_reply(), NOW, &mut FixedRng(1)));
+    let r = respond(g.on_store_reply(p, &reply(409, r#"{"error":"challenge_exists"}"#), NOW, &mut FixedRng(1)));
+    assert_eq!((r.status, session(&r)), (400, false), "{r:?}");
+    // Refusals of the use itself.
+    for (status, body, want) in [
+        (409, r#"{"error":"challenge_exists"}"#, 400),
+        (409, r#"{"error":"counter_regression"}"#, 401),
+        (404, r#"{"error":"not_found"}"#, 401),
+        (500, r#"{"error":"internal"}"#, 503),
+    ] {
+        let r = respond(g.on_store_reply(used(), &reply(status, body), NOW, &mut FixedRng(1)));
+        assert_eq!((r.status, session(&r)), (want, false), "{body}: {r:?}");
+    }
+}
+
 /// What the glue does around a held body is decided here: which headers a held request loses,
 /// and the answer to a body over the limit.
 #[test]
@@ -1775,6 +1832,78 @@ fn webauthn_sign_in_reads_the_keys_with_the_reservation_then_consumes_the_challe
         "webauthn": {"credential_id": "!!", "public_key": "!!"}}]);
     let broken = StoreReply { status: Some(200), body: with.to_string().into_bytes() };
     assert_eq!(respond(g.on_store_reply(p, &broken, NOW, &mut FixedRng(1))).status, 503);
+}
+
+/// With regulation on, a passkey sign-in's `finish` reserves its attempt, consumes its
+/// challenge and reads the user's keys in one store call, then verifies: no consume call, no
+/// factors fetch. A challenge the store could not consume (spent, expired, another user's) is
+/// refused before any verification; a refused reservation is a ban; a store that consumed it but
+/// sent no keys costs a fetch, and one that does not say (it predates `consume_challenge`) gets
+/// the consume call (the test above).
+#[test]
+fn webauthn_sign_in_consumes_the_challenge_with_the_reservation() {
+    let mut j = sample_json();
+    j["webauthn"] = json!({"rp_id": "app.test", "origins": ["https://app.test"]});
+    j["regulation"] = json!({});
+    let g = Gate::new(Config::parse(j.to_string().as_bytes()).unwrap());
+    let c = Ceremony {
+        registration: false,
+        expires: NOW + 60,
+        challenge: [4; 32],
+        user_handle: [0; 16],
+        user: "alice".into(),
+    };
+    let state = format!("edge-mfa-wa={}", token::seal_ceremony(&g.keys.borrow(), &c).unwrap());
+    let b64 = |b: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, b);
+    let body = json!({"credential": {"id": b64(&[7; 16]), "rawId": b64(&[7; 16]), "type": "public-key",
+        "response": {"clientDataJSON": b64(b"{}"), "authenticatorData": b64(&[0; 37]), "signature": b64(&[1; 8])}}});
+    let finish = || json_post(&g, "/.mfa/webauthn/login/finish", "alice", &[("cookie", &state)], body.clone());
+    let (r, _) = call(finish());
+    assert_eq!(r.path, "/v1/attempts");
+    let asked: serde_json::Value = serde_json::from_slice(r.body.as_deref().unwrap()).unwrap();
+    assert_eq!(asked["consume_challenge"], json!({"id": b64(&[4; 32]), "purpose": "webauthn.get"}));
+    assert_eq!(asked["with_factors"], true);
+    let reply = |granted: bool, challenge: Option<&str>, factors: bool| {
+        let mut v: serde_json::Value = serde_json::from_slice(&factors_reply(0).body).unwrap();
+        if !factors {
+            v.as_object_mut().unwrap().remove("factors");
+        }
+        v["granted"] = json!(granted);
+        v["banned_until"] = if granted { json!(null) } else { json!(NOW + 90) };
+        if let Some(c) = challenge {
+            v["challenge"] = json!(c);
+        }
+        StoreReply { status: Some(200), body: v.to_string().into_bytes() }
+    };
+    // Consumed with the keys: verified at once (this credential is not one of the keys, so the
+    // next call records the failure).
+    let (_, p) = call(finish());
+    let (r, _) = call(g.on_store_reply(p, &reply(true, Some("consumed"), true), NOW, &mut FixedRng(1)));
+    assert_eq!(r.path, "/v1/failures");
+    for outcome in ["not_found", "expired", "purpose_mismatch", "user_mismatch"] {
+        let (_, p) = call(finish());
+        let r = respond(g.on_store_reply(p, &reply(true, Some(outcome), true), NOW, &mut FixedRng(1)));
+        assert_eq!(r.status, 400, "{outcome}");
+        assert!(String::from_utf8_lossy(&r.body).contains("challenge_used"), "{outcome}");
+    }
+    let (_, p) = call(finish());
+    assert_eq!(respond(g.on_store_reply(p, &reply(false, None, false), NOW, &mut FixedRng(1))).status, 429);
+    // Consumed, no keys sent: fetched, then verified (no consume call).
+    let (_, p) = call(finish());
+    let (r, p) = call(g.on_store_reply(p, &reply(true, Some("consumed"), false), NOW, &mut FixedRng(1)));
+    assert!(r.path.starts_with("/v1/users/alice/factors"), "{}", r.path);
+    let (r, _) = call(g.on_store_reply(p, &factors_reply(0), NOW, &mut FixedRng(1)));
+    assert_eq!(r.path, "/v1/failures");
+    // Neither said: the keys are fetched, then the challenge consumed.
+    let (_, p) = call(finish());
+    let (r, p) = call(g.on_store_reply(p, &reply(true, None, false), NOW, &mut FixedRng(1)));
+    assert!(r.path.starts_with("/v1/users/alice/factors"), "{}", r.path);
+    let (r, _) = call(g.on_store_reply(p, &factors_reply(0), NOW, &mut FixedRng(1)));
+    assert_eq!(r.path, format!("/v1/challenges/{}/consume", b64(&[4; 32])));
+    // The store unavailable: 503.
+    let (_, p) = call(finish());
+    let down = StoreReply { status: None, body: Vec::new() };
+    assert_eq!(respond(g.on_store_reply(p, &down, NOW, &mut FixedRng(1))).status, 503);
 }
 
 /// A named user's passkey sign-in begins with one store call: the challenge is stored and the

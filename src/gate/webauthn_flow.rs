@@ -9,7 +9,7 @@ use super::{Assurance, Decision, Gate, KeyRefusal, Pending, Req, Rng, Verified};
 use crate::http::safe_next;
 use crate::pages::Response;
 use crate::policy::NoFactor;
-use crate::store::{self, StoreError, StoreReply, StoreRequest};
+use crate::store::{self, StoreError, StoreReply};
 use crate::token::{self, Ceremony, Method, Session};
 use crate::webauthn as wa;
 use serde_json::{json, Value};
@@ -84,6 +84,15 @@ pub enum WaPending {
         state: String,
         challenge: [u8; 32],
     },
+    /// The attempt reserved with the challenge consumed and the user's factors read, all in
+    /// one call; a store that predates either part leads to `LoginReserved` or a fetch.
+    LoginReservation {
+        req: Box<Req>,
+        user: String,
+        response: Box<wa::AssertionResponse>,
+        challenge: [u8; 32],
+        next: String,
+    },
     /// The attempt reserved (or the ban checked); the reply is the user's factors, brought by
     /// the reservation or fetched. The challenge is consumed next.
     LoginReserved {
@@ -115,12 +124,21 @@ pub enum WaPending {
         next: String,
         user_verified: bool,
     },
-    /// Passkey quick login: the assertion verified; its challenge is being recorded as used
-    /// (a replay finds it taken). Nothing was written at `begin`.
+    /// Passkey quick login: the assertion verified; the use call also records its challenge as
+    /// used (a replay finds it taken). Nothing was written at `begin`.
+    LoginUseQuick {
+        req: Box<Req>,
+        user: String,
+        challenge: [u8; 32],
+        expires: u64,
+        next: String,
+        user_verified: bool,
+    },
+    /// Passkey quick login with a store that did not record the challenge with the use (it
+    /// predates `record_challenge`): the challenge is being recorded now, before any session.
     LoginMarkUsed {
         req: Box<Req>,
         user: String,
-        use_call: Box<StoreRequest>,
         next: String,
         user_verified: bool,
     },
@@ -129,6 +147,33 @@ pub enum WaPending {
 /// The WebAuthn endpoints answer the page's script: JSON only.
 fn rejected(r: KeyRefusal) -> Decision {
     Decision::Respond(r.response())
+}
+
+impl Gate {
+    /// A sign-in with a key, its use recorded: the session, and the ceremony cookie cleared on
+    /// whatever answer this ends in (trusting the device first makes it a store call).
+    fn signed_in_with_key(
+        &self,
+        mut req: Box<Req>,
+        user: String,
+        next: String,
+        user_verified: bool,
+        now: u64,
+        rng: &mut dyn Rng,
+    ) -> Decision {
+        req.set_cookies.push(self.ceremony_cookie("", 0));
+        let assurance = Assurance::webauthn(now, user_verified);
+        self.verified(&req, Verified { user, assurance, next, codes_left: None }, now, rng)
+    }
+
+    /// The store refused to record a key's use.
+    fn key_use_refused(&self, req: &Req, e: StoreError) -> Decision {
+        match e {
+            StoreError::Conflict(_) => rejected(KeyRefusal::CounterRegression),
+            StoreError::NotFound => rejected(KeyRefusal::UnknownKey),
+            _ => self.unavailable(req),
+        }
+    }
 }
 
 impl Gate {
@@ -249,15 +294,31 @@ impl Gate {
                     if user.is_empty() {
                         // Quick login: the credential names the user only later, and `begin`
                         // recorded nothing. Look the credential up (a read); only a verified
-                        // assertion writes, marking its challenge used (`LoginMarkUsed`).
+                        // assertion writes: the key's use, its challenge recorded as used in the
+                        // same call (`LoginUseQuick`).
                         let call = store::credential(&self.cfg.store, response.credential_id());
                         return Decision::Call(
                             call,
                             Pending::Webauthn(WaPending::LoginVerify { req, user, response, challenge, next }),
                         );
                     }
-                    // Reserve the attempt and read the factors in one call, then consume the
-                    // challenge, then verify: one round trip fewer than reading them after.
+                    // Reserve the attempt, consume the challenge and read the factors in one
+                    // call, then verify: the verdict waits for one store round trip.
+                    if let (Some(r), Some(a)) = (&self.cfg.regulation, req.attempt.as_deref()) {
+                        let call = store::reserve_attempt(
+                            &self.cfg.store,
+                            &user,
+                            req.client_ip.as_deref(),
+                            a,
+                            Method::Webauthn.as_str(),
+                            r,
+                            true,
+                            Some((&challenge, "webauthn.get")),
+                        );
+                        let then = WaPending::LoginReservation { req, user, response, challenge, next };
+                        return Decision::Call(call, Pending::Webauthn(then));
+                    }
+                    // Regulation off: read the factors, then consume the challenge, then verify.
                     let who = user.clone();
                     let then = Pending::Webauthn(WaPending::LoginReserved {
                         req: req.clone(),
@@ -452,6 +513,38 @@ impl Gate {
                     Err(_) => self.unavailable(&req),
                 }
             }
+            WaPending::LoginReservation { req, user, response, challenge, next } => {
+                match store::parse_reservation(reply) {
+                    Err(_) => return self.unavailable(&req),
+                    Ok(Some(until)) => return self.banned(&req, until.max(now + 1), now),
+                    Ok(None) => {}
+                }
+                let fetch = store::factors_from(&self.cfg.store, &user, req.client_ip.as_deref());
+                match (store::reservation_challenge(reply), store::reservation_factors(reply)) {
+                    // Spent, expired, or not this user's: the attempt stays counted.
+                    (Some(false), _) => rejected(KeyRefusal::ChallengeUsed),
+                    (Some(true), Some(factors)) => self.webauthn_reply(
+                        WaPending::LoginVerify { req, user, response, challenge, next },
+                        &factors,
+                        now,
+                        rng,
+                    ),
+                    (Some(true), None) => Decision::Call(
+                        fetch,
+                        Pending::Webauthn(WaPending::LoginVerify { req, user, response, challenge, next }),
+                    ),
+                    (None, Some(factors)) => self.webauthn_reply(
+                        WaPending::LoginReserved { req, user, response, challenge, next },
+                        &factors,
+                        now,
+                        rng,
+                    ),
+                    (None, None) => Decision::Call(
+                        fetch,
+                        Pending::Webauthn(WaPending::LoginReserved { req, user, response, challenge, next }),
+                    ),
+                }
+            }
             WaPending::LoginReserved { req, user, response, challenge, next } => {
                 if store::parse_factors(reply).is_err() {
                     // No factors to verify against: the challenge stays unused for a retry.
@@ -534,36 +627,25 @@ impl Gate {
                     }
                     Ok(out) => {
                         let user_verified = out.user_verified;
-                        let use_call =
-                            store::use_webauthn(&self.cfg.store, &user, &factor.id, out.sign_count, out.backup_state)
-                                .with_attempt(req.attempt.as_deref());
-                        if quick {
-                            // Anonymous quick login: `begin` wrote nothing, so the challenge is
-                            // recorded as used only now, after the assertion verified.
-                            let expires = now + settings.challenge_ttl_s;
-                            let mark = store::put_challenge(
-                                &self.cfg.store,
-                                &challenge,
-                                Some(&user),
-                                "webauthn.get",
-                                expires,
-                                false,
-                            );
-                            return Decision::Call(
-                                mark,
-                                Pending::Webauthn(WaPending::LoginMarkUsed {
-                                    req,
-                                    user,
-                                    use_call: Box::new(use_call),
-                                    next,
-                                    user_verified,
-                                }),
-                            );
-                        }
-                        Decision::Call(
-                            use_call,
-                            Pending::Webauthn(WaPending::LoginUse { req, user, next, user_verified }),
+                        // Anonymous quick login: `begin` wrote nothing, so the challenge is
+                        // recorded as used only now, with the use, after the assertion verified.
+                        let expires = now + settings.challenge_ttl_s;
+                        let record = quick.then_some((&challenge[..], "webauthn.get", expires));
+                        let use_call = store::use_webauthn(
+                            &self.cfg.store,
+                            &user,
+                            &factor.id,
+                            out.sign_count,
+                            out.backup_state,
+                            record,
                         )
+                        .with_attempt(req.attempt.as_deref());
+                        let then = if quick {
+                            WaPending::LoginUseQuick { req, user, challenge, expires, next, user_verified }
+                        } else {
+                            WaPending::LoginUse { req, user, next, user_verified }
+                        };
+                        Decision::Call(use_call, Pending::Webauthn(then))
                     }
                     Err(e) => self.failed(
                         &req,
@@ -573,29 +655,36 @@ impl Gate {
                     ),
                 }
             }
-            WaPending::LoginMarkUsed { req, user, use_call, next, user_verified } => match store::parse_ok(reply) {
-                Ok(()) => {
-                    Decision::Call(*use_call, Pending::Webauthn(WaPending::LoginUse { req, user, next, user_verified }))
+            WaPending::LoginUseQuick { req, user, challenge, expires, next, user_verified } => {
+                match (store::parse_ok(reply), store::use_recorded_challenge(reply)) {
+                    (Ok(()), Some(true)) => self.signed_in_with_key(req, user, next, user_verified, now, rng),
+                    (Ok(()), _) => {
+                        let mark = store::put_challenge(
+                            &self.cfg.store,
+                            &challenge,
+                            Some(&user),
+                            "webauthn.get",
+                            expires,
+                            false,
+                        );
+                        Decision::Call(
+                            mark,
+                            Pending::Webauthn(WaPending::LoginMarkUsed { req, user, next, user_verified }),
+                        )
+                    }
+                    (Err(StoreError::Conflict(c)), _) if c == "challenge_exists" => rejected(KeyRefusal::ChallengeUsed),
+                    (Err(e), _) => self.key_use_refused(&req, e),
                 }
+            }
+            WaPending::LoginMarkUsed { req, user, next, user_verified } => match store::parse_ok(reply) {
+                Ok(()) => self.signed_in_with_key(req, user, next, user_verified, now, rng),
                 Err(StoreError::Conflict(_)) => rejected(KeyRefusal::ChallengeUsed),
                 Err(_) => self.unavailable(&req),
             },
-            WaPending::LoginUse { req, user, next, user_verified } => {
-                let clear = self.ceremony_cookie("", 0);
-                match store::parse_ok(reply) {
-                    Ok(()) => {
-                        // The ceremony cookie goes on whatever answer this ends in (trusting the
-                        // device first makes it a store call).
-                        let mut req = req;
-                        req.set_cookies.push(clear.clone());
-                        let assurance = Assurance::webauthn(now, user_verified);
-                        self.verified(&req, Verified { user, assurance, next, codes_left: None }, now, rng)
-                    }
-                    Err(StoreError::Conflict(_)) => rejected(KeyRefusal::CounterRegression),
-                    Err(StoreError::NotFound) => rejected(KeyRefusal::UnknownKey),
-                    Err(_) => self.unavailable(&req),
-                }
-            }
+            WaPending::LoginUse { req, user, next, user_verified } => match store::parse_ok(reply) {
+                Ok(()) => self.signed_in_with_key(req, user, next, user_verified, now, rng),
+                Err(e) => self.key_use_refused(&req, e),
+            },
         }
     }
 }

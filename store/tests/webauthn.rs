@@ -93,6 +93,122 @@ fn challenges_are_single_use() {
     assert_eq!(r.status, 404);
 }
 
+/// `consume_challenge` on a reservation: a passkey sign-in's `finish` reserves its attempt and
+/// consumes its challenge in one call, with `consume`'s checks and one more (the challenge was
+/// issued to the attempt's user); a refused reservation consumes nothing.
+#[test]
+fn a_reservation_can_consume_the_challenge_once() {
+    let dir = TempDir::new();
+    let srv = Arc::new(Server::start(&dir, &master_key(100)));
+    let attempt = |i: u8, user: &str, id: &str, purpose: &str, max: u32| {
+        let b = json!({"user": user, "attempt": b64url(&[i; 16]), "method": "webauthn",
+                       "max_retries": max, "find_time_s": 600, "with_factors": true,
+                       "consume_challenge": {"id": id, "purpose": purpose}});
+        srv.post("/v1/attempts", &b.to_string())
+    };
+    let put = |id: &str, user: Option<&str>, purpose: &str| {
+        let r = srv.post("/v1/challenges", &challenge(id, user, purpose, now() + 60));
+        assert_eq!(r.status, 201, "{}", r.body);
+    };
+    let id = b64url(&[40u8; 32]);
+    put(&id, Some("alice"), "webauthn.get");
+    let r = attempt(1, "alice", &id, "webauthn.get", 100).json();
+    assert_eq!((&r["granted"], &r["challenge"]), (&json!(true), &json!("consumed")), "{r}");
+    assert!(r["factors"].is_array(), "{r}");
+    // Once only: a replay of the same challenge finds it gone.
+    let r = attempt(2, "alice", &id, "webauthn.get", 100).json();
+    assert_eq!(r["challenge"], "not_found", "{r}");
+    // Issued to someone else, or for a registration: refused, and burnt as `consume` burns it.
+    let other = b64url(&[41u8; 32]);
+    put(&other, Some("bob"), "webauthn.get");
+    assert_eq!(attempt(3, "alice", &other, "webauthn.get", 100).json()["challenge"], "user_mismatch");
+    assert_eq!(attempt(4, "bob", &other, "webauthn.get", 100).json()["challenge"], "not_found");
+    let create = b64url(&[42u8; 32]);
+    put(&create, Some("alice"), "webauthn.create");
+    assert_eq!(attempt(5, "alice", &create, "webauthn.get", 100).json()["challenge"], "purpose_mismatch");
+    assert_eq!(attempt(6, "alice", "bad id", "webauthn.get", 100).json()["challenge"], "not_found");
+    let r = attempt(7, "alice", &id, "other", 100);
+    assert_eq!((r.status, r.error()), (400, "invalid".into()), "{}", r.body);
+    // A refused reservation (carol at her limit) leaves the challenge for a later sign-in.
+    let kept = b64url(&[43u8; 32]);
+    put(&kept, Some("carol"), "webauthn.get");
+    assert_eq!(attempt(8, "carol", &b64url(&[44u8; 32]), "webauthn.get", 1).json()["granted"], true);
+    let r = attempt(9, "carol", &kept, "webauthn.get", 1).json();
+    assert_eq!(r["granted"], false, "{r}");
+    assert!(r.get("challenge").is_none(), "{r}");
+    let r = srv.post(&format!("/v1/challenges/{kept}/consume"), r#"{"purpose":"webauthn.get"}"#);
+    assert_eq!(r.status, 200, "{}", r.body);
+    // Racing sign-ins with one challenge: one consumes it.
+    for round in 0..3u8 {
+        let id = b64url(&[50 + round; 32]);
+        put(&id, Some("dan"), "webauthn.get");
+        let s = srv.clone();
+        let n = Arc::new(std::sync::atomic::AtomicU8::new(0));
+        let outcomes = race(12, move || {
+            let i = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let b = json!({"user": "dan", "attempt": b64url(&[round, i, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9]),
+                           "method": "webauthn", "max_retries": 1000, "find_time_s": 600,
+                           "consume_challenge": {"id": id, "purpose": "webauthn.get"}});
+            s.post("/v1/attempts", &b.to_string()).json()["challenge"].clone()
+        });
+        assert_eq!(outcomes.iter().filter(|o| *o == "consumed").count(), 1, "{outcomes:?}");
+        assert_eq!(outcomes.iter().filter(|o| *o == "not_found").count(), 11, "{outcomes:?}");
+    }
+}
+
+/// `record_challenge` on a WebAuthn use (a passkey quick login): the challenge is stored with
+/// the use, in its transaction, so a replay of the same assertion finds it taken and changes
+/// nothing; racing uses of one challenge succeed once, even for a counterless passkey.
+#[test]
+fn a_quick_logins_use_records_its_challenge_once() {
+    let dir = TempDir::new();
+    let srv = Arc::new(Server::start(&dir, &master_key(101)));
+    let r = srv.post("/v1/users/alice/factors", &webauthn_body(&[0x21u8; 32], 0).to_string());
+    assert_eq!(r.status, 201, "{}", r.body);
+    let factor = r.json()["id"].as_str().unwrap().to_string();
+    let path = format!("/v1/users/alice/factors/{factor}/webauthn/use");
+    let use_with = |count: u32, id: &str, purpose: &str, expires_at: i64| {
+        let b =
+            json!({"sign_count": count, "record_challenge": {"id": id, "purpose": purpose, "expires_at": expires_at}});
+        srv.post(&path, &b.to_string())
+    };
+    let id = b64url(&[60u8; 32]);
+    let r = use_with(5, &id, "webauthn.get", now() + 120);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json(), json!({"ok": true, "challenge_recorded": true}));
+    // Replayed: taken, and the counter did not move (6 still goes through after).
+    let r = use_with(9, &id, "webauthn.get", now() + 120);
+    assert_eq!((r.status, r.error()), (409, "challenge_exists".into()), "{}", r.body);
+    let r = srv.post(&path, r#"{"sign_count": 6}"#);
+    assert_eq!(r.json(), json!({"ok": true}), "{}", r.body);
+    // Stored as any challenge: `POST /v1/challenges` cannot reuse it either.
+    let r = srv.post("/v1/challenges", &challenge(&id, None, "webauthn.get", now() + 60));
+    assert_eq!((r.status, r.error()), (409, "challenge_exists".into()));
+    // Checked as `POST /v1/challenges` checks it.
+    for (bad_id, purpose, expires_at) in [
+        ("short", "webauthn.get", now() + 60),
+        (&*b64url(&[61u8; 32]), "other", now() + 60),
+        (&*b64url(&[61u8; 32]), "webauthn.get", now() - 1),
+        (&*b64url(&[61u8; 32]), "webauthn.get", now() + 7200),
+    ] {
+        let r = use_with(7, bad_id, purpose, expires_at);
+        assert_eq!((r.status, r.error()), (400, "invalid".into()), "{bad_id} {purpose} {expires_at}: {}", r.body);
+    }
+    // A counterless passkey (0 stays 0): racing uses of one challenge, one succeeds.
+    let r = srv.post("/v1/users/bob/factors", &webauthn_body(&[0x22u8; 32], 0).to_string());
+    let factor = r.json()["id"].as_str().unwrap().to_string();
+    for round in 0..3u8 {
+        let s = srv.clone();
+        let (path, id) = (format!("/v1/users/bob/factors/{factor}/webauthn/use"), b64url(&[70 + round; 32]));
+        let statuses = race(12, move || {
+            let b = json!({"sign_count": 0, "record_challenge": {"id": id, "purpose": "webauthn.get", "expires_at": now() + 120}});
+            s.post(&path, &b.to_string()).status
+        });
+        assert_eq!(statuses.iter().filter(|&&s| s == 200).count(), 1, "{statuses:?}");
+        assert_eq!(statuses.iter().filter(|&&s| s == 409).count(), 11, "{statuses:?}");
+    }
+}
+
 #[test]
 fn concurrent_consumes_of_one_challenge_succeed_once() {
     let dir = TempDir::new();

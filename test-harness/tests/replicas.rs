@@ -104,8 +104,9 @@ fn two_replicas_one_time_codes_succeed_exactly_once() {
     }
 
     // Both replicas did the one-time work (round robin), so the guarantees above held across them.
-    // (WebAuthn racers meet first at the challenge, `/consume`: only the one that redeemed it
-    // goes on to `/webauthn/use`, so that path sees one call per round, on either replica.)
+    // (WebAuthn racers meet first at the challenge, consumed with each racer's reservation in
+    // `/v1/attempts`: only the one that redeemed it goes on to `/webauthn/use`, so that path sees
+    // one call per round, on either replica; `/consume` counts the recovery codes' calls.)
     let spread: Vec<(&str, Vec<usize>)> = ["/totp/use", "/recovery/consume", "/consume", "/otp/verify"]
         .into_iter()
         .map(|p| (p, per_replica(&s, p)))

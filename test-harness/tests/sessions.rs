@@ -329,8 +329,16 @@ fn anonymous_quick_login_begin_writes_nothing() {
             &[("cookie", &wa), JSON],
         )
     };
+    // The store logs a request once it has answered it: let the lines settle before counting.
+    let count = |needle: &str| {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        s.store_log().matches(needle).count()
+    };
+    let (stored, uses) = (count("POST /v1/challenges "), count("/webauthn/use 200"));
     let r = finish();
     assert_eq!(r.status, 200, "{r:?}\n{}", s.log_tails());
+    // The challenge was recorded by the use call itself (`record_challenge`), not a call of its own.
+    assert_eq!((count("POST /v1/challenges "), count("/webauthn/use 200")), (stored, uses + 1), "{}", s.store_log());
     let r = finish();
     assert_eq!((r.status, r.json()["error"].as_str()), (400, Some("challenge_used")), "replayed: {r:?}");
 }

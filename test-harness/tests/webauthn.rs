@@ -69,9 +69,18 @@ fn security_key_registers_signs_in_and_refuses_replays() {
     let opts = login_options(&s, &mut jar);
     assert_eq!(opts["publicKey"]["allowCredentials"].as_array().map(Vec::len), Some(1));
     let a = key.assert(&opts, &origin(&s)).unwrap();
+    let with_ceremony = jar.clone();
+    // The store logs a request once it has answered it: let the lines settle before counting.
+    let count = |needle: &str| {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        s.store_log().matches(needle).count()
+    };
+    let (attempts, consumes) = (count("POST /v1/attempts"), count("/consume"));
     let r = finish(&s, &mut jar, &a);
     assert_eq!(r.status, 200, "{r:?}");
     assert!(jar.header().contains("edge-mfa="));
+    // One call reserved the attempt and consumed the challenge (no `/consume` call of its own).
+    assert_eq!((count("POST /v1/attempts"), count("/consume")), (attempts + 1, consumes), "{}", s.store_log());
 
     // The same assertion again with the same ceremony cookie: the challenge is spent.
     jar.remove(SESSION);
@@ -117,6 +126,11 @@ fn security_key_registers_signs_in_and_refuses_replays() {
     let r = jar.post(&s, "/.mfa/webauthn/register/begin", json!({}));
     assert_eq!(r.status, 403, "{r:?}");
     let _ = &mut second;
+
+    // The first sign-in replayed with its own ceremony cookie: the store finds the challenge
+    // spent (a replay counts as a failed attempt, hence last: the fifth reaches the limit).
+    let r = finish(&s, &mut with_ceremony.clone(), &a);
+    assert_eq!((r.status, r.json()["error"].as_str()), (400, Some("challenge_used")), "{r:?}");
 }
 
 #[test]

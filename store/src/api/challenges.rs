@@ -13,7 +13,7 @@ pub const MAX_TTL_S: i64 = 3600;
 
 const PURPOSES: [&str; 2] = ["webauthn.create", "webauthn.get"];
 
-fn check_purpose(p: &str) -> ApiResult<()> {
+pub(super) fn check_purpose(p: &str) -> ApiResult<()> {
     if PURPOSES.contains(&p) {
         Ok(())
     } else {
@@ -21,20 +21,26 @@ fn check_purpose(p: &str) -> ApiResult<()> {
     }
 }
 
+/// A challenge about to be stored: its id, purpose and lifetime.
+pub(super) fn check_new(id: &str, purpose: &str, expires_at: i64) -> ApiResult<()> {
+    check_b64url_id("id", id)?;
+    check_purpose(purpose)?;
+    let now = db::now();
+    if expires_at <= now || expires_at > now + MAX_TTL_S {
+        return Err(ApiError::invalid(format!("expires_at must be in the future, at most {MAX_TTL_S} s from now")));
+    }
+    Ok(())
+}
+
 pub async fn create(
     State(state): State<Shared>,
     Actor(actor): Actor,
     Body(body): Body<proto::NewChallenge>,
 ) -> ApiResult<(StatusCode, Json<proto::StoredChallenge>)> {
-    check_b64url_id("id", &body.id)?;
     if let Some(u) = &body.user {
         check_user(u)?;
     }
-    check_purpose(&body.purpose)?;
-    let now = db::now();
-    if body.expires_at <= now || body.expires_at > now + MAX_TTL_S {
-        return Err(ApiError::invalid(format!("expires_at must be in the future, at most {MAX_TTL_S} s from now")));
-    }
+    check_new(&body.id, &body.purpose, body.expires_at)?;
     let factors = blocking(&state, move |s| {
         s.pool.with(|c| {
             challenges::create(c, &body.id, body.user.as_deref(), &body.purpose, body.expires_at, &actor)?;
@@ -47,6 +53,27 @@ pub async fn create(
     .await?;
     let factors = factors.map(|fs| fs.iter().map(super::factors::factor_reply).collect());
     Ok((StatusCode::CREATED, Json(proto::StoredChallenge { ok: true, factors })))
+}
+
+/// The outcome of a challenge consumed beside a reservation (`proto::Reservation::challenge`):
+/// the same checks as `consume`, and the challenge must have been issued to `user`.
+pub(super) fn consume_for(
+    c: &crate::db::Connection,
+    id: &str,
+    purpose: &str,
+    user: Option<&str>,
+    actor: &str,
+) -> crate::db::Result<&'static str> {
+    if check_b64url_id("id", id).is_err() {
+        return Ok("not_found");
+    }
+    Ok(match challenges::consume_in(c, id, purpose, actor)? {
+        Ok(ch) if ch.user.is_some() && ch.user.as_deref() != user => "user_mismatch",
+        Ok(_) => "consumed",
+        Err(db::StoreError::Expired) => "expired",
+        Err(db::StoreError::PurposeMismatch) => "purpose_mismatch",
+        Err(_) => "not_found",
+    })
 }
 
 pub async fn consume(

@@ -311,15 +311,24 @@ pub async fn use_webauthn(
     UserItemPath(user, id): UserItemPath,
     Actor(actor): Actor,
     Body(body): Body<proto::WebauthnUse>,
-) -> ApiResult<Json<proto::Done>> {
+) -> ApiResult<Json<proto::WebauthnUsed>> {
+    if let Some(r) = &body.record_challenge {
+        super::challenges::check_new(&r.id, &r.purpose, r.expires_at)?;
+    }
+    let recorded = body.record_challenge.is_some().then_some(true);
     blocking(&state, move |s| {
         s.pool.with(|c| {
-            db::use_webauthn(c, &user, &id, i64::from(body.sign_count), body.backup_state, &actor)?;
+            let record = body.record_challenge.as_ref().map(|r| db::challenges::Record {
+                id: &r.id,
+                purpose: &r.purpose,
+                expires_at: r.expires_at,
+            });
+            db::use_webauthn(c, &user, &id, i64::from(body.sign_count), body.backup_state, record, &actor)?;
             super::bans::clear_attempt(c, body.attempt.as_deref())
         })
     })
     .await?;
-    Ok(done())
+    Ok(Json(proto::WebauthnUsed { ok: true, challenge_recorded: recorded }))
 }
 
 pub async fn credential(

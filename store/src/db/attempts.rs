@@ -42,7 +42,14 @@ fn active_ban(conn: &Connection, kind: &str, subject: &str, now: i64) -> Result<
 /// the count run under both subjects' locks (the same ones `bans::record_failure` takes), so on
 /// any number of replicas parallel reservations for one subject run one after another and at
 /// most `max_retries` are granted.
-pub fn reserve(conn: &mut Connection, a: &Attempt<'_>) -> Result<Reservation> {
+///
+/// When granted, `also` runs in the same transaction (a WebAuthn challenge consumed with its
+/// sign-in's reservation: one commit, one round trip); its error rolls both back.
+pub fn reserve<T>(
+    conn: &mut Connection,
+    a: &Attempt<'_>,
+    also: impl FnOnce(&Connection) -> Result<T>,
+) -> Result<(Reservation, Option<T>)> {
     let now = now();
     let subjects: Vec<(&str, &str)> =
         [(KIND_USER, a.user), (KIND_IP, a.ip)].into_iter().filter_map(|(k, s)| s.map(|s| (k, s))).collect();
@@ -74,7 +81,7 @@ pub fn reserve(conn: &mut Connection, a: &Attempt<'_>) -> Result<Reservation> {
     if let Some(until) = refused {
         // Nothing counted: a refused attempt costs the store one read.
         tx.commit()?;
-        return Ok(Reservation::Refused { until });
+        return Ok((Reservation::Refused { until }, None));
     }
     for (kind, subject) in &subjects {
         tx.execute(
@@ -82,8 +89,9 @@ pub fn reserve(conn: &mut Connection, a: &Attempt<'_>) -> Result<Reservation> {
             args![*kind, *subject, now, a.method, a.attempt],
         )?;
     }
+    let also = also(&tx)?;
     tx.commit()?;
-    Ok(Reservation::Granted)
+    Ok((Reservation::Granted, Some(also)))
 }
 
 /// The attempt succeeded: it no longer counts (one statement: no lock needed).

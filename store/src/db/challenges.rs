@@ -5,6 +5,14 @@
 use super::sql::args;
 use super::{audit, now, Connection, Result, StoreError};
 
+/// A challenge to record as used with the ceremony's last write (`factors::use_webauthn`).
+#[derive(Clone, Copy)]
+pub struct Record<'a> {
+    pub id: &'a str,
+    pub purpose: &'a str,
+    pub expires_at: i64,
+}
+
 pub struct Challenge {
     pub user: Option<String>,
     pub purpose: String,
@@ -41,9 +49,20 @@ pub fn create(
 /// transaction as the audit row.
 pub fn consume(conn: &mut Connection, id: &str, purpose: &str, actor: &str) -> Result<Challenge> {
     let tx = conn.transaction(&[])?;
-    let row = tx
-        .query_opt("DELETE FROM challenges WHERE id = $1 RETURNING \"user\", purpose, expires_at", args![id])?
-        .ok_or(StoreError::NotFound("challenge"))?;
+    let outcome = consume_in(&tx, id, purpose, actor)?;
+    tx.commit()?;
+    outcome
+}
+
+/// `consume` inside the caller's transaction (a reservation's): the outer error is the
+/// database's, the inner one the challenge's (not found, expired, purpose mismatch), whose
+/// deletion and audit row commit with the caller's transaction.
+pub fn consume_in(conn: &Connection, id: &str, purpose: &str, actor: &str) -> Result<Result<Challenge>> {
+    let Some(row) =
+        conn.query_opt("DELETE FROM challenges WHERE id = $1 RETURNING \"user\", purpose, expires_at", args![id])?
+    else {
+        return Ok(Err(StoreError::NotFound("challenge")));
+    };
     let (user, stored_purpose, expires_at): (Option<String>, String, i64) = (row.get(0)?, row.get(1)?, row.get(2)?);
     let outcome = if expires_at <= now() {
         Err(StoreError::Expired)
@@ -53,7 +72,7 @@ pub fn consume(conn: &mut Connection, id: &str, purpose: &str, actor: &str) -> R
         Ok(())
     };
     audit::record(
-        &tx,
+        conn,
         audit::Event::about(
             user.as_deref(),
             actor,
@@ -68,6 +87,5 @@ pub fn consume(conn: &mut Connection, id: &str, purpose: &str, actor: &str) -> R
             },
         })),
     )?;
-    tx.commit()?;
-    outcome.map(|()| Challenge { user, purpose: stored_purpose })
+    Ok(outcome.map(|()| Challenge { user, purpose: stored_purpose }))
 }

@@ -246,9 +246,14 @@ pub fn use_webauthn(
     id: &str,
     sign_count: i64,
     backup_state: Option<bool>,
+    record_challenge: Option<super::challenges::Record<'_>>,
     actor: &str,
 ) -> Result<()> {
     let tx = conn.transaction(&[])?;
+    if let Some(r) = record_challenge {
+        // Taken already (a replayed quick login): `Exists`, and the drop rolls back.
+        super::challenges::create(&tx, r.id, Some(user), r.purpose, r.expires_at, actor)?;
+    }
     let updated = tx.query_opt(
         "UPDATE factors SET sign_count = $1, last_used_at = $2
          WHERE id = $3 AND \"user\" = $4 AND type = 'webauthn' AND enabled = 1
@@ -439,12 +444,12 @@ mod tests {
             Err(StoreError::CredentialExists)
         ));
         // A non-counting authenticator: 0 after 0 is fine, repeatedly.
-        use_webauthn(&mut conn, "a", &id, 0, None, "f").unwrap();
-        use_webauthn(&mut conn, "a", &id, 0, Some(true), "f").unwrap();
-        use_webauthn(&mut conn, "a", &id, 5, None, "f").unwrap();
+        use_webauthn(&mut conn, "a", &id, 0, None, None, "f").unwrap();
+        use_webauthn(&mut conn, "a", &id, 0, Some(true), None, "f").unwrap();
+        use_webauthn(&mut conn, "a", &id, 5, None, None, "f").unwrap();
         for bad in [5, 4, 0] {
             assert!(matches!(
-                use_webauthn(&mut conn, "a", &id, bad, Some(false), "f"),
+                use_webauthn(&mut conn, "a", &id, bad, Some(false), None, "f"),
                 Err(StoreError::CounterRegression)
             ));
         }
@@ -454,7 +459,7 @@ mod tests {
         assert_eq!(find_credential(&conn, "cred-1").unwrap().user, "a");
         update_factor(&mut conn, "a", &id, None, Some(false), "f").unwrap();
         assert!(matches!(find_credential(&conn, "cred-1"), Err(StoreError::NotFound(_))));
-        assert!(matches!(use_webauthn(&mut conn, "a", &id, 9, None, "f"), Err(StoreError::NotFound(_))));
+        assert!(matches!(use_webauthn(&mut conn, "a", &id, 9, None, None, "f"), Err(StoreError::NotFound(_))));
     }
 
     #[test]

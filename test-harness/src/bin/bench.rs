@@ -129,7 +129,11 @@ fn main() {
     );
 
     // Store + demo upstream (+ an idle template Envoy used for enrollment only).
-    let stack = Stack::start(StackOptions::default());
+    // Quick login on, for the cold path's passkey sign-ins without identity.
+    let stack = Stack::start(StackOptions {
+        plugin_config: serde_json::json!({"quick_login": true}),
+        ..StackOptions::default()
+    });
     let (_, _, session) = stack.enroll_totp(USER);
     let identity = stack.login_cookie(USER);
     eprintln!("bench: enrolled {USER}; session cookie {} bytes", session.len());
