@@ -389,6 +389,16 @@ pub fn record_failure(
     StoreRequest::json("POST", format!("{}/failures", cfg.path_prefix), &body)
 }
 
+/// What a granted reservation also does, each saving the verdict a store round trip.
+#[derive(Clone, Copy, Debug)]
+pub enum Also<'a> {
+    Nothing,
+    /// Bring the user's factors (`with_factors`).
+    Factors,
+    /// Bring them, and consume this WebAuthn sign-in challenge (`consume_challenge`).
+    FactorsAndChallenge(&'a [u8]),
+}
+
 /// Counts an attempt for the user and the client IP unless either is banned or at its limit:
 /// the ban check and the count in one store operation (issue 8, invariant 7).
 pub fn reserve_attempt(
@@ -398,8 +408,7 @@ pub fn reserve_attempt(
     attempt: &str,
     method: &str,
     r: &crate::config::Regulation,
-    with_factors: bool,
-    consume_challenge: Option<(&[u8], &str)>,
+    also: Also<'_>,
 ) -> StoreRequest {
     let body = proto::Attempt {
         user: Some(user.into()),
@@ -408,9 +417,13 @@ pub fn reserve_attempt(
         method: Some(method.into()),
         max_retries: Some(r.max_retries),
         find_time_s: Some(seconds(r.find_time_s)),
-        with_factors,
-        consume_challenge: consume_challenge
-            .map(|(id, purpose)| proto::ChallengeToConsume { id: B64U.encode(id), purpose: purpose.into() }),
+        with_factors: !matches!(also, Also::Nothing),
+        consume_challenge: match also {
+            Also::FactorsAndChallenge(id) => {
+                Some(proto::ChallengeToConsume { id: B64U.encode(id), purpose: "webauthn.get".into() })
+            }
+            _ => None,
+        },
     };
     StoreRequest::json("POST", format!("{}/attempts", cfg.path_prefix), &body)
 }

@@ -78,7 +78,15 @@ impl Gate {
         let call = match req.attempt.as_deref() {
             Some(a) => {
                 let method = super::endpoint_method(&req.path).map_or("otp", |m| m.as_str());
-                store::reserve_attempt(&self.cfg.store, user, req.client_ip.as_deref(), a, method, r, false, None)
+                store::reserve_attempt(
+                    &self.cfg.store,
+                    user,
+                    req.client_ip.as_deref(),
+                    a,
+                    method,
+                    r,
+                    store::Also::Nothing,
+                )
             }
             None => store::bans(&self.cfg.store, user, req.client_ip.as_deref()),
         };
@@ -92,8 +100,15 @@ impl Gate {
         match (&self.cfg.regulation, req.attempt.as_deref()) {
             (Some(r), Some(a)) => {
                 let method = super::endpoint_method(&req.path).map_or("otp", |m| m.as_str());
-                let call =
-                    store::reserve_attempt(&self.cfg.store, user, req.client_ip.as_deref(), a, method, r, true, None);
+                let call = store::reserve_attempt(
+                    &self.cfg.store,
+                    user,
+                    req.client_ip.as_deref(),
+                    a,
+                    method,
+                    r,
+                    store::Also::Factors,
+                );
                 let then = Box::new((fetch, then));
                 Decision::Call(call, Pending::Regulation(RegulationPending::CheckWithFactors { req, then }))
             }

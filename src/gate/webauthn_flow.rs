@@ -312,8 +312,7 @@ impl Gate {
                             a,
                             Method::Webauthn.as_str(),
                             r,
-                            true,
-                            Some((&challenge, "webauthn.get")),
+                            store::Also::FactorsAndChallenge(&challenge),
                         );
                         let then = WaPending::LoginReservation { req, user, response, challenge, next };
                         return Decision::Call(call, Pending::Webauthn(then));
