@@ -37,7 +37,7 @@ pub use error::{Result, StoreError};
 #[allow(unused_imports)]
 pub use factors::{
     create_factor, delete_factor, find_credential, get_factor, insert_factor, list_factors, set_enterprise,
-    update_factor, use_totp_step, use_webauthn, Factor, NewFactor, ACTOR_USER, MAX_FACTORS_PER_USER,
+    update_factor, use_totp_step, use_webauthn, Factor, KeyUse, NewFactor, ACTOR_USER, MAX_FACTORS_PER_USER,
 };
 #[allow(unused_imports)]
 pub use keys::{add_session_key, list_keys, list_kids, verify_master_key, MAX_SESSION_KEYS};

@@ -97,13 +97,11 @@ pub async fn get(State(state): State<Shared>, uri: Uri) -> ApiResult<Json<proto:
     Ok(Json(proto::BanStatus { banned_until: until.map(secs) }))
 }
 
-/// Settles a reserved attempt as a success (the use that proves it was right); ids that do not
-/// look like ours are ignored, as there is nothing they could name.
-pub(crate) fn clear_attempt(c: &crate::db::Connection, attempt: Option<&str>) -> crate::db::Result<()> {
-    match attempt {
-        Some(a) if check_b64url_id("attempt", a).is_ok() => attempts::clear(c, a),
-        _ => Ok(()),
-    }
+/// The attempt a use names, which the use settles as a success (in its own transaction: see
+/// `db::attempts`); ids that do not look like ours are ignored, as there is nothing they could
+/// name.
+pub(crate) fn attempt_id(attempt: Option<&str>) -> Option<&str> {
+    attempt.filter(|a| check_b64url_id("attempt", a).is_ok())
 }
 
 /// `POST /v1/attempts`: count this attempt unless banned, in one transaction.

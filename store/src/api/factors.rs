@@ -297,10 +297,8 @@ pub async fn use_totp(
 ) -> ApiResult<Json<proto::Done>> {
     let step = to_step(body.step)?;
     blocking(&state, move |s| {
-        s.pool.with(|c| {
-            db::use_totp_step(c, &user, &id, step, &actor)?;
-            super::bans::clear_attempt(c, body.attempt.as_deref())
-        })
+        s.pool
+            .with(|c| db::use_totp_step(c, &user, &id, step, super::bans::attempt_id(body.attempt.as_deref()), &actor))
     })
     .await?;
     Ok(done())
@@ -323,8 +321,13 @@ pub async fn use_webauthn(
                 purpose: &r.purpose,
                 expires_at: r.expires_at,
             });
-            db::use_webauthn(c, &user, &id, i64::from(body.sign_count), body.backup_state, record, &actor)?;
-            super::bans::clear_attempt(c, body.attempt.as_deref())
+            let key_use = db::KeyUse {
+                sign_count: i64::from(body.sign_count),
+                backup_state: body.backup_state,
+                record_challenge: record,
+                attempt: super::bans::attempt_id(body.attempt.as_deref()),
+            };
+            db::use_webauthn(c, &user, &id, &key_use, &actor)
         })
     })
     .await?;

@@ -166,8 +166,7 @@ pub async fn verify(
     let code = body.code.trim().to_string();
     blocking(&state, move |s| {
         s.pool.with(|c| {
-            otp::verify(c, &s.key, &user, ch.as_str(), &code, &actor)?;
-            super::bans::clear_attempt(c, body.attempt.as_deref())
+            otp::verify(c, &s.key, &user, ch.as_str(), &code, super::bans::attempt_id(body.attempt.as_deref()), &actor)
         })
     })
     .await?;

@@ -51,9 +51,7 @@ pub async fn consume(
     }
     let (id, remaining) = blocking(&state, move |s| {
         s.pool.with(|c| {
-            let out = recovery::consume(c, &s.key, &user, &body.code, &actor)?;
-            super::bans::clear_attempt(c, body.attempt.as_deref())?;
-            Ok(out)
+            recovery::consume(c, &s.key, &user, &body.code, super::bans::attempt_id(body.attempt.as_deref()), &actor)
         })
     })
     .await?;

@@ -206,7 +206,17 @@ pub fn insert_factor(
 /// Marks TOTP time step `step` as used. The single conditional UPDATE is the
 /// replay guard: only one caller (on any replica) can move `last_step` past a
 /// given value.
-pub fn use_totp_step(conn: &mut Connection, user: &str, id: &str, step: i64, actor: &str) -> Result<()> {
+///
+/// `attempt`, the reservation this use settles (`attempts`), is cleared in the same transaction:
+/// one commit (one flush of SQLite's log) instead of two, and never a use without its clear.
+pub fn use_totp_step(
+    conn: &mut Connection,
+    user: &str,
+    id: &str,
+    step: i64,
+    attempt: Option<&str>,
+    actor: &str,
+) -> Result<()> {
     let tx = conn.transaction(&[])?;
     let changed = tx.execute(
         "UPDATE factors SET last_step = $1, last_used_at = $2
@@ -215,6 +225,7 @@ pub fn use_totp_step(conn: &mut Connection, user: &str, id: &str, step: i64, act
     )?;
     if changed == 1 {
         record_use(&tx, user, id, actor, "totp")?;
+        clear_attempt(&tx, attempt)?;
         tx.commit()?;
         return Ok(());
     }
@@ -228,6 +239,13 @@ pub fn use_totp_step(conn: &mut Connection, user: &str, id: &str, step: i64, act
     }
 }
 
+fn clear_attempt(conn: &Connection, attempt: Option<&str>) -> Result<()> {
+    match attempt {
+        Some(a) => super::attempts::clear(conn, a),
+        None => Ok(()),
+    }
+}
+
 fn record_use(conn: &Connection, user: &str, id: &str, actor: &str, kind: &str) -> Result<()> {
     audit::record(
         conn,
@@ -235,20 +253,24 @@ fn record_use(conn: &Connection, user: &str, id: &str, actor: &str, kind: &str) 
     )
 }
 
+/// What a verified assertion records (`use_webauthn`).
+#[derive(Clone, Copy, Default)]
+pub struct KeyUse<'a> {
+    pub sign_count: i64,
+    pub backup_state: Option<bool>,
+    /// A quick login's challenge, stored as used in the same transaction.
+    pub record_challenge: Option<super::challenges::Record<'a>>,
+    /// The reservation this use settles, cleared in the same transaction.
+    pub attempt: Option<&'a str>,
+}
+
 /// Records a WebAuthn assertion's signature counter. One conditional UPDATE
 /// (so concurrent assertions with the same counter cannot both pass): the
 /// counter must grow, except that an authenticator which never counts
 /// (stored 0, presented 0) is accepted. `backup_state`, if given, is stored
 /// with it (the row is already locked by the UPDATE).
-pub fn use_webauthn(
-    conn: &mut Connection,
-    user: &str,
-    id: &str,
-    sign_count: i64,
-    backup_state: Option<bool>,
-    record_challenge: Option<super::challenges::Record<'_>>,
-    actor: &str,
-) -> Result<()> {
+pub fn use_webauthn(conn: &mut Connection, user: &str, id: &str, key_use: &KeyUse<'_>, actor: &str) -> Result<()> {
+    let KeyUse { sign_count, backup_state, record_challenge, attempt } = *key_use;
     let tx = conn.transaction(&[])?;
     if let Some(r) = record_challenge {
         // Taken already (a replayed quick login): `Exists`, and the drop rolls back.
@@ -271,6 +293,7 @@ pub fn use_webauthn(
             tx.execute("UPDATE factors SET params = $1 WHERE id = $2", args![params.to_string(), id])?;
         }
         record_use(&tx, user, id, actor, "webauthn")?;
+        clear_attempt(&tx, attempt)?;
         tx.commit()?;
         return Ok(());
     }
@@ -409,10 +432,10 @@ mod tests {
     fn totp_steps_are_single_use() {
         let (mut conn, key) = memory();
         let id = create_factor(&mut conn, &key, "alice", totp(Some(100)), true, "filter").unwrap();
-        assert!(matches!(use_totp_step(&mut conn, "alice", &id, 100, "filter"), Err(StoreError::Replay)));
-        assert!(use_totp_step(&mut conn, "alice", &id, 101, "filter").is_ok());
-        assert!(matches!(use_totp_step(&mut conn, "alice", &id, 101, "filter"), Err(StoreError::Replay)));
-        assert!(matches!(use_totp_step(&mut conn, "bob", &id, 102, "filter"), Err(StoreError::NotFound(_))));
+        assert!(matches!(use_totp_step(&mut conn, "alice", &id, 100, None, "filter"), Err(StoreError::Replay)));
+        assert!(use_totp_step(&mut conn, "alice", &id, 101, None, "filter").is_ok());
+        assert!(matches!(use_totp_step(&mut conn, "alice", &id, 101, None, "filter"), Err(StoreError::Replay)));
+        assert!(matches!(use_totp_step(&mut conn, "bob", &id, 102, None, "filter"), Err(StoreError::NotFound(_))));
         let f = &list_factors(&conn, "alice", Some(&key)).unwrap()[0];
         assert_eq!(f.last_step, 101);
         assert_eq!(f.secret.as_deref(), Some(&[1u8; 20][..]));
@@ -444,12 +467,27 @@ mod tests {
             Err(StoreError::CredentialExists)
         ));
         // A non-counting authenticator: 0 after 0 is fine, repeatedly.
-        use_webauthn(&mut conn, "a", &id, 0, None, None, "f").unwrap();
-        use_webauthn(&mut conn, "a", &id, 0, Some(true), None, "f").unwrap();
-        use_webauthn(&mut conn, "a", &id, 5, None, None, "f").unwrap();
+        use_webauthn(&mut conn, "a", &id, &KeyUse { sign_count: 0, backup_state: None, ..KeyUse::default() }, "f")
+            .unwrap();
+        use_webauthn(
+            &mut conn,
+            "a",
+            &id,
+            &KeyUse { sign_count: 0, backup_state: Some(true), ..KeyUse::default() },
+            "f",
+        )
+        .unwrap();
+        use_webauthn(&mut conn, "a", &id, &KeyUse { sign_count: 5, backup_state: None, ..KeyUse::default() }, "f")
+            .unwrap();
         for bad in [5, 4, 0] {
             assert!(matches!(
-                use_webauthn(&mut conn, "a", &id, bad, Some(false), None, "f"),
+                use_webauthn(
+                    &mut conn,
+                    "a",
+                    &id,
+                    &KeyUse { sign_count: bad, backup_state: Some(false), ..KeyUse::default() },
+                    "f"
+                ),
                 Err(StoreError::CounterRegression)
             ));
         }
@@ -459,7 +497,10 @@ mod tests {
         assert_eq!(find_credential(&conn, "cred-1").unwrap().user, "a");
         update_factor(&mut conn, "a", &id, None, Some(false), "f").unwrap();
         assert!(matches!(find_credential(&conn, "cred-1"), Err(StoreError::NotFound(_))));
-        assert!(matches!(use_webauthn(&mut conn, "a", &id, 9, None, None, "f"), Err(StoreError::NotFound(_))));
+        assert!(matches!(
+            use_webauthn(&mut conn, "a", &id, &KeyUse { sign_count: 9, backup_state: None, ..KeyUse::default() }, "f"),
+            Err(StoreError::NotFound(_))
+        ));
     }
 
     #[test]

@@ -76,6 +76,7 @@ pub fn verify(
     user: &str,
     channel: &str,
     code: &str,
+    attempt: Option<&str>,
     actor: &str,
 ) -> Result<()> {
     let presented = code_hash(key, user, channel, code);
@@ -101,6 +102,10 @@ pub fn verify(
             &tx,
             audit::Event::of(user, actor, "otp.verified").detail(serde_json::json!({"channel": channel})),
         )?;
+        // The reservation this use settles, in the same transaction.
+        if let Some(a) = attempt {
+            super::attempts::clear(&tx, a)?;
+        }
         Ok(())
     } else {
         tx.execute(

@@ -90,7 +90,15 @@ pub fn insert_imported(tx: &Connection, factor_id: &str, django_hashes: &[String
 
 /// Uses up one code. Returns (factor id, codes remaining); `NoSuchCode` if
 /// no enabled recovery factor holds it.
-pub fn consume(conn: &mut Connection, key: &MasterKey, user: &str, code: &str, actor: &str) -> Result<(String, i64)> {
+/// `attempt`, the reservation this use settles, is cleared in the same transaction.
+pub fn consume(
+    conn: &mut Connection,
+    key: &MasterKey,
+    user: &str,
+    code: &str,
+    attempt: Option<&str>,
+    actor: &str,
+) -> Result<(String, i64)> {
     let hash = code_hash(key, user, &normalize(code));
     let tx = conn.transaction(&[])?;
     let id: Option<String> = tx
@@ -106,10 +114,10 @@ pub fn consume(conn: &mut Connection, key: &MasterKey, user: &str, code: &str, a
         Some(id) => id,
         None => {
             drop(tx);
-            return consume_imported(conn, user, code, actor);
+            return consume_imported(conn, user, code, attempt, actor);
         }
     };
-    finish(tx, user, id, actor)
+    finish(tx, user, id, attempt, actor)
 }
 
 /// PBKDF2 outputs of the typed code's spellings for one (iterations, salt).
@@ -123,7 +131,13 @@ type Derived = ((u32, String), Vec<[u8; 32]>);
 /// transactions one at a time, and PostgreSQL re-checks the DELETE's `WHERE`
 /// on the latest row version after waiting for the other deleter, finding
 /// nothing.
-fn consume_imported(conn: &mut Connection, user: &str, code: &str, actor: &str) -> Result<(String, i64)> {
+fn consume_imported(
+    conn: &mut Connection,
+    user: &str,
+    code: &str,
+    attempt: Option<&str>,
+    actor: &str,
+) -> Result<(String, i64)> {
     let stored: Vec<(String, Vec<u8>)> = conn
         .query(
             "SELECT rc.factor_id, rc.hash FROM recovery_codes rc JOIN factors f ON f.id = rc.factor_id
@@ -166,11 +180,14 @@ fn consume_imported(conn: &mut Connection, user: &str, code: &str, actor: &str) 
     if n != 1 {
         return Err(StoreError::NoSuchCode);
     }
-    finish(tx, user, id, actor)
+    finish(tx, user, id, attempt, actor)
 }
 
 /// Common end of both paths: last use, remaining count, audit, commit.
-fn finish(tx: Tx<'_>, user: &str, id: String, actor: &str) -> Result<(String, i64)> {
+fn finish(tx: Tx<'_>, user: &str, id: String, attempt: Option<&str>, actor: &str) -> Result<(String, i64)> {
+    if let Some(a) = attempt {
+        super::attempts::clear(&tx, a)?;
+    }
     tx.execute("UPDATE factors SET last_used_at = $1 WHERE id = $2", args![now(), &id])?;
     let remaining: i64 =
         tx.query_one("SELECT count(*) FROM recovery_codes WHERE factor_id = $1", args![&id])?.get(0)?;
@@ -212,7 +229,7 @@ mod tests {
             material: django::Material::Recovery { hashes },
         };
         crate::db::import::import_user(&mut conn, &key, "alice", &[rec], true).unwrap();
-        let consume = |conn: &mut Connection, user: &str, code: &str| consume(conn, &key, user, code, "filter");
+        let consume = |conn: &mut Connection, user: &str, code: &str| consume(conn, &key, user, code, None, "filter");
         assert!(matches!(consume(&mut conn, "alice", "abcde-12345"), Err(StoreError::NoSuchCode)), "case matters");
         assert!(matches!(consume(&mut conn, "bob", "AbCde-12345"), Err(StoreError::NoSuchCode)), "not bob's");
         assert_eq!(consume(&mut conn, "alice", " AbCde-12345").unwrap(), ("fdjango1".to_string(), 1));
@@ -252,7 +269,9 @@ mod tests {
             let threads: Vec<_> = (0..2)
                 .map(|_| {
                     let (pool, key, user) = (pool.clone(), key.clone(), user.clone());
-                    std::thread::spawn(move || pool.with(|c| consume(c, &key, &user, "AbCde-12345", "filter")).is_ok())
+                    std::thread::spawn(move || {
+                        pool.with(|c| consume(c, &key, &user, "AbCde-12345", None, "filter")).is_ok()
+                    })
                 })
                 .collect();
             let wins = threads.into_iter().map(|t| t.join().unwrap()).filter(|ok| *ok).count();

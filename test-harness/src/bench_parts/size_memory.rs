@@ -24,7 +24,7 @@ pub(crate) fn module_sizes(edge: &Path, floor: &Path) -> String {
         o,
         "\nCommand: `scripts/build-wasm && wc -c build/edge_mfa.wasm` (profile `release-wasm`: LTO, the filter and \
          the per-request crates at opt-level 3, cold-path dependencies at \"z\"; `-Cpanic=immediate-abort` on \
-         Debian's toolchain; then `wasm-opt -Oz` when binaryen is installed; see scripts/build-wasm). Target: ≤ \
+         Debian's toolchain; then `wasm-opt -Oz --converge` when binaryen is installed; see scripts/build-wasm). Target: ≤ \
          600 KB (600,000 bytes). `EDGE_MFA_WASM_PROFILE=release-small scripts/build-wasm` builds the smaller, \
          slower variant (Cargo.toml); bench/README.md, \"Module size\", has what weighs what."
     );
