@@ -1792,11 +1792,13 @@ fn held_bodies_strip_credentials_and_refuse_oversize() {
     assert_eq!((r.status, body_str(&r).as_str()), (413, r#"{"error":"body_too_large"}"#));
 }
 
-/// A passkey sign-in reserves its attempt and reads the user's keys in one store call, then
-/// consumes the challenge, then verifies against those keys: no second factors fetch. A reply
-/// without usable factors ends it before the challenge is spent.
-#[test]
-fn webauthn_sign_in_reads_the_keys_with_the_reservation_then_consumes_the_challenge() {
+fn b64u(b: &[u8]) -> String {
+    base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, b)
+}
+
+/// A gate with WebAuthn and regulation on, alice's ceremony cookie (challenge `[4; 32]`), and a
+/// `login/finish` body signed by a credential (`[7; 16]`) that is none of her keys.
+fn webauthn_sign_in() -> (Gate, String, serde_json::Value) {
     let mut j = sample_json();
     j["webauthn"] = json!({"rp_id": "app.test", "origins": ["https://app.test"]});
     j["regulation"] = json!({});
@@ -1809,9 +1811,19 @@ fn webauthn_sign_in_reads_the_keys_with_the_reservation_then_consumes_the_challe
         user: "alice".into(),
     };
     let state = format!("edge-mfa-wa={}", token::seal_ceremony(&g.keys.borrow(), &c).unwrap());
-    let b64 = |b: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, b);
-    let body = json!({"credential": {"id": b64(&[7; 16]), "rawId": b64(&[7; 16]), "type": "public-key",
-        "response": {"clientDataJSON": b64(b"{}"), "authenticatorData": b64(&[0; 37]), "signature": b64(&[1; 8])}}});
+    let body = json!({"credential": {"id": b64u(&[7; 16]), "rawId": b64u(&[7; 16]), "type": "public-key",
+        "response": {"clientDataJSON": b64u(b"{}"), "authenticatorData": b64u(&[0; 37]), "signature": b64u(&[1; 8])}}});
+    (g, state, body)
+}
+
+/// A passkey sign-in with a store that predates `consume_challenge` (its reservation does not
+/// say whether it consumed the challenge): the reservation brings the user's keys, then the
+/// challenge is consumed, then the assertion verified: no second factors fetch. A reply
+/// without usable factors ends it before the challenge is spent.
+#[test]
+fn webauthn_sign_in_reads_the_keys_with_the_reservation_then_consumes_the_challenge() {
+    let (g, state, body) = webauthn_sign_in();
+    let b64 = b64u;
     let finish = || json_post(&g, "/.mfa/webauthn/login/finish", "alice", &[("cookie", &state)], body.clone());
     let (r, p) = call(finish());
     assert_eq!(r.path, "/v1/attempts");
@@ -1842,21 +1854,8 @@ fn webauthn_sign_in_reads_the_keys_with_the_reservation_then_consumes_the_challe
 /// the consume call (the test above).
 #[test]
 fn webauthn_sign_in_consumes_the_challenge_with_the_reservation() {
-    let mut j = sample_json();
-    j["webauthn"] = json!({"rp_id": "app.test", "origins": ["https://app.test"]});
-    j["regulation"] = json!({});
-    let g = Gate::new(Config::parse(j.to_string().as_bytes()).unwrap());
-    let c = Ceremony {
-        registration: false,
-        expires: NOW + 60,
-        challenge: [4; 32],
-        user_handle: [0; 16],
-        user: "alice".into(),
-    };
-    let state = format!("edge-mfa-wa={}", token::seal_ceremony(&g.keys.borrow(), &c).unwrap());
-    let b64 = |b: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, b);
-    let body = json!({"credential": {"id": b64(&[7; 16]), "rawId": b64(&[7; 16]), "type": "public-key",
-        "response": {"clientDataJSON": b64(b"{}"), "authenticatorData": b64(&[0; 37]), "signature": b64(&[1; 8])}}});
+    let (g, state, body) = webauthn_sign_in();
+    let b64 = b64u;
     let finish = || json_post(&g, "/.mfa/webauthn/login/finish", "alice", &[("cookie", &state)], body.clone());
     let (r, _) = call(finish());
     assert_eq!(r.path, "/v1/attempts");

@@ -86,38 +86,18 @@ pub enum WaPending {
     },
     /// The attempt reserved with the challenge consumed and the user's factors read, all in
     /// one call; a store that predates either part leads to `LoginReserved` or a fetch.
-    LoginReservation {
-        req: Box<Req>,
-        user: String,
-        response: Box<wa::AssertionResponse>,
-        challenge: [u8; 32],
-        next: String,
-    },
+    LoginReservation(SignIn),
     /// The attempt reserved (or the ban checked); the reply is the user's factors, brought by
     /// the reservation or fetched. The challenge is consumed next.
-    LoginReserved {
-        req: Box<Req>,
-        user: String,
-        response: Box<wa::AssertionResponse>,
-        challenge: [u8; 32],
-        next: String,
-    },
+    LoginReserved(SignIn),
     LoginConsume {
-        req: Box<Req>,
-        user: String,
-        response: Box<wa::AssertionResponse>,
-        challenge: [u8; 32],
-        next: String,
+        sign_in: SignIn,
         /// The user's factors, read before the challenge was consumed.
         factors: StoreReply,
     },
-    LoginVerify {
-        req: Box<Req>,
-        user: String,
-        response: Box<wa::AssertionResponse>,
-        challenge: [u8; 32],
-        next: String,
-    },
+    /// The reply is the user's factors (or, for a quick login, the credential's owner): the
+    /// assertion is verified against them.
+    LoginVerify(SignIn),
     LoginUse {
         req: Box<Req>,
         user: String,
@@ -142,6 +122,17 @@ pub enum WaPending {
         next: String,
         user_verified: bool,
     },
+}
+
+/// A sign-in's assertion on its way through the store calls that come before its verification.
+#[derive(Debug)]
+pub struct SignIn {
+    req: Box<Req>,
+    /// Empty for a quick login: the credential names the user.
+    user: String,
+    response: Box<wa::AssertionResponse>,
+    challenge: [u8; 32],
+    next: String,
 }
 
 /// The WebAuthn endpoints answer the page's script: JSON only.
@@ -299,7 +290,7 @@ impl Gate {
                         let call = store::credential(&self.cfg.store, response.credential_id());
                         return Decision::Call(
                             call,
-                            Pending::Webauthn(WaPending::LoginVerify { req, user, response, challenge, next }),
+                            Pending::Webauthn(WaPending::LoginVerify(SignIn { req, user, response, challenge, next })),
                         );
                     }
                     // Reserve the attempt, consume the challenge and read the factors in one
@@ -314,18 +305,18 @@ impl Gate {
                             r,
                             store::Also::FactorsAndChallenge(&challenge),
                         );
-                        let then = WaPending::LoginReservation { req, user, response, challenge, next };
+                        let then = WaPending::LoginReservation(SignIn { req, user, response, challenge, next });
                         return Decision::Call(call, Pending::Webauthn(then));
                     }
                     // Regulation off: read the factors, then consume the challenge, then verify.
                     let who = user.clone();
-                    let then = Pending::Webauthn(WaPending::LoginReserved {
+                    let then = Pending::Webauthn(WaPending::LoginReserved(SignIn {
                         req: req.clone(),
                         user,
                         response,
                         challenge,
                         next,
-                    });
+                    }));
                     self.unless_banned_with_factors(req, &who, then)
                 }
             }
@@ -512,7 +503,7 @@ impl Gate {
                     Err(_) => self.unavailable(&req),
                 }
             }
-            WaPending::LoginReservation { req, user, response, challenge, next } => {
+            WaPending::LoginReservation(SignIn { req, user, response, challenge, next }) => {
                 match store::parse_reservation(reply) {
                     Err(_) => return self.unavailable(&req),
                     Ok(Some(until)) => return self.banned(&req, until.max(now + 1), now),
@@ -523,28 +514,28 @@ impl Gate {
                     // Spent, expired, or not this user's: the attempt stays counted.
                     (Some(false), _) => rejected(KeyRefusal::ChallengeUsed),
                     (Some(true), Some(factors)) => self.webauthn_reply(
-                        WaPending::LoginVerify { req, user, response, challenge, next },
+                        WaPending::LoginVerify(SignIn { req, user, response, challenge, next }),
                         &factors,
                         now,
                         rng,
                     ),
                     (Some(true), None) => Decision::Call(
                         fetch,
-                        Pending::Webauthn(WaPending::LoginVerify { req, user, response, challenge, next }),
+                        Pending::Webauthn(WaPending::LoginVerify(SignIn { req, user, response, challenge, next })),
                     ),
                     (None, Some(factors)) => self.webauthn_reply(
-                        WaPending::LoginReserved { req, user, response, challenge, next },
+                        WaPending::LoginReserved(SignIn { req, user, response, challenge, next }),
                         &factors,
                         now,
                         rng,
                     ),
                     (None, None) => Decision::Call(
                         fetch,
-                        Pending::Webauthn(WaPending::LoginReserved { req, user, response, challenge, next }),
+                        Pending::Webauthn(WaPending::LoginReserved(SignIn { req, user, response, challenge, next })),
                     ),
                 }
             }
-            WaPending::LoginReserved { req, user, response, challenge, next } => {
+            WaPending::LoginReserved(SignIn { req, user, response, challenge, next }) => {
                 if store::parse_factors(reply).is_err() {
                     // No factors to verify against: the challenge stays unused for a retry.
                     return self.unavailable(&req);
@@ -553,20 +544,25 @@ impl Gate {
                 let factors = reply.clone();
                 Decision::Call(
                     call,
-                    Pending::Webauthn(WaPending::LoginConsume { req, user, response, challenge, next, factors }),
+                    Pending::Webauthn(WaPending::LoginConsume {
+                        sign_in: SignIn { req, user, response, challenge, next },
+                        factors,
+                    }),
                 )
             }
-            WaPending::LoginConsume { req, user, response, challenge, next, factors } => match store::parse_ok(reply) {
-                Ok(()) => self.webauthn_reply(
-                    WaPending::LoginVerify { req, user, response, challenge, next },
-                    &factors,
-                    now,
-                    rng,
-                ),
-                Err(StoreError::Unavailable) => self.unavailable(&req),
-                Err(_) => rejected(KeyRefusal::ChallengeUsed),
-            },
-            WaPending::LoginVerify { req, user, response, challenge, next } => {
+            WaPending::LoginConsume { sign_in: SignIn { req, user, response, challenge, next }, factors } => {
+                match store::parse_ok(reply) {
+                    Ok(()) => self.webauthn_reply(
+                        WaPending::LoginVerify(SignIn { req, user, response, challenge, next }),
+                        &factors,
+                        now,
+                        rng,
+                    ),
+                    Err(StoreError::Unavailable) => self.unavailable(&req),
+                    Err(_) => rejected(KeyRefusal::ChallengeUsed),
+                }
+            }
+            WaPending::LoginVerify(SignIn { req, user, response, challenge, next }) => {
                 let quick = user.is_empty();
                 let (user, factors) = if quick {
                     match store::parse_credential(reply) {

@@ -93,29 +93,15 @@ pub(crate) fn cold_paths(stack: &Stack, n: usize) -> (String, Vec<String>, Optio
         failures.push("cold path: WebAuthn registration failed".into());
     } else {
         for _ in 0..n {
-            let t = Instant::now();
-            let r = http::post_json(
-                &stack.url("/.mfa/webauthn/login/begin"),
-                &json!({"next": "/app"}),
-                &[("cookie", &id), JSON_ACCEPT],
-            );
-            begin_ms.push(ms(t.elapsed()));
-            let Ok(assertion) = key.assert(&r.json(), &origin) else {
-                failures.push(format!("cold path: WebAuthn login/begin got {}", r.status));
-                break;
-            };
-            let cookies = format!("{id}; {}", ceremony(&r));
-            let cred: Value = serde_json::from_str(&assertion).unwrap_or_default();
-            let t = Instant::now();
-            let r = http::post_json(
-                &stack.url("/.mfa/webauthn/login/finish"),
-                &json!({"credential": cred, "next": "/app"}),
-                &[("cookie", &cookies), JSON_ACCEPT],
-            );
-            finish_ms.push(ms(t.elapsed()));
-            if r.status != 200 {
-                failures.push(format!("cold path: WebAuthn login/finish got {}: {}", r.status, r.body));
-                break;
+            match sign_in(stack, &mut key, &origin, Some(&id)) {
+                Ok((begin, finish)) => {
+                    begin_ms.push(ms(begin));
+                    finish_ms.push(ms(finish));
+                }
+                Err(e) => {
+                    failures.push(format!("cold path: WebAuthn {e}"));
+                    break;
+                }
             }
         }
     }
@@ -126,25 +112,12 @@ pub(crate) fn cold_paths(stack: &Stack, n: usize) -> (String, Vec<String>, Optio
     // records the key's use and the challenge as used in one call.
     let mut quick_ms = vec![];
     for _ in 0..if registered { n } else { 0 } {
-        let t = Instant::now();
-        let r = http::post_json(&stack.url("/.mfa/webauthn/login/begin"), &json!({"next": "/app"}), &[JSON_ACCEPT]);
-        let begin = t.elapsed();
-        let Ok(assertion) = key.assert(&r.json(), &origin) else {
-            failures.push(format!("cold path: quick login/begin got {}: {}", r.status, r.body));
-            break;
-        };
-        let cookies = ceremony(&r);
-        let cred: Value = serde_json::from_str(&assertion).unwrap_or_default();
-        let t = Instant::now();
-        let r = http::post_json(
-            &stack.url("/.mfa/webauthn/login/finish"),
-            &json!({"credential": cred, "next": "/app"}),
-            &[("cookie", &cookies), JSON_ACCEPT],
-        );
-        quick_ms.push(ms(begin + t.elapsed()));
-        if r.status != 200 {
-            failures.push(format!("cold path: quick login/finish got {}: {}", r.status, r.body));
-            break;
+        match sign_in(stack, &mut key, &origin, None) {
+            Ok((begin, finish)) => quick_ms.push(ms(begin + finish)),
+            Err(e) => {
+                failures.push(format!("cold path: quick {e}"));
+                break;
+            }
         }
     }
 
@@ -175,4 +148,44 @@ pub(crate) fn cold_paths(stack: &Stack, n: usize) -> (String, Vec<String>, Optio
     );
     let p50 = |v: &[f64]| (!v.is_empty()).then(|| percentile(v.to_vec(), 0.5));
     (o, failures, p50(&verify_ms), p50(&ceremony_ms))
+}
+
+/// One passkey sign-in through the stack: `begin` (with the identity cookie `id`, or none for a
+/// quick login), the authenticator's signature (not timed), then `finish`. Returns the time of
+/// `begin` and of `finish`, or what went wrong.
+fn sign_in(
+    stack: &Stack,
+    key: &mut SoftAuthenticator,
+    origin: &str,
+    id: Option<&str>,
+) -> Result<(Duration, Duration), String> {
+    let cookie =
+        |extra: Option<String>| [id.map(String::from), extra].into_iter().flatten().collect::<Vec<_>>().join("; ");
+    fn headers(c: &str) -> Vec<(&str, &str)> {
+        if c.is_empty() {
+            vec![JSON_ACCEPT]
+        } else {
+            vec![("cookie", c), JSON_ACCEPT]
+        }
+    }
+    let identity = cookie(None);
+    let t = Instant::now();
+    let r = http::post_json(&stack.url("/.mfa/webauthn/login/begin"), &json!({"next": "/app"}), &headers(&identity));
+    let begin = t.elapsed();
+    let Ok(assertion) = key.assert(&r.json(), origin) else {
+        return Err(format!("login/begin got {}: {}", r.status, r.body));
+    };
+    let cookies = cookie(r.cookie("edge-mfa-wa"));
+    let cred: Value = serde_json::from_str(&assertion).unwrap_or_default();
+    let t = Instant::now();
+    let r = http::post_json(
+        &stack.url("/.mfa/webauthn/login/finish"),
+        &json!({"credential": cred, "next": "/app"}),
+        &headers(&cookies),
+    );
+    let finish = t.elapsed();
+    if r.status != 200 {
+        return Err(format!("login/finish got {}: {}", r.status, r.body));
+    }
+    Ok((begin, finish))
 }
