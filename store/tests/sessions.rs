@@ -62,6 +62,58 @@ fn a_reservation_can_bring_the_factors_when_granted() {
     assert!(r.get("factors").is_none(), "{r}");
 }
 
+/// Every kind of use (TOTP above; here a WebAuthn counter, a recovery code, an emailed code)
+/// clears the reservation it names, in the use's own transaction; a refused use leaves it
+/// counted. With `max_retries: 1`, the next reservation shows which.
+#[test]
+fn every_kind_of_use_clears_its_reservation_and_a_refused_one_does_not() {
+    let dir = TempDir::new();
+    let outbox = dir.0.join("outbox");
+    let srv = Server::start_with(&dir, &master_key(84), &[("EDGE_MFA_STORE_OUTBOX", outbox.to_str().unwrap())]);
+    let reserve = |user: &str, i: u32| {
+        let b = json!({"user": user, "attempt": attempt_id(i), "method": "x", "max_retries": 1, "find_time_s": 600});
+        srv.post("/v1/attempts", &b.to_string()).json()["granted"].clone()
+    };
+    // WebAuthn: counter 1 is a use; 1 again is a regression.
+    let r = srv.post("/v1/users/wen/factors", &webauthn_body(&[0x31u8; 32], 0).to_string());
+    let key = format!("/v1/users/wen/factors/{}/webauthn/use", r.json()["id"].as_str().unwrap());
+    let key_use =
+        |count: u32, i: u32| srv.post(&key, &json!({"sign_count": count, "attempt": attempt_id(i)}).to_string());
+    // Recovery codes.
+    assert_eq!(srv.put("/v1/users/rey/recovery", r#"{"codes":["abcde-00001"]}"#).status, 200);
+    let code_use = |code: &str, i: u32| {
+        srv.post("/v1/users/rey/recovery/consume", &json!({"code": code, "attempt": attempt_id(i)}).to_string())
+    };
+    // An emailed code, read from the outbox.
+    let r = srv.post("/v1/users/ola/otp", &json!({"channel": "email", "destination": "ola@example.com"}).to_string());
+    assert_eq!(r.status, 202, "{}", r.body);
+    let sent = std::fs::read_to_string(outbox.join("outbox.jsonl")).unwrap();
+    let sent: serde_json::Value = serde_json::from_str(sent.lines().last().unwrap()).unwrap();
+    let emailed = sent["code"].as_str().unwrap().to_string();
+    let wrong = if emailed == "000000" { "111111" } else { "000000" };
+    let otp_use = |code: &str, i: u32| {
+        srv.post(
+            "/v1/users/ola/otp/verify",
+            &json!({"channel": "email", "code": code, "attempt": attempt_id(i)}).to_string(),
+        )
+    };
+    let cases: [(&str, &dyn Fn(u32) -> Resp, &dyn Fn(u32) -> Resp); 3] = [
+        ("wen", &|i| key_use(1, i), &|i| key_use(1, i)),
+        ("rey", &|i| code_use("abcde-00001", i), &|i| code_use("abcde-00001", i)),
+        ("ola", &|i| otp_use(&emailed, i), &|i| otp_use(wrong, i)),
+    ];
+    for (n, (user, right, refused)) in cases.iter().enumerate() {
+        let base = 200 + 10 * n as u32;
+        assert_eq!(reserve(user, base), true, "{user}");
+        let r = right(base);
+        assert_eq!(r.status, 200, "{user}: {}", r.body);
+        assert_eq!(reserve(user, base + 1), true, "{user}: the use cleared its reservation");
+        let r = refused(base + 1);
+        assert!(r.status >= 400, "{user}: {}", r.body);
+        assert_eq!(reserve(user, base + 2), false, "{user}: a refused use leaves its reservation counted");
+    }
+}
+
 #[test]
 fn reservations_settle_as_failures_or_are_cleared_by_a_use() {
     let dir = TempDir::new();
