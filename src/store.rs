@@ -428,18 +428,19 @@ pub fn reserve_attempt(
     StoreRequest::json("POST", format!("{}/attempts", cfg.path_prefix), &body)
 }
 
-/// The factors a granted reservation brought (`with_factors`), as the reply of a factors
-/// fetch; `None` when it brought none (a store that predates `with_factors`: fetch them).
-pub fn reservation_factors(reply: &StoreReply) -> Option<StoreReply> {
-    let r = read::<proto::Reservation>(reply, &[200]).ok()?;
-    as_factors_reply(r.factors.filter(|_| r.granted)?)
-}
-
-/// Whether a granted reservation consumed the challenge it was given (`consume_challenge`);
-/// `None` when it does not say (a store that predates it: consume the challenge with its own call).
-pub fn reservation_challenge(reply: &StoreReply) -> Option<bool> {
-    let r = read::<proto::Reservation>(reply, &[200]).ok()?;
-    Some(r.challenge? == "consumed")
+/// A reservation's answer (`POST /v1/attempts`), read once.
+#[derive(Debug)]
+pub enum Reservation {
+    /// Banned, or at the limit: try again at this time.
+    Refused(u64),
+    Granted {
+        /// The factors it brought (`with_factors`), as the reply of a factors fetch; `None`
+        /// from a store that predates `with_factors` (fetch them).
+        factors: Option<StoreReply>,
+        /// Whether it consumed the challenge it was given (`consume_challenge`); `None` when it
+        /// does not say (a store that predates it: consume the challenge with its own call).
+        challenge: Option<bool>,
+    },
 }
 
 /// Factors another call brought, as the reply of `GET /v1/users/{user}/factors`, so that one
@@ -449,14 +450,15 @@ fn as_factors_reply(factors: Vec<proto::Factor>) -> Option<StoreReply> {
     Some(StoreReply { status: Some(200), body: serde_json::to_vec(&list).ok()? })
 }
 
-/// `Ok(None)`: the attempt may go ahead; `Ok(Some(until))`: refused (banned or at the limit).
-pub fn parse_reservation(reply: &StoreReply) -> Result<Option<u64>, StoreError> {
+pub fn parse_reservation(reply: &StoreReply) -> Result<Reservation, StoreError> {
     let r = read::<proto::Reservation>(reply, &[200])?;
-    if r.granted {
-        Ok(None)
-    } else {
-        Ok(Some(r.banned_until.unwrap_or(0)))
+    if !r.granted {
+        return Ok(Reservation::Refused(r.banned_until.unwrap_or(0)));
     }
+    Ok(Reservation::Granted {
+        factors: r.factors.and_then(as_factors_reply),
+        challenge: r.challenge.map(|c| c == "consumed"),
+    })
 }
 
 /// The revocation list after `cursor` (all of it without one); see `crate::revocation`.

@@ -12,7 +12,7 @@
 use super::{
     Decision, Endpoint, Gate, OtpEndpoint, Pending, RecoveryEndpoint, Refusal, Req, Rng, TotpEndpoint, WebauthnEndpoint,
 };
-use crate::store::{self, StoreReply, StoreRequest};
+use crate::store::{self, Reservation, StoreReply, StoreRequest};
 use crate::token::Method;
 
 #[derive(Debug)]
@@ -125,11 +125,11 @@ impl Gate {
     ) -> Decision {
         match p {
             RegulationPending::CheckWithFactors { req, then } => match store::parse_reservation(reply) {
-                Ok(Some(until)) => self.banned(&req, until.max(now + 1), now),
-                Ok(None) => match store::reservation_factors(reply) {
-                    Some(factors) => self.on_store_reply(then.1, &factors, now, rng),
-                    None => Decision::Call(then.0, then.1),
-                },
+                Ok(Reservation::Refused(until)) => self.banned(&req, until.max(now + 1), now),
+                Ok(Reservation::Granted { factors: Some(factors), .. }) => {
+                    self.on_store_reply(then.1, &factors, now, rng)
+                }
+                Ok(Reservation::Granted { factors: None, .. }) => Decision::Call(then.0, then.1),
                 Err(_) => self.unavailable(&req),
             },
             // A failure to record a failure must not hide the answer; the attempt failed anyway.
@@ -141,8 +141,8 @@ impl Gate {
                 _ => *response,
             },
             RegulationPending::Check { req, then } if req.attempt.is_some() => match store::parse_reservation(reply) {
-                Ok(Some(until)) => self.banned(&req, until.max(now + 1), now),
-                Ok(None) => Decision::Call(then.0, then.1),
+                Ok(Reservation::Refused(until)) => self.banned(&req, until.max(now + 1), now),
+                Ok(Reservation::Granted { .. }) => Decision::Call(then.0, then.1),
                 Err(_) => self.unavailable(&req),
             },
             RegulationPending::Check { req, then } => match store::parse_ban(reply) {

@@ -504,13 +504,13 @@ impl Gate {
                 }
             }
             WaPending::LoginReservation(SignIn { req, user, response, challenge, next }) => {
-                match store::parse_reservation(reply) {
+                let (factors, consumed) = match store::parse_reservation(reply) {
                     Err(_) => return self.unavailable(&req),
-                    Ok(Some(until)) => return self.banned(&req, until.max(now + 1), now),
-                    Ok(None) => {}
-                }
+                    Ok(store::Reservation::Refused(until)) => return self.banned(&req, until.max(now + 1), now),
+                    Ok(store::Reservation::Granted { factors, challenge }) => (factors, challenge),
+                };
                 let fetch = store::factors_from(&self.cfg.store, &user, req.client_ip.as_deref());
-                match (store::reservation_challenge(reply), store::reservation_factors(reply)) {
+                match (consumed, factors) {
                     // Spent, expired, or not this user's: the attempt stays counted.
                     (Some(false), _) => rejected(KeyRefusal::ChallengeUsed),
                     (Some(true), Some(factors)) => self.webauthn_reply(
