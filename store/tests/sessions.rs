@@ -97,7 +97,8 @@ fn every_kind_of_use_clears_its_reservation_and_a_refused_one_does_not() {
             &json!({"channel": "email", "code": code, "attempt": attempt_id(i)}).to_string(),
         )
     };
-    let cases: [(&str, &dyn Fn(u32) -> Resp, &dyn Fn(u32) -> Resp); 3] = [
+    type Use<'a> = &'a dyn Fn(u32) -> Resp;
+    let cases: [(&str, Use, Use); 3] = [
         ("wen", &|i| key_use(1, i), &|i| key_use(1, i)),
         ("rey", &|i| code_use("abcde-00001", i), &|i| code_use("abcde-00001", i)),
         ("ola", &|i| otp_use(&emailed, i), &|i| otp_use(wrong, i)),

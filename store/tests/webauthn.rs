@@ -122,6 +122,14 @@ fn a_reservation_can_consume_the_challenge_once() {
     let other = b64url(&[41u8; 32]);
     put(&other, Some("bob"), "webauthn.get");
     assert_eq!(attempt(3, "alice", &other, "webauthn.get", 100).json()["challenge"], "user_mismatch");
+    // bob's audit says why his challenge went: not a consumption.
+    let audit = srv.get("/v1/users/bob/audit").json();
+    let last = audit["events"].as_array().and_then(|e| e.first()).cloned().unwrap_or_default();
+    assert_eq!(
+        (&last["event"], &last["detail"]["reason"]),
+        (&json!("challenge.rejected"), &json!("user_mismatch")),
+        "{audit}"
+    );
     assert_eq!(attempt(4, "bob", &other, "webauthn.get", 100).json()["challenge"], "not_found");
     let create = b64url(&[42u8; 32]);
     put(&create, Some("alice"), "webauthn.create");

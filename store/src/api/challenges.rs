@@ -67,12 +67,9 @@ pub(super) fn consume_for(
     if check_b64url_id("id", id).is_err() {
         return Ok("not_found");
     }
-    Ok(match challenges::consume_in(c, id, purpose, actor)? {
-        Ok(ch) if ch.user.is_some() && ch.user.as_deref() != user => "user_mismatch",
-        Ok(_) => "consumed",
-        Err(db::StoreError::Expired) => "expired",
-        Err(db::StoreError::PurposeMismatch) => "purpose_mismatch",
-        Err(_) => "not_found",
+    Ok(match challenges::consume_in(c, id, purpose, user, actor)? {
+        challenges::Outcome::Consumed(_) => "consumed",
+        challenges::Outcome::Rejected(reason) => reason,
     })
 }
 

@@ -49,43 +49,53 @@ pub fn create(
 /// transaction as the audit row.
 pub fn consume(conn: &mut Connection, id: &str, purpose: &str, actor: &str) -> Result<Challenge> {
     let tx = conn.transaction(&[])?;
-    let outcome = consume_in(&tx, id, purpose, actor)?;
+    let outcome = consume_in(&tx, id, purpose, None, actor)?;
     tx.commit()?;
-    outcome
+    match outcome {
+        Outcome::Consumed(c) => Ok(c),
+        Outcome::Rejected("expired") => Err(StoreError::Expired),
+        Outcome::Rejected("not_found") => Err(StoreError::NotFound("challenge")),
+        Outcome::Rejected(_) => Err(StoreError::PurposeMismatch),
+    }
 }
 
-/// `consume` inside the caller's transaction (a reservation's): the outer error is the
-/// database's, the inner one the challenge's (not found, expired, purpose mismatch), whose
-/// deletion and audit row commit with the caller's transaction.
-pub fn consume_in(conn: &Connection, id: &str, purpose: &str, actor: &str) -> Result<Result<Challenge>> {
+/// What became of a challenge presented for consumption.
+pub enum Outcome {
+    Consumed(Challenge),
+    /// Why not: `not_found`, `expired`, `purpose_mismatch`, `user_mismatch`.
+    Rejected(&'static str),
+}
+
+/// `consume` inside the caller's transaction (a reservation's), whose commit takes the
+/// deletion and the audit row with it. With `for_user`, a challenge issued to someone else is
+/// refused too (burnt all the same). The error is the database's.
+pub fn consume_in(conn: &Connection, id: &str, purpose: &str, for_user: Option<&str>, actor: &str) -> Result<Outcome> {
     let Some(row) =
         conn.query_opt("DELETE FROM challenges WHERE id = $1 RETURNING \"user\", purpose, expires_at", args![id])?
     else {
-        return Ok(Err(StoreError::NotFound("challenge")));
+        return Ok(Outcome::Rejected("not_found"));
     };
     let (user, stored_purpose, expires_at): (Option<String>, String, i64) = (row.get(0)?, row.get(1)?, row.get(2)?);
-    let outcome = if expires_at <= now() {
-        Err(StoreError::Expired)
+    let refused = if expires_at <= now() {
+        Some("expired")
     } else if stored_purpose != purpose {
-        Err(StoreError::PurposeMismatch)
+        Some("purpose_mismatch")
+    } else if for_user.is_some() && user.is_some() && user.as_deref() != for_user {
+        Some("user_mismatch")
     } else {
-        Ok(())
+        None
     };
     audit::record(
         conn,
         audit::Event::about(
             user.as_deref(),
             actor,
-            if outcome.is_ok() { "challenge.consumed" } else { "challenge.rejected" },
+            if refused.is_none() { "challenge.consumed" } else { "challenge.rejected" },
         )
-        .detail(serde_json::json!({
-            "purpose": stored_purpose,
-            "reason": match &outcome {
-                Ok(()) => None,
-                Err(StoreError::Expired) => Some("expired"),
-                Err(_) => Some("purpose_mismatch"),
-            },
-        })),
+        .detail(serde_json::json!({"purpose": stored_purpose, "reason": refused})),
     )?;
-    Ok(outcome.map(|()| Challenge { user, purpose: stored_purpose }))
+    Ok(match refused {
+        None => Outcome::Consumed(Challenge { user, purpose: stored_purpose }),
+        Some(reason) => Outcome::Rejected(reason),
+    })
 }
