@@ -220,22 +220,15 @@ pub fn put_challenge(
     user: Option<&str>,
     purpose: &str,
     expires_at: u64,
-    with_factors: bool,
 ) -> StoreRequest {
     let body = proto::NewChallenge {
         id: B64U.encode(challenge),
         user: user.map(String::from),
         purpose: purpose.into(),
         expires_at: signed(expires_at),
-        with_factors,
+        with_factors: false,
     };
     StoreRequest::json("POST", format!("{}/challenges", cfg.path_prefix), &body)
-}
-
-/// The factors a stored challenge brought (`with_factors`), as the reply of a factors fetch;
-/// `None` when it brought none (a store that predates `with_factors`: fetch them).
-pub fn challenge_factors(reply: &StoreReply) -> Option<StoreReply> {
-    as_factors_reply(read::<proto::StoredChallenge>(reply, &[200, 201]).ok()?.factors?)
 }
 
 pub fn consume_challenge(cfg: &StoreConfig, challenge: &[u8], purpose: &str) -> StoreRequest {
@@ -391,12 +384,10 @@ pub fn record_failure(
 
 /// What a granted reservation also does, each saving the verdict a store round trip.
 #[derive(Clone, Copy, Debug)]
-pub enum Also<'a> {
+pub enum Also {
     Nothing,
     /// Bring the user's factors (`with_factors`).
     Factors,
-    /// Bring them, and consume this WebAuthn sign-in challenge (`consume_challenge`).
-    FactorsAndChallenge(&'a [u8]),
 }
 
 /// Counts an attempt for the user and the client IP unless either is banned or at its limit:
@@ -408,7 +399,7 @@ pub fn reserve_attempt(
     attempt: &str,
     method: &str,
     r: &crate::config::Regulation,
-    also: Also<'_>,
+    also: Also,
 ) -> StoreRequest {
     let body = proto::Attempt {
         user: Some(user.into()),
@@ -418,12 +409,7 @@ pub fn reserve_attempt(
         max_retries: Some(r.max_retries),
         find_time_s: Some(seconds(r.find_time_s)),
         with_factors: !matches!(also, Also::Nothing),
-        consume_challenge: match also {
-            Also::FactorsAndChallenge(id) => {
-                Some(proto::ChallengeToConsume { id: B64U.encode(id), purpose: "webauthn.get".into() })
-            }
-            _ => None,
-        },
+        consume_challenge: None,
     };
     StoreRequest::json("POST", format!("{}/attempts", cfg.path_prefix), &body)
 }
@@ -437,9 +423,6 @@ pub enum Reservation {
         /// The factors it brought (`with_factors`), as the reply of a factors fetch; `None`
         /// from a store that predates `with_factors` (fetch them).
         factors: Option<StoreReply>,
-        /// Whether it consumed the challenge it was given (`consume_challenge`); `None` when it
-        /// does not say (a store that predates it: consume the challenge with its own call).
-        challenge: Option<bool>,
     },
 }
 
@@ -455,10 +438,7 @@ pub fn parse_reservation(reply: &StoreReply) -> Result<Reservation, StoreError> 
     if !r.granted {
         return Ok(Reservation::Refused(r.banned_until.unwrap_or(0)));
     }
-    Ok(Reservation::Granted {
-        factors: r.factors.and_then(as_factors_reply),
-        challenge: r.challenge.map(|c| c == "consumed"),
-    })
+    Ok(Reservation::Granted { factors: r.factors.and_then(as_factors_reply) })
 }
 
 /// The revocation list after `cursor` (all of it without one); see `crate::revocation`.

@@ -696,10 +696,8 @@ fn webauthn_endpoints_are_off_unless_configured() {
 fn webauthn_login_without_keys_is_refused() {
     let g = webauthn_gate();
     let (_, p) = call(json_post(&g, "/.mfa/webauthn/login/begin", "alice", &[], json!({"next": "/x"})));
-    // The challenge stored, with the user's factors: a TOTP app, no key.
-    let listed: serde_json::Value = serde_json::from_slice(&factors_reply(0).body).unwrap();
-    let stored = json!({"ok": true, "factors": listed["factors"]}).to_string().into_bytes();
-    let r = respond(g.on_store_reply(p, &StoreReply { status: Some(201), body: stored }, NOW, &mut FixedRng(1)));
+    // The user's factors: a TOTP app, no key.
+    let r = respond(g.on_store_reply(p, &factors_reply(0), NOW, &mut FixedRng(1)));
     assert_eq!(r.status, 400);
     assert!(String::from_utf8_lossy(&r.body).contains("no_security_key"));
 }
@@ -1227,11 +1225,7 @@ fn quick_login_remembers_the_user_with_a_not_me_reset() {
     let h = req("POST", "/.mfa/webauthn/login/begin", None, &[("cookie", &c), ("content-type", "application/json")]);
     let Decision::ReadBody(p) = g.on_headers(&h, NOW, &mut FixedRng(1)) else { panic!() };
     let (r, _) = call(g.on_body(p, b"{}", NOW, &mut FixedRng(1)));
-    let asked: serde_json::Value = serde_json::from_slice(r.body.as_deref().unwrap()).unwrap();
-    assert_eq!(
-        (r.path.as_str(), asked["user"].as_str(), asked["with_factors"].as_bool()),
-        ("/v1/challenges", Some("alice"), Some(true))
-    );
+    assert_eq!((r.method, r.path.as_str()), ("GET", "/v1/users/alice/factors"));
     // "Not me" forgets them.
     let r = respond(g.on_headers(
         &req("GET", "/.mfa/login?forget=1", None, &[("cookie", &c), ("accept", "text/html")]),
@@ -1352,8 +1346,8 @@ fn remembered_user_login_is_a_quick_login_and_logout_forgets_it() {
     let h = req("POST", "/.mfa/webauthn/login/begin", None, &[("cookie", &c), ("content-type", "application/json")]);
     let Decision::ReadBody(p) = g.on_headers(&h, NOW, &mut FixedRng(1)) else { panic!() };
     match g.on_body(p, b"{}", NOW, &mut FixedRng(1)) {
-        Decision::Call(r, Pending::Webauthn(webauthn_flow::WaPending::LoginChallenge { req, user, .. })) => {
-            assert_eq!((r.path.as_str(), user.as_str()), ("/v1/challenges", "alice"));
+        Decision::Call(r, Pending::Webauthn(webauthn_flow::WaPending::LoginKeys { req, .. })) => {
+            assert_eq!((r.method, r.path.as_str()), ("GET", "/v1/users/alice/factors"));
             assert!(req.quick && req.user.is_none(), "a remembered user signs in by quick login");
         }
         other => panic!("{other:?}"),
@@ -1708,10 +1702,13 @@ fn a_webauthn_sign_in_that_trusts_the_device_still_clears_the_ceremony_cookie() 
     let used = Pending::Webauthn(webauthn_flow::WaPending::LoginUse {
         req,
         user: "alice".into(),
+        challenge: [6; 32],
+        expires: NOW + 120,
         next: "/app".into(),
         user_verified: true,
     });
-    let (r, p) = call(g.on_store_reply(used, &ok_reply(), NOW, &mut FixedRng(1)));
+    let recorded = StoreReply { status: Some(200), body: br#"{"ok":true,"challenge_recorded":true}"#.to_vec() };
+    let (r, p) = call(g.on_store_reply(used, &recorded, NOW, &mut FixedRng(1)));
     assert!(r.path.contains("/devices"), "{}", r.path);
     let created = StoreReply { status: Some(201), body: br#"{}"#.to_vec() };
     let resp = respond(g.on_store_reply(p, &created, NOW, &mut FixedRng(1)));
@@ -1737,7 +1734,7 @@ fn a_quick_login_records_its_challenge_with_the_keys_use() {
         other => panic!("{other:?}"),
     };
     let used = || {
-        Pending::Webauthn(webauthn_flow::WaPending::LoginUseQuick {
+        Pending::Webauthn(webauthn_flow::WaPending::LoginUse {
             req: req.clone(),
             user: "alice".into(),
             challenge: [6; 32],
@@ -1816,101 +1813,124 @@ fn webauthn_sign_in() -> (Gate, String, serde_json::Value) {
     (g, state, body)
 }
 
-/// A passkey sign-in with a store that predates `consume_challenge` (its reservation does not
-/// say whether it consumed the challenge): the reservation brings the user's keys, then the
-/// challenge is consumed, then the assertion verified: no second factors fetch. A reply
-/// without usable factors ends it before the challenge is spent.
+/// Alice's registered key (ES256, credential `[9; 16]`, factor `k1`, counter 5) as her factors
+/// list, and a `login/finish` body it signed over `challenge` with counter `count` for
+/// https://app.test.
+fn signed_sign_in(challenge: &[u8; 32], count: u32) -> (StoreReply, serde_json::Value) {
+    use p256::ecdsa::signature::Signer;
+    use sha2::Digest;
+    let key = p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap();
+    let point = key.verifying_key().to_encoded_point(false);
+    let mut cose = vec![0xa5, 0x01, 0x02, 0x03, 0x26, 0x20, 0x01, 0x21, 0x58, 0x20];
+    cose.extend_from_slice(point.x().unwrap());
+    cose.extend_from_slice(&[0x22, 0x58, 0x20]);
+    cose.extend_from_slice(point.y().unwrap());
+    let factors = json!({"user": "alice", "factors": [{"id": "k1", "type": "webauthn", "name": "Key", "enabled": true,
+        "added_at": 1, "webauthn": {"credential_id": b64u(&[9; 16]), "public_key": b64u(&cose), "alg": -7, "sign_count": 5}}]});
+    let mut ad = sha2::Sha256::digest(b"app.test").to_vec();
+    ad.push(0x05);
+    ad.extend_from_slice(&count.to_be_bytes());
+    let cd = format!(
+        r#"{{"type":"webauthn.get","challenge":"{}","origin":"https://app.test","crossOrigin":false}}"#,
+        b64u(challenge)
+    );
+    let mut msg = ad.clone();
+    msg.extend_from_slice(&sha2::Sha256::digest(cd.as_bytes()));
+    let sig: p256::ecdsa::Signature = key.sign(&msg);
+    let body = json!({"credential": {"id": b64u(&[9; 16]), "rawId": b64u(&[9; 16]), "type": "public-key",
+        "response": {"clientDataJSON": b64u(cd.as_bytes()), "authenticatorData": b64u(&ad),
+            "signature": b64u(sig.to_der().as_bytes())}}});
+    (StoreReply { status: Some(200), body: factors.to_string().into_bytes() }, body)
+}
+
+/// A named user's passkey sign-in makes two store calls, as a quick login does: the attempt's
+/// reservation brings the keys (no challenge in it: `begin` wrote none), the assertion is
+/// verified, then one call records the key's use with its challenge as used
+/// (`record_challenge`). A session only when the store says it recorded the challenge; a
+/// challenge already recorded (a replay) gives none; a store that does not say gets the
+/// challenge's own call before any session. Regulation off: a factors read, then the same use.
 #[test]
-fn webauthn_sign_in_reads_the_keys_with_the_reservation_then_consumes_the_challenge() {
-    let (g, state, body) = webauthn_sign_in();
-    let b64 = b64u;
+fn webauthn_sign_in_records_its_challenge_with_the_keys_use() {
+    let (g, state, _) = webauthn_sign_in();
+    let (keys, body) = signed_sign_in(&[4; 32], 6);
     let finish = || json_post(&g, "/.mfa/webauthn/login/finish", "alice", &[("cookie", &state)], body.clone());
+    let reply = |status: u16, body: &str| StoreReply { status: Some(status.into()), body: body.as_bytes().to_vec() };
+    let mut granted: serde_json::Value = serde_json::from_slice(&keys.body).unwrap();
+    granted["granted"] = json!(true);
+    let granted = reply(200, &granted.to_string());
+    let session = |r: &Response| {
+        r.headers.iter().any(|(k, v)| k == "set-cookie" && v.starts_with(&format!("{}=", g.cfg.cookie_name)))
+    };
+    // The reservation: the keys asked for, no challenge to consume.
     let (r, p) = call(finish());
     assert_eq!(r.path, "/v1/attempts");
     let asked: serde_json::Value = serde_json::from_slice(r.body.as_deref().unwrap()).unwrap();
     assert_eq!((asked["with_factors"].as_bool(), asked["method"].as_str()), (Some(true), Some("webauthn")));
-    let mut with: serde_json::Value = serde_json::from_slice(&factors_reply(0).body).unwrap();
-    with["granted"] = json!(true);
-    let granted_with = StoreReply { status: Some(200), body: with.to_string().into_bytes() };
-    let (r, p) = call(g.on_store_reply(p, &granted_with, NOW, &mut FixedRng(1)));
-    assert_eq!(r.path, format!("/v1/challenges/{}/consume", b64(&[4; 32])));
-    // Consumed: the assertion is checked against the keys already read (this credential is not
-    // one of them), so the next call records the failure; no factors fetch in between.
-    let (r, _) = call(g.on_store_reply(p, &ok_reply(), NOW, &mut FixedRng(1)));
-    assert_eq!(r.path, "/v1/failures");
-    // Granted, but the factors cannot be read: 503, and the challenge is not consumed.
+    assert!(asked.get("consume_challenge").is_none_or(serde_json::Value::is_null), "{asked}");
+    let attempt = asked["attempt"].as_str().unwrap().to_string();
+    // Verified: the use records the counter, clears the attempt and records the challenge.
+    let (r, p) = call(g.on_store_reply(p, &granted, NOW, &mut FixedRng(1)));
+    assert_eq!(r.path, "/v1/users/alice/factors/k1/webauthn/use");
+    let used: serde_json::Value = serde_json::from_slice(r.body.as_deref().unwrap()).unwrap();
+    assert_eq!((used["sign_count"].as_u64(), used["attempt"].as_str()), (Some(6), Some(attempt.as_str())));
+    assert_eq!(
+        used["record_challenge"],
+        json!({"id": b64u(&[4; 32]), "purpose": "webauthn.get", "expires_at": NOW + 120})
+    );
+    let r =
+        respond(g.on_store_reply(p, &reply(200, r#"{"ok":true,"challenge_recorded":true}"#), NOW, &mut FixedRng(1)));
+    assert!(r.status < 400 && session(&r), "{r:?}");
+    // A replay: the store finds the challenge taken; no session.
     let (_, p) = call(finish());
-    with["factors"] = json!([{"id": "f1", "type": "webauthn", "name": "Key", "enabled": true, "added_at": 1,
-        "webauthn": {"credential_id": "!!", "public_key": "!!"}}]);
-    let broken = StoreReply { status: Some(200), body: with.to_string().into_bytes() };
-    assert_eq!(respond(g.on_store_reply(p, &broken, NOW, &mut FixedRng(1))).status, 503);
-}
+    let (_, p) = call(g.on_store_reply(p, &granted, NOW, &mut FixedRng(1)));
+    let r = respond(g.on_store_reply(p, &reply(409, r#"{"error":"challenge_exists"}"#), NOW, &mut FixedRng(1)));
+    assert_eq!((r.status, session(&r)), (400, false), "{r:?}");
+    assert!(String::from_utf8_lossy(&r.body).contains("challenge_used"));
+    // A store that does not say it recorded the challenge: its own call first, then a session.
+    let (_, p) = call(finish());
+    let (_, p) = call(g.on_store_reply(p, &granted, NOW, &mut FixedRng(1)));
+    let (c, p) = call(g.on_store_reply(p, &ok_reply(), NOW, &mut FixedRng(1)));
+    assert_eq!((c.method, c.path.as_str()), ("POST", "/v1/challenges"));
+    let r = respond(g.on_store_reply(p, &reply(409, r#"{"error":"challenge_exists"}"#), NOW, &mut FixedRng(1)));
+    assert_eq!((r.status, session(&r)), (400, false), "{r:?}");
+    // Banned: refused before any verification. The store down: 503.
+    let (_, p) = call(finish());
+    let banned = reply(200, &json!({"granted": false, "banned_until": NOW + 90}).to_string());
+    assert_eq!(respond(g.on_store_reply(p, &banned, NOW, &mut FixedRng(1))).status, 429);
+    let (_, p) = call(finish());
+    assert_eq!(respond(g.on_store_reply(p, &StoreReply::default(), NOW, &mut FixedRng(1))).status, 503);
+    // A counter that did not move (the assertion replayed after its use): refused in the filter.
+    let (_, p) = call(finish());
+    let mut moved: serde_json::Value = serde_json::from_slice(&granted.body).unwrap();
+    moved["factors"][0]["webauthn"]["sign_count"] = json!(6);
+    let (r, _) = call(g.on_store_reply(p, &reply(200, &moved.to_string()), NOW, &mut FixedRng(1)));
+    assert_eq!(r.path, "/v1/failures");
 
-/// With regulation on, a passkey sign-in's `finish` reserves its attempt, consumes its
-/// challenge and reads the user's keys in one store call, then verifies: no consume call, no
-/// factors fetch. A challenge the store could not consume (spent, expired, another user's) is
-/// refused before any verification; a refused reservation is a ban; a store that consumed it but
-/// sent no keys costs a fetch, and one that does not say (it predates `consume_challenge`) gets
-/// the consume call (the test above).
-#[test]
-fn webauthn_sign_in_consumes_the_challenge_with_the_reservation() {
-    let (g, state, body) = webauthn_sign_in();
-    let b64 = b64u;
-    let finish = || json_post(&g, "/.mfa/webauthn/login/finish", "alice", &[("cookie", &state)], body.clone());
-    let (r, _) = call(finish());
-    assert_eq!(r.path, "/v1/attempts");
-    let asked: serde_json::Value = serde_json::from_slice(r.body.as_deref().unwrap()).unwrap();
-    assert_eq!(asked["consume_challenge"], json!({"id": b64(&[4; 32]), "purpose": "webauthn.get"}));
-    assert_eq!(asked["with_factors"], true);
-    let reply = |granted: bool, challenge: Option<&str>, factors: bool| {
-        let mut v: serde_json::Value = serde_json::from_slice(&factors_reply(0).body).unwrap();
-        if !factors {
-            v.as_object_mut().unwrap().remove("factors");
-        }
-        v["granted"] = json!(granted);
-        v["banned_until"] = if granted { json!(null) } else { json!(NOW + 90) };
-        if let Some(c) = challenge {
-            v["challenge"] = json!(c);
-        }
-        StoreReply { status: Some(200), body: v.to_string().into_bytes() }
+    // Regulation off: the factors read (with the ban), then the same use with the challenge.
+    let mut j = sample_json();
+    j["webauthn"] = json!({"rp_id": "app.test", "origins": ["https://app.test"]});
+    let g = Gate::new(Config::parse(j.to_string().as_bytes()).unwrap());
+    let c = Ceremony {
+        registration: false,
+        expires: NOW + 60,
+        challenge: [4; 32],
+        user_handle: [0; 16],
+        user: "alice".into(),
     };
-    // Consumed with the keys: verified at once (this credential is not one of the keys, so the
-    // next call records the failure).
-    let (_, p) = call(finish());
-    let (r, _) = call(g.on_store_reply(p, &reply(true, Some("consumed"), true), NOW, &mut FixedRng(1)));
-    assert_eq!(r.path, "/v1/failures");
-    for outcome in ["not_found", "expired", "purpose_mismatch", "user_mismatch"] {
-        let (_, p) = call(finish());
-        let r = respond(g.on_store_reply(p, &reply(true, Some(outcome), true), NOW, &mut FixedRng(1)));
-        assert_eq!(r.status, 400, "{outcome}");
-        assert!(String::from_utf8_lossy(&r.body).contains("challenge_used"), "{outcome}");
-    }
-    let (_, p) = call(finish());
-    assert_eq!(respond(g.on_store_reply(p, &reply(false, None, false), NOW, &mut FixedRng(1))).status, 429);
-    // Consumed, no keys sent: fetched, then verified (no consume call).
-    let (_, p) = call(finish());
-    let (r, p) = call(g.on_store_reply(p, &reply(true, Some("consumed"), false), NOW, &mut FixedRng(1)));
-    assert!(r.path.starts_with("/v1/users/alice/factors"), "{}", r.path);
-    let (r, _) = call(g.on_store_reply(p, &factors_reply(0), NOW, &mut FixedRng(1)));
-    assert_eq!(r.path, "/v1/failures");
-    // Neither said: the keys are fetched, then the challenge consumed.
-    let (_, p) = call(finish());
-    let (r, p) = call(g.on_store_reply(p, &reply(true, None, false), NOW, &mut FixedRng(1)));
-    assert!(r.path.starts_with("/v1/users/alice/factors"), "{}", r.path);
-    let (r, _) = call(g.on_store_reply(p, &factors_reply(0), NOW, &mut FixedRng(1)));
-    assert_eq!(r.path, format!("/v1/challenges/{}/consume", b64(&[4; 32])));
-    // The store unavailable: 503.
-    let (_, p) = call(finish());
-    let down = StoreReply { status: None, body: Vec::new() };
-    assert_eq!(respond(g.on_store_reply(p, &down, NOW, &mut FixedRng(1))).status, 503);
+    let state = format!("edge-mfa-wa={}", token::seal_ceremony(&g.keys.borrow(), &c).unwrap());
+    let (r, p) = call(json_post(&g, "/.mfa/webauthn/login/finish", "alice", &[("cookie", &state)], body.clone()));
+    assert!(r.method == "GET" && r.path.starts_with("/v1/users/alice/factors"), "{} {}", r.method, r.path);
+    let (r, _) = call(g.on_store_reply(p, &keys, NOW, &mut FixedRng(1)));
+    let used: serde_json::Value = serde_json::from_slice(r.body.as_deref().unwrap()).unwrap();
+    assert_eq!(used["record_challenge"]["id"].as_str(), Some(b64u(&[4; 32]).as_str()));
 }
 
-/// A named user's passkey sign-in begins with one store call: the challenge is stored and the
-/// user's factors come back with it (`with_factors`); the options allow exactly the enabled
-/// keys. A store without `with_factors` costs a factors fetch; no enabled key is refused; a
-/// store failure is a 503 with no ceremony cookie.
+/// A named user's passkey sign-in begins with one store read and no write: the user's factors
+/// are fetched, the options allow exactly the enabled keys, and the challenge lives only in the
+/// signed ceremony cookie (`finish` records it as used with the key's use). No enabled key is
+/// refused; a store failure is a 503 with no ceremony cookie.
 #[test]
-fn webauthn_login_begin_stores_the_challenge_and_reads_the_keys_in_one_call() {
+fn webauthn_login_begin_reads_the_keys_and_writes_nothing() {
     let mut j = sample_json();
     j["webauthn"] = json!({"rp_id": "app.test", "origins": ["https://app.test"]});
     let g = Gate::new(Config::parse(j.to_string().as_bytes()).unwrap());
@@ -1919,12 +1939,9 @@ fn webauthn_login_begin_stores_the_challenge_and_reads_the_keys_in_one_call() {
         json!({"id": format!("f{id}"), "type": "webauthn", "name": "Key", "enabled": enabled, "added_at": 1,
             "webauthn": {"credential_id": b64(&[id; 16]), "public_key": b64(&[0xa5, 1, 2]), "alg": -7, "sign_count": 0}})
     };
-    let stored = |factors: Option<serde_json::Value>| {
-        let mut v = json!({"ok": true});
-        if let Some(f) = factors {
-            v["factors"] = f;
-        }
-        StoreReply { status: Some(201), body: v.to_string().into_bytes() }
+    let listed = |factors: serde_json::Value| StoreReply {
+        status: Some(200),
+        body: json!({"user": "alice", "factors": factors}).to_string().into_bytes(),
     };
     let begin = || call(json_post(&g, "/.mfa/webauthn/login/begin", "alice", &[], json!({})));
     let allowed = |r: &Response| -> Vec<String> {
@@ -1938,26 +1955,20 @@ fn webauthn_login_begin_stores_the_challenge_and_reads_the_keys_in_one_call() {
     };
 
     let (r, p) = begin();
-    assert_eq!((r.method, r.path.as_str()), ("POST", "/v1/challenges"));
-    let asked: serde_json::Value = serde_json::from_slice(r.body.as_deref().unwrap()).unwrap();
-    assert_eq!((asked["with_factors"].as_bool(), asked["user"].as_str()), (Some(true), Some("alice")));
-    assert_eq!(asked["purpose"], "webauthn.get");
-    let r = respond(g.on_store_reply(p, &stored(Some(json!([key(1, true), key(2, false)]))), NOW, &mut FixedRng(1)));
+    assert_eq!((r.method, r.path.as_str(), r.body.as_deref()), ("GET", "/v1/users/alice/factors", None));
+    let r = respond(g.on_store_reply(p, &listed(json!([key(1, true), key(2, false)])), NOW, &mut FixedRng(1)));
     assert_eq!(r.status, 200, "{}", body_str(&r));
     assert_eq!(allowed(&r), vec![b64(&[1; 16])], "the enabled key only");
-    assert!(r.header_value("set-cookie").is_some_and(|c| c.starts_with("edge-mfa-wa=")));
-
-    // A store that predates with_factors: the factors are fetched, then the same options.
-    let (_, p) = begin();
-    let (r, p) = call(g.on_store_reply(p, &stored(None), NOW, &mut FixedRng(1)));
-    assert_eq!((r.method, r.path.as_str()), ("GET", "/v1/users/alice/factors"));
-    let list = json!({"user": "alice", "factors": [key(3, true)]}).to_string().into_bytes();
-    let r = respond(g.on_store_reply(p, &StoreReply { status: Some(200), body: list }, NOW, &mut FixedRng(1)));
-    assert_eq!((r.status, allowed(&r)), (200, vec![b64(&[3; 16])]));
+    let options: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let cookie = r.header_value("set-cookie").expect("ceremony cookie");
+    let sealed = cookie.strip_prefix("edge-mfa-wa=").and_then(|c| c.split(';').next()).expect("edge-mfa-wa");
+    let ceremony = token::open_ceremony(&g.keys.borrow(), sealed, NOW).expect("a ceremony cookie that opens");
+    assert_eq!((ceremony.user.as_str(), ceremony.registration), ("alice", false));
+    assert_eq!(options["publicKey"]["challenge"].as_str(), Some(b64(&ceremony.challenge).as_str()));
 
     // No enabled key: refused, no ceremony. The store failing: 503, no ceremony.
     let (_, p) = begin();
-    let r = respond(g.on_store_reply(p, &stored(Some(json!([key(2, false)]))), NOW, &mut FixedRng(1)));
+    let r = respond(g.on_store_reply(p, &listed(json!([key(2, false)])), NOW, &mut FixedRng(1)));
     assert!(r.status >= 400 && r.header_value("set-cookie").is_none(), "{} {}", r.status, body_str(&r));
     let (_, p) = begin();
     let r = respond(g.on_store_reply(p, &StoreReply::default(), NOW, &mut FixedRng(1)));

@@ -2,8 +2,11 @@
 //! keys. The cryptography lives in `crate::webauthn`; this module sequences the store calls.
 //!
 //! Each ceremony's challenge is random, sent to the browser in the options, carried to `finish`
-//! in a signed short-lived cookie bound to the user, and recorded in the store, which consumes
-//! it exactly once (django-mfa2 never consumed its registration state: CVE-2022-42731).
+//! in a signed short-lived cookie bound to the user, and good for one use at the store
+//! (django-mfa2 never consumed its registration state: CVE-2022-42731). A registration's is
+//! stored at `begin` and consumed at `finish`; a sign-in's is written only at `finish`, as used,
+//! in the transaction that records the key's use, so a replay finds it taken and a mere `begin`
+//! writes nothing.
 
 use super::{Assurance, Decision, Gate, KeyRefusal, Pending, Req, Rng, Verified};
 use crate::http::safe_next;
@@ -70,43 +73,20 @@ pub enum WaPending {
         /// The authenticator verified the user while registering.
         user_verified: bool,
     },
-    /// A named user's sign-in: the challenge stored, asking for the user's factors with it.
-    LoginChallenge {
-        req: Box<Req>,
-        user: String,
-        state: String,
-        challenge: [u8; 32],
-    },
-    /// The store stored the challenge but brought no factors (it predates `with_factors`):
-    /// the reply is the user's factors, fetched.
+    /// A named user's sign-in begins: the reply is the user's factors, whose enabled keys the
+    /// options allow. Nothing is written: the challenge lives in the signed ceremony cookie.
     LoginKeys {
         req: Box<Req>,
         state: String,
         challenge: [u8; 32],
     },
-    /// The attempt reserved with the challenge consumed and the user's factors read, all in
-    /// one call; a store that predates either part leads to `LoginReserved` or a fetch.
-    LoginReservation(SignIn),
-    /// The attempt reserved (or the ban checked); the reply is the user's factors, brought by
-    /// the reservation or fetched. The challenge is consumed next.
-    LoginReserved(SignIn),
-    LoginConsume {
-        sign_in: SignIn,
-        /// The user's factors, read before the challenge was consumed.
-        factors: StoreReply,
-    },
-    /// The reply is the user's factors (or, for a quick login, the credential's owner): the
-    /// assertion is verified against them.
+    /// The reply is the user's factors (brought by the attempt's reservation, or fetched), or,
+    /// for a quick login, the credential's owner: the assertion is verified against them.
     LoginVerify(SignIn),
+    /// The assertion verified; the use call also records its challenge as used (a replay finds
+    /// it taken), in the transaction that moves the key's counter. Nothing was written at
+    /// `begin`, for a named user as for a quick login.
     LoginUse {
-        req: Box<Req>,
-        user: String,
-        next: String,
-        user_verified: bool,
-    },
-    /// Passkey quick login: the assertion verified; the use call also records its challenge as
-    /// used (a replay finds it taken). Nothing was written at `begin`.
-    LoginUseQuick {
         req: Box<Req>,
         user: String,
         challenge: [u8; 32],
@@ -114,8 +94,8 @@ pub enum WaPending {
         next: String,
         user_verified: bool,
     },
-    /// Passkey quick login with a store that did not record the challenge with the use (it
-    /// predates `record_challenge`): the challenge is being recorded now, before any session.
+    /// A store that did not record the challenge with the use (it predates `record_challenge`):
+    /// the challenge is being recorded now, before any session.
     LoginMarkUsed {
         req: Box<Req>,
         user: String,
@@ -283,34 +263,19 @@ impl Gate {
                     let response = Box::new(resp);
                     let challenge = ceremony.challenge;
                     if user.is_empty() {
-                        // Quick login: the credential names the user only later, and `begin`
-                        // recorded nothing. Look the credential up (a read); only a verified
-                        // assertion writes: the key's use, its challenge recorded as used in the
-                        // same call (`LoginUseQuick`).
+                        // Quick login: the credential names the user only later. Look the
+                        // credential up (a read), verify, then the use (`LoginUse`).
                         let call = store::credential(&self.cfg.store, response.credential_id());
                         return Decision::Call(
                             call,
                             Pending::Webauthn(WaPending::LoginVerify(SignIn { req, user, response, challenge, next })),
                         );
                     }
-                    // Reserve the attempt, consume the challenge and read the factors in one
-                    // call, then verify: the verdict waits for one store round trip.
-                    if let (Some(r), Some(a)) = (&self.cfg.regulation, req.attempt.as_deref()) {
-                        let call = store::reserve_attempt(
-                            &self.cfg.store,
-                            &user,
-                            req.client_ip.as_deref(),
-                            a,
-                            Method::Webauthn.as_str(),
-                            r,
-                            store::Also::FactorsAndChallenge(&challenge),
-                        );
-                        let then = WaPending::LoginReservation(SignIn { req, user, response, challenge, next });
-                        return Decision::Call(call, Pending::Webauthn(then));
-                    }
-                    // Regulation off: read the factors, then consume the challenge, then verify.
+                    // A named user: reserve the attempt and read the factors in one call (the ban
+                    // check alone without regulation), verify, then the use records the
+                    // challenge as used: two store calls, as for a quick login.
                     let who = user.clone();
-                    let then = Pending::Webauthn(WaPending::LoginReserved(SignIn {
+                    let then = Pending::Webauthn(WaPending::LoginVerify(SignIn {
                         req: req.clone(),
                         user,
                         response,
@@ -323,14 +288,16 @@ impl Gate {
         }
     }
 
-    /// A named user's sign-in begins: one store call both records the challenge and brings
-    /// the user's factors (`with_factors`), whose enabled keys the options allow.
+    /// A named user's sign-in begins: the user's factors are read (whose enabled keys the
+    /// options allow) and nothing is written; the challenge lives in the signed, expiring
+    /// ceremony cookie until `finish` records it as used with the key's use. A mere `begin`
+    /// cannot grow the store, and costs a read rather than a commit.
     fn begin_login(&self, req: Box<Req>, user: String, now: u64, rng: &mut dyn Rng) -> Decision {
-        let Some((challenge, state, expires)) = self.new_ceremony(&user, false, [0; 16], now, rng) else {
+        let Some((challenge, state, _)) = self.new_ceremony(&user, false, [0; 16], now, rng) else {
             return self.unavailable(&req);
         };
-        let call = store::put_challenge(&self.cfg.store, &challenge, Some(&user), "webauthn.get", expires, true);
-        Decision::Call(call, Pending::Webauthn(WaPending::LoginChallenge { req, user, state, challenge }))
+        let call = store::factors(&self.cfg.store, &user);
+        Decision::Call(call, Pending::Webauthn(WaPending::LoginKeys { req, state, challenge }))
     }
 
     /// The sign-in options for the user's enabled keys (`reply`: their factors), with the
@@ -399,7 +366,7 @@ impl Gate {
         }
         let purpose = if registration { "webauthn.create" } else { "webauthn.get" };
         let owner = if user.is_empty() { None } else { Some(user) };
-        let call = store::put_challenge(&self.cfg.store, &challenge, owner, purpose, expires, false);
+        let call = store::put_challenge(&self.cfg.store, &challenge, owner, purpose, expires);
         Decision::Call(call, Pending::Webauthn(WaPending::Challenge { req, state, options: options(&challenge) }))
     }
 
@@ -428,18 +395,6 @@ impl Gate {
                 self.begin(req, &user, true, handle, now, rng, |ch| {
                     wa::creation_options(rp, &user, &handle, ch, &exclude)
                 })
-            }
-            WaPending::LoginChallenge { req, user, state, challenge } => {
-                if store::parse_ok(reply).is_err() {
-                    return self.unavailable(&req);
-                }
-                match store::challenge_factors(reply) {
-                    Some(factors) => self.login_options(req, &factors, &state, &challenge),
-                    None => Decision::Call(
-                        store::factors(&self.cfg.store, &user),
-                        Pending::Webauthn(WaPending::LoginKeys { req, state, challenge }),
-                    ),
-                }
             }
             WaPending::LoginKeys { req, state, challenge } => self.login_options(req, reply, &state, &challenge),
             WaPending::Challenge { req, state, options } => match store::parse_ok(reply) {
@@ -503,65 +458,6 @@ impl Gate {
                     Err(_) => self.unavailable(&req),
                 }
             }
-            WaPending::LoginReservation(SignIn { req, user, response, challenge, next }) => {
-                let (factors, consumed) = match store::parse_reservation(reply) {
-                    Err(_) => return self.unavailable(&req),
-                    Ok(store::Reservation::Refused(until)) => return self.banned(&req, until.max(now + 1), now),
-                    Ok(store::Reservation::Granted { factors, challenge }) => (factors, challenge),
-                };
-                let fetch = store::factors_from(&self.cfg.store, &user, req.client_ip.as_deref());
-                match (consumed, factors) {
-                    // Spent, expired, or not this user's: the attempt stays counted.
-                    (Some(false), _) => rejected(KeyRefusal::ChallengeUsed),
-                    (Some(true), Some(factors)) => self.webauthn_reply(
-                        WaPending::LoginVerify(SignIn { req, user, response, challenge, next }),
-                        &factors,
-                        now,
-                        rng,
-                    ),
-                    (Some(true), None) => Decision::Call(
-                        fetch,
-                        Pending::Webauthn(WaPending::LoginVerify(SignIn { req, user, response, challenge, next })),
-                    ),
-                    (None, Some(factors)) => self.webauthn_reply(
-                        WaPending::LoginReserved(SignIn { req, user, response, challenge, next }),
-                        &factors,
-                        now,
-                        rng,
-                    ),
-                    (None, None) => Decision::Call(
-                        fetch,
-                        Pending::Webauthn(WaPending::LoginReserved(SignIn { req, user, response, challenge, next })),
-                    ),
-                }
-            }
-            WaPending::LoginReserved(SignIn { req, user, response, challenge, next }) => {
-                if store::parse_factors(reply).is_err() {
-                    // No factors to verify against: the challenge stays unused for a retry.
-                    return self.unavailable(&req);
-                }
-                let call = store::consume_challenge(&self.cfg.store, &challenge, "webauthn.get");
-                let factors = reply.clone();
-                Decision::Call(
-                    call,
-                    Pending::Webauthn(WaPending::LoginConsume {
-                        sign_in: SignIn { req, user, response, challenge, next },
-                        factors,
-                    }),
-                )
-            }
-            WaPending::LoginConsume { sign_in: SignIn { req, user, response, challenge, next }, factors } => {
-                match store::parse_ok(reply) {
-                    Ok(()) => self.webauthn_reply(
-                        WaPending::LoginVerify(SignIn { req, user, response, challenge, next }),
-                        &factors,
-                        now,
-                        rng,
-                    ),
-                    Err(StoreError::Unavailable) => self.unavailable(&req),
-                    Err(_) => rejected(KeyRefusal::ChallengeUsed),
-                }
-            }
             WaPending::LoginVerify(SignIn { req, user, response, challenge, next }) => {
                 let quick = user.is_empty();
                 let (user, factors) = if quick {
@@ -622,10 +518,11 @@ impl Gate {
                     }
                     Ok(out) => {
                         let user_verified = out.user_verified;
-                        // Anonymous quick login: `begin` wrote nothing, so the challenge is
-                        // recorded as used only now, with the use, after the assertion verified.
+                        // `begin` wrote nothing, so the challenge is recorded as used only now,
+                        // with the use, after the assertion verified. The record outlives the
+                        // ceremony cookie (issued at most `challenge_ttl_s` ago).
                         let expires = now + settings.challenge_ttl_s;
-                        let record = quick.then_some((&challenge[..], "webauthn.get", expires));
+                        let record = Some((&challenge[..], "webauthn.get", expires));
                         let use_call = store::use_webauthn(
                             &self.cfg.store,
                             &user,
@@ -635,11 +532,7 @@ impl Gate {
                             record,
                         )
                         .with_attempt(req.attempt.as_deref());
-                        let then = if quick {
-                            WaPending::LoginUseQuick { req, user, challenge, expires, next, user_verified }
-                        } else {
-                            WaPending::LoginUse { req, user, next, user_verified }
-                        };
+                        let then = WaPending::LoginUse { req, user, challenge, expires, next, user_verified };
                         Decision::Call(use_call, Pending::Webauthn(then))
                     }
                     Err(e) => self.failed(
@@ -650,18 +543,12 @@ impl Gate {
                     ),
                 }
             }
-            WaPending::LoginUseQuick { req, user, challenge, expires, next, user_verified } => {
+            WaPending::LoginUse { req, user, challenge, expires, next, user_verified } => {
                 match (store::parse_ok(reply), store::use_recorded_challenge(reply)) {
                     (Ok(()), Some(true)) => self.signed_in_with_key(req, user, next, user_verified, now, rng),
                     (Ok(()), _) => {
-                        let mark = store::put_challenge(
-                            &self.cfg.store,
-                            &challenge,
-                            Some(&user),
-                            "webauthn.get",
-                            expires,
-                            false,
-                        );
+                        let mark =
+                            store::put_challenge(&self.cfg.store, &challenge, Some(&user), "webauthn.get", expires);
                         Decision::Call(
                             mark,
                             Pending::Webauthn(WaPending::LoginMarkUsed { req, user, next, user_verified }),
@@ -675,10 +562,6 @@ impl Gate {
                 Ok(()) => self.signed_in_with_key(req, user, next, user_verified, now, rng),
                 Err(StoreError::Conflict(_)) => rejected(KeyRefusal::ChallengeUsed),
                 Err(_) => self.unavailable(&req),
-            },
-            WaPending::LoginUse { req, user, next, user_verified } => match store::parse_ok(reply) {
-                Ok(()) => self.signed_in_with_key(req, user, next, user_verified, now, rng),
-                Err(e) => self.key_use_refused(&req, e),
             },
         }
     }

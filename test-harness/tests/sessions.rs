@@ -278,7 +278,7 @@ fn parallel_wrong_codes_never_exceed_max_retries() {
 }
 
 #[test]
-fn anonymous_quick_login_begin_writes_nothing() {
+fn webauthn_begin_writes_nothing_anonymous_or_named() {
     let Some(s) = stack(
         "sessions::anonymous_begin",
         json!({"quick_login": true,
@@ -341,6 +341,34 @@ fn anonymous_quick_login_begin_writes_nothing() {
     assert_eq!((count("POST /v1/challenges "), count("/webauthn/use 200")), (stored, uses + 1), "{}", s.store_log());
     let r = finish();
     assert_eq!((r.status, r.json()["error"].as_str()), (400, Some("challenge_used")), "replayed: {r:?}");
+
+    // A named user's `begin` writes nothing either: it reads the keys, and the challenge lives in
+    // the ceremony cookie until the key's use records it. That challenge is still good once: the
+    // counterless passkey's assertion replayed with its own ceremony cookie is refused.
+    let before = (sql_count(&s, "SELECT count(*) FROM challenges"), sql_count(&s, "SELECT count(*) FROM audit"));
+    let begin = || http::post_json(&s.url("/.mfa/webauthn/login/begin"), &json!({}), &[("cookie", &id), JSON]);
+    for _ in 0..50 {
+        let r = begin();
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(r.json()["publicKey"]["allowCredentials"].as_array().map(Vec::len), Some(1), "{r:?}");
+    }
+    let after = (sql_count(&s, "SELECT count(*) FROM challenges"), sql_count(&s, "SELECT count(*) FROM audit"));
+    assert_eq!(after, before, "(challenges, audit rows) before and after 50 named begins");
+    let r = begin();
+    let wa = r.cookie("edge-mfa-wa").unwrap();
+    let assertion: Value = serde_json::from_str(&key.assert(&r.json(), &origin).unwrap()).unwrap();
+    let finish = || {
+        http::post_json(
+            &s.url("/.mfa/webauthn/login/finish"),
+            &json!({"credential": assertion, "next": "/app"}),
+            &[("cookie", &format!("{id}; {wa}")), JSON],
+        )
+    };
+    let r = finish();
+    assert!(r.status == 200 && session_cookie(&r).is_some(), "{r:?}\n{}", s.log_tails());
+    let r = finish();
+    assert_eq!((r.status, r.json()["error"].as_str()), (400, Some("challenge_used")), "named, replayed: {r:?}");
+    assert!(session_cookie(&r).is_none());
 }
 
 #[test]

@@ -66,21 +66,31 @@ fn security_key_registers_signs_in_and_refuses_replays() {
 
     // Sign in again, from scratch.
     jar.remove(SESSION);
-    let opts = login_options(&s, &mut jar);
-    assert_eq!(opts["publicKey"]["allowCredentials"].as_array().map(Vec::len), Some(1));
-    let a = key.assert(&opts, &origin(&s)).unwrap();
-    let with_ceremony = jar.clone();
     // The store logs a request once it has answered it: let the lines settle before counting.
     let count = |needle: &str| {
         std::thread::sleep(std::time::Duration::from_millis(300));
         s.store_log().matches(needle).count()
     };
-    let (attempts, consumes) = (count("POST /v1/attempts"), count("/consume"));
+    let stored = count("POST /v1/challenges ");
+    let opts = login_options(&s, &mut jar);
+    // `begin` read the keys and wrote nothing: the challenge lives in the ceremony cookie.
+    assert_eq!(count("POST /v1/challenges "), stored, "{}", s.store_log());
+    assert_eq!(opts["publicKey"]["allowCredentials"].as_array().map(Vec::len), Some(1));
+    let a = key.assert(&opts, &origin(&s)).unwrap();
+    let first_options = opts.clone();
+    let with_ceremony = jar.clone();
+    let (attempts, consumes, uses) = (count("POST /v1/attempts"), count("/consume"), count("/webauthn/use 200"));
     let r = finish(&s, &mut jar, &a);
     assert_eq!(r.status, 200, "{r:?}");
     assert!(jar.header().contains("edge-mfa="));
-    // One call reserved the attempt and consumed the challenge (no `/consume` call of its own).
-    assert_eq!((count("POST /v1/attempts"), count("/consume")), (attempts + 1, consumes), "{}", s.store_log());
+    // Two calls: the reservation (with the keys), then the use, which recorded the challenge as
+    // used; no `/consume` and no challenge call of their own.
+    assert_eq!(
+        (count("POST /v1/attempts"), count("/consume"), count("POST /v1/challenges "), count("/webauthn/use 200")),
+        (attempts + 1, consumes, stored, uses + 1),
+        "{}",
+        s.store_log()
+    );
 
     // The same assertion again with the same ceremony cookie: the challenge is spent.
     jar.remove(SESSION);
@@ -127,9 +137,12 @@ fn security_key_registers_signs_in_and_refuses_replays() {
     assert_eq!(r.status, 403, "{r:?}");
     let _ = &mut second;
 
-    // The first sign-in replayed with its own ceremony cookie: the store finds the challenge
-    // spent (a replay counts as a failed attempt, hence last: the fifth reaches the limit).
-    let r = finish(&s, &mut with_ceremony.clone(), &a);
+    // The first sign-in's ceremony again, with a fresh assertion over its challenge (a counter
+    // that moved on, as a replaying attacker's own key would show): the store finds the challenge
+    // recorded as used (a replay counts as a failed attempt, hence last: the fifth reaches the
+    // limit). The very same assertion again is refused too, by its counter (tests above).
+    let again = key.assert(&first_options, &origin(&s)).unwrap();
+    let r = finish(&s, &mut with_ceremony.clone(), &again);
     assert_eq!((r.status, r.json()["error"].as_str()), (400, Some("challenge_used")), "{r:?}");
 }
 
