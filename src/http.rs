@@ -63,6 +63,58 @@ pub fn strip_cookies(header: &str, names: &[&str]) -> Option<CookieEdit> {
     Some(if out.is_empty() { CookieEdit::Remove } else { CookieEdit::Set(out) })
 }
 
+/// `find_cookie(header, session)` and `strip_cookies(header, own)` from one pass over `header`.
+/// A pass reads the session cookie and strips edge-mfa's cookies from the same header, whose
+/// bytes are mostly the session token: scanned once, not twice. Nothing is allocated unless an
+/// app cookie is kept beside one of ours (a lone session cookie is a `Remove`).
+#[allow(clippy::result_unit_err, clippy::type_complexity)]
+#[inline]
+pub fn scan_cookies<'a>(
+    header: &'a str,
+    session: &str,
+    own: &[&str],
+) -> (Result<Option<&'a str>, ()>, Option<CookieEdit>) {
+    let ws = |c: char| c == ' ' || c == '\t';
+    let mut found = Ok(None);
+    // `None` until one of ours is seen; then the app's cookies kept so far.
+    let mut out: Option<String> = None;
+    for raw in header.split(';') {
+        let start = raw.trim_start_matches(ws);
+        if let Some(value) = start.strip_prefix(session).and_then(|rest| rest.strip_prefix('=')) {
+            found = match found {
+                Ok(None) => Ok(Some(value.trim_end_matches(ws))),
+                _ => Err(()),
+            };
+        }
+        let part = start.trim_end_matches(ws);
+        let name = part.find('=').map_or(part, |i| part.get(..i).unwrap_or(part).trim_end_matches(ws));
+        let ours = own.contains(&name);
+        match &mut out {
+            None if ours => {
+                // The first of ours: copy the parts before it (none of them is ours).
+                let at = raw.as_ptr() as usize - header.as_ptr() as usize;
+                let mut o = String::new();
+                for before in header.get(..at).unwrap_or_default().split(';') {
+                    keep_cookie(&mut o, before.trim_matches(ws), header.len());
+                }
+                out = Some(o);
+            }
+            Some(o) if !ours => keep_cookie(o, part, header.len()),
+            _ => {}
+        }
+    }
+    (found, out.map(|o| if o.is_empty() { CookieEdit::Remove } else { CookieEdit::Set(o) }))
+}
+
+/// `push_cookie`, allocating the header's length on the first cookie kept.
+#[inline]
+fn keep_cookie(out: &mut String, part: &str, header_len: usize) {
+    if !part.is_empty() && out.capacity() == 0 {
+        out.reserve(header_len);
+    }
+    push_cookie(out, part);
+}
+
 #[inline]
 fn push_cookie(out: &mut String, part: &str) {
     if part.is_empty() {
@@ -220,7 +272,8 @@ mod tests {
     }
 
     /// The one-pass `strip_cookies` agrees with the two-pass one on random headers built from
-    /// the pieces that matter (separators, blanks, `=`, our names and look-alikes).
+    /// the pieces that matter (separators, blanks, `=`, our names and look-alikes), and the pass's
+    /// `scan_cookies` with `find_cookie` and `strip_cookies` together.
     #[test]
     fn strip_cookies_agrees_with_the_two_pass_version() {
         let pieces = [
@@ -239,6 +292,10 @@ mod tests {
             "edge-mfa =v",
             "=edge-mfa",
             "edge-mfax",
+            "edge-mfa=",
+            "edge-mfa=tok",
+            " edge-mfa=t ",
+            "a=1",
         ];
         let mut seed = 0x2545_f491_u32;
         for _ in 0..200_000 {
@@ -252,6 +309,10 @@ mod tests {
                 r = r.rotate_left(5) ^ 0x9e37_79b9;
             }
             assert_eq!(strip_cookies(&h, &OURS), strip_cookies_two_pass(&h, &OURS), "{h:?}");
+            for session in ["edge-mfa", "edge-mfa-wa", "a"] {
+                let want = (find_cookie(&h, session), strip_cookies(&h, &OURS));
+                assert_eq!(scan_cookies(&h, session, &OURS), want, "{h:?} {session}");
+            }
         }
     }
 

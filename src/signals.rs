@@ -19,6 +19,22 @@ pub fn amr(method: &str) -> Option<&'static str> {
     })
 }
 
+/// `n` in decimal, written into `buf` (`x-mfa-auth-time` on every pass: no `fmt`, no allocation).
+#[inline]
+pub fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &str {
+    let mut at = buf.len();
+    // u64::MAX has 20 digits: the buffer always holds them.
+    for slot in buf.iter_mut().rev() {
+        *slot = b'0' + (n % 10) as u8;
+        at -= 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(buf.get(at..).unwrap_or_default()).unwrap_or_default()
+}
+
 /// RFC 9470's challenge for an API client whose authentication is not enough: a (fresh)
 /// second factor is needed; `max_age` when a step-up rule limits its age.
 pub fn www_authenticate(max_age: Option<u64>) -> String {
@@ -35,6 +51,14 @@ pub fn www_authenticate(max_age: Option<u64>) -> String {
 mod tests {
     use super::*;
     use crate::config::ALL_METHODS;
+
+    #[test]
+    fn decimal_is_to_string() {
+        let mut buf = [0u8; 20];
+        for n in [0, 7, 10, 1_700_000_000, 99_999, u64::MAX] {
+            assert_eq!(decimal(n, &mut buf), n.to_string());
+        }
+    }
 
     #[test]
     fn amr_values_are_registered_rfc8176_values() {

@@ -454,10 +454,9 @@ impl Filter {
                 self.put_identity(fresh, "x-mfa-user", Some(&p.user));
                 self.put_identity(fresh, "x-mfa-method", Some(p.method));
                 self.put_identity(fresh, "x-mfa-amr", edge_mfa::signals::amr(p.method));
-                match p.auth_time {
-                    Some(t) => self.put_identity(fresh, "x-mfa-auth-time", Some(&t.to_string())),
-                    None => self.put_identity(fresh, "x-mfa-auth-time", None),
-                }
+                let mut digits = [0u8; 20];
+                let auth_time = p.auth_time.map(|t| edge_mfa::signals::decimal(t, &mut digits));
+                self.put_identity(fresh, "x-mfa-auth-time", auth_time);
                 self.proceed(resumed)
             }
             Decision::PassSetCookie(p, cookie) => {

@@ -142,6 +142,11 @@ pub fn cookie(data: &[u8]) {
     }
     // edge-mfa's cookies stripped for the app: none of them is left, nothing else is lost.
     let ours = ["edge-mfa", "edge-mfa-device", "edge-mfa-user", "edge-mfa-wa"];
+    // The pass's one-pass scan reads what the two functions read.
+    for name in ["edge-mfa", "edge-mfa-wa"] {
+        let want = (http::find_cookie(&s, name), http::strip_cookies(&s, &ours));
+        assert_eq!(http::scan_cookies(&s, name, &ours), want, "{s:?}");
+    }
     if let Some(http::CookieEdit::Set(kept)) = http::strip_cookies(&s, &ours) {
         assert!(!kept.is_empty());
         assert_eq!(http::strip_cookies(&kept, &ours), None, "{kept:?}");

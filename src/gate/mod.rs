@@ -7,8 +7,8 @@
 
 use crate::config::{Config, IdentitySource};
 use crate::http::{
-    find_cookie, form_get, host_of, parse_form, percent_encode, safe_next, split_path, strip_cookies, wants_html,
-    CookieEdit,
+    find_cookie, form_get, host_of, parse_form, percent_encode, safe_next, scan_cookies, split_path, strip_cookies,
+    wants_html, CookieEdit,
 };
 use crate::identity;
 use crate::pages::{self, Response};
@@ -466,10 +466,11 @@ impl Gate {
         }
         let user = self.identity(h.get(self.cfg.identity.header()).as_deref());
         let cookies = h.get("cookie");
-        // Borrowed from the cookie header: the hot path copies nothing it does not pass on.
-        let token_ref = match &cookies {
-            Some(c) => find_cookie(c, &self.cfg.cookie_name),
-            None => Ok(None),
+        // The session token (borrowed from the cookie header: the hot path copies nothing it does
+        // not pass on) and the header the app gets, from one scan of it.
+        let (token_ref, cookie_edit) = match &cookies {
+            Some(c) => scan_cookies(c, &self.cfg.cookie_name, &self.own_cookies()),
+            None => (Ok(None), None),
         };
         // Read only when sessions are bound to their host.
         let authority = if self.cfg.bind_to_host { h.get(":authority") } else { None };
@@ -486,14 +487,14 @@ impl Gate {
                             user: quick_user.or(user).unwrap_or_default(),
                             method: s.method.as_str(),
                             auth_time: Some(s.auth_time),
-                            cookie: self.cookie_for_app(cookies.as_deref()),
+                            cookie: cookie_edit,
                         });
                     }
                 }
             }
         }
         let token = token_ref.map(|t| t.map(str::to_string));
-        let req = self.read_request(h, &full, user, cookies.as_deref(), token, now);
+        let req = self.read_request(h, &full, user, cookies.as_deref(), (token, cookie_edit), now);
         self.route(Box::new(req), now, rng)
     }
 
@@ -506,7 +507,7 @@ impl Gate {
         full: &str,
         user: Option<String>,
         cookies: Option<&str>,
-        token: Result<Option<String>, ()>,
+        (token, cookie_edit): (Result<Option<String>, ()>, Option<CookieEdit>),
         now: u64,
     ) -> Req {
         let (path, query) = split_path(full);
@@ -544,7 +545,7 @@ impl Gate {
                 _ => None,
             },
             trust: false,
-            cookie_edit: self.cookie_for_app(cookies),
+            cookie_edit,
             set_cookies: Vec::new(),
             attempt: None,
             email: match (&self.cfg.email, &self.cfg.identity) {
