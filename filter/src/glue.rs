@@ -20,17 +20,25 @@ extern "C" {
     fn proxy_get_header_map_pairs(map_type: u32, data: *mut *mut u8, size: *mut usize) -> u32;
 }
 
-/// The request's headers, from the serialized header map in one host call (the SDK's getter
-/// would build a `String` and a `Vec` per header, and panics on a host error). `None`: the host
-/// refused or sent a malformed map; the request then has no readable headers.
+/// The request's headers (proxy-wasm's map type 0).
+const REQUEST_HEADERS: u32 = 0;
+/// A store call's reply headers (map type 6).
+const CALL_RESPONSE_HEADERS: u32 = 6;
+
 fn request_headers() -> Option<edge_mfa::header_map::HeaderMap> {
-    const REQUEST_HEADERS: u32 = 0;
+    header_map(REQUEST_HEADERS)
+}
+
+/// A header map from its serialized form in one host call (the SDK's getter would build a
+/// `String` and a `Vec` per header, and panics on a host error). `None`: the host refused or
+/// sent a malformed map; there are then no readable headers.
+fn header_map(map_type: u32) -> Option<edge_mfa::header_map::HeaderMap> {
     let mut data: *mut u8 = std::ptr::null_mut();
     let mut size: usize = 0;
     // SAFETY: both out-pointers are valid; on success the host hands over a buffer it allocated
     // through this module's allocator (proxy_on_memory_allocate), which the Vec then owns.
     let buf = unsafe {
-        if proxy_get_header_map_pairs(REQUEST_HEADERS, &mut data, &mut size) != 0 {
+        if proxy_get_header_map_pairs(map_type, &mut data, &mut size) != 0 {
             return None;
         }
         if data.is_null() {
@@ -121,12 +129,14 @@ fn read_reply(ctx: &dyn Context, num_headers: usize, body_size: usize) -> StoreR
         log::warn!("edge-mfa: store call failed (no response)");
         return StoreReply::default();
     }
-    let text = |name: &str| ctx.get_http_call_response_header_bytes(name).and_then(|b| String::from_utf8(b).ok());
-    let status = text(":status");
-    let content_type = text("content-type");
+    // The reply's status and content type from one read of its header map (two single reads
+    // were two host calls, each calling back into the module to allocate).
+    let headers = header_map(CALL_RESPONSE_HEADERS);
+    let text = |name: &str| headers.as_ref()?.get(name).and_then(|b| std::str::from_utf8(b).ok());
+    let (status, content_type) = (text(":status"), text("content-type"));
     let body =
         if body_size > 0 { ctx.get_http_call_response_body(0, body_size).unwrap_or_default() } else { Vec::new() };
-    let reply = store::reply_from(status.as_deref(), content_type.as_deref(), body);
+    let reply = store::reply_from(status, content_type, body);
     if reply.status.is_none_or(|s| s >= 500) {
         log::warn!("edge-mfa: store call failed (status {:?})", reply.status);
     }
