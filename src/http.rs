@@ -35,43 +35,23 @@ pub enum CookieEdit {
 /// none of them is there (nothing to rewrite, nothing allocated). `header` is every `Cookie`
 /// line, joined with "; ". A name matches after trimming spaces, as lenient servers parse it.
 ///
-/// One pass, as every pass strips the session cookie: each part is looked at once, and the
-/// parts before the first of ours are copied only once one of ours is found.
+/// One pass (`scan_cookies`): each part is looked at once, and the parts before the first of
+/// ours are copied only once one of ours is found.
 #[inline]
 pub fn strip_cookies(header: &str, names: &[&str]) -> Option<CookieEdit> {
-    let ws = |c: char| c == ' ' || c == '\t';
-    let mut out: Option<String> = None;
-    for raw in header.split(';') {
-        let part = raw.trim_matches(ws);
-        let name = part.find('=').map_or(part, |i| part.get(..i).unwrap_or(part).trim_end_matches(ws));
-        let ours = names.contains(&name);
-        match &mut out {
-            None if ours => {
-                // The first of ours: copy the parts before it (none of them is ours).
-                let start = raw.as_ptr() as usize - header.as_ptr() as usize;
-                let mut o = String::with_capacity(header.len());
-                for before in header.get(..start).unwrap_or_default().split(';') {
-                    push_cookie(&mut o, before.trim_matches(ws));
-                }
-                out = Some(o);
-            }
-            Some(o) if !ours => push_cookie(o, part),
-            _ => {}
-        }
-    }
-    let out = out?;
-    Some(if out.is_empty() { CookieEdit::Remove } else { CookieEdit::Set(out) })
+    scan_cookies(header, None, names).1
 }
 
-/// `find_cookie(header, session)` and `strip_cookies(header, own)` from one pass over `header`.
-/// A pass reads the session cookie and strips edge-mfa's cookies from the same header, whose
-/// bytes are mostly the session token: scanned once, not twice. Nothing is allocated unless an
-/// app cookie is kept beside one of ours (a lone session cookie is a `Remove`).
+/// `find_cookie(header, session)` (`Ok(None)` without a `session` name) and
+/// `strip_cookies(header, own)` from one pass over `header`. A pass reads the session cookie and
+/// strips edge-mfa's cookies from the same header, whose bytes are mostly the session token:
+/// scanned once, not twice. Nothing is allocated unless an app cookie is kept beside one of ours
+/// (a lone session cookie is a `Remove`).
 #[allow(clippy::result_unit_err, clippy::type_complexity)]
 #[inline]
 pub fn scan_cookies<'a>(
     header: &'a str,
-    session: &str,
+    session: Option<&str>,
     own: &[&str],
 ) -> (Result<Option<&'a str>, ()>, Option<CookieEdit>) {
     let ws = |c: char| c == ' ' || c == '\t';
@@ -80,7 +60,7 @@ pub fn scan_cookies<'a>(
     let mut out: Option<String> = None;
     for raw in header.split(';') {
         let start = raw.trim_start_matches(ws);
-        if let Some(value) = start.strip_prefix(session).and_then(|rest| rest.strip_prefix('=')) {
+        if let Some(value) = session.and_then(|n| start.strip_prefix(n)).and_then(|rest| rest.strip_prefix('=')) {
             found = match found {
                 Ok(None) => Ok(Some(value.trim_end_matches(ws))),
                 _ => Err(()),
@@ -311,7 +291,7 @@ mod tests {
             assert_eq!(strip_cookies(&h, &OURS), strip_cookies_two_pass(&h, &OURS), "{h:?}");
             for session in ["edge-mfa", "edge-mfa-wa", "a"] {
                 let want = (find_cookie(&h, session), strip_cookies(&h, &OURS));
-                assert_eq!(scan_cookies(&h, session, &OURS), want, "{h:?} {session}");
+                assert_eq!(scan_cookies(&h, Some(session), &OURS), want, "{h:?} {session}");
             }
         }
     }

@@ -469,7 +469,7 @@ impl Gate {
         // The session token (borrowed from the cookie header: the hot path copies nothing it does
         // not pass on) and the header the app gets, from one scan of it.
         let (token_ref, cookie_edit) = match &cookies {
-            Some(c) => scan_cookies(c, &self.cfg.cookie_name, &self.own_cookies()),
+            Some(c) => scan_cookies(c, Some(&self.cfg.cookie_name), &self.own_cookies()),
             None => (Ok(None), None),
         };
         // Read only when sessions are bound to their host.

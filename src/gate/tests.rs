@@ -1796,9 +1796,20 @@ fn b64u(b: &[u8]) -> String {
 /// A gate with WebAuthn and regulation on, alice's ceremony cookie (challenge `[4; 32]`), and a
 /// `login/finish` body signed by a credential (`[7; 16]`) that is none of her keys.
 fn webauthn_sign_in() -> (Gate, String, serde_json::Value) {
+    let (g, state) = alice_signs_in(true);
+    let body = json!({"credential": {"id": b64u(&[7; 16]), "rawId": b64u(&[7; 16]), "type": "public-key",
+        "response": {"clientDataJSON": b64u(b"{}"), "authenticatorData": b64u(&[0; 37]), "signature": b64u(&[1; 8])}}});
+    (g, state, body)
+}
+
+/// A gate with WebAuthn (and regulation, when asked), and alice's sign-in ceremony cookie
+/// (challenge `[4; 32]`).
+fn alice_signs_in(regulation: bool) -> (Gate, String) {
     let mut j = sample_json();
     j["webauthn"] = json!({"rp_id": "app.test", "origins": ["https://app.test"]});
-    j["regulation"] = json!({});
+    if regulation {
+        j["regulation"] = json!({});
+    }
     let g = Gate::new(Config::parse(j.to_string().as_bytes()).unwrap());
     let c = Ceremony {
         registration: false,
@@ -1808,25 +1819,18 @@ fn webauthn_sign_in() -> (Gate, String, serde_json::Value) {
         user: "alice".into(),
     };
     let state = format!("edge-mfa-wa={}", token::seal_ceremony(&g.keys.borrow(), &c).unwrap());
-    let body = json!({"credential": {"id": b64u(&[7; 16]), "rawId": b64u(&[7; 16]), "type": "public-key",
-        "response": {"clientDataJSON": b64u(b"{}"), "authenticatorData": b64u(&[0; 37]), "signature": b64u(&[1; 8])}}});
-    (g, state, body)
+    (g, state)
 }
 
-/// Alice's registered key (ES256, credential `[9; 16]`, factor `k1`, counter 5) as her factors
+/// Alice's registered key (`webauthn::tests::test_key`, factor `k1`, counter 5) as her factors
 /// list, and a `login/finish` body it signed over `challenge` with counter `count` for
 /// https://app.test.
 fn signed_sign_in(challenge: &[u8; 32], count: u32) -> (StoreReply, serde_json::Value) {
     use p256::ecdsa::signature::Signer;
     use sha2::Digest;
-    let key = p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap();
-    let point = key.verifying_key().to_encoded_point(false);
-    let mut cose = vec![0xa5, 0x01, 0x02, 0x03, 0x26, 0x20, 0x01, 0x21, 0x58, 0x20];
-    cose.extend_from_slice(point.x().unwrap());
-    cose.extend_from_slice(&[0x22, 0x58, 0x20]);
-    cose.extend_from_slice(point.y().unwrap());
+    let k = crate::webauthn::tests::test_key();
     let factors = json!({"user": "alice", "factors": [{"id": "k1", "type": "webauthn", "name": "Key", "enabled": true,
-        "added_at": 1, "webauthn": {"credential_id": b64u(&[9; 16]), "public_key": b64u(&cose), "alg": -7, "sign_count": 5}}]});
+        "added_at": 1, "webauthn": {"credential_id": b64u(&k.id), "public_key": b64u(&k.cose), "alg": -7, "sign_count": 5}}]});
     let mut ad = sha2::Sha256::digest(b"app.test").to_vec();
     ad.push(0x05);
     ad.extend_from_slice(&count.to_be_bytes());
@@ -1836,8 +1840,8 @@ fn signed_sign_in(challenge: &[u8; 32], count: u32) -> (StoreReply, serde_json::
     );
     let mut msg = ad.clone();
     msg.extend_from_slice(&sha2::Sha256::digest(cd.as_bytes()));
-    let sig: p256::ecdsa::Signature = key.sign(&msg);
-    let body = json!({"credential": {"id": b64u(&[9; 16]), "rawId": b64u(&[9; 16]), "type": "public-key",
+    let sig: p256::ecdsa::Signature = k.key.sign(&msg);
+    let body = json!({"credential": {"id": b64u(&k.id), "rawId": b64u(&k.id), "type": "public-key",
         "response": {"clientDataJSON": b64u(cd.as_bytes()), "authenticatorData": b64u(&ad),
             "signature": b64u(sig.to_der().as_bytes())}}});
     (StoreReply { status: Some(200), body: factors.to_string().into_bytes() }, body)
@@ -1907,17 +1911,7 @@ fn webauthn_sign_in_records_its_challenge_with_the_keys_use() {
     assert_eq!(r.path, "/v1/failures");
 
     // Regulation off: the factors read (with the ban), then the same use with the challenge.
-    let mut j = sample_json();
-    j["webauthn"] = json!({"rp_id": "app.test", "origins": ["https://app.test"]});
-    let g = Gate::new(Config::parse(j.to_string().as_bytes()).unwrap());
-    let c = Ceremony {
-        registration: false,
-        expires: NOW + 60,
-        challenge: [4; 32],
-        user_handle: [0; 16],
-        user: "alice".into(),
-    };
-    let state = format!("edge-mfa-wa={}", token::seal_ceremony(&g.keys.borrow(), &c).unwrap());
+    let (g, state) = alice_signs_in(false);
     let (r, p) = call(json_post(&g, "/.mfa/webauthn/login/finish", "alice", &[("cookie", &state)], body.clone()));
     assert!(r.method == "GET" && r.path.starts_with("/v1/users/alice/factors"), "{} {}", r.method, r.path);
     let (r, _) = call(g.on_store_reply(p, &keys, NOW, &mut FixedRng(1)));

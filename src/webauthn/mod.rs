@@ -15,7 +15,7 @@ pub mod wire;
 mod x509;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use wire::{AssertionResponse, RegistrationResponse};
 

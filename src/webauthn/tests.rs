@@ -466,13 +466,15 @@ fn registration_attestation_steps() {
 // ---------------------------------------------------------------------------------------------
 // Assertions: a locally signed credential for the steps the vectors cannot reach
 
-struct TestKey {
-    key: p256::ecdsa::SigningKey,
-    cose: Vec<u8>,
-    id: Vec<u8>,
+/// An ES256 key, its COSE public key as a store keeps it, and its credential id (`gate::tests`
+/// signs sign-ins with it too).
+pub(crate) struct TestKey {
+    pub(crate) key: p256::ecdsa::SigningKey,
+    pub(crate) cose: Vec<u8>,
+    pub(crate) id: Vec<u8>,
 }
 
-fn test_key() -> TestKey {
+pub(crate) fn test_key() -> TestKey {
     let key = p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap();
     let point = key.verifying_key().to_encoded_point(false);
     let mut cose = vec![0xa5, 0x01, 0x02, 0x03, 0x26, 0x20, 0x01, 0x21, 0x58, 0x20];

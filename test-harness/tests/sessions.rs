@@ -319,16 +319,15 @@ fn webauthn_begin_writes_nothing_anonymous_or_named() {
         &[("cookie", &format!("{both}; {wa}")), JSON],
     );
     assert_eq!(r.status, 200, "{r:?}");
-    let r = http::post_json(&s.url("/.mfa/webauthn/login/begin"), &json!({}), &[JSON]);
-    let wa = r.cookie("edge-mfa-wa").unwrap();
-    let assertion: Value = serde_json::from_str(&key.assert(&r.json(), &origin).unwrap()).unwrap();
-    let finish = || {
-        http::post_json(
-            &s.url("/.mfa/webauthn/login/finish"),
-            &json!({"credential": assertion, "next": "/app"}),
-            &[("cookie", &wa), JSON],
-        )
+    // `finish` with the assertion the passkey signs for `begin`'s answer, and its ceremony cookie.
+    let finish_url = s.url("/.mfa/webauthn/login/finish");
+    let mut sign_in = |begun: http::Response, identity: &str| {
+        let cookie = format!("{identity}{}", begun.cookie("edge-mfa-wa").unwrap());
+        let assertion: Value = serde_json::from_str(&key.assert(&begun.json(), &origin).unwrap()).unwrap();
+        let url = finish_url.clone();
+        move || http::post_json(&url, &json!({"credential": assertion, "next": "/app"}), &[("cookie", &cookie), JSON])
     };
+    let finish = sign_in(http::post_json(&s.url("/.mfa/webauthn/login/begin"), &json!({}), &[JSON]), "");
     // The store logs a request once it has answered it: let the lines settle before counting.
     let count = |needle: &str| {
         std::thread::sleep(std::time::Duration::from_millis(300));
@@ -354,16 +353,7 @@ fn webauthn_begin_writes_nothing_anonymous_or_named() {
     }
     let after = (sql_count(&s, "SELECT count(*) FROM challenges"), sql_count(&s, "SELECT count(*) FROM audit"));
     assert_eq!(after, before, "(challenges, audit rows) before and after 50 named begins");
-    let r = begin();
-    let wa = r.cookie("edge-mfa-wa").unwrap();
-    let assertion: Value = serde_json::from_str(&key.assert(&r.json(), &origin).unwrap()).unwrap();
-    let finish = || {
-        http::post_json(
-            &s.url("/.mfa/webauthn/login/finish"),
-            &json!({"credential": assertion, "next": "/app"}),
-            &[("cookie", &format!("{id}; {wa}")), JSON],
-        )
-    };
+    let finish = sign_in(begin(), &format!("{id}; "));
     let r = finish();
     assert!(r.status == 200 && session_cookie(&r).is_some(), "{r:?}\n{}", s.log_tails());
     let r = finish();
