@@ -140,7 +140,8 @@ fn security_key_registers_signs_in_and_refuses_replays() {
     // The first sign-in's ceremony again, with a fresh assertion over its challenge (a counter
     // that moved on, as a replaying attacker's own key would show): the store finds the challenge
     // recorded as used (a replay counts as a failed attempt, hence last: the fifth reaches the
-    // limit). The very same assertion again is refused too, by its counter (tests above).
+    // limit). The very same assertion again is refused by its counter (the cloned key above;
+    // `attack_corpus::replays` replays one sequentially and 16 at once).
     let again = key.assert(&first_options, &origin(&s)).unwrap();
     let r = finish(&s, &mut with_ceremony.clone(), &again);
     assert_eq!((r.status, r.json()["error"].as_str()), (400, Some("challenge_used")), "{r:?}");
