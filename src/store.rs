@@ -409,7 +409,6 @@ pub fn reserve_attempt(
         max_retries: Some(r.max_retries),
         find_time_s: Some(seconds(r.find_time_s)),
         with_factors: !matches!(also, Also::Nothing),
-        consume_challenge: None,
     };
     StoreRequest::json("POST", format!("{}/attempts", cfg.path_prefix), &body)
 }

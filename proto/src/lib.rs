@@ -272,8 +272,8 @@ pub struct WebauthnUse {
     pub backup_state: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempt: Option<String>,
-    /// Also record this challenge as used, in the same transaction (a passkey quick login's:
-    /// its `begin` stored nothing, as it knew no user): `409 challenge_exists` if it is already.
+    /// Also record this challenge as used, in the same transaction (a passkey sign-in's: its
+    /// `begin` stored nothing): `409 challenge_exists` if it is already.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub record_challenge: Option<ChallengeRecord>,
 }
@@ -475,19 +475,6 @@ pub struct Attempt {
     /// before its verdict, not two.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub with_factors: bool,
-    /// Also consume this WebAuthn challenge (when granted), in the reservation's transaction:
-    /// a passkey sign-in's `finish` then needs one store call before its verdict, not two.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub consume_challenge: Option<ChallengeToConsume>,
-}
-
-/// A challenge to consume with a reservation: as `POST /v1/challenges/{id}/consume`, which
-/// must also find it issued to the attempt's user.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChallengeToConsume {
-    /// The challenge, base64url.
-    pub id: String,
-    pub purpose: String,
 }
 
 /// Whether an attempt may go ahead; if not, until when the ban (or the limit) holds.
@@ -499,11 +486,6 @@ pub struct Reservation {
     /// (`with_factors`) and granted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub factors: Option<Vec<Factor>>,
-    /// What became of `consume_challenge` (when asked for and granted): `consumed`, or why
-    /// not (`not_found`, `expired`, `purpose_mismatch`, `user_mismatch`). A store that
-    /// predates it answers without it: the caller then consumes the challenge itself.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub challenge: Option<String>,
 }
 
 /// `GET /v1/revocations?since=`: what was revoked after the cursor.

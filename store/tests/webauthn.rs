@@ -93,75 +93,27 @@ fn challenges_are_single_use() {
     assert_eq!(r.status, 404);
 }
 
-/// `consume_challenge` on a reservation: a passkey sign-in's `finish` reserves its attempt and
-/// consumes its challenge in one call, with `consume`'s checks and one more (the challenge was
-/// issued to the attempt's user); a refused reservation consumes nothing.
+/// A reservation from a filter of the 2026-12-06 second session, which asked it to also consume
+/// the sign-in's challenge (`consume_challenge`, withdrawn: today's filters record the challenge
+/// with the key's use). The store serves it as a plain reservation and says nothing of the
+/// challenge, so that filter consumes it with its own call, as it does with any store that does
+/// not answer `challenge`; the challenge is still there for that call, and good once.
 #[test]
-fn a_reservation_can_consume_the_challenge_once() {
+fn a_reservation_leaves_the_challenge_to_its_own_consume_call() {
     let dir = TempDir::new();
     let srv = Arc::new(Server::start(&dir, &master_key(100)));
-    let attempt = |i: u8, user: &str, id: &str, purpose: &str, max: u32| {
-        let b = json!({"user": user, "attempt": b64url(&[i; 16]), "method": "webauthn",
-                       "max_retries": max, "find_time_s": 600, "with_factors": true,
-                       "consume_challenge": {"id": id, "purpose": purpose}});
-        srv.post("/v1/attempts", &b.to_string())
-    };
-    let put = |id: &str, user: Option<&str>, purpose: &str| {
-        let r = srv.post("/v1/challenges", &challenge(id, user, purpose, now() + 60));
-        assert_eq!(r.status, 201, "{}", r.body);
-    };
     let id = b64url(&[40u8; 32]);
-    put(&id, Some("alice"), "webauthn.get");
-    let r = attempt(1, "alice", &id, "webauthn.get", 100).json();
-    assert_eq!((&r["granted"], &r["challenge"]), (&json!(true), &json!("consumed")), "{r}");
-    assert!(r["factors"].is_array(), "{r}");
-    // Once only: a replay of the same challenge finds it gone.
-    let r = attempt(2, "alice", &id, "webauthn.get", 100).json();
-    assert_eq!(r["challenge"], "not_found", "{r}");
-    // Issued to someone else, or for a registration: refused, and burnt as `consume` burns it.
-    let other = b64url(&[41u8; 32]);
-    put(&other, Some("bob"), "webauthn.get");
-    assert_eq!(attempt(3, "alice", &other, "webauthn.get", 100).json()["challenge"], "user_mismatch");
-    // bob's audit says why his challenge went: not a consumption.
-    let audit = srv.get("/v1/users/bob/audit").json();
-    let last = audit["events"].as_array().and_then(|e| e.first()).cloned().unwrap_or_default();
-    assert_eq!(
-        (&last["event"], &last["detail"]["reason"]),
-        (&json!("challenge.rejected"), &json!("user_mismatch")),
-        "{audit}"
-    );
-    assert_eq!(attempt(4, "bob", &other, "webauthn.get", 100).json()["challenge"], "not_found");
-    let create = b64url(&[42u8; 32]);
-    put(&create, Some("alice"), "webauthn.create");
-    assert_eq!(attempt(5, "alice", &create, "webauthn.get", 100).json()["challenge"], "purpose_mismatch");
-    assert_eq!(attempt(6, "alice", "bad id", "webauthn.get", 100).json()["challenge"], "not_found");
-    let r = attempt(7, "alice", &id, "other", 100);
-    assert_eq!((r.status, r.error()), (400, "invalid".into()), "{}", r.body);
-    // A refused reservation (carol at her limit) leaves the challenge for a later sign-in.
-    let kept = b64url(&[43u8; 32]);
-    put(&kept, Some("carol"), "webauthn.get");
-    assert_eq!(attempt(8, "carol", &b64url(&[44u8; 32]), "webauthn.get", 1).json()["granted"], true);
-    let r = attempt(9, "carol", &kept, "webauthn.get", 1).json();
-    assert_eq!(r["granted"], false, "{r}");
-    assert!(r.get("challenge").is_none(), "{r}");
-    let r = srv.post(&format!("/v1/challenges/{kept}/consume"), r#"{"purpose":"webauthn.get"}"#);
-    assert_eq!(r.status, 200, "{}", r.body);
-    // Racing sign-ins with one challenge: one consumes it.
-    for round in 0..3u8 {
-        let id = b64url(&[50 + round; 32]);
-        put(&id, Some("dan"), "webauthn.get");
-        let s = srv.clone();
-        let n = Arc::new(std::sync::atomic::AtomicU8::new(0));
-        let outcomes = race(12, move || {
-            let i = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let b = json!({"user": "dan", "attempt": b64url(&[round, i, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9]),
-                           "method": "webauthn", "max_retries": 1000, "find_time_s": 600,
-                           "consume_challenge": {"id": id, "purpose": "webauthn.get"}});
-            s.post("/v1/attempts", &b.to_string()).json()["challenge"].clone()
-        });
-        assert_eq!(outcomes.iter().filter(|o| *o == "consumed").count(), 1, "{outcomes:?}");
-        assert_eq!(outcomes.iter().filter(|o| *o == "not_found").count(), 11, "{outcomes:?}");
-    }
+    let r = srv.post("/v1/challenges", &challenge(&id, Some("alice"), "webauthn.get", now() + 60));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let b = json!({"user": "alice", "attempt": b64url(&[1; 16]), "method": "webauthn",
+                   "max_retries": 100, "find_time_s": 600, "with_factors": true,
+                   "consume_challenge": {"id": id, "purpose": "webauthn.get"}});
+    let r = srv.post("/v1/attempts", &b.to_string()).json();
+    assert_eq!(r["granted"], true, "{r}");
+    assert!(r["factors"].is_array() && r.get("challenge").is_none(), "{r}");
+    let consume = || srv.post(&format!("/v1/challenges/{id}/consume"), r#"{"purpose":"webauthn.get"}"#);
+    assert_eq!(consume().status, 200);
+    assert_eq!(consume().status, 404, "once only");
 }
 
 /// `record_challenge` on a WebAuthn use (a passkey quick login): the challenge is stored with

@@ -107,36 +107,27 @@ pub(crate) fn attempt_id(attempt: Option<&str>) -> Option<&str> {
 /// `POST /v1/attempts`: count this attempt unless banned, in one transaction.
 pub async fn reserve(
     State(state): State<Shared>,
-    Actor(actor): Actor,
     Body(body): Body<proto::Attempt>,
 ) -> ApiResult<Json<proto::Reservation>> {
     let ip = check_subject(body.user.as_deref(), body.ip.as_deref())?;
     check_b64url_id("attempt", &body.attempt)?;
     let method = check_method(body.method)?;
-    if let Some(ch) = &body.consume_challenge {
-        super::challenges::check_purpose(&ch.purpose)?;
-    }
     let max_retries = body.max_retries.unwrap_or(5);
     let find_time_s = body.find_time_s.unwrap_or(120);
     if !(1..=1000).contains(&max_retries) || !(1..=bans::MAX_FIND_TIME_S as u32).contains(&find_time_s) {
         return Err(ApiError::invalid("max_retries must be 1..=1000, find_time_s 1..=86400"));
     }
-    let (out, factors, challenge) = blocking(&state, move |s| {
+    let (out, factors) = blocking(&state, move |s| {
         s.pool.with(|c| {
-            let user = body.user.as_deref();
-            let (out, challenge) = attempts::reserve(
+            let out = attempts::reserve(
                 c,
                 &attempts::Attempt {
-                    user,
+                    user: body.user.as_deref(),
                     ip: ip.as_deref(),
                     attempt: &body.attempt,
                     method: &method,
                     max_retries: i64::from(max_retries),
                     find_time_s: i64::from(find_time_s),
-                },
-                |tx| match &body.consume_challenge {
-                    Some(ch) => super::challenges::consume_for(tx, &ch.id, &ch.purpose, user, &actor).map(Some),
-                    None => Ok(None),
                 },
             )?;
             // Read after the reservation committed: what a granted attempt verifies against.
@@ -146,16 +137,15 @@ pub async fn reserve(
                 }
                 _ => None,
             };
-            Ok((out, factors, challenge.flatten()))
+            Ok((out, factors))
         })
     })
     .await?;
     let factors = factors.map(|fs| fs.iter().map(super::factors::factor_reply).collect());
-    let challenge = challenge.map(String::from);
     Ok(Json(match out {
-        attempts::Reservation::Granted => proto::Reservation { granted: true, banned_until: None, factors, challenge },
+        attempts::Reservation::Granted => proto::Reservation { granted: true, banned_until: None, factors },
         attempts::Reservation::Refused { until } => {
-            proto::Reservation { granted: false, banned_until: Some(secs(until)), factors: None, challenge: None }
+            proto::Reservation { granted: false, banned_until: Some(secs(until)), factors: None }
         }
     }))
 }

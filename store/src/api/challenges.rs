@@ -13,7 +13,7 @@ pub const MAX_TTL_S: i64 = 3600;
 
 const PURPOSES: [&str; 2] = ["webauthn.create", "webauthn.get"];
 
-pub(super) fn check_purpose(p: &str) -> ApiResult<()> {
+fn check_purpose(p: &str) -> ApiResult<()> {
     if PURPOSES.contains(&p) {
         Ok(())
     } else {
@@ -53,24 +53,6 @@ pub async fn create(
     .await?;
     let factors = factors.map(|fs| fs.iter().map(super::factors::factor_reply).collect());
     Ok((StatusCode::CREATED, Json(proto::StoredChallenge { ok: true, factors })))
-}
-
-/// The outcome of a challenge consumed beside a reservation (`proto::Reservation::challenge`):
-/// the same checks as `consume`, and the challenge must have been issued to `user`.
-pub(super) fn consume_for(
-    c: &crate::db::Connection,
-    id: &str,
-    purpose: &str,
-    user: Option<&str>,
-    actor: &str,
-) -> crate::db::Result<&'static str> {
-    if check_b64url_id("id", id).is_err() {
-        return Ok("not_found");
-    }
-    Ok(match challenges::consume_in(c, id, purpose, user, actor)? {
-        challenges::Outcome::Consumed(_) => "consumed",
-        challenges::Outcome::Rejected(reason) => reason,
-    })
 }
 
 pub async fn consume(

@@ -42,14 +42,7 @@ fn active_ban(conn: &Connection, kind: &str, subject: &str, now: i64) -> Result<
 /// the count run under both subjects' locks (the same ones `bans::record_failure` takes), so on
 /// any number of replicas parallel reservations for one subject run one after another and at
 /// most `max_retries` are granted.
-///
-/// When granted, `also` runs in the same transaction (a WebAuthn challenge consumed with its
-/// sign-in's reservation: one commit, one round trip); its error rolls both back.
-pub fn reserve<T>(
-    conn: &mut Connection,
-    a: &Attempt<'_>,
-    also: impl FnOnce(&Connection) -> Result<T>,
-) -> Result<(Reservation, Option<T>)> {
+pub fn reserve(conn: &mut Connection, a: &Attempt<'_>) -> Result<Reservation> {
     let now = now();
     let subjects: Vec<(&str, &str)> =
         [(KIND_USER, a.user), (KIND_IP, a.ip)].into_iter().filter_map(|(k, s)| s.map(|s| (k, s))).collect();
@@ -81,7 +74,7 @@ pub fn reserve<T>(
     if let Some(until) = refused {
         // Nothing counted: a refused attempt costs the store one read.
         tx.commit()?;
-        return Ok((Reservation::Refused { until }, None));
+        return Ok(Reservation::Refused { until });
     }
     for (kind, subject) in &subjects {
         tx.execute(
@@ -89,9 +82,8 @@ pub fn reserve<T>(
             args![*kind, *subject, now, a.method, a.attempt],
         )?;
     }
-    let also = also(&tx)?;
     tx.commit()?;
-    Ok((Reservation::Granted, Some(also)))
+    Ok(Reservation::Granted)
 }
 
 /// The attempt succeeded: it no longer counts (one statement: no lock needed).

@@ -49,53 +49,33 @@ pub fn create(
 /// transaction as the audit row.
 pub fn consume(conn: &mut Connection, id: &str, purpose: &str, actor: &str) -> Result<Challenge> {
     let tx = conn.transaction(&[])?;
-    let outcome = consume_in(&tx, id, purpose, None, actor)?;
-    tx.commit()?;
-    match outcome {
-        Outcome::Consumed(c) => Ok(c),
-        Outcome::Rejected("expired") => Err(StoreError::Expired),
-        Outcome::Rejected("not_found") => Err(StoreError::NotFound("challenge")),
-        Outcome::Rejected(_) => Err(StoreError::PurposeMismatch),
-    }
-}
-
-/// What became of a challenge presented for consumption.
-pub enum Outcome {
-    Consumed(Challenge),
-    /// Why not: `not_found`, `expired`, `purpose_mismatch`, `user_mismatch`.
-    Rejected(&'static str),
-}
-
-/// `consume` inside the caller's transaction (a reservation's), whose commit takes the
-/// deletion and the audit row with it. With `for_user`, a challenge issued to someone else is
-/// refused too (burnt all the same). The error is the database's.
-pub fn consume_in(conn: &Connection, id: &str, purpose: &str, for_user: Option<&str>, actor: &str) -> Result<Outcome> {
-    let Some(row) =
-        conn.query_opt("DELETE FROM challenges WHERE id = $1 RETURNING \"user\", purpose, expires_at", args![id])?
-    else {
-        return Ok(Outcome::Rejected("not_found"));
-    };
+    let row = tx
+        .query_opt("DELETE FROM challenges WHERE id = $1 RETURNING \"user\", purpose, expires_at", args![id])?
+        .ok_or(StoreError::NotFound("challenge"))?;
     let (user, stored_purpose, expires_at): (Option<String>, String, i64) = (row.get(0)?, row.get(1)?, row.get(2)?);
-    let refused = if expires_at <= now() {
-        Some("expired")
+    let outcome = if expires_at <= now() {
+        Err(StoreError::Expired)
     } else if stored_purpose != purpose {
-        Some("purpose_mismatch")
-    } else if for_user.is_some() && user.is_some() && user.as_deref() != for_user {
-        Some("user_mismatch")
+        Err(StoreError::PurposeMismatch)
     } else {
-        None
+        Ok(())
     };
     audit::record(
-        conn,
+        &tx,
         audit::Event::about(
             user.as_deref(),
             actor,
-            if refused.is_none() { "challenge.consumed" } else { "challenge.rejected" },
+            if outcome.is_ok() { "challenge.consumed" } else { "challenge.rejected" },
         )
-        .detail(serde_json::json!({"purpose": stored_purpose, "reason": refused})),
+        .detail(serde_json::json!({
+            "purpose": stored_purpose,
+            "reason": match &outcome {
+                Ok(()) => None,
+                Err(StoreError::Expired) => Some("expired"),
+                Err(_) => Some("purpose_mismatch"),
+            },
+        })),
     )?;
-    Ok(match refused {
-        None => Outcome::Consumed(Challenge { user, purpose: stored_purpose }),
-        Some(reason) => Outcome::Rejected(reason),
-    })
+    tx.commit()?;
+    outcome.map(|()| Challenge { user, purpose: stored_purpose })
 }

@@ -258,7 +258,7 @@ fn record_use(conn: &Connection, user: &str, id: &str, actor: &str, kind: &str) 
 pub struct KeyUse<'a> {
     pub sign_count: i64,
     pub backup_state: Option<bool>,
-    /// A quick login's challenge, stored as used in the same transaction.
+    /// A sign-in's challenge, stored as used in the same transaction.
     pub record_challenge: Option<super::challenges::Record<'a>>,
     /// The reservation this use settles, cleared in the same transaction.
     pub attempt: Option<&'a str>,
@@ -273,7 +273,7 @@ pub fn use_webauthn(conn: &mut Connection, user: &str, id: &str, key_use: &KeyUs
     let KeyUse { sign_count, backup_state, record_challenge, attempt } = *key_use;
     let tx = conn.transaction(&[])?;
     if let Some(r) = record_challenge {
-        // Taken already (a replayed quick login): `Exists`, and the drop rolls back.
+        // Taken already (a replayed sign-in): `Exists`, and the drop rolls back.
         super::challenges::create(&tx, r.id, Some(user), r.purpose, r.expires_at, actor)?;
     }
     let updated = tx.query_opt(
