@@ -573,6 +573,14 @@ fn webauthn_gate() -> Gate {
     Gate::new(Config::parse(j.to_string().as_bytes()).unwrap())
 }
 
+/// `webauthn_gate` with passkey quick login on.
+fn quick_login_gate() -> Gate {
+    let mut j = sample_json();
+    j["webauthn"] = json!({"rp_id": "app.test", "origins": ["https://app.test"]});
+    j["quick_login"] = json!(true);
+    Gate::new(Config::parse(j.to_string().as_bytes()).unwrap())
+}
+
 #[test]
 fn recovery_codes_generate_needs_a_session_and_sign_in_consumes_one() {
     let g = gate();
@@ -724,10 +732,7 @@ fn last_used_method_comes_first_when_asked() {
 
 #[test]
 fn quick_login_sends_browsers_without_identity_to_the_passkey_page() {
-    let mut j = sample_json();
-    j["webauthn"] = json!({"rp_id": "app.test", "origins": ["https://app.test"]});
-    j["quick_login"] = json!(true);
-    let g = Gate::new(Config::parse(j.to_string().as_bytes()).unwrap());
+    let g = quick_login_gate();
     let r = respond(g.on_headers(&req("GET", "/app", None, &[("accept", "text/html")]), NOW, &mut FixedRng(1)));
     assert_eq!(r.header_value("location"), Some("/.mfa/login?next=%2Fapp"));
     let r = respond(g.on_headers(
@@ -1202,10 +1207,7 @@ fn identity_cache_never_mixes_users() {
 
 #[test]
 fn quick_login_remembers_the_user_with_a_not_me_reset() {
-    let mut j = sample_json();
-    j["webauthn"] = json!({"rp_id": "app.test", "origins": ["https://app.test"]});
-    j["quick_login"] = json!(true);
-    let g = Gate::new(Config::parse(j.to_string().as_bytes()).unwrap());
+    let g = quick_login_gate();
     // A verification remembers the user for 15 days.
     let code = totp::code_at(&g.cfg.totp, SECRET, NOW);
     let r = verify(&g, &code, "/", 0, ok_reply());
@@ -1337,10 +1339,7 @@ fn enforced_email_users_enroll_only_after_the_email_code() {
 /// be the identity, so the passkey must verify the user), and logout forgets the user.
 #[test]
 fn remembered_user_login_is_a_quick_login_and_logout_forgets_it() {
-    let mut j = sample_json();
-    j["webauthn"] = json!({"rp_id": "app.test", "origins": ["https://app.test"]});
-    j["quick_login"] = json!(true);
-    let g = Gate::new(Config::parse(j.to_string().as_bytes()).unwrap());
+    let g = quick_login_gate();
     let t = token::seal_remembered(&g.keys.borrow(), "alice", NOW + 600).unwrap();
     let c = format!("edge-mfa-user={t}");
     let h = req("POST", "/.mfa/webauthn/login/begin", None, &[("cookie", &c), ("content-type", "application/json")]);
@@ -1573,10 +1572,7 @@ fn hot_path_cost_of_the_revocation_check() {
 /// clears the remembered user too.
 #[test]
 fn anonymous_logout_revokes_the_quick_session() {
-    let mut j = sample_json();
-    j["webauthn"] = json!({"rp_id": "app.test", "origins": ["https://app.test"]});
-    j["quick_login"] = json!(true);
-    let g = Gate::new(Config::parse(j.to_string().as_bytes()).unwrap());
+    let g = quick_login_gate();
     let quick = Session {
         auth_time: NOW,
         issued_at: NOW,
@@ -1725,10 +1721,7 @@ fn a_webauthn_sign_in_that_trusts_the_device_still_clears_the_ceremony_cookie() 
 /// session; a challenge already recorded (a replay) or any refusal gives no session.
 #[test]
 fn a_quick_login_records_its_challenge_with_the_keys_use() {
-    let mut j = sample_json();
-    j["webauthn"] = json!({"rp_id": "app.test", "origins": ["https://app.test"]});
-    j["quick_login"] = json!(true);
-    let g = Gate::new(Config::parse(j.to_string().as_bytes()).unwrap());
+    let g = quick_login_gate();
     let req = match g.on_headers(&req("POST", "/.mfa/webauthn/login/finish", None, &[]), NOW, &mut FixedRng(1)) {
         Decision::ReadBody(Pending::Body { req, .. }) => req,
         other => panic!("{other:?}"),
@@ -1925,9 +1918,7 @@ fn webauthn_sign_in_records_its_challenge_with_the_keys_use() {
 /// refused; a store failure is a 503 with no ceremony cookie.
 #[test]
 fn webauthn_login_begin_reads_the_keys_and_writes_nothing() {
-    let mut j = sample_json();
-    j["webauthn"] = json!({"rp_id": "app.test", "origins": ["https://app.test"]});
-    let g = Gate::new(Config::parse(j.to_string().as_bytes()).unwrap());
+    let g = webauthn_gate();
     let b64 = |b: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, b);
     let key = |id: u8, enabled: bool| {
         json!({"id": format!("f{id}"), "type": "webauthn", "name": "Key", "enabled": enabled, "added_at": 1,
