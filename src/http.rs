@@ -58,6 +58,12 @@ pub fn scan_cookies<'a>(
     let mut found = Ok(None);
     // `None` until one of ours is seen; then the app's cookies kept so far.
     let mut out: Option<String> = None;
+    // Before the first of ours every part is kept. While each part so far is already in the
+    // form `push_cookie` writes (trimmed, not empty, after exactly "; "), what they give is the
+    // span `kept` of the header itself, copied as it is when one of ours turns up: the parts
+    // before it (a long app cookie, a JWT) are not split and trimmed a second time.
+    let mut kept: Option<(usize, usize)> = None;
+    let mut canonical = true;
     for raw in header.split(';') {
         let start = raw.trim_start_matches(ws);
         if let Some(value) = session.and_then(|n| start.strip_prefix(n)).and_then(|rest| rest.strip_prefix('=')) {
@@ -69,18 +75,33 @@ pub fn scan_cookies<'a>(
         let part = start.trim_end_matches(ws);
         let name = part.find('=').map_or(part, |i| part.get(..i).unwrap_or(part).trim_end_matches(ws));
         let ours = own.contains(&name);
+        let at = raw.as_ptr() as usize - header.as_ptr() as usize;
         match &mut out {
             None if ours => {
-                // The first of ours: copy the parts before it (none of them is ours).
-                let at = raw.as_ptr() as usize - header.as_ptr() as usize;
                 let mut o = String::new();
-                for before in header.get(..at).unwrap_or_default().split(';') {
-                    keep_cookie(&mut o, before.trim_matches(ws), header.len());
+                if canonical {
+                    if let Some(span) = kept.and_then(|(from, to)| header.get(from..to)) {
+                        keep_cookie(&mut o, span, header.len());
+                    }
+                } else {
+                    // The first of ours: copy the parts before it (none of them is ours).
+                    for before in header.get(..at).unwrap_or_default().split(';') {
+                        keep_cookie(&mut o, before.trim_matches(ws), header.len());
+                    }
                 }
                 out = Some(o);
             }
+            None => {
+                let lead = if kept.is_some() { " " } else { "" };
+                if canonical && !part.is_empty() && raw.len() == lead.len() + part.len() && raw.starts_with(lead) {
+                    let end = at + raw.len();
+                    kept = Some((kept.map_or(at, |(from, _)| from), end));
+                } else {
+                    canonical = false;
+                }
+            }
             Some(o) if !ours => keep_cookie(o, part, header.len()),
-            _ => {}
+            Some(_) => {}
         }
     }
     (found, out.map(|o| if o.is_empty() { CookieEdit::Remove } else { CookieEdit::Set(o) }))
@@ -294,6 +315,60 @@ mod tests {
                 assert_eq!(scan_cookies(&h, Some(session), &OURS), want, "{h:?} {session}");
             }
         }
+    }
+
+    /// The same on headers as browsers send them (parts joined by "; ", now and then not),
+    /// where `scan_cookies` copies the app's cookies before the first of ours as one span.
+    #[test]
+    fn scan_cookies_agrees_on_browser_shaped_headers() {
+        let parts = [
+            "a=1",
+            "b=2",
+            "edge_mfa_id=eyJhbGciOi.J9eyJzdWIi.OiJhbGljZSJ9",
+            "edge-mfa=tok",
+            "edge-mfa-device=d",
+            "edge-mfa-wa=w",
+            "edge-mfax=1",
+            "x=é",
+            "c",
+            "",
+            " d=4",
+            "e=5 ",
+            "f=a b",
+            "edge-mfa =v",
+        ];
+        let seps = ["; ", "; ", "; ", "; ", ";", ";  ", " ;", ";\t", "; ;"];
+        let mut seed = 0x9e37_79b9_u32;
+        for _ in 0..100_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            let mut h = String::new();
+            let mut r = seed;
+            for i in 0..(seed % 7) {
+                if i > 0 {
+                    h.push_str(seps[(r >> 8) as usize % seps.len()]);
+                }
+                h.push_str(parts[r as usize % parts.len()]);
+                r = r.rotate_left(7) ^ 0x2545_f491;
+            }
+            let want_strip = strip_cookies_two_pass(&h, &OURS);
+            assert_eq!(strip_cookies(&h, &OURS), want_strip, "{h:?}");
+            for session in ["edge-mfa", "edge-mfa-wa", "a"] {
+                assert_eq!(scan_cookies(&h, Some(session), &OURS), (find_cookie(&h, session), want_strip.clone()), "{h:?}");
+            }
+        }
+        // The span copied as it is, and the fallback when a part before ours is not in kept form.
+        let jwt = "edge_mfa_id=eyJ.eyJ.sig";
+        assert_eq!(
+            scan_cookies(&format!("{jwt}; a=1; edge-mfa=tok"), Some("edge-mfa"), &OURS),
+            (Ok(Some("tok")), Some(CookieEdit::Set(format!("{jwt}; a=1"))))
+        );
+        assert_eq!(
+            scan_cookies(&format!(" {jwt} ;a=1;edge-mfa=tok; b=2"), Some("edge-mfa"), &OURS),
+            (Ok(Some("tok")), Some(CookieEdit::Set(format!("{jwt}; a=1; b=2"))))
+        );
+        assert_eq!(scan_cookies("a=1;; edge-mfa=tok", Some("edge-mfa"), &OURS).1, Some(CookieEdit::Set("a=1".into())));
     }
 
     #[test]
