@@ -61,9 +61,15 @@ pub(crate) fn per_request(
     fs::write(&cfg, text).map_err(|e| e.to_string())?;
     let out = dir.join(format!("cg-{name}.out"));
     let log = fs::File::create(dir.join(format!("cg-{name}.log"))).map_err(|e| e.to_string())?;
-    let child = Command::new("valgrind")
-        .arg("--tool=callgrind")
-        .arg("--smc-check=all")
+    // `BENCH_CG_HOLD=<dir>` (scripts/profile-wasm): counts by instruction address, and keeps
+    // Envoy alive after the count so that its code can be read (bench/wasm_profile.py).
+    let hold = std::env::var_os("BENCH_CG_HOLD").map(PathBuf::from);
+    let mut valgrind = Command::new("valgrind");
+    valgrind.arg("--tool=callgrind").arg("--smc-check=all");
+    if hold.is_some() {
+        valgrind.arg("--dump-instr=yes");
+    }
+    let child = valgrind
         .arg(format!("--callgrind-out-file={}", out.display()))
         .arg(&envoy)
         .args(["-c", &cfg.display().to_string(), "--concurrency", "1", "--disable-hot-restart"])
@@ -105,6 +111,9 @@ pub(crate) fn per_request(
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(total) = fs::read_to_string(&dump).ok().and_then(|t| totals(&t)) {
+            if let Some(dir) = &hold {
+                hold_for_reading(dir, name, pid, &dump);
+            }
             if let Some(c) = guard.0.take() {
                 stop(c);
             }
@@ -115,6 +124,20 @@ pub(crate) fn per_request(
         }
         // Nudge: the dump request is served when Envoy next wakes up.
         let _ = conn.get(path, headers);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Writes `<dir>/<name>.hold` ("pid dump counted-requests") and waits, at most 15 minutes,
+/// until whoever reads the process's code removes it.
+fn hold_for_reading(dir: &Path, name: &str, pid: u32, dump: &Path) {
+    let flag = dir.join(format!("{name}.hold"));
+    if fs::write(&flag, format!("{pid} {} {COUNTED}\n", dump.display())).is_err() {
+        return;
+    }
+    eprintln!("bench: ({name}) held for reading: {}", flag.display());
+    let deadline = Instant::now() + Duration::from_secs(900);
+    while flag.exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(500));
     }
 }
