@@ -272,6 +272,14 @@ mod tests {
         Some(if out.is_empty() { CookieEdit::Remove } else { CookieEdit::Set(out) })
     }
 
+    /// The next number of a xorshift32 sequence: the random tests' inputs, the same every run.
+    fn xorshift(seed: &mut u32) -> u32 {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 17;
+        *seed ^= *seed << 5;
+        *seed
+    }
+
     /// The one-pass `strip_cookies` agrees with the two-pass one on random headers built from
     /// the pieces that matter (separators, blanks, `=`, our names and look-alikes), and the pass's
     /// `scan_cookies` with `find_cookie` and `strip_cookies` together.
@@ -300,11 +308,8 @@ mod tests {
         ];
         let mut seed = 0x2545_f491_u32;
         for _ in 0..200_000 {
-            seed ^= seed << 13;
-            seed ^= seed >> 17;
-            seed ^= seed << 5;
+            let mut r = xorshift(&mut seed);
             let mut h = String::new();
-            let mut r = seed;
             for _ in 0..(seed % 10) {
                 h.push_str(pieces[r as usize % pieces.len()]);
                 r = r.rotate_left(5) ^ 0x9e37_79b9;
@@ -340,11 +345,8 @@ mod tests {
         let seps = ["; ", "; ", "; ", "; ", ";", ";  ", " ;", ";\t", "; ;"];
         let mut seed = 0x9e37_79b9_u32;
         for _ in 0..100_000 {
-            seed ^= seed << 13;
-            seed ^= seed >> 17;
-            seed ^= seed << 5;
+            let mut r = xorshift(&mut seed);
             let mut h = String::new();
-            let mut r = seed;
             for i in 0..(seed % 7) {
                 if i > 0 {
                     h.push_str(seps[(r >> 8) as usize % seps.len()]);
