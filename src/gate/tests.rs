@@ -1193,6 +1193,11 @@ fn identity_cache_never_mixes_users() {
             Decision::Pass(p) => assert_eq!(p.user, "alice"),
             other => panic!("{other:?}"),
         }
+        // A payload of the same length as the cached one (alice's), one letter apart, is not taken for it.
+        assert!(matches!(
+            g.on_headers(&req("GET", "/app", Some("alicf"), &[("cookie", &alice)]), NOW, &mut FixedRng(1)),
+            Decision::Call(..)
+        ));
         match g.on_headers(&req("GET", "/app", Some("bob"), &[("cookie", &bob)]), NOW, &mut FixedRng(1)) {
             Decision::Pass(p) => assert_eq!(p.user, "bob"),
             other => panic!("{other:?}"),
