@@ -357,7 +357,11 @@ mod tests {
             let want_strip = strip_cookies_two_pass(&h, &OURS);
             assert_eq!(strip_cookies(&h, &OURS), want_strip, "{h:?}");
             for session in ["edge-mfa", "edge-mfa-wa", "a"] {
-                assert_eq!(scan_cookies(&h, Some(session), &OURS), (find_cookie(&h, session), want_strip.clone()), "{h:?}");
+                assert_eq!(
+                    scan_cookies(&h, Some(session), &OURS),
+                    (find_cookie(&h, session), want_strip.clone()),
+                    "{h:?}"
+                );
             }
         }
         // The span copied as it is, and the fallback when a part before ours is not in kept form.
