@@ -23,6 +23,7 @@
 //! | `cookie-prop` | every `Cookie` line in one read: `get_property(["request", "headers", "cookie"])` |
 //! | `adds3` | three request header adds (`add_http_request_header`), as edge-mfa's identity headers |
 //! | `map-set` | the whole map read, then written back with three more headers in one call (`set_http_request_headers_bytes`) |
+//! | `contract` | not the floor plus one thing: exactly the host calls of edge-mfa's pass and no logic (the whole map read in place, the clock, the `Cookie` replace, four identity header adds, one filter-state write), so `b / b-contract` bounds what any filter keeping edge-mfa's contract can reach |
 //! | `cookie-echo` | not a rung: answers with the first `Cookie` line and the property, to see what Envoy gives |
 //! | `all` | all of the above (`hmac` once, with the precomputed key) |
 //!
@@ -65,6 +66,7 @@ mod filter {
         cookie_echo: bool,
         adds3: bool,
         map_set: bool,
+        contract: bool,
     }
 
     impl Work {
@@ -88,6 +90,7 @@ mod filter {
                 "cookie-echo" => Work { cookie_echo: true, ..w },
                 "adds3" => Work { adds3: true, ..w },
                 "map-set" => Work { map_set: true, ..w },
+                "contract" => Work { contract: true, ..w },
                 "all" => Work {
                     header_map: true,
                     hmac: false,
@@ -140,9 +143,51 @@ mod filter {
 
     impl Context for Floor {}
 
+    #[link(wasm_import_module = "env")]
+    extern "C" {
+        fn proxy_get_header_map_pairs(map_type: u32, data: *mut *mut u8, size: *mut usize) -> u32;
+        fn proxy_set_property(path: *const u8, path_len: usize, value: *const u8, value_len: usize) -> u32;
+    }
+
+    /// About the size of the bench's `Cookie` line without edge-mfa's session cookie (what the
+    /// pass writes back).
+    const APP_COOKIES: &str = concat!(
+        "edge_mfa_id=eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhbGljZSIsImlzcyI6ImVkZ2UtbWZh",
+        "LWJlbmNoIiwiZXhwIjo0MTAyNDQ0ODAwfQ.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+    );
+
+    impl Floor {
+        /// The host calls of edge-mfa's pass (filter/src/glue.rs), in its order, without its logic:
+        /// what a filter that keeps the contract pays in this Envoy whatever its code.
+        fn contract_pass(&self) {
+            let mut data: *mut u8 = std::ptr::null_mut();
+            let mut size: usize = 0;
+            // SAFETY: valid out-pointers; the host allocates the buffer with this module's
+            // allocator, and the Vec takes it over.
+            unsafe {
+                if proxy_get_header_map_pairs(0, &mut data, &mut size) == 0 && !data.is_null() {
+                    std::hint::black_box(Vec::from_raw_parts(data, size, size));
+                }
+            }
+            std::hint::black_box(self.get_current_time());
+            self.set_http_request_header("cookie", Some(APP_COOKIES));
+            self.add_http_request_header("x-mfa-user", "alice");
+            self.add_http_request_header("x-mfa-method", "totp");
+            self.add_http_request_header("x-mfa-amr", "otp");
+            self.add_http_request_header("x-mfa-auth-time", "1700000000");
+            let (key, value) = ("edge_mfa.decision", "pass");
+            // SAFETY: both are valid buffers of the given lengths.
+            unsafe { proxy_set_property(key.as_ptr(), key.len(), value.as_ptr(), value.len()) };
+        }
+    }
+
     impl HttpContext for Floor {
         fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
             let w = self.work.clone();
+            if w.contract {
+                self.contract_pass();
+                return Action::Continue;
+            }
             let user = self.get_http_request_header("x-forwarded-user");
             if w.header_map {
                 std::hint::black_box(self.get_http_request_headers_bytes());

@@ -56,9 +56,10 @@ pub(crate) const LADDER: &[&str] = &[
     "b-adds3",
     "b-map-set",
     "b-all",
+    "b-contract",
 ];
 
-pub(crate) const DEFAULT_CONFIGS: &str = "a,b,c,e,e-norevoke,e-jwt,e-challenge,e-challenge-store,b-header-map,b-hmac,b-hmac-pre,b-writes3,b-response,b-source-address,b-shared-data,b-clock,b-state3,b-all";
+pub(crate) const DEFAULT_CONFIGS: &str = "a,b,c,c-b,e,b-contract,e-norevoke,e-jwt,e-challenge,e-challenge-store,b-header-map,b-hmac,b-hmac-pre,b-writes3,b-response,b-source-address,b-shared-data,b-clock,b-state3,b-all";
 
 pub(crate) const SPECS: &[Spec] = &[
     Spec { id: "a", title: "no filter (router only)", filters: &[], challenge: false },
@@ -214,6 +215,18 @@ pub(crate) const SPECS: &[Spec] = &[
         id: "b-map-set",
         title: "floor + the whole header map read and written back with 3 more headers (one write call)",
         filters: &[Filter::Floor("map-set")],
+        challenge: false,
+    },
+    Spec {
+        id: "b-contract",
+        title: "edge-mfa's pass without its logic: exactly its host calls (map read, clock, Cookie replace, 4 identity headers, 1 filter-state write)",
+        filters: &[Filter::Floor("contract")],
+        challenge: false,
+    },
+    Spec {
+        id: "c-b",
+        title: "jwt_authn (cache on) + the Wasm floor: the least any Wasm filter behind jwt_authn costs",
+        filters: &[Filter::JwtAuthn { cache: true }, Filter::Floor("floor")],
         challenge: false,
     },
     Spec {

@@ -80,11 +80,38 @@ pub(crate) fn targets(rows: &[Row], module_bytes: u64, cold_p50: (Option<f64>, O
         format!("{} ({})", fmt(hot, " ×"), fmt(hot_cpu, " ×")),
         hot.map(|r| r >= 0.95),
     );
+    // The ceilings: what the pass's host calls alone allow (b-contract), and what jwt_authn plus
+    // a Wasm filter that does nearly nothing allows (c-b). A target above its ceiling cannot be
+    // met by any code in this Envoy.
+    let contract = ratio(rps("b-contract"), rps("b"));
+    if contract.is_some() {
+        let _ = writeln!(
+            o,
+            "| (its ceiling: the pass's host calls without any logic, (b-contract) ÷ (b)) | {} ({}) | bound |",
+            fmt(contract, " ×"),
+            fmt(ratio(cpu("b"), cpu("b-contract")), " ×"),
+        );
+    }
+    let mut row = |t: &str, fig: String, ok: Option<bool>| {
+        let _ = writeln!(o, "| {t} | {fig} | {} |", verdict(ok));
+    };
     row(
         "jwt_authn + edge-mfa (e-jwt) ≥ 0.80 × no filter (a), req/s (CPU ratio)",
         format!("{} ({})", fmt(jwt, " ×"), fmt(jwt_cpu, " ×")),
         jwt.map(|r| r >= 0.80),
     );
+    let jwt_floor = ratio(rps("c-b"), rps("a"));
+    if jwt_floor.is_some() {
+        let _ = writeln!(
+            o,
+            "| (its ceiling: jwt_authn + the Wasm floor, (c-b) ÷ (a)) | {} ({}) | bound |",
+            fmt(jwt_floor, " ×"),
+            fmt(ratio(cpu("a"), cpu("c-b")), " ×"),
+        );
+    }
+    let mut row = |t: &str, fig: String, ok: Option<bool>| {
+        let _ = writeln!(o, "| {t} | {fig} | {} |", verdict(ok));
+    };
     row(
         "module ≤ 600 KB (600,000 bytes)",
         format!("{module_bytes} bytes"),

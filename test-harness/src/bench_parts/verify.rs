@@ -40,7 +40,9 @@ pub(crate) fn verify(spec: &Spec, envoy: &Envoy, load: &Load, identity_cookie: &
     let edge = has(|f| matches!(f, Filter::EdgeMfa { .. } | Filter::EdgeMfaAlt));
     let header_identity = has(|f| matches!(f, Filter::EdgeMfa { header_identity: true, .. } | Filter::EdgeMfaAlt));
     let jwt = has(|f| matches!(f, Filter::JwtAuthn { .. }));
-    let floor = has(|f| matches!(f, Filter::Floor(_)));
+    // The floor's `contract` rung makes edge-mfa's pass's header writes, not the floor's.
+    let contract = has(|f| matches!(f, Filter::Floor("contract")));
+    let floor = has(|f| matches!(f, Filter::Floor(_))) && !contract;
 
     // Retry briefly: edge-mfa loads its session keys from the store after start.
     let mut last = String::new();
@@ -53,7 +55,7 @@ pub(crate) fn verify(spec: &Spec, envoy: &Envoy, load: &Load, identity_cookie: &
         }
         let mfa_user = echoed(&r, "x-mfa-user");
         let mut problems = vec![];
-        if edge {
+        if edge || contract {
             if mfa_user.as_deref() != Some(USER) {
                 problems.push(format!("x-mfa-user upstream is {mfa_user:?}, want {USER:?}"));
             }
