@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use test_harness::repo_root;
 
-use crate::configs::{config_spec, DEFAULT_CONFIGS, LADDER};
+use crate::configs::{config_spec, DEFAULT_CONFIGS, DEFAULT_COUNT, LADDER};
 use crate::machine::{cores, which};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -21,6 +21,10 @@ pub(crate) struct Settings {
     pub(crate) connections: u32,
     pub(crate) threads: u32,
     pub(crate) runs: u32,
+    /// One Envoy per configuration for all rounds (`BENCH_KEEP`).
+    pub(crate) keep: bool,
+    /// Warm-up seconds before each run of a kept Envoy after its first.
+    pub(crate) rewarm: u64,
     pub(crate) configs: Vec<String>,
     pub(crate) upstream: Upstream,
     pub(crate) pin: bool,
@@ -35,6 +39,8 @@ pub(crate) struct Settings {
     pub(crate) store_seconds: u64,
     /// Whether to measure the Wasm VM's memory per worker.
     pub(crate) memory: bool,
+    /// Configurations also counted under callgrind after the wrk runs (`BENCH_COUNT`).
+    pub(crate) count: Vec<String>,
 }
 
 pub(crate) fn env_str(name: &str) -> Option<String> {
@@ -85,11 +91,13 @@ impl Settings {
             .map(PathBuf::from)
             .unwrap_or_else(|| repo_root().join("build").join("edge_mfa_floor.wasm"));
         let s = Settings {
-            seconds: env_num("BENCH_SECONDS", 10u64).max(1),
+            seconds: env_num("BENCH_SECONDS", 3u64).max(1),
             warmup: env_num("BENCH_WARMUP", 3u64),
             connections: env_num("BENCH_CONNECTIONS", 32u32).max(1),
             threads: env_num("BENCH_THREADS", 1u32).max(1),
-            runs: env_num("BENCH_RUNS", 1u32).max(1),
+            runs: env_num("BENCH_RUNS", 2u32).max(1),
+            keep: env_num("BENCH_KEEP", 1u32) != 0,
+            rewarm: env_num("BENCH_REWARM", 1u64),
             configs,
             upstream,
             pin,
@@ -100,7 +108,18 @@ impl Settings {
             cold_n: env_num("BENCH_COLD_N", 30usize),
             store_seconds: env_num("BENCH_STORE_SECONDS", 5u64),
             memory: env_num("BENCH_MEMORY", 1u32) != 0,
+            count: std::env::var("BENCH_COUNT")
+                .unwrap_or_else(|_| DEFAULT_COUNT.into())
+                .split(',')
+                .map(|c| c.trim().to_string())
+                .filter(|c| !c.is_empty())
+                .collect(),
         };
+        for c in &s.count {
+            if config_spec(c).is_none() {
+                die(&format!("unknown configuration {c:?} in BENCH_COUNT"));
+            }
+        }
         if s.connections < s.threads {
             die("BENCH_CONNECTIONS must be >= BENCH_THREADS");
         }

@@ -10,8 +10,8 @@
 //! `BENCH_UPSTREAM=proxy` a second Envoy answering `direct_response`, proxied
 //! to (then the benchmarked Envoy also pays for the upstream connection).
 //!
-//! Configurations (`BENCH_CONFIGS`, comma separated, default `a,b,c,e,e-jwt,e-challenge,e-challenge-store` and
-//! the ladder rungs `b-*`, see [`LADDER`] and bench/README.md):
+//! Configurations (`BENCH_CONFIGS`, comma separated, default `a,b,c,c-b,e,b-contract,e-norevoke,e-jwt,
+//! e-challenge,e-challenge-store` and the ladder rungs `b-*`, see [`LADDER`] and bench/README.md):
 //! * `a`  no filter (router only)
 //! * `b`  the Wasm floor (`bench/floor`: reads one header, adds one)
 //! * `c`  jwt_authn only, the demo's HS256 cookie JWT, with its JWT cache
@@ -26,6 +26,8 @@
 //!   factor listing kept from the first (`challenge_cache_s`); `e-challenge-store`: the same
 //!   with the listing's store call on every challenge (`challenge_cache_s: 0`)
 //! * `b-*`: the floor ladder, the floor filter plus one kind of work (bench/floor)
+//! * the ceilings: `b-contract` (the floor module making exactly the host calls of
+//!   edge-mfa's pass, no logic) and `c-b` (jwt_authn + the floor)
 //!
 //! After the runs: module size, the Wasm VM's memory per worker, cold paths and store
 //! throughput (`bench_parts/`: one module per concern); the report goes to `docs/bench.md`.
@@ -43,11 +45,15 @@
 //! the filter that pass everything). A run with any non-2xx answer fails the
 //! bench.
 //!
-//! Knobs (environment): `BENCH_SECONDS` (10), `BENCH_WARMUP` (3),
+//! Knobs (environment): `BENCH_SECONDS` (3), `BENCH_WARMUP` (3),
 //! `BENCH_QUIET_WAIT` (10: before each run, wait up to that many seconds for
 //! other processes to leave the CPUs alone; 0: don't),
-//! `BENCH_CONNECTIONS` (32), `BENCH_THREADS` (1), `BENCH_RUNS` (1; with more,
-//! configurations are interleaved and the median is reported),
+//! `BENCH_CONNECTIONS` (32), `BENCH_THREADS` (1), `BENCH_RUNS` (2; rounds,
+//! configurations interleaved, the median reported), `BENCH_KEEP` (1: one
+//! Envoy per configuration for every round), `BENCH_REWARM` (1: warm-up
+//! seconds of a kept Envoy's later runs), `BENCH_COUNT` (`a,b,e,b-contract,e-jwt,c-b`:
+//! also counted under callgrind after the wrk runs when valgrind is installed;
+//! empty skips),
 //! `BENCH_CONFIGS`, `BENCH_UPSTREAM` (`direct` | `proxy`), `BENCH_PIN` (1;
 //! 0 disables taskset), `BENCH_OUT` (`docs/bench.md`; empty: stdout
 //! only), `BENCH_COLD_N` (30), `BENCH_STORE_SECONDS` (5), `BENCH_MEMORY` (1), `BENCH_WRK` (`wrk`), `EDGE_MFA_FLOOR_WASM`
@@ -98,6 +104,9 @@ const USER: &str = "alice";
 const IDENTITY_HEADER: &str = "x-forwarded-user";
 const BENCH_PATH: &str = "/app";
 const ECHO_PATH: &str = "/__bench/echo";
+
+/// A configuration's id, title and instructions per request.
+type Counted = (&'static str, &'static str, Result<f64, String>);
 
 fn main() {
     let s = Settings::from_env();
@@ -177,19 +186,29 @@ fn main() {
         .collect();
     let mut failures: Vec<String> = vec![];
     let mut wrk_cmd_shown = String::new();
+    // BENCH_KEEP: each configuration's Envoy lives through every round (verified and warmed up
+    // once, then BENCH_REWARM seconds before each later run); otherwise a fresh Envoy per run.
+    let mut kept: Vec<Option<(Envoy, Load)>> = s.configs.iter().map(|_| None).collect();
     for run in 0..s.runs {
         for (i, id) in s.configs.iter().enumerate() {
             let spec = config_spec(id).expect("checked");
-            let name = format!("envoy-{}-{}", spec.id, run);
-            let boot = placeholder_ports(bench_bootstrap(spec, &ctx));
-            let envoy = Envoy::start(&name, &dir, &boot, s.envoy_cpu(), base_id + (i as u32) * 3 + run % 3);
-            let headers = if spec.challenge { challenge_headers.clone() } else { load_headers.clone() };
-            let load = Load { url: envoy.url(BENCH_PATH), headers };
-            if let Err(e) = verify(spec, &envoy, &load, &identity) {
-                failures.push(format!("({}) verification failed: {e}", spec.id));
-                eprintln!("bench: ({}) VERIFICATION FAILED: {e}\n{}", spec.id, tail(&envoy.log, 4096));
-                continue;
-            }
+            let (envoy, load, warmup) = match kept[i].take() {
+                Some((envoy, load)) => (envoy, load, s.rewarm),
+                None => {
+                    let name = format!("envoy-{}-{}", spec.id, run);
+                    let boot = placeholder_ports(bench_bootstrap(spec, &ctx));
+                    let id = base_id + (i as u32) * 3 + run % 3;
+                    let envoy = Envoy::start(&name, &dir, &boot, s.envoy_cpu(), id);
+                    let headers = if spec.challenge { challenge_headers.clone() } else { load_headers.clone() };
+                    let load = Load { url: envoy.url(BENCH_PATH), headers };
+                    if let Err(e) = verify(spec, &envoy, &load, &identity) {
+                        failures.push(format!("({}) verification failed: {e}", spec.id));
+                        eprintln!("bench: ({}) VERIFICATION FAILED: {e}\n{}", spec.id, tail(&envoy.log, 4096));
+                        continue;
+                    }
+                    (envoy, load, s.warmup)
+                }
+            };
             if wrk_cmd_shown.is_empty() {
                 let shown = Load {
                     url: format!("http://127.0.0.1:PORT{BENCH_PATH}"),
@@ -208,8 +227,8 @@ fn main() {
             if s.quiet_wait > 0 {
                 wait_quiet(Duration::from_secs(s.quiet_wait));
             }
-            if s.warmup > 0 {
-                if let Err(e) = run_wrk(&s, s.warmup, &load, envoy.pid()) {
+            if warmup > 0 {
+                if let Err(e) = run_wrk(&s, warmup, &load, envoy.pid()) {
                     failures.push(format!("({}) warm-up: {e}", spec.id));
                     continue;
                 }
@@ -236,9 +255,12 @@ fn main() {
                 }
                 Err(e) => failures.push(format!("({}) {e}", spec.id)),
             }
-            drop(envoy);
+            if s.keep {
+                kept[i] = Some((envoy, load));
+            }
         }
     }
+    drop(kept);
     drop(responder);
 
     // Beyond the hot path: size, VM memory, cold paths, store throughput.
@@ -263,9 +285,40 @@ fn main() {
         failures.extend(f);
     }
 
+    // The targets' configurations counted under callgrind as well: on a shared VM the wrk runs
+    // move by 10-25 % between runs, the counts by 0.3 %.
+    let counted = if s.count.is_empty() {
+        vec![]
+    } else if which("valgrind").is_none() || which("callgrind_control").is_none() {
+        eprintln!("bench: valgrind not installed: no instruction counts (apt-get install valgrind)");
+        vec![]
+    } else {
+        eprintln!("bench: instructions per request of {}", s.count.join(","));
+        let t0 = Instant::now();
+        let c = count(&s.count, &ctx, &dir, base_id, &load_headers, &challenge_headers);
+        let mut section = String::from("## Instructions per request (callgrind)\n\n");
+        section.push_str(&format!(
+            "Command: `make bench` (`BENCH_COUNT={}`; `BENCH_COUNT=` skips it; `BENCH_INSTRUCTIONS=1 \
+             BENCH_CONFIGS=... make bench` counts any list alone, into `bench/instructions.md`). Method: {} \
+             Took {:.0} s.\n\n",
+            s.count.join(","),
+            count_method(),
+            t0.elapsed().as_secs_f64()
+        ));
+        section.push_str(&count_table(&c));
+        extra.insert(0, section);
+        for (id, _, r) in &c {
+            if let Err(e) = r {
+                failures.push(format!("({id}) instruction count: {e}"));
+            }
+        }
+        c
+    };
+    let instr = |id: &str| counted.iter().find(|(i, _, _)| *i == id).and_then(|(_, _, r)| r.as_ref().ok().copied());
+
     let mut report = render(&s, &rows, &envoy_version, &load_before, &wrk_cmd_shown, &failures, started.elapsed());
     report.push('\n');
-    report.push_str(&targets(&rows, fs::metadata(&ctx.edge_wasm).map(|m| m.len()).unwrap_or(0), cold_p50));
+    report.push_str(&targets(&rows, &instr, fs::metadata(&ctx.edge_wasm).map(|m| m.len()).unwrap_or(0), cold_p50));
     for section in extra {
         report.push('\n');
         report.push_str(&section);
@@ -286,23 +339,18 @@ fn main() {
     }
 }
 
-/// `BENCH_INSTRUCTIONS=1`: instructions per request of each configuration under callgrind
-/// (`bench_parts/instructions.rs`), two at a time; the table goes to stdout and to
-/// `BENCH_INSTRUCTIONS_OUT` (default `bench/instructions.md`).
-fn count_instructions(
-    s: &Settings,
+/// Instructions per request of each configuration in `ids` under callgrind
+/// (`bench_parts/instructions.rs`), two at a time.
+fn count(
+    ids: &[String],
     ctx: &Ctx,
     dir: &Path,
     base_id: u32,
     load_headers: &[(String, String)],
     challenge_headers: &[(String, String)],
-) {
-    if which("valgrind").is_none() || which("callgrind_control").is_none() {
-        die("BENCH_INSTRUCTIONS needs valgrind (Debian: apt-get install valgrind)");
-    }
-    let started = Instant::now();
-    let specs: Vec<_> = s.configs.iter().filter_map(|c| config_spec(c)).collect();
-    let mut results: Vec<(&str, &str, Result<f64, String>)> = Vec::new();
+) -> Vec<Counted> {
+    let specs: Vec<_> = ids.iter().filter_map(|c| config_spec(c)).collect();
+    let mut results: Vec<Counted> = Vec::new();
     for (k, pair) in specs.chunks(2).enumerate() {
         let found: Vec<_> = std::thread::scope(|scope| {
             let handles: Vec<_> = pair
@@ -329,41 +377,76 @@ fn count_instructions(
             results.push((sp.id, sp.title, r));
         }
     }
+    results
+}
+
+/// The counts as a markdown table, ratios to the floor (b) and beyond it and (a).
+fn count_table(results: &[Counted]) -> String {
     let of = |id: &str| results.iter().find(|(i, _, _)| *i == id).and_then(|(_, _, r)| r.as_ref().ok().copied());
     let (floor, none) = (of("b"), of("a"));
+    let mut o = String::from(
+        "| config | filters | instructions/request | vs (b) | vs (a) | beyond (b) | beyond (a) |\n\
+         | --- | --- | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    for (id, title, r) in results {
+        match r {
+            Ok(v) => o.push_str(&format!(
+                "| ({id}) | {title} | {v:.0} | {} | {} | {} | {} |\n",
+                floor.map_or("–".into(), |f| format!("{:.3}", f / v)),
+                none.map_or("–".into(), |a| format!("{:.3}", a / v)),
+                floor.map_or("–".into(), |f| format!("{:+.0}", v - f)),
+                none.map_or("–".into(), |a| format!("{:+.0}", v - a)),
+            )),
+            Err(e) => o.push_str(&format!("| ({id}) | {title} | failed: {e} | | | | |\n")),
+        }
+    }
+    o.push_str(
+        "\n\"vs (b)\", \"vs (a)\": that configuration's instructions divided by this one's, the instruction \
+         analogue of the req/s ratio (which also carries the kernel's equal share, so it is closer to 1).\n",
+    );
+    o
+}
+
+fn count_method() -> String {
+    format!(
+        "each configuration's Envoy (`--concurrency 1`) under `valgrind --tool=callgrind \
+         --smc-check=all`; {} requests on one keep-alive connection to warm up (V8 tiers the Wasm code \
+         up), counters zeroed, {} requests counted (the same request as the wrk runs: identity header \
+         and session cookie). User-space instructions of the Envoy process only: the kernel's share \
+         (sockets), about a quarter of the CPU time per request here, is not counted and is the same for \
+         every configuration. Repeats to ~0.3 %, where CPU time on this VM moves by 10-25 % between runs.",
+        instructions::WARM_UP,
+        instructions::COUNTED,
+    )
+}
+
+/// `BENCH_INSTRUCTIONS=1`: only the counts, of `BENCH_CONFIGS`; the table goes to stdout and to
+/// `BENCH_INSTRUCTIONS_OUT` (default `bench/instructions.md`).
+fn count_instructions(
+    s: &Settings,
+    ctx: &Ctx,
+    dir: &Path,
+    base_id: u32,
+    load_headers: &[(String, String)],
+    challenge_headers: &[(String, String)],
+) {
+    if which("valgrind").is_none() || which("callgrind_control").is_none() {
+        die("BENCH_INSTRUCTIONS needs valgrind (Debian: apt-get install valgrind)");
+    }
+    let started = Instant::now();
+    let results = count(&s.configs, ctx, dir, base_id, load_headers, challenge_headers);
     let mut o = String::from("# edge-mfa: instructions per request (callgrind)\n\n");
     o.push_str(&format!(
         "- date: {}\n- commit: {}\n- envoy: {}\n- command: `BENCH_INSTRUCTIONS=1 BENCH_CONFIGS={} make bench`\n\
-         - method: each configuration's Envoy (`--concurrency 1`) under `valgrind --tool=callgrind \
-         --smc-check=all`; {} requests on one keep-alive connection to warm up (V8 tiers the Wasm code \
-         up), counters zeroed, {} requests counted (the same request as `make bench`: identity header \
-         and session cookie). User-space instructions of the Envoy process only: the kernel's share \
-         (sockets), about a quarter of the CPU time per request here, is not counted and is the same for \
-         every configuration. Repeats to ~0.3 %.\n- took: {:.0} s\n\n",
+         - method: {}\n- took: {:.0} s\n\n",
         report::date_utc(),
         report::git_rev(),
         envoy_version(),
         s.configs.join(","),
-        instructions::WARM_UP,
-        instructions::COUNTED,
+        count_method(),
         started.elapsed().as_secs_f64()
     ));
-    o.push_str("| config | filters | instructions/request | vs (b) | beyond (b) | beyond (a) |\n| --- | --- | ---: | ---: | ---: | ---: |\n");
-    for (id, title, r) in &results {
-        match r {
-            Ok(v) => o.push_str(&format!(
-                "| ({id}) | {title} | {v:.0} | {} | {} | {} |\n",
-                floor.map_or("–".into(), |f| format!("{:.3}", f / v)),
-                floor.map_or("–".into(), |f| format!("{:+.0}", v - f)),
-                none.map_or("–".into(), |a| format!("{:+.0}", v - a)),
-            )),
-            Err(e) => o.push_str(&format!("| ({id}) | {title} | failed: {e} | | | |\n")),
-        }
-    }
-    o.push_str(
-        "\n\"vs (b)\": the floor's instructions divided by the configuration's, the instruction analogue of \
-                the req/s ratio (which also carries the kernel's equal share, so it is closer to 1).\n",
-    );
+    o.push_str(&count_table(&results));
     println!("{o}");
     let out = settings::env_str("BENCH_INSTRUCTIONS_OUT")
         .map(PathBuf::from)
