@@ -131,7 +131,7 @@ pub(crate) fn targets(
          the stripping of edge-mfa's cookies = reading every `Cookie` line (b-header-map − b = {}) plus one \
          header replace ((b-writes3 − b) / 3 = {}) ≈ {}. These differences are below what CPU time on a \
          shared VM resolves; priced by instruction count (bench/README.md, \"Instructions per request\", \
-         2026-12-06): the revocation check ~690 instructions/request, the stripping = the map read in \
+         2026-12-06): the revocation check 355-690 instructions/request (two counts), the stripping = the map read in \
          place of the floor's single read (+8,900) plus one replace (~3,200).",
         fmt(revocation, " µs"),
         fmt(header_map, " µs"),
