@@ -224,7 +224,7 @@ pub(crate) fn render(
         if s.keep && s.runs > 1 {
             format!(
                 "; one Envoy per configuration for every round ({}s warm-up again before each later run): \
-                 a fresh Envoy per run varied ±15 % between runs of one configuration, a kept one ±4 % (bench/README.md)",
+                 in a 3-configuration test a fresh Envoy per run varied ±15 % between runs, a kept one ±4 %; over a whole run the machine still moves every configuration by up to ±11 %, hence the callgrind counts (bench/README.md)",
                 s.rewarm
             )
         } else {
