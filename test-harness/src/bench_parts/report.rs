@@ -343,3 +343,55 @@ pub(crate) fn render(
     }
     o
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &'static str, rps: f64, envoy_cpu: f64) -> Row {
+        Row { id, title: id, runs: vec![WrkResult { rps, envoy_cpu, ..WrkResult::default() }] }
+    }
+
+    fn line<'a>(report: &'a str, start: &str) -> &'a str {
+        report.lines().find(|l| l.starts_with(start)).unwrap_or_else(|| panic!("no row {start:?} in\n{report}"))
+    }
+
+    /// Each throughput target is judged by its req/s ratio and printed with its CPU and
+    /// instruction ratios, and its ceiling row (b-contract, c-b) under it says "ceiling".
+    #[test]
+    fn targets_show_three_ratios_and_the_ceilings() {
+        let rows = [
+            row("a", 40_000.0, 100.0),
+            row("b", 30_000.0, 100.0),
+            row("e", 24_000.0, 100.0),
+            row("b-contract", 27_000.0, 100.0),
+            row("e-jwt", 20_000.0, 100.0),
+            row("c-b", 28_000.0, 100.0),
+        ];
+        let counts =
+            [("a", 100.0), ("b", 130.0), ("e", 160.0), ("b-contract", 150.0), ("e-jwt", 180.0), ("c-b", 150.0)];
+        let instr = |id: &str| counts.iter().find(|(i, _)| *i == id).map(|(_, v)| *v);
+        let t = targets(&rows, &instr, 592_398, (Some(1.3), Some(3.1)));
+        assert_eq!(
+            line(&t, "| hot path (e)"),
+            "| hot path (e) ≥ 0.95 × floor (b) | 0.80 × (0.80 ×) [0.81 ×] | **not met** |"
+        );
+        assert_eq!(
+            line(&t, "| (its ceiling: the pass's"),
+            "| (its ceiling: the pass's host calls without any logic, (b-contract) ÷ (b)) | 0.90 × (0.90 ×) [0.87 ×] | ceiling |"
+        );
+        assert_eq!(
+            line(&t, "| jwt_authn + edge-mfa"),
+            "| jwt_authn + edge-mfa (e-jwt) ≥ 0.80 × no filter (a) | 0.50 × (0.50 ×) [0.56 ×] | **not met** |"
+        );
+        assert_eq!(
+            line(&t, "| (its ceiling: jwt_authn"),
+            "| (its ceiling: jwt_authn + the Wasm floor, (c-b) ÷ (a)) | 0.70 × (0.70 ×) [0.67 ×] | ceiling |"
+        );
+        // Without counts (no valgrind) the bracket says so; a target met by req/s says "met".
+        let fast = [row("b", 30_000.0, 100.0), row("e", 29_000.0, 100.0)];
+        let t = targets(&fast, &|_: &str| None, 592_398, (None, None));
+        assert_eq!(line(&t, "| hot path (e)"), "| hot path (e) ≥ 0.95 × floor (b) | 0.97 × (0.97 ×) [–] | met |");
+        assert!(line(&t, "| TOTP verify").ends_with("| not measured |"), "{t}");
+    }
+}

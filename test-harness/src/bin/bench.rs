@@ -413,7 +413,7 @@ fn count_method() -> String {
          --smc-check=all`; {} requests on one keep-alive connection to warm up (V8 tiers the Wasm code \
          up), counters zeroed, {} requests counted (the same request as the wrk runs: identity header \
          and session cookie). User-space instructions of the Envoy process only: the kernel's share \
-         (sockets), about a quarter of the CPU time per request here, is not counted and is the same for \
+         (sockets), about 17 % of the floor's CPU time per request (perf, 2026-11-29), is not counted and is the same for \
          every configuration. Repeats to ~0.3 %, where CPU time on this VM moves by 10-25 % between runs.",
         instructions::WARM_UP,
         instructions::COUNTED,
